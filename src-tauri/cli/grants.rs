@@ -1,0 +1,128 @@
+//! `grants list` and `grants revoke`: they work on the database directly, next to a
+//! running server (SQLite WAL lets both read and write). The server notices a revocation
+//! on the next request, and ends the grant's open sessions within a second.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::GrantsCommand;
+use crate::gateway::now;
+use crate::oauth::GrantId;
+use crate::store::{DB_FILE, Store};
+
+pub fn run(cmd: GrantsCommand) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcp-broker: cannot start: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(async move {
+        match cmd {
+            GrantsCommand::List { data, json } => list(&data.resolve(), json).await,
+            GrantsCommand::Revoke { id, data } => revoke(&data.resolve(), &id).await,
+        }
+    })
+}
+
+async fn open(dir: &std::path::Path) -> Result<Option<Store>, i32> {
+    if !dir.join(DB_FILE).exists() {
+        return Ok(None);
+    }
+    Store::open(dir).await.map(Some).map_err(|e| {
+        eprintln!(
+            "mcp-broker: cannot open the database in {}: {e}",
+            dir.display()
+        );
+        1
+    })
+}
+
+fn time(t: i64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)).to_string()
+}
+
+async fn list(dir: &std::path::Path, json: bool) -> i32 {
+    let grants = match open(dir).await {
+        Ok(Some(store)) => match store.active_grants().await {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("mcp-broker: cannot read grants: {e}");
+                return 1;
+            }
+        },
+        Ok(None) => Vec::new(),
+        Err(code) => return code,
+    };
+    if json {
+        match serde_json::to_string_pretty(&grants) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("mcp-broker: {e}");
+                return 1;
+            }
+        }
+        return 0;
+    }
+    if grants.is_empty() {
+        println!("no active grants");
+        return 0;
+    }
+    println!("ID\tCLIENT_ID\tCLIENT_NAME\tUPSTREAM\tSCOPE\tCREATED\tLAST_USED");
+    for g in grants {
+        let name = if g.client_name.is_empty() {
+            "-".to_owned()
+        } else {
+            g.client_name.replace(['\t', '\n'], " ")
+        };
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            g.id,
+            g.client_id,
+            name,
+            g.upstream,
+            g.scope,
+            time(g.created_at),
+            g.last_used_at.map(time).unwrap_or_else(|| "never".into())
+        );
+    }
+    0
+}
+
+async fn revoke(dir: &std::path::Path, id: &str) -> i32 {
+    let Ok(n) = id.parse::<i64>() else {
+        eprintln!("mcp-broker: {id:?} is not a grant id (see `mcp-broker grants list`)");
+        return 1;
+    };
+    let store = match open(dir).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            eprintln!(
+                "mcp-broker: no active grant with id {n} (no database in {})",
+                dir.display()
+            );
+            return 1;
+        }
+        Err(code) => return code,
+    };
+    match store.revoke_grant(GrantId(n), now()).await {
+        Ok(Some(g)) => {
+            println!(
+                "revoked grant {n}: {} can no longer use {}",
+                g.client_name, g.upstream
+            );
+            0
+        }
+        Ok(None) => {
+            eprintln!("mcp-broker: no active grant with id {n}");
+            1
+        }
+        Err(e) => {
+            eprintln!("mcp-broker: revoking failed: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The command line: `serve`, `grants list`, `grants revoke`. Thin: it parses arguments
+//! and calls the library. Exit status 2 for bad usage or configuration, 1 for failures.
+
+mod grants;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mcp-broker",
+    version,
+    about = "Local OAuth 2.1 consent and token broker for MCP servers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the broker (the desktop app, or with --headless the server alone).
+    Serve(ServeArgs),
+    /// List or revoke the grants clients hold.
+    Grants {
+        #[command(subcommand)]
+        command: GrantsCommand,
+    },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Serve without the desktop app; consent is an HTML page.
+    #[arg(long)]
+    pub headless: bool,
+    /// The configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// Port on 127.0.0.1 (0 picks a free one). Default: [broker] port, else 7391.
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataDirArg {
+    /// Where the broker keeps its database and logs.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    pub fn resolve(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GrantsCommand {
+    /// Show active grants: id, client id, client name, upstream, scope, created, last used.
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a grant; the running broker refuses its tokens from the next request on.
+    Revoke {
+        /// The grant id, as shown by `grants list`.
+        id: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("mcp-broker")
+}
+
+pub fn default_config() -> PathBuf {
+    dirs::config_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("mcp-broker")
+        .join("config.toml")
+}
+
+/// Runs the command line; returns the process exit status.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Grants { command } => grants::run(command),
+    }
+}

@@ -1,0 +1,369 @@
+//! The configuration file: which upstream MCP servers the broker fronts, and the
+//! broker's own settings. Parsing reports one line naming the file, the key and the
+//! reason, and never panics.
+//!
+//! ```toml
+//! [broker]                 # optional
+//! port = 7391
+//!
+//! [servers.everything]     # stdio upstream
+//! command = "npx"
+//! args = ["-y", "@modelcontextprotocol/server-everything"]
+//! env = { DEBUG = "1" }
+//!
+//! [servers.remote]         # Streamable HTTP upstream
+//! url = "https://mcp.example.com/mcp"
+//! headers = { "X-Api-Key" = { env = "EXAMPLE_KEY" } }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Used when neither `--port` nor `[broker] port` is given. A fixed port keeps the MCP
+/// URLs clients saved valid across restarts.
+pub const DEFAULT_PORT: u16 = 7391;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSettings {
+    pub port: Option<u16>,
+    pub access_token_ttl_secs: Option<u64>,
+    pub refresh_token_ttl_secs: Option<u64>,
+    pub session_idle_timeout_secs: Option<u64>,
+    pub max_sessions_per_grant: Option<usize>,
+    pub request_timeout_secs: Option<u64>,
+}
+
+/// A value in `env` or `headers`: a literal, or a reference resolved at start-up.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ValueSource {
+    Literal(String),
+    /// `{ env = "VAR" }`: read from the broker's environment when the upstream starts.
+    Env {
+        env: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, ValueSource>,
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, ValueSource>,
+    cwd: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    broker: BrokerSettings,
+    #[serde(default)]
+    servers: BTreeMap<String, RawServer>,
+}
+
+/// How the broker reaches one upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transport {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, ValueSource>,
+        cwd: Option<PathBuf>,
+    },
+    Http {
+        url: url::Url,
+        headers: BTreeMap<String, ValueSource>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub transport: Transport,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub settings: BrokerSettings,
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+impl Config {
+    pub fn port(&self) -> u16 {
+        self.settings.port.unwrap_or(DEFAULT_PORT)
+    }
+    pub fn access_token_ttl(&self) -> i64 {
+        self.settings.access_token_ttl_secs.unwrap_or(3600) as i64
+    }
+    pub fn refresh_token_ttl(&self) -> i64 {
+        self.settings
+            .refresh_token_ttl_secs
+            .unwrap_or(30 * 24 * 3600) as i64
+    }
+    pub fn session_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.settings.session_idle_timeout_secs.unwrap_or(30 * 60))
+    }
+    pub fn max_sessions_per_grant(&self) -> usize {
+        self.settings.max_sessions_per_grant.unwrap_or(8)
+    }
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.settings.request_timeout_secs.unwrap_or(300))
+    }
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+/// A configuration problem, rendered as one line: `FILE: KEY: REASON`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(
+                f,
+                "config error in {}: {}",
+                self.file.display(),
+                self.reason
+            )
+        } else {
+            write!(
+                f,
+                "config error in {}: {}: {}",
+                self.file.display(),
+                self.key,
+                self.reason
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let err = |key: &str, reason: String| ConfigError {
+        file: path.to_owned(),
+        key: key.to_owned(),
+        reason,
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| err("", format!("cannot read file: {e}")))?;
+    parse(path, &text)
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let err = |key: &str, reason: String| ConfigError {
+        file: path.to_owned(),
+        key: key.to_owned(),
+        reason,
+    };
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| err("", one_line(e.message(), text, e.span())))?;
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        err(
+            if key == "." { "" } else { &key },
+            one_line(inner.message(), text, inner.span()),
+        )
+    })?;
+
+    if raw.broker.port == Some(0) {
+        // Port 0 is for tests on the command line: saved URLs would break on every start.
+        return Err(err(
+            "broker.port",
+            "must be a fixed port (1-65535); use --port 0 for a random one".into(),
+        ));
+    }
+    if raw.servers.is_empty() {
+        return Err(err(
+            "servers",
+            "no upstream configured; add a [servers.NAME] table".into(),
+        ));
+    }
+    let mut upstreams = Vec::new();
+    for (name, s) in raw.servers {
+        let key = format!("servers.{name}");
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(err(
+                &key,
+                "server names must match [a-z0-9-]+ (at most 64 characters)".into(),
+            ));
+        }
+        let transport = match (s.command, s.url) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    &key,
+                    "set either command (stdio) or url (HTTP), not both".into(),
+                ));
+            }
+            (None, None) => return Err(err(&key, "needs command (stdio) or url (HTTP)".into())),
+            (Some(command), None) => {
+                if command.trim().is_empty() {
+                    return Err(err(&format!("{key}.command"), "must not be empty".into()));
+                }
+                if !s.headers.is_empty() {
+                    return Err(err(
+                        &format!("{key}.headers"),
+                        "only HTTP upstreams (url) take headers".into(),
+                    ));
+                }
+                for k in s.env.keys() {
+                    if k.is_empty() || k.contains('=') || k.contains('\0') {
+                        return Err(err(
+                            &format!("{key}.env.{k}"),
+                            "not a valid environment variable name".into(),
+                        ));
+                    }
+                }
+                Transport::Stdio {
+                    command,
+                    args: s.args,
+                    env: s.env,
+                    cwd: s.cwd,
+                }
+            }
+            (None, Some(u)) => {
+                if !s.args.is_empty() || !s.env.is_empty() || s.cwd.is_some() {
+                    return Err(err(
+                        &key,
+                        "args, env and cwd are for stdio upstreams (command)".into(),
+                    ));
+                }
+                let url = url::Url::parse(&u)
+                    .map_err(|e| err(&format!("{key}.url"), format!("not a URL: {e}")))?;
+                let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
+                if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+                    return Err(err(
+                        &format!("{key}.url"),
+                        "must be https, or http on a loopback address".into(),
+                    ));
+                }
+                for h in s.headers.keys() {
+                    if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                        return Err(err(
+                            &format!("{key}.headers.{h}"),
+                            "not a valid header name".into(),
+                        ));
+                    }
+                }
+                Transport::Http {
+                    url,
+                    headers: s.headers,
+                }
+            }
+        };
+        upstreams.push(UpstreamConfig { name, transport });
+    }
+    Ok(Config {
+        path: path.to_owned(),
+        settings: raw.broker,
+        upstreams,
+    })
+}
+
+fn one_line(msg: &str, text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let msg = msg.trim().replace('\n', "; ");
+    match span {
+        Some(s) => {
+            let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+            format!("{msg} (line {line})")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("c.toml"), s)
+    }
+
+    #[test]
+    fn parses_stdio_and_http() {
+        let c = p(r#"
+            [broker]
+            port = 9000
+            [servers.a]
+            command = "node"
+            args = ["x.js"]
+            env = { K = "v", T = { env = "HOME" } }
+            [servers.b-2]
+            url = "https://example.com/mcp"
+            headers = { Authorization = "Bearer x" }
+        "#)
+        .unwrap();
+        assert_eq!(c.port(), 9000);
+        assert_eq!(c.upstreams.len(), 2);
+        assert!(
+            matches!(&c.upstreams[0].transport, Transport::Stdio { command, .. } if command == "node")
+        );
+        assert!(matches!(&c.upstreams[1].transport, Transport::Http { .. }));
+    }
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        let cases = [
+            ("[servers.A]\ncommand='x'", "servers.A", "[a-z0-9-]+"),
+            (
+                "[servers.a]\ncomand='x'",
+                "servers.a.comand",
+                "unknown field `comand`",
+            ),
+            (
+                "[servers.a]\ncommand='x'\nurl='https://a/'",
+                "servers.a",
+                "not both",
+            ),
+            (
+                "[servers.a]\nurl='http://example.com/'",
+                "servers.a.url",
+                "loopback",
+            ),
+            (
+                "[servers.a]\ncommand=5",
+                "servers.a.command",
+                "invalid type",
+            ),
+            (
+                "[broker]\nport=0\n[servers.a]\ncommand='x'",
+                "broker.port",
+                "fixed port",
+            ),
+            ("", "servers", "no upstream"),
+            ("[servers.a\n", "", "line 1"),
+        ];
+        for (text, key, reason) in cases {
+            let e = p(text).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert!(e.reason.contains(reason), "{text}: {e}");
+            let line = e.to_string();
+            assert!(!line.contains('\n'), "{line}");
+            assert!(line.contains("c.toml"), "{line}");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! mcp-broker: a local OAuth 2.1 authorization server and MCP proxy.
+//!
+//! AI clients reach the MCP servers a person uses through `http://127.0.0.1:PORT/mcp/NAME`.
+//! Each client registers (RFC 7591), the person approves it once per server (native
+//! window or HTML page), and the client gets tokens bound to that one server (RFC 8707).
+//! The broker relays MCP messages to the upstream (a stdio child per session, or a remote
+//! Streamable HTTP server) and never forwards the client's token.
+//!
+//! Layout, from the inside out:
+//! - [`oauth`]: pure protocol decisions; no I/O, `now` passed in.
+//! - [`store`]: SQLite (sqlx); only hashes of issued secrets.
+//! - [`consent`]: pending questions for the person.
+//! - [`proxy`]: MCP sessions, upstream links, Streamable HTTP.
+//! - [`http`]: axum routes, the Host/Origin guard, error rendering in one place.
+//! - [`gateway`]: the handle everything else holds; user-level operations.
+//! - [`cli`]: the `mcp-broker` command line.
+//! - `desktop` (feature `desktop`): the Tauri shell, the only importer of tauri.
+
+// Handlers return `Result<_, Response>` to bail out early; the error path is cold.
+#![allow(clippy::result_large_err)]
+
+pub mod cli;
+pub mod config;
+pub mod consent;
+pub mod error;
+pub mod events;
+pub mod gateway;
+pub mod http;
+pub mod oauth;
+pub mod proxy;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use gateway::Gateway;

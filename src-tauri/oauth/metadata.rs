@@ -1,0 +1,54 @@
+//! Discovery documents: RFC 8414 authorization server metadata and RFC 9728 protected
+//! resource metadata. One issuer string is used everywhere, byte for byte (RFC 8414 §3.3,
+//! RFC 9207 §2.4), without a trailing slash.
+
+use serde_json::{Value, json};
+
+use super::{Resource, Scopes};
+
+/// RFC 8414 §2.
+pub fn authorization_server(issuer: &str, scopes: &Scopes) -> Value {
+    json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "registration_endpoint": format!("{issuer}/register"),
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "scopes_supported": scopes.iter().collect::<Vec<_>>(),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+    })
+}
+
+/// RFC 9728 §2, for one upstream's MCP endpoint.
+pub fn protected_resource(resource: &Resource, issuer: &str, scopes: &Scopes, name: &str) -> Value {
+    json!({
+        "resource": resource.0,
+        "authorization_servers": [issuer],
+        "scopes_supported": scopes.iter().collect::<Vec<_>>(),
+        "bearer_methods_supported": ["header"],
+        "resource_name": format!("{name} (via mcp-broker)"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_is_identical_in_both_documents() {
+        let issuer = "http://127.0.0.1:4242";
+        let s = Scopes::single("mcp");
+        let asm = authorization_server(issuer, &s);
+        let prm = protected_resource(&Resource(format!("{issuer}/mcp/x")), issuer, &s, "x");
+        assert_eq!(asm["issuer"], prm["authorization_servers"][0]);
+        assert_eq!(asm["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(prm["resource"], "http://127.0.0.1:4242/mcp/x");
+        assert_eq!(asm["token_endpoint"], "http://127.0.0.1:4242/token");
+    }
+}

@@ -1,0 +1,297 @@
+//! The MCP proxy: `/mcp/NAME` relays to the configured upstream, one upstream
+//! connection (a child process, or a remote session) per MCP session, owned by the grant
+//! whose token opened it.
+//!
+//! Messages are relayed, not reinterpreted (design §"Two choices"): the proxy reads only
+//! `id`, `method` and progress tokens, so methods and protocol revisions it does not
+//! know pass through unchanged. This module is the only one that knows the MCP
+//! transports; `http::mcp` authenticates and then calls [`streamable`].
+
+mod link;
+pub mod message;
+mod remote;
+pub mod session;
+mod stdio;
+pub mod streamable;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::broadcast;
+
+use crate::config::{Config, Transport, UpstreamConfig, ValueSource};
+use crate::events::GatewayEvent;
+use crate::oauth::GrantId;
+use link::Link;
+use session::{EndReason, Session};
+
+pub struct Upstreams {
+    configs: HashMap<String, UpstreamConfig>,
+    log_dir: PathBuf,
+    events: broadcast::Sender<GatewayEvent>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    idle_timeout: Duration,
+    max_per_grant: usize,
+    request_timeout: Duration,
+    http: reqwest::Client,
+}
+
+/// Live counts for the desktop's upstream list.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct UpstreamStatus {
+    pub name: String,
+    pub sessions: usize,
+}
+
+impl Upstreams {
+    pub fn new(
+        config: &Config,
+        data_dir: &std::path::Path,
+        events: broadcast::Sender<GatewayEvent>,
+    ) -> Arc<Upstreams> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            // Redirects could carry a request to another host; MCP endpoints do not move.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("mcp-broker/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Arc::new(Upstreams {
+            configs: config
+                .upstreams
+                .iter()
+                .map(|u| (u.name.clone(), u.clone()))
+                .collect(),
+            log_dir: data_dir.join("logs"),
+            events,
+            sessions: Mutex::new(HashMap::new()),
+            idle_timeout: config.session_idle_timeout(),
+            max_per_grant: config.max_sessions_per_grant().max(1),
+            request_timeout: config.request_timeout(),
+            http,
+        })
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The open session with this id, if it belongs to `upstream`.
+    pub fn get(&self, id: &str, upstream: &str) -> Option<Arc<Session>> {
+        self.sessions()
+            .get(id)
+            .filter(|s| !s.is_closed() && s.upstream == upstream)
+            .cloned()
+    }
+
+    /// Starts a new session: its child process or its remote connection.
+    pub async fn create(&self, upstream: &str, grant: GrantId) -> Result<Arc<Session>, String> {
+        let cfg = self
+            .configs
+            .get(upstream)
+            .ok_or_else(|| format!("no upstream named {upstream}"))?;
+        // Cap sessions per grant: a client that never sends DELETE must not be able to
+        // pile up children. The least recently used session makes room.
+        let evict = {
+            let map = self.sessions();
+            let mut mine: Vec<&Arc<Session>> = map
+                .values()
+                .filter(|s| s.grant == grant && !s.is_closed())
+                .collect();
+            if mine.len() >= self.max_per_grant {
+                mine.sort_by_key(|s| std::cmp::Reverse(s.idle_for()));
+                mine.first().map(|s| s.id.clone())
+            } else {
+                None
+            }
+        };
+        if let Some(id) = evict {
+            tracing::info!(grant = %grant, session = %id, "session cap reached; closing the least recently used session");
+            self.end(&id, EndReason::Closed).await;
+        }
+
+        let id = crate::oauth::mint_secret();
+        let session = Arc::new(Session::new(
+            id.clone(),
+            upstream.to_owned(),
+            grant,
+            self.request_timeout,
+        ));
+        let link = match &cfg.transport {
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => {
+                let env = resolve(env).map_err(|v| {
+                    format!("upstream {upstream}: environment variable {v} is not set")
+                })?;
+                std::fs::create_dir_all(&self.log_dir)
+                    .map_err(|e| format!("cannot create the log folder: {e}"))?;
+                let log_file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.log_dir.join(format!("{upstream}.log")))
+                    .map_err(|e| format!("cannot open the upstream log: {e}"))?;
+                let spec = stdio::Spawn {
+                    command,
+                    args,
+                    env,
+                    cwd: cwd.as_deref(),
+                    log_file,
+                    events: self.events.clone(),
+                };
+                let link =
+                    stdio::StdioLink::spawn(spec, Arc::downgrade(&session)).map_err(|e| {
+                        let why = format!("could not start `{command}`: {e}");
+                        let _ = self.events.send(GatewayEvent::UpstreamFailed {
+                            upstream: upstream.to_owned(),
+                            reason: why.clone(),
+                        });
+                        why
+                    })?;
+                Link::Stdio(link)
+            }
+            Transport::Http { url, headers } => {
+                let values = resolve(headers).map_err(|v| {
+                    format!("upstream {upstream}: environment variable {v} is not set")
+                })?;
+                let mut map = HeaderMap::new();
+                for (k, v) in values {
+                    let name = HeaderName::from_bytes(k.as_bytes())
+                        .map_err(|_| format!("bad header name {k}"))?;
+                    let mut value = HeaderValue::from_str(&v)
+                        .map_err(|_| format!("bad value for header {k}"))?;
+                    value.set_sensitive(true);
+                    map.insert(name, value);
+                }
+                Link::Http(remote::HttpLink::new(
+                    self.http.clone(),
+                    url.clone(),
+                    map,
+                    Arc::downgrade(&session),
+                    self.events.clone(),
+                ))
+            }
+        };
+        let _ = session.link.set(link);
+        self.sessions().insert(id, session.clone());
+        let _ = self.events.send(GatewayEvent::SessionsChanged {
+            upstream: upstream.to_owned(),
+        });
+        Ok(session)
+    }
+
+    /// Ends one session and stops its upstream.
+    pub async fn end(&self, id: &str, reason: EndReason) {
+        let s = self.sessions().remove(id);
+        if let Some(s) = s {
+            s.end(&reason);
+            if let Some(l) = s.link.get() {
+                l.shutdown().await;
+            }
+            let _ = self.events.send(GatewayEvent::SessionsChanged {
+                upstream: s.upstream.clone(),
+            });
+        }
+    }
+
+    /// Ends every session of a revoked grant: streams close and children exit.
+    pub async fn stop_for_grant(&self, grant: GrantId) {
+        let ids: Vec<String> = self
+            .sessions()
+            .values()
+            .filter(|s| s.grant == grant)
+            .map(|s| s.id.clone())
+            .collect();
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|id| self.end(id, EndReason::Revoked))
+            .collect();
+        futures_util::future::join_all(tasks).await;
+    }
+
+    pub fn grants_with_sessions(&self) -> Vec<GrantId> {
+        let mut v: Vec<GrantId> = self.sessions().values().map(|s| s.grant).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    pub fn status(&self) -> Vec<UpstreamStatus> {
+        let map = self.sessions();
+        let mut counts: BTreeMap<&str, usize> =
+            self.configs.keys().map(|k| (k.as_str(), 0)).collect();
+        for s in map.values().filter(|s| !s.is_closed()) {
+            *counts.entry(s.upstream.as_str()).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|(name, sessions)| UpstreamStatus {
+                name: name.to_owned(),
+                sessions,
+            })
+            .collect()
+    }
+
+    pub fn sessions_of_grant(&self, grant: GrantId) -> usize {
+        self.sessions()
+            .values()
+            .filter(|s| s.grant == grant && !s.is_closed())
+            .count()
+    }
+
+    /// Periodic upkeep: requests past their deadline fail and end their session (the
+    /// upstream hung); idle sessions and sessions whose upstream died are removed.
+    pub async fn housekeeping(&self) {
+        let now = Instant::now();
+        let all: Vec<Arc<Session>> = self.sessions().values().cloned().collect();
+        for s in all {
+            let hung = !s.expire(now).is_empty();
+            if hung {
+                tracing::warn!(upstream = %s.upstream, session = %s.id, "upstream did not answer in time; ending the session");
+                let _ = self.events.send(GatewayEvent::UpstreamFailed {
+                    upstream: s.upstream.clone(),
+                    reason: "did not answer in time".into(),
+                });
+                self.end(
+                    &s.id,
+                    EndReason::Failed("the upstream MCP server did not answer in time".into()),
+                )
+                .await;
+            } else if s.is_closed() {
+                self.end(&s.id, EndReason::Closed).await;
+            } else if s.idle_for() >= self.idle_timeout && s.pending_count() == 0 {
+                tracing::info!(upstream = %s.upstream, session = %s.id, "closing an idle session");
+                self.end(&s.id, EndReason::Closed).await;
+            }
+        }
+    }
+
+    /// Ends every session and waits for the children to exit.
+    pub async fn shutdown(&self) {
+        let ids: Vec<String> = self.sessions().keys().cloned().collect();
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|id| self.end(id, EndReason::Closed))
+            .collect();
+        futures_util::future::join_all(tasks).await;
+    }
+}
+
+/// Resolves configured values; `Err` names the missing environment variable.
+fn resolve(values: &BTreeMap<String, ValueSource>) -> Result<BTreeMap<String, String>, String> {
+    values
+        .iter()
+        .map(|(k, v)| match v {
+            ValueSource::Literal(s) => Ok((k.clone(), s.clone())),
+            ValueSource::Env { env } => std::env::var(env)
+                .map(|s| (k.clone(), s))
+                .map_err(|_| env.clone()),
+        })
+        .collect()
+}

@@ -1,0 +1,259 @@
+//! A stdio upstream: one child process per MCP session, newline-delimited JSON-RPC on
+//! its stdin and stdout (MCP transport spec, "stdio"), stderr appended to a log file
+//! per upstream in the data dir.
+//!
+//! The child gets an explicit environment (PATH, HOME, locale and temp settings, and the
+//! configured `env`), never the broker's whole environment: the broker's own secrets
+//! must not leak into every MCP server (design §6). A child that exits, writes something
+//! that is not JSON-RPC, or stops answering ends its session only.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::message::{Message, parse_one, to_single_line};
+use super::session::{EndReason, Session};
+use crate::events::GatewayEvent;
+
+/// A line longer than this is treated as garbage (a runaway child).
+const MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// Variables passed through from the broker's environment, besides `PATH` and `HOME`,
+/// because programs misbehave without them. Nothing secret lives in these.
+const PASS_THROUGH: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "TZ",
+    // Windows needs these to start most programs at all.
+    "SYSTEMROOT",
+    "WINDIR",
+    "PATHEXT",
+    "TEMP",
+    "TMP",
+    "USERPROFILE",
+    "APPDATA",
+    "LOCALAPPDATA",
+    "PROGRAMDATA",
+    "PROGRAMFILES",
+    "COMSPEC",
+];
+
+pub struct StdioLink {
+    tx: mpsc::Sender<Bytes>,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    exited: watch::Receiver<bool>,
+}
+
+pub struct Spawn<'a> {
+    pub command: &'a str,
+    pub args: &'a [String],
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<&'a Path>,
+    pub log_file: std::fs::File,
+    pub events: tokio::sync::broadcast::Sender<GatewayEvent>,
+}
+
+impl StdioLink {
+    pub fn spawn(spec: Spawn<'_>, session: Weak<Session>) -> std::io::Result<StdioLink> {
+        let mut cmd = Command::new(spec.command);
+        cmd.args(spec.args).env_clear();
+        for k in PASS_THROUGH {
+            if let Some(v) = std::env::var_os(k) {
+                cmd.env(k, v);
+            }
+        }
+        cmd.envs(&spec.env);
+        if let Some(d) = spec.cwd {
+            cmd.current_dir(d);
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(spec.log_file))
+            .kill_on_drop(true);
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            // If the broker dies without cleaning up (SIGKILL), the kernel ends the child.
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("child has no stdin"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("child has no stdout"))?;
+
+        let (tx, rx) = mpsc::channel::<Bytes>(256);
+        tokio::spawn(write_loop(stdin, rx));
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (exited_tx, exited_rx) = watch::channel(false);
+        tokio::spawn(read_loop(stdout, session.clone()));
+        tokio::spawn(wait_loop(child, stop_rx, exited_tx, session, spec.events));
+        Ok(StdioLink {
+            tx,
+            stop: Mutex::new(Some(stop_tx)),
+            exited: exited_rx,
+        })
+    }
+
+    pub async fn send(&self, session: &Arc<Session>, msg: &Message) {
+        let line = to_single_line(&msg.raw);
+        // A child that stops reading its stdin fills the pipe; that is a hang.
+        match tokio::time::timeout(Duration::from_secs(30), self.tx.send(line)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => session.end(&EndReason::Failed(
+                "the upstream MCP server is not running".into(),
+            )),
+            Err(_) => session.end(&EndReason::Failed(
+                "the upstream MCP server stopped reading its input".into(),
+            )),
+        }
+    }
+
+    /// Asks the child to stop (SIGTERM, stdin closed), kills it after a grace period,
+    /// and waits until it is gone.
+    pub async fn shutdown(&self) {
+        if let Some(stop) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = stop.send(());
+        }
+        let mut exited = self.exited.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(5), exited.wait_for(|e| *e)).await;
+    }
+}
+
+async fn write_loop(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receiver<Bytes>) {
+    while let Some(line) = rx.recv().await {
+        let ok = stdin.write_all(&line).await.is_ok()
+            && stdin.write_all(b"\n").await.is_ok()
+            && stdin.flush().await.is_ok();
+        if !ok {
+            break;
+        }
+    }
+}
+
+async fn read_loop(stdout: tokio::process::ChildStdout, session: Weak<Session>) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        line.clear();
+        match read_line(&mut reader, &mut line).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                if let Some(s) = session.upgrade() {
+                    s.end(&EndReason::Failed(format!(
+                        "the upstream MCP server's output could not be read: {e}"
+                    )));
+                }
+                return;
+            }
+        }
+        let trimmed = line.trim_ascii();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let Some(s) = session.upgrade() else { return };
+        match parse_one(Bytes::copy_from_slice(trimmed)) {
+            Ok(msg) => s.route(msg),
+            Err(_) => {
+                tracing::warn!(upstream = %s.upstream, session = %s.id, "upstream wrote a line that is not JSON-RPC; ending the session");
+                s.end(&EndReason::Failed(
+                    "the upstream MCP server wrote invalid JSON-RPC".into(),
+                ));
+                return;
+            }
+        }
+    }
+}
+
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    out: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(out.len());
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                out.extend_from_slice(&buf[..=i]);
+                r.consume(i + 1);
+                return Ok(out.len());
+            }
+            None => {
+                let n = buf.len();
+                out.extend_from_slice(buf);
+                r.consume(n);
+            }
+        }
+        if out.len() > MAX_LINE {
+            return Err(std::io::Error::other("a message longer than 64 MiB"));
+        }
+    }
+}
+
+async fn wait_loop(
+    mut child: Child,
+    stop: oneshot::Receiver<()>,
+    exited: watch::Sender<bool>,
+    session: Weak<Session>,
+    events: tokio::sync::broadcast::Sender<GatewayEvent>,
+) {
+    tokio::select! {
+        status = child.wait() => {
+            if let Some(s) = session.upgrade()
+                && !s.is_closed() {
+                    let why = match status {
+                        Ok(st) => format!("the upstream MCP server exited ({st})"),
+                        Err(e) => format!("the upstream MCP server could not be watched: {e}"),
+                    };
+                    tracing::warn!(upstream = %s.upstream, session = %s.id, "{why}");
+                    let _ = events.send(GatewayEvent::UpstreamFailed { upstream: s.upstream.clone(), reason: why.clone() });
+                    s.end(&EndReason::Failed(why));
+                }
+        }
+        _ = stop => {
+            terminate(&mut child).await;
+        }
+    }
+    let _ = exited.send(true);
+}
+
+async fn terminate(child: &mut Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child.id() {
+        // SAFETY: sending a signal to our own child's pid.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+        if tokio::time::timeout(Duration::from_secs(2), child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}

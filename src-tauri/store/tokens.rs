@@ -1,0 +1,132 @@
+//! Access and refresh tokens, by hash. Rotation marks the old refresh token instead of
+//! deleting it, so that its replay can be detected.
+
+use sqlx::Row;
+
+use super::Store;
+use crate::error::Result;
+use crate::oauth::bearer::AccessRecord;
+use crate::oauth::token::RefreshRecord;
+use crate::oauth::{ClientId, GrantId, Resource, Scopes, TokenHash, UnixTime};
+
+/// Hashes and lifetimes of a freshly minted token pair.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub access: TokenHash,
+    pub access_expires_at: UnixTime,
+    pub refresh: TokenHash,
+    pub refresh_expires_at: UnixTime,
+    pub scopes: Scopes,
+}
+
+/// Outcome of rotating a refresh token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rotation {
+    Rotated,
+    /// Someone else rotated it first (a concurrent replay): treat as reuse.
+    Lost,
+}
+
+impl Store {
+    pub async fn insert_tokens(&self, grant: GrantId, t: &IssuedTokens) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_pair(&mut tx, grant, t).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks `old` as rotated out and stores the new pair, in one transaction.
+    pub async fn rotate_refresh(
+        &self,
+        old: &TokenHash,
+        grant: GrantId,
+        t: &IssuedTokens,
+        now: UnixTime,
+    ) -> Result<Rotation> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE tokens SET rotated_at = ? WHERE hash = ? AND kind = 'refresh' AND rotated_at IS NULL
+             AND grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL)",
+        )
+        .bind(now)
+        .bind(old.0.as_slice())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(Rotation::Lost);
+        }
+        insert_pair(&mut tx, grant, t).await?;
+        tx.commit().await?;
+        Ok(Rotation::Rotated)
+    }
+
+    /// The access token and its grant, if the grant is still active.
+    pub async fn access_token(&self, hash: &TokenHash) -> Result<Option<AccessRecord>> {
+        let row = sqlx::query(
+            "SELECT t.grant_id, t.scope, t.expires_at, g.client_id, g.resource
+             FROM tokens t JOIN grants g ON g.id = t.grant_id
+             WHERE t.hash = ? AND t.kind = 'access' AND g.revoked_at IS NULL",
+        )
+        .bind(hash.0.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| AccessRecord {
+            grant_id: GrantId(r.get("grant_id")),
+            client_id: ClientId(r.get("client_id")),
+            resource: Resource(r.get("resource")),
+            scopes: Scopes::parse(r.get::<&str, _>("scope")).unwrap_or_default(),
+            expires_at: r.get("expires_at"),
+        }))
+    }
+
+    pub async fn refresh_token(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>> {
+        let row = sqlx::query(
+            "SELECT t.grant_id, t.scope, t.expires_at, t.rotated_at, g.client_id, g.resource
+             FROM tokens t JOIN grants g ON g.id = t.grant_id
+             WHERE t.hash = ? AND t.kind = 'refresh' AND g.revoked_at IS NULL",
+        )
+        .bind(hash.0.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| RefreshRecord {
+            grant_id: GrantId(r.get("grant_id")),
+            client_id: ClientId(r.get("client_id")),
+            resource: Resource(r.get("resource")),
+            scopes: Scopes::parse(r.get::<&str, _>("scope")).unwrap_or_default(),
+            expires_at: r.get("expires_at"),
+            rotated: r.get::<Option<i64>, _>("rotated_at").is_some(),
+        }))
+    }
+
+    /// The grant a token (of either kind) belongs to, and the client it was issued to.
+    pub async fn token_owner(&self, hash: &TokenHash) -> Result<Option<(GrantId, ClientId)>> {
+        let row = sqlx::query(
+            "SELECT t.grant_id, g.client_id FROM tokens t JOIN grants g ON g.id = t.grant_id
+             WHERE t.hash = ? AND g.revoked_at IS NULL",
+        )
+        .bind(hash.0.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (GrantId(r.get("grant_id")), ClientId(r.get("client_id")))))
+    }
+}
+
+async fn insert_pair(
+    tx: &mut sqlx::SqliteConnection,
+    grant: GrantId,
+    t: &IssuedTokens,
+) -> Result<()> {
+    let scope = t.scopes.to_string();
+    sqlx::query("INSERT INTO tokens (hash, kind, grant_id, scope, expires_at) VALUES (?, 'access', ?, ?, ?), (?, 'refresh', ?, ?, ?)")
+        .bind(t.access.0.as_slice())
+        .bind(grant.0)
+        .bind(&scope)
+        .bind(t.access_expires_at)
+        .bind(t.refresh.0.as_slice())
+        .bind(grant.0)
+        .bind(&scope)
+        .bind(t.refresh_expires_at)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
