@@ -190,9 +190,10 @@ impl Gateway {
                 tick.tick().await;
                 n += 1;
                 if n % (4 * 3600) == 1
-                    && let Err(e) = g.store.purge_expired(now()).await {
-                        tracing::warn!("purging expired tokens failed: {e}");
-                    }
+                    && let Err(e) = g.store.purge_expired(now()).await
+                {
+                    tracing::warn!("purging expired tokens failed: {e}");
+                }
                 let ids = g.upstreams.grants_with_sessions();
                 if ids.is_empty() {
                     continue;

@@ -37,13 +37,14 @@ pub async fn decide(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -
         }
     }
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && site != "same-origin" {
-            return pages::error(
-                StatusCode::FORBIDDEN,
-                "Request refused",
-                "The decision must come from the consent page.",
-            );
-        }
+        && site != "same-origin"
+    {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "The decision must come from the consent page.",
+        );
+    }
     let Some(form) = super::form_pairs(&headers, &body) else {
         return pages::error(
             StatusCode::BAD_REQUEST,

@@ -100,11 +100,12 @@ pub fn validate_authorize(
         None => return Err(no_redirect("redirect_uri is required")),
     };
     if let Some(k) = duplicate
-        && (k == "client_id" || k == "redirect_uri") {
-            return Err(no_redirect(
-                "client_id and redirect_uri must not be repeated",
-            ));
-        }
+        && (k == "client_id" || k == "redirect_uri")
+    {
+        return Err(no_redirect(
+            "client_id and redirect_uri must not be repeated",
+        ));
+    }
 
     let state = params.get("state").map(|s| (*s).to_owned());
     let fail = |error: OAuthError| AuthorizeError::Redirect {

@@ -240,11 +240,12 @@ pub fn check_code_exchange(
         ));
     }
     if let Some(r) = resource
-        && !code.resource.matches_param(r) {
-            return Err(OAuthError::invalid_target(
-                "resource differs from the authorization request",
-            ));
-        }
+        && !code.resource.matches_param(r)
+    {
+        return Err(OAuthError::invalid_target(
+            "resource differs from the authorization request",
+        ));
+    }
     Ok(())
 }
 
@@ -288,11 +289,12 @@ pub fn check_refresh(
         return invalid(OAuthError::invalid_grant("refresh token expired"));
     }
     if let Some(r) = resource
-        && !rec.resource.matches_param(r) {
-            return invalid(OAuthError::invalid_target(
-                "resource differs from the grant",
-            ));
-        }
+        && !rec.resource.matches_param(r)
+    {
+        return invalid(OAuthError::invalid_target(
+            "resource differs from the grant",
+        ));
+    }
     match scope {
         None => Ok(rec.scopes.clone()),
         Some(s) => {

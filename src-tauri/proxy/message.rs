@@ -105,14 +105,15 @@ pub fn parse_one(raw: Bytes) -> Result<Message, ParseError> {
     let mut progress_token = None;
     let mut cancelled_id = None;
     if let Some(p) = env.params
-        && let Ok(p) = serde_json::from_str::<Params>(p.get()) {
-            progress_token = match &kind {
-                Kind::Request { .. } => p.meta.and_then(|m| m.progress_token),
-                _ => p.progress_token,
-            }
-            .map(|r| Box::<str>::from(r.get()));
-            cancelled_id = p.request_id.map(|r| Box::<str>::from(r.get()));
+        && let Ok(p) = serde_json::from_str::<Params>(p.get())
+    {
+        progress_token = match &kind {
+            Kind::Request { .. } => p.meta.and_then(|m| m.progress_token),
+            _ => p.progress_token,
         }
+        .map(|r| Box::<str>::from(r.get()));
+        cancelled_id = p.request_id.map(|r| Box::<str>::from(r.get()));
+    }
     Ok(Message {
         raw,
         kind,

@@ -262,9 +262,10 @@ impl Inner {
     fn fail_request(&self, session: &Session, msg: &Message, why: &str) {
         tracing::warn!(upstream = %session.upstream, "{why}");
         if let Kind::Request { id, .. } = &msg.kind
-            && let Ok(m) = parse_one(error_response(Some(id), UPSTREAM_ERROR, why)) {
-                session.route(m);
-            }
+            && let Ok(m) = parse_one(error_response(Some(id), UPSTREAM_ERROR, why))
+        {
+            session.route(m);
+        }
     }
 }
 

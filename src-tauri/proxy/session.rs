@@ -152,9 +152,10 @@ impl Session {
         let mut st = self.state();
         for m in requests {
             if let Kind::Request { id, .. } = &m.kind
-                && st.pending.contains_key(id) {
-                    return Err(id.clone());
-                }
+                && st.pending.contains_key(id)
+            {
+                return Err(id.clone());
+            }
         }
         let sid = st.next_stream;
         st.next_stream += 1;

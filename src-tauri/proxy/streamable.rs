@@ -212,9 +212,10 @@ pub async fn post(
     }
     for m in &msgs {
         if m.method() == Some("notifications/cancelled")
-            && let Some(id) = &m.cancelled_id {
-                session.cancel(id);
-            }
+            && let Some(id) = &m.cancelled_id
+        {
+            session.cancel(id);
+        }
     }
 
     let requests: Vec<&Message> = msgs.iter().filter(|m| m.is_request()).collect();
