@@ -194,6 +194,9 @@ impl Gateway {
                 {
                     tracing::warn!("purging expired tokens failed: {e}");
                 }
+                if n % 4 == 0 {
+                    g.upstreams.housekeeping().await;
+                }
                 let ids = g.upstreams.grants_with_sessions();
                 if ids.is_empty() {
                     continue;
