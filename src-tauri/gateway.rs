@@ -194,7 +194,7 @@ impl Gateway {
                 {
                     tracing::warn!("purging expired tokens failed: {e}");
                 }
-                if n % 4 == 0 {
+                if n.is_multiple_of(4) {
                     g.upstreams.housekeeping().await;
                 }
                 let ids = g.upstreams.grants_with_sessions();
