@@ -22,7 +22,8 @@ fn main() {
         return;
     }
     let args = Arguments::from_args();
-    let tests: Vec<(&str, fn() -> Result<(), Failed>)> = vec![
+    type Test = fn() -> Result<(), Failed>;
+    let tests: Vec<(&str, Test)> = vec![
         (
             "relays_json_and_unknown_methods_verbatim",
             relays_json_and_unknown_methods_verbatim,
@@ -751,7 +752,7 @@ fn fake_upstream() {
                     }
                     "crash" => std::process::exit(3),
                     "garbage" => {
-                        writeln!(std::io::stdout(), "this is not JSON-RPC").unwrap();
+                        println!("this is not JSON-RPC");
                     }
                     "hang" => {}
                     other => send(
