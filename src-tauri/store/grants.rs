@@ -44,7 +44,7 @@ impl Store {
         code_expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<GrantId> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let existing: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM grants WHERE client_id = ? AND resource = ? AND revoked_at IS NULL",
         )
@@ -92,7 +92,7 @@ impl Store {
     /// Marks the grant revoked and deletes its tokens and unused codes, atomically.
     /// Returns `None` when there is no such active grant.
     pub async fn revoke_grant(&self, id: GrantId, now: UnixTime) -> Result<Option<RevokedGrant>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL
              RETURNING upstream, (SELECT name FROM clients WHERE clients.id = grants.client_id) AS client_name,

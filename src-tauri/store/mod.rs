@@ -75,7 +75,23 @@ impl Store {
             .bind(now)
             .execute(&self.pool)
             .await?;
-        Ok(a.rows_affected() + b.rows_affected())
+        // Registration is open to every local process; a client that never got a grant
+        // within a day is dropped so that registrations cannot pile up forever.
+        let c = sqlx::query(
+            "DELETE FROM clients WHERE created_at < ? AND id NOT IN (SELECT client_id FROM grants)",
+        )
+        .bind(now - 24 * 3600)
+        .execute(&self.pool)
+        .await?;
+        Ok(a.rows_affected() + b.rows_affected() + c.rows_affected())
+    }
+
+    /// A write transaction that takes the write lock up front. A deferred `BEGIN` that
+    /// reads first and writes later fails at once with SQLITE_BUSY when another writer got
+    /// in between (the busy timeout cannot help a lock upgrade), so concurrent approvals
+    /// would fail.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     pub async fn close(&self) {
@@ -110,4 +126,197 @@ fn restrict_permissions(path: &Path) {
     }
     #[cfg(not(unix))]
     let _ = path;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::register::validate_registration;
+    use crate::oauth::{ClientId, GrantId, Resource, Scopes, TokenHash};
+
+    const NOW: i64 = 1_800_000_000;
+
+    async fn with_grant(store: &Store) -> (GrantId, TokenHash) {
+        let reg = validate_registration(&serde_json::json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"})).unwrap();
+        let client = ClientId("c1".into());
+        store.insert_client(&client, &reg, None, NOW).await.unwrap();
+        let code = TokenHash::of("code-1");
+        let grant = store
+            .approve(
+                &client,
+                "up",
+                &Resource("http://127.0.0.1:1/mcp/up".into()),
+                &Scopes::single("mcp"),
+                &code,
+                "http://127.0.0.1/cb",
+                "ch",
+                NOW + 60,
+                NOW,
+            )
+            .await
+            .unwrap();
+        (grant, code)
+    }
+
+    fn issued(n: &str) -> IssuedTokens {
+        IssuedTokens {
+            access: TokenHash::of(&format!("a-{n}")),
+            access_expires_at: NOW + 3600,
+            refresh: TokenHash::of(&format!("r-{n}")),
+            refresh_expires_at: NOW + 7200,
+            scopes: Scopes::single("mcp"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_code_is_redeemed_once_even_under_a_race() {
+        let (store, _dir) = Store::open_temp().await.unwrap();
+        let (grant, code) = with_grant(&store).await;
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let s = store.clone();
+                let c = code.clone();
+                tokio::spawn(async move { s.redeem_code(&c, NOW).await.unwrap() })
+            })
+            .collect();
+        let mut fresh = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Redeemed::Fresh(rec) => {
+                    assert_eq!(rec.grant_id, grant);
+                    fresh += 1;
+                }
+                Redeemed::AlreadyUsed(g) => assert_eq!(g, grant),
+                Redeemed::Unknown => panic!("code vanished"),
+            }
+        }
+        assert_eq!(fresh, 1);
+        assert!(matches!(
+            store
+                .redeem_code(&TokenHash::of("other"), NOW)
+                .await
+                .unwrap(),
+            Redeemed::Unknown
+        ));
+    }
+
+    #[tokio::test]
+    async fn rotation_is_single_winner_and_revocation_removes_everything() {
+        let (store, _dir) = Store::open_temp().await.unwrap();
+        let (grant, _) = with_grant(&store).await;
+        store.insert_tokens(grant, &issued("1")).await.unwrap();
+        assert!(
+            store
+                .access_token(&TokenHash::of("a-1"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let old = TokenHash::of("r-1");
+        assert_eq!(
+            store
+                .rotate_refresh(&old, grant, &issued("2"), NOW)
+                .await
+                .unwrap(),
+            Rotation::Rotated
+        );
+        assert_eq!(
+            store
+                .rotate_refresh(&old, grant, &issued("3"), NOW)
+                .await
+                .unwrap(),
+            Rotation::Lost
+        );
+        assert!(
+            store.refresh_token(&old).await.unwrap().unwrap().rotated,
+            "kept for replay detection"
+        );
+        assert!(
+            store
+                .access_token(&TokenHash::of("a-3"))
+                .await
+                .unwrap()
+                .is_none(),
+            "the loser stored nothing"
+        );
+
+        assert_eq!(store.active_grants().await.unwrap().len(), 1);
+        let revoked = store.revoke_grant(grant, NOW).await.unwrap().unwrap();
+        assert_eq!(revoked.upstream, "up");
+        assert!(
+            store.revoke_grant(grant, NOW).await.unwrap().is_none(),
+            "second revoke finds nothing"
+        );
+        for t in ["a-1", "a-2"] {
+            assert!(
+                store
+                    .access_token(&TokenHash::of(t))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert!(
+            store
+                .refresh_token(&TokenHash::of("r-2"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(store.active_grants().await.unwrap().is_empty());
+        assert_eq!(store.inactive_among(&[grant]).await.unwrap(), vec![grant]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_approvals_all_succeed() {
+        let (store, _dir) = Store::open_temp().await.unwrap();
+        let reg =
+            validate_registration(&serde_json::json!({"redirect_uris": ["http://127.0.0.1/cb"]}))
+                .unwrap();
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let s = store.clone();
+                let reg = reg.clone();
+                tokio::spawn(async move {
+                    let client = ClientId(format!("c{i}"));
+                    s.insert_client(&client, &reg, None, NOW).await?;
+                    let r = Resource("http://127.0.0.1:1/mcp/up".into());
+                    let code = TokenHash::of(&format!("code-{i}"));
+                    s.approve(
+                        &client,
+                        "up",
+                        &r,
+                        &Scopes::single("mcp"),
+                        &code,
+                        "http://127.0.0.1/cb",
+                        "ch",
+                        NOW + 60,
+                        NOW,
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().expect("approval under contention");
+        }
+        assert_eq!(store.active_grants().await.unwrap().len(), 12);
+    }
+
+    #[tokio::test]
+    async fn committed_grants_survive_reopening() {
+        let (store, dir) = Store::open_temp().await.unwrap();
+        let (grant, _) = with_grant(&store).await;
+        store.insert_tokens(grant, &issued("1")).await.unwrap();
+        store.close().await;
+        let reopened = Store::open(&dir.0).await.unwrap();
+        assert_eq!(reopened.active_grants().await.unwrap()[0].id, grant);
+        assert!(
+            reopened
+                .access_token(&TokenHash::of("a-1"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
 }

@@ -29,7 +29,7 @@ pub enum Rotation {
 
 impl Store {
     pub async fn insert_tokens(&self, grant: GrantId, t: &IssuedTokens) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         insert_pair(&mut tx, grant, t).await?;
         tx.commit().await?;
         Ok(())
@@ -43,7 +43,7 @@ impl Store {
         t: &IssuedTokens,
         now: UnixTime,
     ) -> Result<Rotation> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE tokens SET rotated_at = ? WHERE hash = ? AND kind = 'refresh' AND rotated_at IS NULL
              AND grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL)",
