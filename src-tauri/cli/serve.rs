@@ -32,7 +32,11 @@ pub fn run(args: ServeArgs) -> i32 {
         }
     }
     init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    // One thread runs every task: a local broker serves a handful of clients, and a
+    // single-threaded scheduler saves the cross-thread wake-ups that dominated the
+    // broker's CPU per proxied call (bench/). SQLite and the keychain have their own
+    // threads, so nothing here blocks it.
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

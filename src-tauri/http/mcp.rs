@@ -40,7 +40,7 @@ async fn authenticate(
         .access_token(&TokenHash::of(token))
         .await
         .map_err(|e| e.into_response())?;
-    let caller = check_bearer(rec.as_ref(), resource, &g.scopes, now()).map_err(challenge)?;
+    let caller = check_bearer(rec.as_deref(), resource, &g.scopes, now()).map_err(challenge)?;
     g.touch_grant(caller.grant_id);
     Ok(caller)
 }

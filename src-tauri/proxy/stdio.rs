@@ -116,7 +116,10 @@ impl StdioLink {
     }
 
     pub async fn send(&self, session: &Arc<Session>, msg: &Message) {
-        let line = to_single_line(&msg.raw);
+        let mut line = Vec::with_capacity(msg.raw.len() + 1);
+        line.extend_from_slice(&to_single_line(&msg.raw));
+        line.push(b'\n');
+        let line = Bytes::from(line);
         // A child that stops reading its stdin fills the pipe; that is a hang.
         match tokio::time::timeout(Duration::from_secs(30), self.tx.send(line)).await {
             Ok(Ok(())) => {}
@@ -142,10 +145,8 @@ impl StdioLink {
 
 async fn write_loop(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receiver<Bytes>) {
     while let Some(line) = rx.recv().await {
-        let ok = stdin.write_all(&line).await.is_ok()
-            && stdin.write_all(b"\n").await.is_ok()
-            && stdin.flush().await.is_ok();
-        if !ok {
+        // One write per message: the line and its newline together.
+        if stdin.write_all(&line).await.is_err() {
             break;
         }
     }

@@ -114,6 +114,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        // After the commit, so that whoever sees the new epoch reads the revocation.
+        super::token_cache::TokenCache::bump(&self.dir)?;
         let name: Option<String> = row.get("client_name");
         let client_id: String = row.get("client_id");
         Ok(Some(RevokedGrant {

@@ -8,6 +8,7 @@
 mod clients;
 mod codes;
 mod grants;
+mod token_cache;
 mod tokens;
 
 use std::path::Path;
@@ -30,6 +31,8 @@ pub const DB_FILE: &str = "broker.db";
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    dir: std::path::PathBuf,
+    tokens: std::sync::Arc<token_cache::TokenCache>,
 }
 
 impl Store {
@@ -54,7 +57,12 @@ impl Store {
             .await?;
         sqlx::migrate!("src-tauri/migrations").run(&pool).await?;
         restrict_permissions(&path);
-        Ok(Store { pool })
+        let tokens = std::sync::Arc::new(token_cache::TokenCache::new(dir));
+        // The epoch file must exist for the cache to be used at all.
+        if !dir.join(token_cache::EPOCH_FILE).exists() {
+            token_cache::TokenCache::bump(dir)?;
+        }
+        Ok(Store { pool, dir: dir.to_owned(), tokens })
     }
 
     /// A store in a fresh temporary directory, for tests. The directory lives as long
@@ -301,6 +309,20 @@ mod tests {
             t.await.unwrap().expect("approval under contention");
         }
         assert_eq!(store.active_grants().await.unwrap().len(), 12);
+    }
+
+    #[tokio::test]
+    async fn a_revocation_by_another_process_invalidates_the_token_cache() {
+        let (store, dir) = Store::open_temp().await.unwrap();
+        let (grant, _) = with_grant(&store).await;
+        store.insert_tokens(grant, &issued("1")).await.unwrap();
+        let hash = TokenHash::of("a-1");
+        assert!(store.access_token(&hash).await.unwrap().is_some());
+        assert!(store.access_token(&hash).await.unwrap().is_some(), "now cached");
+        // A second Store on the same directory stands for the CLI process.
+        let cli = Store::open(&dir.0).await.unwrap();
+        cli.revoke_grant(grant, NOW).await.unwrap().unwrap();
+        assert!(store.access_token(&hash).await.unwrap().is_none(), "the very next lookup sees the revocation");
     }
 
     #[tokio::test]

@@ -60,8 +60,21 @@ impl Store {
         Ok(Rotation::Rotated)
     }
 
-    /// The access token and its grant, if the grant is still active.
-    pub async fn access_token(&self, hash: &TokenHash) -> Result<Option<AccessRecord>> {
+    /// The access token and its grant, if the grant is still active. Served from a cache
+    /// that every revocation (from any process) invalidates; see `token_cache`.
+    pub async fn access_token(&self, hash: &TokenHash) -> Result<Option<std::sync::Arc<AccessRecord>>> {
+        let (hit, epoch) = self.tokens.get(hash);
+        if hit.is_some() {
+            return Ok(hit);
+        }
+        let rec = self.access_token_uncached(hash).await?.map(std::sync::Arc::new);
+        if let Some(r) = &rec {
+            self.tokens.insert(hash.clone(), r.clone(), epoch);
+        }
+        Ok(rec)
+    }
+
+    async fn access_token_uncached(&self, hash: &TokenHash) -> Result<Option<AccessRecord>> {
         let row = sqlx::query(
             "SELECT t.grant_id, t.scope, t.expires_at, g.client_id, g.resource
              FROM tokens t JOIN grants g ON g.id = t.grant_id
