@@ -25,6 +25,7 @@ use tokio::sync::broadcast;
 use crate::config::{Config, Transport, UpstreamConfig, ValueSource};
 use crate::events::GatewayEvent;
 use crate::oauth::GrantId;
+use crate::vault::{Secret, Vault};
 use link::Link;
 use session::{EndReason, Session};
 
@@ -37,6 +38,7 @@ pub struct Upstreams {
     max_per_grant: usize,
     request_timeout: Duration,
     http: reqwest::Client,
+    vault: Arc<Vault>,
 }
 
 /// Live counts for the desktop's upstream list.
@@ -51,6 +53,7 @@ impl Upstreams {
         config: &Config,
         data_dir: &std::path::Path,
         events: broadcast::Sender<GatewayEvent>,
+        vault: Arc<Vault>,
     ) -> Arc<Upstreams> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -72,6 +75,7 @@ impl Upstreams {
             max_per_grant: config.max_sessions_per_grant().max(1),
             request_timeout: config.request_timeout(),
             http,
+            vault,
         })
     }
 
@@ -127,9 +131,7 @@ impl Upstreams {
                 env,
                 cwd,
             } => {
-                let env = resolve(env).map_err(|v| {
-                    format!("upstream {upstream}: environment variable {v} is not set")
-                })?;
+                let env = self.resolve(upstream, env).await?;
                 std::fs::create_dir_all(&self.log_dir)
                     .map_err(|e| format!("cannot create the log folder: {e}"))?;
                 let log_file = std::fs::OpenOptions::new()
@@ -157,14 +159,12 @@ impl Upstreams {
                 Link::Stdio(link)
             }
             Transport::Http { url, headers } => {
-                let values = resolve(headers).map_err(|v| {
-                    format!("upstream {upstream}: environment variable {v} is not set")
-                })?;
+                let values = self.resolve(upstream, headers).await?;
                 let mut map = HeaderMap::new();
                 for (k, v) in values {
                     let name = HeaderName::from_bytes(k.as_bytes())
                         .map_err(|_| format!("bad header name {k}"))?;
-                    let mut value = HeaderValue::from_str(&v)
+                    let mut value = HeaderValue::from_str(v.expose())
                         .map_err(|_| format!("bad value for header {k}"))?;
                     value.set_sensitive(true);
                     map.insert(name, value);
@@ -283,15 +283,55 @@ impl Upstreams {
     }
 }
 
-/// Resolves configured values; `Err` names the missing environment variable.
-fn resolve(values: &BTreeMap<String, ValueSource>) -> Result<BTreeMap<String, String>, String> {
-    values
-        .iter()
-        .map(|(k, v)| match v {
-            ValueSource::Literal(s) => Ok((k.clone(), s.clone())),
-            ValueSource::Env { env } => std::env::var(env)
-                .map(|s| (k.clone(), s))
-                .map_err(|_| env.clone()),
-        })
-        .collect()
+impl Upstreams {
+    /// Resolves configured `env` or `headers` values when a session starts, so a secret
+    /// set or changed while the broker runs is picked up by the next session. `Err` is
+    /// one line naming the missing variable or secret and how to provide it; it never
+    /// contains a value.
+    async fn resolve(
+        &self,
+        upstream: &str,
+        values: &BTreeMap<String, ValueSource>,
+    ) -> Result<BTreeMap<String, Secret<String>>, String> {
+        let mut out = BTreeMap::new();
+        for (k, v) in values {
+            let value = match v {
+                ValueSource::Literal(s) => s.clone(),
+                ValueSource::Env { env } => std::env::var(env).map_err(|_| {
+                    format!("upstream {upstream}: environment variable {env} is not set")
+                })?,
+                ValueSource::Secret { secret, prefix } => {
+                    let got = self.read_secret(secret).await.map_err(|e| {
+                        format!("upstream {upstream} needs the secret \"{secret}\": {e}")
+                    })?;
+                    let Some(got) = got else {
+                        let why = format!(
+                            "upstream {upstream} needs the secret \"{secret}\", which is not in the OS keychain; set it with `mcp-broker secrets set {secret}`"
+                        );
+                        let _ = self.events.send(GatewayEvent::UpstreamFailed {
+                            upstream: upstream.to_owned(),
+                            reason: why.clone(),
+                        });
+                        return Err(why);
+                    };
+                    format!("{}{}", prefix.as_deref().unwrap_or(""), got.expose())
+                }
+            };
+            out.insert(k.clone(), Secret::new(value));
+        }
+        Ok(out)
+    }
+
+    /// Keychain calls block (D-Bus on Linux), so they run off the async workers, with a
+    /// deadline in case the keychain daemon hangs.
+    async fn read_secret(&self, name: &str) -> Result<Option<Secret<String>>, String> {
+        let vault = self.vault.clone();
+        let name = name.to_owned();
+        let task = tokio::task::spawn_blocking(move || vault.get(&name));
+        match tokio::time::timeout(Duration::from_secs(20), task).await {
+            Ok(Ok(r)) => r.map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(format!("reading the OS keychain failed: {e}")),
+            Err(_) => Err("the OS keychain did not answer within 20 seconds".into()),
+        }
+    }
 }
