@@ -108,6 +108,7 @@ impl Gateway {
             .collect();
         let (events, _) = broadcast::channel(256);
         let upstreams = Upstreams::new(&config, data_dir, events.clone(), vault.clone());
+        upstreams.oauth.set_base(&issuer);
         let inner = Inner {
             authorize_ctx: AuthorizeContext {
                 resources,

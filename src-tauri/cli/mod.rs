@@ -4,6 +4,7 @@
 mod grants;
 mod secrets;
 mod serve;
+mod upstream;
 
 use std::path::PathBuf;
 
@@ -28,6 +29,11 @@ pub enum Command {
     Grants {
         #[command(subcommand)]
         command: GrantsCommand,
+    },
+    /// Sign the broker in to a remote upstream (OAuth), or out of it.
+    Upstream {
+        #[command(subcommand)]
+        command: UpstreamCommand,
     },
     /// Store, list or delete upstream secrets in the OS keychain.
     Secrets {
@@ -114,6 +120,36 @@ pub enum SecretsCommand {
     },
 }
 
+#[derive(clap::Args, Debug, Clone)]
+pub struct BrokerTarget {
+    /// The configuration file (for the broker's port).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The running broker's port (default: from the configuration).
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UpstreamCommand {
+    /// Sign in to a remote upstream in the browser; the running broker keeps the tokens
+    /// in the OS keychain and refreshes them.
+    Login {
+        name: String,
+        #[command(flatten)]
+        target: BrokerTarget,
+        /// Print the URL instead of opening the browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Revoke (RFC 7009, where offered) and delete the broker's tokens for an upstream.
+    Logout {
+        name: String,
+        #[command(flatten)]
+        target: BrokerTarget,
+    },
+}
+
 pub fn default_data_dir() -> PathBuf {
     dirs::data_dir()
         .unwrap_or_else(std::env::temp_dir)
@@ -133,5 +169,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Serve(args) => serve::run(args),
         Command::Grants { command } => grants::run(command),
         Command::Secrets { command } => secrets::run(command),
+        Command::Upstream { command } => upstream::run(command),
     }
 }

@@ -13,6 +13,7 @@ mod remote;
 pub mod session;
 mod stdio;
 pub mod streamable;
+pub mod upstream_oauth;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ pub struct Upstreams {
     request_timeout: Duration,
     http: reqwest::Client,
     vault: Arc<Vault>,
+    /// The broker's own sign-ins to remote upstreams.
+    pub oauth: Arc<upstream_oauth::UpstreamOAuth>,
 }
 
 /// Live counts for the desktop's upstream list.
@@ -74,6 +77,10 @@ impl Upstreams {
             idle_timeout: config.session_idle_timeout(),
             max_per_grant: config.max_sessions_per_grant().max(1),
             request_timeout: config.request_timeout(),
+            oauth: Arc::new(upstream_oauth::UpstreamOAuth::new(
+                vault.clone(),
+                http.clone(),
+            )),
             http,
             vault,
         })
@@ -175,6 +182,8 @@ impl Upstreams {
                     map,
                     Arc::downgrade(&session),
                     self.events.clone(),
+                    self.oauth.clone(),
+                    upstream.to_owned(),
                 ))
             }
         };
@@ -236,6 +245,14 @@ impl Upstreams {
                 sessions,
             })
             .collect()
+    }
+
+    /// The URL of a remote upstream, for sign-in.
+    pub fn remote_url(&self, upstream: &str) -> Option<&url::Url> {
+        match &self.configs.get(upstream)?.transport {
+            Transport::Http { url, .. } => Some(url),
+            Transport::Stdio { .. } => None,
+        }
     }
 
     pub fn sessions_of_grant(&self, grant: GrantId) -> usize {
