@@ -42,6 +42,7 @@ fn main() {
             "upstreams_receive_their_secrets_and_nothing_leaks",
             upstreams_receive_secrets,
         ),
+        keychain("upstream_oauth_end_to_end", upstream_oauth),
     ];
     if cfg!(target_os = "linux") {
         trials.push(Trial::test(
@@ -746,6 +747,269 @@ headers = {{ Authorization = {{ secret = "linear", prefix = "Bearer " }} }}
             !log_text.contains(v.as_str()),
             "secret bytes in the broker log",
         )?;
+    }
+    Ok(())
+}
+
+fn upstream_oauth() -> Result<(), Failed> {
+    tokio::runtime::Runtime::new()?.block_on(upstream_oauth_async())
+}
+
+fn stored_tokens(service: &str, upstream: &str) -> Option<Value> {
+    secret_tool_lookup(service, &format!("oauth:{upstream}"))
+        .and_then(|s| serde_json::from_str(&s).ok())
+}
+
+/// A second broker process protects an upstream; the first has it as a remote upstream,
+/// signs in to it through `mcp-broker upstream login` (the test approves the second
+/// broker's consent page), keeps the tokens in the keychain, refreshes them when they
+/// expire, and a client's calls through the first broker keep working; after `upstream
+/// logout` the next call says that sign-in is needed.
+async fn upstream_oauth_async() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir()?;
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/env_upstream.py"
+    );
+    // Broker B: the protected upstream, with 4-second access tokens.
+    let config_b = tmp.path().join("b.toml");
+    std::fs::write(
+        &config_b,
+        format!(
+            "[broker]\naccess_token_ttl_secs = 4\n[servers.envy]\ncommand = \"{}\"\nargs = [\"{fixture}\"]\nenv = {{ PLAIN = \"from-b\" }}\n",
+            python()
+        ),
+    )?;
+    let b = Broker::start(
+        &config_b,
+        &tmp.path().join("b-data"),
+        &test_service(),
+        tmp.path().join("b.log"),
+    )?;
+    // Broker A: has B's upstream as a remote upstream.
+    let config_a = tmp.path().join("a.toml");
+    std::fs::write(
+        &config_a,
+        format!("[servers.protected]\nurl = \"{}/mcp/envy\"\n", b.base),
+    )?;
+    let service = test_service();
+    let data_a = tmp.path().join("a-data");
+    let a = Broker::start(&config_a, &data_a, &service, tmp.path().join("a.log"))?;
+    let port_a = a.base.rsplit(':').next().unwrap().to_owned();
+    let http = http();
+
+    // A client of broker A.
+    let tok = sign_in(&http, &a.base, "protected").await?;
+    let mut client = Mcp::new(&http, &a.base, "protected", &tok);
+    let before = client.open().await?;
+    check(
+        before["error"]["message"].as_str().is_some_and(|m| {
+            m.contains("needs sign-in") && m.contains("mcp-broker upstream login protected")
+        }),
+        format!("before sign-in: {before}"),
+    )?;
+
+    // `upstream login`, with the test as the person in the browser.
+    let mut login = Command::new(BIN)
+        .args([
+            "upstream",
+            "login",
+            "protected",
+            "--no-browser",
+            "--port",
+            &port_a,
+        ])
+        .env(mcp_broker::vault::SERVICE_ENV, &service)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(login.stdout.take().unwrap()).lines();
+    let authorize_url = loop {
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with("http") => break l,
+            Some(Ok(_)) => continue,
+            _ => {
+                let out = login.wait_with_output()?;
+                return Err(format!(
+                    "login printed no URL: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+                .into());
+            }
+        }
+    };
+    let au = url::Url::parse(&authorize_url)?;
+    let q: std::collections::HashMap<String, String> = au.query_pairs().into_owned().collect();
+    check(
+        au.as_str().starts_with(&format!("{}/authorize", b.base)),
+        "goes to B's authorization endpoint",
+    )?;
+    check(
+        q.get("code_challenge_method").map(String::as_str) == Some("S256"),
+        "PKCE S256",
+    )?;
+    check(
+        q.get("resource") == Some(&format!("{}/mcp/envy", b.base)),
+        "resource parameter",
+    )?;
+    check(
+        q.get("redirect_uri") == Some(&format!("{}/upstream-callback/protected", a.base)),
+        "loopback callback on broker A",
+    )?;
+    let page = http.get(au.clone()).send().await?.text().await?;
+    let consent_id = between(&page, "name=\"consent_id\" value=\"", "\"")
+        .ok_or_else(|| format!("no consent form: {page}"))?;
+    let csrf = between(&page, "name=\"csrf_token\" value=\"", "\"").ok_or("no csrf")?;
+    let res = http
+        .post(format!("{}/authorize/consent", b.base))
+        .header("origin", &b.base)
+        .form(&[
+            ("consent_id", consent_id),
+            ("csrf_token", csrf),
+            ("decision", "approve"),
+        ])
+        .send()
+        .await?;
+    let callback = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no redirect")?
+        .to_owned();
+    check(
+        callback.starts_with(&format!("{}/upstream-callback/protected?", a.base)),
+        &callback,
+    )?;
+    // A replayed or forged state is refused.
+    let forged = callback.replace("state=", "state=x");
+    let r = http.get(&forged).send().await?;
+    check(r.status() == 400, "forged state refused")?;
+    let r = http.get(&callback).send().await?;
+    let status = r.status();
+    let body = r.text().await?;
+    check(
+        status == 200 && body.contains("Signed in to protected"),
+        format!("callback: {status} {body}"),
+    )?;
+    let out = login.wait_with_output()?;
+    check(
+        out.status.success(),
+        format!("login exit: {}", String::from_utf8_lossy(&out.stderr)),
+    )?;
+
+    // The tokens are in the keychain.
+    let t1 = stored_tokens(&service, "protected").ok_or("no tokens in the keychain")?;
+    let access1 = t1["access_token"].as_str().ok_or("access")?.to_owned();
+    let refresh1 = t1["refresh_token"].as_str().ok_or("refresh")?.to_owned();
+
+    // The client's session works now.
+    let mut client = Mcp::new(&http, &a.base, "protected", &tok);
+    let init = client.open().await?;
+    check(
+        init.get("result").is_some(),
+        format!("initialize after sign-in: {init}"),
+    )?;
+    check(
+        client.tool_text("env", json!({"name": "PLAIN"})).await? == "from-b",
+        "tools/call through A to B",
+    )?;
+
+    // Past the 4-second lifetime: refreshed, and the same session keeps working.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    check(
+        client.tool_text("env", json!({"name": "PLAIN"})).await? == "from-b",
+        "tools/call after expiry",
+    )?;
+    let t2 = stored_tokens(&service, "protected").ok_or("tokens gone")?;
+    check(
+        t2["access_token"].as_str() != Some(access1.as_str()),
+        "a new access token was stored",
+    )?;
+    check(
+        t2["refresh_token"].as_str() != Some(refresh1.as_str()),
+        "the rotated refresh token was stored",
+    )?;
+    // Three sessions call at once right after the next expiry: one refresh only. B
+    // rotates refresh tokens and revokes the grant when one is replayed, so a second,
+    // racing refresh would break every session.
+    let mut c2 = Mcp::new(&http, &a.base, "protected", &tok);
+    let mut c3 = Mcp::new(&http, &a.base, "protected", &tok);
+    check(c2.open().await?.get("result").is_some(), "second session")?;
+    check(c3.open().await?.get("result").is_some(), "third session")?;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let arg = json!({"name": "PLAIN"});
+    let (r1, r2, r3) = tokio::join!(
+        client.tool_text("env", arg.clone()),
+        c2.tool_text("env", arg.clone()),
+        c3.tool_text("env", arg.clone())
+    );
+    check(
+        r1? == "from-b" && r2? == "from-b" && r3? == "from-b",
+        "concurrent calls across a refresh",
+    )?;
+    check(
+        client.tool_text("env", arg).await? == "from-b",
+        "still working after the concurrent refresh",
+    )?;
+    let t3 = stored_tokens(&service, "protected").ok_or("tokens gone")?;
+
+    // Logout: revoked at B, deleted from the keychain; the next call asks for sign-in.
+    let out = Command::new(BIN)
+        .args(["upstream", "logout", "protected", "--port", &port_a])
+        .env(mcp_broker::vault::SERVICE_ENV, &service)
+        .output()?;
+    check(
+        out.status.success(),
+        format!("logout: {}", String::from_utf8_lossy(&out.stderr)),
+    )?;
+    check(
+        stored_tokens(&service, "protected").is_none(),
+        "tokens deleted from the keychain",
+    )?;
+    let after = client
+        .request(
+            "tools/call",
+            json!({"name": "env", "arguments": {"name": "PLAIN"}}),
+        )
+        .await?;
+    check(
+        after["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("needs sign-in")),
+        format!("after logout: {after}"),
+    )?;
+    // The revoked refresh token no longer works at B.
+    let r = http
+        .post(format!("{}/token", b.base))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t3["refresh_token"].as_str().unwrap_or("")),
+            ("client_id", t3["client_id"].as_str().unwrap_or("")),
+        ])
+        .send()
+        .await?;
+    check(
+        r.status().is_client_error(),
+        format!(
+            "the refresh token still works at B after logout: {}",
+            r.status()
+        ),
+    )?;
+
+    // No upstream token in A's data dir or log, nor in anything the client saw.
+    let log = a.log.clone();
+    drop(a);
+    drop(b);
+    let log_text = read_lossy(&log);
+    for t in [&t1, &t2, &t3] {
+        for k in ["access_token", "refresh_token"] {
+            let v = t[k].as_str().unwrap_or("");
+            check(!v.is_empty(), "token present")?;
+            if let Some(hit) = dir_contains(&data_a, v.as_bytes())? {
+                return Err(format!("upstream token found in {}", hit.display()).into());
+            }
+            check(!log_text.contains(v), "upstream token in broker A's log")?;
+        }
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The broker as an OAuth client of a remote upstream (MCP authorization spec; RFC 9728
 //! and RFC 8414 discovery, RFC 7591 registration, PKCE S256 per RFC 7636, `resource` per
 //! RFC 8707, `iss` per RFC 9207, revocation per RFC 7009), with the `oauth2` crate for the
-//! authorization URL, the code exchange, refresh and revocation.
+//! authorization URL, the code exchange and refresh. Discovery and registration are
+//! plain reqwest calls (`oauth2` has neither); revocation too (see [`UpstreamOAuth::logout`]).
 //!
 //! Sign-in is started by `mcp-broker upstream login NAME` (through the running broker,
 //! because the redirect comes back to the broker itself: `/upstream-callback/NAME`). The
@@ -17,8 +18,7 @@ use std::time::{Duration, Instant};
 use oauth2::basic::BasicClient;
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, CsrfToken, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, RefreshToken, RevocationUrl, Scope, StandardRevocableToken, TokenResponse,
-    TokenUrl,
+    RedirectUrl, RefreshToken, Scope, TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -30,8 +30,12 @@ use crate::oauth::discovery::{
 };
 use crate::vault::{Secret, Vault};
 
-/// Refresh this long before the access token expires.
-const REFRESH_MARGIN_SECS: i64 = 30;
+/// When to refresh a token that lives `secs`: 30 s before it expires, or after three
+/// quarters of its life for short-lived tokens.
+fn refresh_at(secs: Option<Duration>) -> Option<i64> {
+    let secs = secs?.as_secs() as i64;
+    Some(now() + (secs - 30).max(secs * 3 / 4))
+}
 /// A sign-in not finished within this time is dropped.
 const LOGIN_TTL: Duration = Duration::from_secs(600);
 
@@ -40,7 +44,8 @@ const LOGIN_TTL: Duration = Duration::from_secs(600);
 struct Tokens {
     access_token: String,
     refresh_token: Option<String>,
-    expires_at: Option<i64>,
+    /// Unix time after which the access token is refreshed before use.
+    refresh_at: Option<i64>,
     client_id: String,
     token_endpoint: String,
     revocation_endpoint: Option<String>,
@@ -161,10 +166,7 @@ impl UpstreamOAuth {
         let Some(t) = slot.tokens.clone() else {
             return Ok(None);
         };
-        if t.expires_at
-            .is_some_and(|e| e - REFRESH_MARGIN_SECS <= now())
-            && t.refresh_token.is_some()
-        {
+        if t.refresh_at.is_some_and(|r| r <= now()) && t.refresh_token.is_some() {
             let fresh = self.refresh(upstream, &t).await?;
             let access = fresh.access_token.clone();
             slot.tokens = Some(fresh);
@@ -220,7 +222,7 @@ impl UpstreamOAuth {
                 .refresh_token()
                 .map(|r| r.secret().clone())
                 .or_else(|| t.refresh_token.clone()),
-            expires_at: res.expires_in().map(|d| now() + d.as_secs() as i64),
+            refresh_at: refresh_at(res.expires_in()),
             ..t.clone()
         };
         self.save(upstream, &fresh).await?;
@@ -434,7 +436,7 @@ impl UpstreamOAuth {
         let tokens = Tokens {
             access_token: res.access_token().secret().clone(),
             refresh_token: res.refresh_token().map(|r| r.secret().clone()),
-            expires_at: res.expires_in().map(|d| now() + d.as_secs() as i64),
+            refresh_at: refresh_at(res.expires_in()),
             client_id: p.client_id.clone(),
             token_endpoint: p.server.token_endpoint.clone(),
             revocation_endpoint: p.server.revocation_endpoint.clone(),
@@ -459,21 +461,33 @@ impl UpstreamOAuth {
         let Some(t) = slot.tokens.take() else {
             return Ok(false);
         };
-        if let Some(rev) = &t.revocation_endpoint
-            && let Ok(rev) = RevocationUrl::new(rev.clone())
-        {
-            let client =
-                BasicClient::new(ClientId::new(t.client_id.clone())).set_revocation_url(rev);
-            let token = match &t.refresh_token {
-                Some(r) => StandardRevocableToken::RefreshToken(RefreshToken::new(r.clone())),
-                None => StandardRevocableToken::AccessToken(oauth2::AccessToken::new(
-                    t.access_token.clone(),
-                )),
+        if let Some(rev) = &t.revocation_endpoint {
+            // RFC 7009 §2.1 by hand: oauth2's `revoke_token` refuses http URLs, and a
+            // loopback upstream (allowed by the config) is http.
+            let (token, hint) = match &t.refresh_token {
+                Some(r) => (r.as_str(), "refresh_token"),
+                None => (t.access_token.as_str(), "access_token"),
             };
-            if let Ok(req) = client.revoke_token(token)
-                && let Err(e) = req.request_async(&self.http).await
-            {
-                tracing::warn!(upstream, "the upstream did not accept the revocation: {e}");
+            let res = self
+                .http
+                .post(rev)
+                .form(&[
+                    ("token", token),
+                    ("token_type_hint", hint),
+                    ("client_id", t.client_id.as_str()),
+                ])
+                .send()
+                .await;
+            match res {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    tracing::warn!(upstream, status = %r.status(), "the upstream did not accept the revocation")
+                }
+                Err(e) => tracing::warn!(
+                    upstream,
+                    "the revocation request failed: {}",
+                    e.without_url()
+                ),
             }
         }
         let k = key(upstream);
