@@ -158,11 +158,17 @@ impl UpstreamOAuth {
     }
 
     /// The access token to send, refreshed first when it is about to expire. `Ok(None)`:
-    /// this upstream has no sign-in (it may not need one).
+    /// no sign-in known yet (the upstream may not need one; if it does, its 401 loads the
+    /// stored tokens through [`UpstreamOAuth::after_unauthorized`]).
     pub async fn bearer(&self, upstream: &str) -> Result<Option<Secret<String>>, String> {
         let slot = self.slot(upstream);
         let mut slot = slot.lock().await;
-        self.load(upstream, &mut slot).await?;
+        // The keychain is read only once this upstream has asked for sign-in (a 401, see
+        // `after_unauthorized`) or a sign-in happened here: upstreams without OAuth must
+        // work on a machine with no keychain at all.
+        if !slot.loaded {
+            return Ok(None);
+        }
         let Some(t) = slot.tokens.clone() else {
             return Ok(None);
         };
