@@ -14,6 +14,14 @@
 //! [servers.remote]         # Streamable HTTP upstream
 //! url = "https://mcp.example.com/mcp"
 //! headers = { "X-Api-Key" = { env = "EXAMPLE_KEY" } }
+//!
+//! [servers.github]         # a secret from the OS keychain (`mcp-broker secrets set github-token`)
+//! command = "github-mcp-server"
+//! env = { GITHUB_TOKEN = { secret = "github-token" } }
+//!
+//! [servers.linear]
+//! url = "https://mcp.linear.app/mcp"
+//! headers = { Authorization = { secret = "linear", prefix = "Bearer " } }
 //! ```
 
 use std::collections::BTreeMap;
@@ -38,15 +46,53 @@ pub struct BrokerSettings {
     pub request_timeout_secs: Option<u64>,
 }
 
-/// A value in `env` or `headers`: a literal, or a reference resolved at start-up.
+/// A value in `env` or `headers`: a literal, or a reference resolved when a session starts.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[serde(try_from = "RawValue")]
 pub enum ValueSource {
     Literal(String),
     /// `{ env = "VAR" }`: read from the broker's environment when the upstream starts.
     Env {
         env: String,
     },
+    /// `{ secret = "name" }` or `{ secret = "name", prefix = "Bearer " }`: read from the
+    /// OS keychain (see `vault`) when the upstream starts; `prefix` goes before the value.
+    Secret {
+        secret: String,
+        prefix: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawValue {
+    Literal(String),
+    Table(BTreeMap<String, String>),
+}
+
+impl TryFrom<RawValue> for ValueSource {
+    type Error = String;
+    fn try_from(raw: RawValue) -> Result<Self, String> {
+        const SHAPES: &str = "expected a string, { env = \"VAR\" }, { secret = \"name\" } or { secret = \"name\", prefix = \"...\" }";
+        let mut t = match raw {
+            RawValue::Literal(s) => return Ok(ValueSource::Literal(s)),
+            RawValue::Table(t) => t,
+        };
+        let env = t.remove("env");
+        let secret = t.remove("secret");
+        let prefix = t.remove("prefix");
+        if let Some(k) = t.keys().next() {
+            return Err(format!("unknown key `{k}`: {SHAPES}"));
+        }
+        match (env, secret, prefix) {
+            (Some(env), None, None) => Ok(ValueSource::Env { env }),
+            (None, Some(secret), prefix) => {
+                crate::vault::check_name(&secret).map_err(|e| e.to_string())?;
+                Ok(ValueSource::Secret { secret, prefix })
+            }
+            _ => Err(SHAPES.into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +144,26 @@ pub struct Config {
     pub path: PathBuf,
     pub settings: BrokerSettings,
     pub upstreams: Vec<UpstreamConfig>,
+}
+
+impl UpstreamConfig {
+    /// The keychain secrets this upstream reads: `(secret name, where)`, where is
+    /// `env VAR` or `header NAME`.
+    pub fn secret_refs(&self) -> Vec<(&str, String)> {
+        let (kind, values) = match &self.transport {
+            Transport::Stdio { env, .. } => ("env", env),
+            Transport::Http { headers, .. } => ("header", headers),
+        };
+        values
+            .iter()
+            .filter_map(|(k, v)| match v {
+                ValueSource::Secret { secret, .. } => {
+                    Some((secret.as_str(), format!("{kind} {k}")))
+                }
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 impl Config {
@@ -326,6 +392,48 @@ mod tests {
     }
 
     #[test]
+    fn parses_secret_references() {
+        let c = p(r#"
+            [servers.a]
+            command = "node"
+            env = { GH = { secret = "github-token" }, L = "x" }
+            [servers.b]
+            url = "https://example.com/mcp"
+            headers = { Authorization = { secret = "linear", prefix = "Bearer " } }
+        "#)
+        .unwrap();
+        let Transport::Stdio { env, .. } = &c.upstreams[0].transport else {
+            panic!()
+        };
+        assert_eq!(
+            env["GH"],
+            ValueSource::Secret {
+                secret: "github-token".into(),
+                prefix: None
+            }
+        );
+        assert_eq!(env["L"], ValueSource::Literal("x".into()));
+        let Transport::Http { headers, .. } = &c.upstreams[1].transport else {
+            panic!()
+        };
+        assert_eq!(
+            headers["Authorization"],
+            ValueSource::Secret {
+                secret: "linear".into(),
+                prefix: Some("Bearer ".into())
+            }
+        );
+        assert_eq!(
+            c.upstreams[0].secret_refs(),
+            vec![("github-token", "env GH".to_owned())]
+        );
+        assert_eq!(
+            c.upstreams[1].secret_refs(),
+            vec![("linear", "header Authorization".to_owned())]
+        );
+    }
+
+    #[test]
     fn errors_name_file_key_and_reason() {
         let cases = [
             ("[servers.A]\ncommand='x'", "servers.A", "[a-z0-9-]+"),
@@ -356,6 +464,21 @@ mod tests {
             ),
             ("", "servers", "no upstream"),
             ("[servers.a\n", "", "line 1"),
+            (
+                "[servers.a]\ncommand='x'\nenv={A={secret='a b'}}",
+                "servers.a.env.A",
+                "not a valid secret name",
+            ),
+            (
+                "[servers.a]\ncommand='x'\nenv={A={secret='a',env='B'}}",
+                "servers.a.env.A",
+                "expected a string",
+            ),
+            (
+                "[servers.a]\ncommand='x'\nenv={A={secrt='a'}}",
+                "servers.a.env.A",
+                "unknown key `secrt`",
+            ),
         ];
         for (text, key, reason) in cases {
             let e = p(text).unwrap_err();

@@ -12,6 +12,8 @@ pub enum Error {
     #[error("upstream {upstream}: {reason}")]
     Upstream { upstream: String, reason: String },
     #[error("{0}")]
+    Keychain(#[from] crate::vault::VaultError),
+    #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
 }
 

@@ -23,6 +23,7 @@ use crate::oauth::authorize::AuthorizeContext;
 use crate::oauth::{DEFAULT_SCOPE, GrantId, Resource, Scopes, UnixTime};
 use crate::proxy::Upstreams;
 use crate::store::{GrantSummary, Store};
+use crate::vault::Vault;
 
 /// Seconds since the epoch: the one place the broker reads the wall clock.
 pub fn now() -> UnixTime {
@@ -46,6 +47,8 @@ pub struct Inner {
     pub store: Store,
     pub consent: ConsentBroker,
     pub upstreams: Arc<Upstreams>,
+    /// The OS keychain (upstream secrets and upstream OAuth tokens).
+    pub vault: Arc<Vault>,
     pub events: broadcast::Sender<GatewayEvent>,
     pub authorize_ctx: AuthorizeContext,
     pub scopes: Scopes,
@@ -70,10 +73,21 @@ impl Gateway {
         port: u16,
         consent: ConsentMode,
     ) -> Result<(Gateway, TcpListener)> {
+        Gateway::bind_with_vault(config, data_dir, port, consent, Arc::new(Vault::system())).await
+    }
+
+    /// [`Gateway::bind`] with a chosen vault (tests use [`Vault::memory`]).
+    pub async fn bind_with_vault(
+        config: Config,
+        data_dir: &Path,
+        port: u16,
+        consent: ConsentMode,
+        vault: Arc<Vault>,
+    ) -> Result<(Gateway, TcpListener)> {
         let store = Store::open(data_dir).await?;
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
         let port = listener.local_addr()?.port();
-        let gateway = Gateway::new(config, data_dir, port, store, consent);
+        let gateway = Gateway::new(config, data_dir, port, store, consent, vault);
         Ok((gateway, listener))
     }
 
@@ -83,6 +97,7 @@ impl Gateway {
         port: u16,
         store: Store,
         consent: ConsentMode,
+        vault: Arc<Vault>,
     ) -> Gateway {
         let issuer = format!("http://127.0.0.1:{port}");
         let scopes = Scopes::single(DEFAULT_SCOPE);
@@ -92,7 +107,8 @@ impl Gateway {
             .map(|u| (u.name.clone(), Resource(format!("{issuer}/mcp/{}", u.name))))
             .collect();
         let (events, _) = broadcast::channel(256);
-        let upstreams = Upstreams::new(&config, data_dir, events.clone());
+        let upstreams = Upstreams::new(&config, data_dir, events.clone(), vault.clone());
+        upstreams.oauth.set_base(&issuer);
         let inner = Inner {
             authorize_ctx: AuthorizeContext {
                 resources,
@@ -107,6 +123,7 @@ impl Gateway {
             store,
             consent: ConsentBroker::new(consent),
             upstreams,
+            vault,
             events,
             touched: Mutex::new(HashMap::new()),
         };

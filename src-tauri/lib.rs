@@ -9,6 +9,7 @@
 //! Layout, from the inside out:
 //! - [`oauth`]: pure protocol decisions; no I/O, `now` passed in.
 //! - [`store`]: SQLite (sqlx); only hashes of issued secrets.
+//! - [`vault`]: secrets the broker uses, in the OS keychain; `Secret` prints `<redacted>`.
 //! - [`consent`]: pending questions for the person.
 //! - [`proxy`]: MCP sessions, upstream links, Streamable HTTP.
 //! - [`http`]: axum routes, the Host/Origin guard, error rendering in one place.
@@ -29,6 +30,7 @@ pub mod http;
 pub mod oauth;
 pub mod proxy;
 pub mod store;
+pub mod vault;
 
 pub use error::{Error, Result};
 pub use gateway::Gateway;

@@ -1,8 +1,10 @@
-//! The command line: `serve`, `grants list`, `grants revoke`. Thin: it parses arguments
+//! The command line: `serve`, `grants list`, `grants revoke`, `secrets set|list|delete`. Thin: it parses arguments
 //! and calls the library. Exit status 2 for bad usage or configuration, 1 for failures.
 
 mod grants;
+mod secrets;
 mod serve;
+mod upstream;
 
 use std::path::PathBuf;
 
@@ -27,6 +29,16 @@ pub enum Command {
     Grants {
         #[command(subcommand)]
         command: GrantsCommand,
+    },
+    /// Sign the broker in to a remote upstream (OAuth), or out of it.
+    Upstream {
+        #[command(subcommand)]
+        command: UpstreamCommand,
+    },
+    /// Store, list or delete upstream secrets in the OS keychain.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
     },
 }
 
@@ -77,6 +89,67 @@ pub enum GrantsCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Store a secret in the OS keychain. The value is read from stdin, or typed at a
+    /// hidden prompt when stdin is a terminal. Refer to it in the configuration as
+    /// `{ secret = "NAME" }`.
+    Set {
+        /// The secret's name (A-Z a-z 0-9 . _ - :).
+        name: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Show secret names, whether the keychain holds them, and which upstreams use them.
+    /// Never shows values.
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The configuration file whose references to show.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a secret from the OS keychain.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BrokerTarget {
+    /// The configuration file (for the broker's port).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The running broker's port (default: from the configuration).
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UpstreamCommand {
+    /// Sign in to a remote upstream in the browser; the running broker keeps the tokens
+    /// in the OS keychain and refreshes them.
+    Login {
+        name: String,
+        #[command(flatten)]
+        target: BrokerTarget,
+        /// Print the URL instead of opening the browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Revoke (RFC 7009, where offered) and delete the broker's tokens for an upstream.
+    Logout {
+        name: String,
+        #[command(flatten)]
+        target: BrokerTarget,
+    },
+}
+
 pub fn default_data_dir() -> PathBuf {
     dirs::data_dir()
         .unwrap_or_else(std::env::temp_dir)
@@ -95,5 +168,7 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Grants { command } => grants::run(command),
+        Command::Secrets { command } => secrets::run(command),
+        Command::Upstream { command } => upstream::run(command),
     }
 }

@@ -17,6 +17,7 @@ mod register;
 pub mod response;
 mod revoke;
 mod token;
+mod upstream_login;
 
 use std::future::Future;
 
@@ -81,6 +82,12 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/authorize", get(authorize::authorize))
         .route("/authorize/consent", post(consent::decide))
         .route("/authorize/wait", get(authorize::wait))
+        .route(
+            "/upstream-login/{name}",
+            post(upstream_login::start).get(upstream_login::status),
+        )
+        .route("/upstream-logout/{name}", post(upstream_login::logout))
+        .route("/upstream-callback/{name}", get(upstream_login::callback))
         .layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT));
 
     Router::new()

@@ -13,6 +13,7 @@ mod remote;
 pub mod session;
 mod stdio;
 pub mod streamable;
+pub mod upstream_oauth;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use tokio::sync::broadcast;
 use crate::config::{Config, Transport, UpstreamConfig, ValueSource};
 use crate::events::GatewayEvent;
 use crate::oauth::GrantId;
+use crate::vault::{Secret, Vault};
 use link::Link;
 use session::{EndReason, Session};
 
@@ -37,6 +39,9 @@ pub struct Upstreams {
     max_per_grant: usize,
     request_timeout: Duration,
     http: reqwest::Client,
+    vault: Arc<Vault>,
+    /// The broker's own sign-ins to remote upstreams.
+    pub oauth: Arc<upstream_oauth::UpstreamOAuth>,
 }
 
 /// Live counts for the desktop's upstream list.
@@ -51,6 +56,7 @@ impl Upstreams {
         config: &Config,
         data_dir: &std::path::Path,
         events: broadcast::Sender<GatewayEvent>,
+        vault: Arc<Vault>,
     ) -> Arc<Upstreams> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -71,7 +77,12 @@ impl Upstreams {
             idle_timeout: config.session_idle_timeout(),
             max_per_grant: config.max_sessions_per_grant().max(1),
             request_timeout: config.request_timeout(),
+            oauth: Arc::new(upstream_oauth::UpstreamOAuth::new(
+                vault.clone(),
+                http.clone(),
+            )),
             http,
+            vault,
         })
     }
 
@@ -127,9 +138,7 @@ impl Upstreams {
                 env,
                 cwd,
             } => {
-                let env = resolve(env).map_err(|v| {
-                    format!("upstream {upstream}: environment variable {v} is not set")
-                })?;
+                let env = self.resolve(upstream, env).await?;
                 std::fs::create_dir_all(&self.log_dir)
                     .map_err(|e| format!("cannot create the log folder: {e}"))?;
                 let log_file = std::fs::OpenOptions::new()
@@ -157,14 +166,12 @@ impl Upstreams {
                 Link::Stdio(link)
             }
             Transport::Http { url, headers } => {
-                let values = resolve(headers).map_err(|v| {
-                    format!("upstream {upstream}: environment variable {v} is not set")
-                })?;
+                let values = self.resolve(upstream, headers).await?;
                 let mut map = HeaderMap::new();
                 for (k, v) in values {
                     let name = HeaderName::from_bytes(k.as_bytes())
                         .map_err(|_| format!("bad header name {k}"))?;
-                    let mut value = HeaderValue::from_str(&v)
+                    let mut value = HeaderValue::from_str(v.expose())
                         .map_err(|_| format!("bad value for header {k}"))?;
                     value.set_sensitive(true);
                     map.insert(name, value);
@@ -175,6 +182,8 @@ impl Upstreams {
                     map,
                     Arc::downgrade(&session),
                     self.events.clone(),
+                    self.oauth.clone(),
+                    upstream.to_owned(),
                 ))
             }
         };
@@ -238,6 +247,14 @@ impl Upstreams {
             .collect()
     }
 
+    /// The URL of a remote upstream, for sign-in.
+    pub fn remote_url(&self, upstream: &str) -> Option<&url::Url> {
+        match &self.configs.get(upstream)?.transport {
+            Transport::Http { url, .. } => Some(url),
+            Transport::Stdio { .. } => None,
+        }
+    }
+
     pub fn sessions_of_grant(&self, grant: GrantId) -> usize {
         self.sessions()
             .values()
@@ -283,15 +300,55 @@ impl Upstreams {
     }
 }
 
-/// Resolves configured values; `Err` names the missing environment variable.
-fn resolve(values: &BTreeMap<String, ValueSource>) -> Result<BTreeMap<String, String>, String> {
-    values
-        .iter()
-        .map(|(k, v)| match v {
-            ValueSource::Literal(s) => Ok((k.clone(), s.clone())),
-            ValueSource::Env { env } => std::env::var(env)
-                .map(|s| (k.clone(), s))
-                .map_err(|_| env.clone()),
-        })
-        .collect()
+impl Upstreams {
+    /// Resolves configured `env` or `headers` values when a session starts, so a secret
+    /// set or changed while the broker runs is picked up by the next session. `Err` is
+    /// one line naming the missing variable or secret and how to provide it; it never
+    /// contains a value.
+    async fn resolve(
+        &self,
+        upstream: &str,
+        values: &BTreeMap<String, ValueSource>,
+    ) -> Result<BTreeMap<String, Secret<String>>, String> {
+        let mut out = BTreeMap::new();
+        for (k, v) in values {
+            let value = match v {
+                ValueSource::Literal(s) => s.clone(),
+                ValueSource::Env { env } => std::env::var(env).map_err(|_| {
+                    format!("upstream {upstream}: environment variable {env} is not set")
+                })?,
+                ValueSource::Secret { secret, prefix } => {
+                    let got = self.read_secret(secret).await.map_err(|e| {
+                        format!("upstream {upstream} needs the secret \"{secret}\": {e}")
+                    })?;
+                    let Some(got) = got else {
+                        let why = format!(
+                            "upstream {upstream} needs the secret \"{secret}\", which is not in the OS keychain; set it with `mcp-broker secrets set {secret}`"
+                        );
+                        let _ = self.events.send(GatewayEvent::UpstreamFailed {
+                            upstream: upstream.to_owned(),
+                            reason: why.clone(),
+                        });
+                        return Err(why);
+                    };
+                    format!("{}{}", prefix.as_deref().unwrap_or(""), got.expose())
+                }
+            };
+            out.insert(k.clone(), Secret::new(value));
+        }
+        Ok(out)
+    }
+
+    /// Keychain calls block (D-Bus on Linux), so they run off the async workers, with a
+    /// deadline in case the keychain daemon hangs.
+    async fn read_secret(&self, name: &str) -> Result<Option<Secret<String>>, String> {
+        let vault = self.vault.clone();
+        let name = name.to_owned();
+        let task = tokio::task::spawn_blocking(move || vault.get(&name));
+        match tokio::time::timeout(Duration::from_secs(20), task).await {
+            Ok(Ok(r)) => r.map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(format!("reading the OS keychain failed: {e}")),
+            Err(_) => Err("the OS keychain did not answer within 20 seconds".into()),
+        }
+    }
 }

@@ -17,7 +17,9 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 
 use super::message::{Kind, Message, error_response, parse_body, parse_one};
 use super::session::{EndReason, Session, UPSTREAM_ERROR};
+use super::upstream_oauth::UpstreamOAuth;
 use crate::events::GatewayEvent;
+use crate::vault::Secret;
 
 pub struct HttpLink {
     inner: Arc<Inner>,
@@ -32,6 +34,9 @@ struct Inner {
     get_opened: AtomicBool,
     get_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     events: tokio::sync::broadcast::Sender<GatewayEvent>,
+    /// The broker's own sign-in to this upstream, if it has one.
+    oauth: Arc<UpstreamOAuth>,
+    upstream: String,
 }
 
 impl HttpLink {
@@ -41,6 +46,8 @@ impl HttpLink {
         headers: HeaderMap,
         session: Weak<Session>,
         events: tokio::sync::broadcast::Sender<GatewayEvent>,
+        oauth: Arc<UpstreamOAuth>,
+        upstream: String,
     ) -> HttpLink {
         HttpLink {
             inner: Arc::new(Inner {
@@ -52,6 +59,8 @@ impl HttpLink {
                 get_opened: AtomicBool::new(false),
                 get_task: Mutex::new(None),
                 events,
+                oauth,
+                upstream,
             }),
         }
     }
@@ -79,23 +88,37 @@ impl HttpLink {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(sid) = sid {
-            let req = self
+            let mut req = self
                 .inner
                 .client
                 .delete(self.inner.url.clone())
                 .headers(self.inner.headers.clone())
                 .header("mcp-session-id", sid);
+            if let Ok(Some(t)) = self.inner.oauth.bearer(&self.inner.upstream).await {
+                req = req.bearer_auth(t.expose());
+            }
             let _ = tokio::time::timeout(Duration::from_secs(2), req.send()).await;
         }
     }
 }
 
 impl Inner {
-    fn request(&self, method: reqwest::Method, session: &Session) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        session: &Session,
+        bearer: Option<&Secret<String>>,
+    ) -> reqwest::RequestBuilder {
         let mut req = self
             .client
             .request(method, self.url.clone())
             .headers(self.headers.clone());
+        if let Some(t) = bearer {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
+            v.set_sensitive(true);
+            req = req.header(reqwest::header::AUTHORIZATION, v);
+        }
         if let Some(sid) = self
             .upstream_session
             .lock()
@@ -119,28 +142,61 @@ impl Inner {
         let Some(session) = self.session.upgrade() else {
             return;
         };
-        let req = self
-            .request(reqwest::Method::POST, &session)
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json, text/event-stream")
-            .body(msg.raw.clone());
+        let mut bearer = match self.oauth.bearer(&self.upstream).await {
+            Ok(b) => b,
+            Err(e) => {
+                self.fail_request(&session, &msg, &e);
+                return;
+            }
+        };
         let had_session = self
             .upstream_session
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_some();
-        let res = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                self.fail_request(
-                    &session,
-                    &msg,
-                    &format!(
-                        "the upstream MCP server is unreachable: {}",
-                        without_url(&e)
-                    ),
-                );
-                return;
+        let mut retried = false;
+        let res = loop {
+            let req = self
+                .request(reqwest::Method::POST, &session, bearer.as_ref())
+                .header(CONTENT_TYPE, "application/json")
+                .header(ACCEPT, "application/json, text/event-stream")
+                .body(msg.raw.clone());
+            let res = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.fail_request(
+                        &session,
+                        &msg,
+                        &format!(
+                            "the upstream MCP server is unreachable: {}",
+                            without_url(&e)
+                        ),
+                    );
+                    return;
+                }
+            };
+            if res.status() != reqwest::StatusCode::UNAUTHORIZED {
+                break res;
+            }
+            // 401: refresh once (one refresh at a time per upstream), then try once more.
+            match self
+                .oauth
+                .after_unauthorized(&self.upstream, bearer.as_ref())
+                .await
+            {
+                Ok(fresh) if !retried => {
+                    bearer = Some(fresh);
+                    retried = true;
+                }
+                Ok(_) => break res,
+                Err(why) => {
+                    let _ = self.events.send(GatewayEvent::UpstreamFailed {
+                        upstream: session.upstream.clone(),
+                        reason: why.clone(),
+                    });
+                    self.fail_request(&session, &msg, &why);
+                    return;
+                }
             }
         };
         if let Some(sid) = res.headers().get("mcp-session-id") {
@@ -228,8 +284,9 @@ impl Inner {
             if session.is_closed() {
                 return;
             }
+            let bearer = self.oauth.bearer(&self.upstream).await.ok().flatten();
             let mut req = self
-                .request(reqwest::Method::GET, &session)
+                .request(reqwest::Method::GET, &session, bearer.as_ref())
                 .header(ACCEPT, "text/event-stream");
             if let Some(id) = &last_event_id {
                 req = req.header("last-event-id", id.clone());

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::message::{Message, parse_one, to_single_line};
 use super::session::{EndReason, Session};
 use crate::events::GatewayEvent;
+use crate::vault::Secret;
 
 /// A line longer than this is treated as garbage (a runaway child).
 const MAX_LINE: usize = 64 * 1024 * 1024;
@@ -60,7 +61,7 @@ pub struct StdioLink {
 pub struct Spawn<'a> {
     pub command: &'a str,
     pub args: &'a [String],
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Secret<String>>,
     pub cwd: Option<&'a Path>,
     pub log_file: std::fs::File,
     pub events: tokio::sync::broadcast::Sender<GatewayEvent>,
@@ -75,7 +76,7 @@ impl StdioLink {
                 cmd.env(k, v);
             }
         }
-        cmd.envs(&spec.env);
+        cmd.envs(spec.env.iter().map(|(k, v)| (k, v.expose())));
         if let Some(d) = spec.cwd {
             cmd.current_dir(d);
         }

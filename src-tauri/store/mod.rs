@@ -1,4 +1,5 @@
-//! SQLite persistence through sqlx: clients, grants, codes and tokens.
+//! SQLite persistence through sqlx: clients, grants, codes, tokens, and the names (never
+//! the values) of keychain secrets.
 //!
 //! Issued secrets are stored only as SHA-256 hashes. The database runs in WAL mode with
 //! `synchronous=FULL`, so a committed grant survives a crash or power loss, and the
@@ -8,6 +9,7 @@
 mod clients;
 mod codes;
 mod grants;
+mod secrets;
 mod token_cache;
 mod tokens;
 

@@ -1,0 +1,192 @@
+//! `upstream login NAME` and `upstream logout NAME`: the broker's own sign-in to a remote
+//! upstream. Login goes through the running broker, because the authorization server
+//! sends the browser back to the broker (`/upstream-callback/NAME`); the command opens
+//! the browser and waits until the sign-in is done. Logout asks the running broker (so
+//! its sessions stop using the tokens at once) and, when none runs, revokes and deletes
+//! the stored tokens itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::UpstreamCommand;
+use crate::proxy::upstream_oauth::UpstreamOAuth;
+use crate::vault::Vault;
+
+pub fn run(cmd: UpstreamCommand) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcp-broker: cannot start: {e}");
+            return 1;
+        }
+    };
+    let (name, target, no_browser, login) = match cmd {
+        UpstreamCommand::Login {
+            name,
+            target,
+            no_browser,
+        } => (name, target, no_browser, true),
+        UpstreamCommand::Logout { name, target } => (name, target, true, false),
+    };
+    let port = match target.port {
+        Some(p) => p,
+        None => {
+            let path = target.config.clone().unwrap_or_else(super::default_config);
+            match crate::config::load(&path) {
+                Ok(c) => c.port(),
+                Err(_) if target.config.is_none() => crate::config::DEFAULT_PORT,
+                Err(e) => {
+                    eprintln!("mcp-broker: {e}");
+                    return 2;
+                }
+            }
+        }
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let http = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mcp-broker: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(async move {
+        if login {
+            login_via(&http, &base, &name, no_browser).await
+        } else {
+            logout_via(&http, &base, &name).await
+        }
+    })
+}
+
+fn not_running(base: &str) -> String {
+    format!("cannot reach the broker at {base}: start it with `mcp-broker serve` (or pass --port)")
+}
+
+async fn login_via(http: &reqwest::Client, base: &str, name: &str, no_browser: bool) -> i32 {
+    let res = match http
+        .post(format!("{base}/upstream-login/{name}"))
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => {
+            eprintln!("mcp-broker: {}", not_running(base));
+            return 1;
+        }
+    };
+    let ok = res.status().is_success();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    if !ok {
+        eprintln!(
+            "mcp-broker: cannot sign in to {name}: {}",
+            body["error"].as_str().unwrap_or("the broker refused")
+        );
+        return 1;
+    }
+    let Some(url) = body["authorize_url"].as_str() else {
+        eprintln!("mcp-broker: the broker gave no sign-in URL");
+        return 1;
+    };
+    println!("Sign in to {name} in your browser:");
+    println!("{url}");
+    if !no_browser {
+        open_browser(url);
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let Ok(res) = http
+            .get(format!("{base}/upstream-login/{name}"))
+            .send()
+            .await
+        else {
+            eprintln!("mcp-broker: {}", not_running(base));
+            return 1;
+        };
+        let st: Value = res.json().await.unwrap_or(Value::Null);
+        match st["state"].as_str() {
+            Some("done") => {
+                println!("signed in to {name}; the tokens are in the OS keychain");
+                return 0;
+            }
+            Some("failed") => {
+                eprintln!(
+                    "mcp-broker: sign-in to {name} failed: {}",
+                    st["detail"].as_str().unwrap_or("unknown reason")
+                );
+                return 1;
+            }
+            _ => {}
+        }
+    }
+    eprintln!("mcp-broker: sign-in to {name} was not finished within 10 minutes");
+    1
+}
+
+async fn logout_via(http: &reqwest::Client, base: &str, name: &str) -> i32 {
+    let signed_out = match http
+        .post(format!("{base}/upstream-logout/{name}"))
+        .send()
+        .await
+    {
+        Ok(res) => {
+            let ok = res.status().is_success();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            if !ok {
+                eprintln!(
+                    "mcp-broker: cannot sign out of {name}: {}",
+                    body["error"].as_str().unwrap_or("the broker refused")
+                );
+                return 1;
+            }
+            body["signed_out"].as_bool().unwrap_or(false)
+        }
+        Err(_) => {
+            // No broker running: revoke and delete here.
+            let oauth = UpstreamOAuth::new(Arc::new(Vault::system()), http.clone());
+            match oauth.logout(name).await {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("mcp-broker: {e}");
+                    return 1;
+                }
+            }
+        }
+    };
+    if signed_out {
+        println!(
+            "signed out of {name}: tokens revoked where offered and deleted from the OS keychain"
+        );
+    } else {
+        println!("{name} had no sign-in");
+    }
+    0
+}
+
+fn open_browser(url: &str) {
+    let mut cmd = if cfg!(target_os = "macos") {
+        std::process::Command::new("open")
+    } else if cfg!(windows) {
+        let mut c = std::process::Command::new("cmd");
+        c.args(["/C", "start", ""]);
+        c
+    } else {
+        std::process::Command::new("xdg-open")
+    };
+    let _ = cmd
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}

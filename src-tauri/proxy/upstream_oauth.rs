@@ -1,0 +1,505 @@
+//! The broker as an OAuth client of a remote upstream (MCP authorization spec; RFC 9728
+//! and RFC 8414 discovery, RFC 7591 registration, PKCE S256 per RFC 7636, `resource` per
+//! RFC 8707, `iss` per RFC 9207, revocation per RFC 7009), with the `oauth2` crate for the
+//! authorization URL, the code exchange and refresh. Discovery and registration are
+//! plain reqwest calls (`oauth2` has neither); revocation too (see [`UpstreamOAuth::logout`]).
+//!
+//! Sign-in is started by `mcp-broker upstream login NAME` (through the running broker,
+//! because the redirect comes back to the broker itself: `/upstream-callback/NAME`). The
+//! tokens live in the keychain under `oauth:NAME`, never in SQLite, logs or a client's
+//! view. Each upstream has one async lock around its tokens: a refresh (before expiry, or
+//! once after a 401) happens under it, so concurrent sessions never race two refreshes
+//! with a rotating refresh token.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, CsrfToken, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, Scope, TokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::gateway::now;
+use crate::oauth::discovery::{
+    ResourceMetadata, ServerMetadata, check_iss, check_resource, check_server,
+    resource_metadata_param, well_known,
+};
+use crate::vault::{Secret, Vault};
+
+/// When to refresh a token that lives `secs`: 30 s before it expires, or after three
+/// quarters of its life for short-lived tokens.
+fn refresh_at(secs: Option<Duration>) -> Option<i64> {
+    let secs = secs?.as_secs() as i64;
+    Some(now() + (secs - 30).max(secs * 3 / 4))
+}
+/// A sign-in not finished within this time is dropped.
+const LOGIN_TTL: Duration = Duration::from_secs(600);
+
+/// What the keychain entry `oauth:NAME` holds (as JSON).
+#[derive(Clone, Serialize, Deserialize)]
+struct Tokens {
+    access_token: String,
+    refresh_token: Option<String>,
+    /// Unix time after which the access token is refreshed before use.
+    refresh_at: Option<i64>,
+    client_id: String,
+    token_endpoint: String,
+    revocation_endpoint: Option<String>,
+    resource: String,
+}
+
+struct Pending {
+    upstream: String,
+    verifier: String,
+    client_id: String,
+    server: ServerMetadata,
+    resource: String,
+    redirect_uri: String,
+    started: Instant,
+}
+
+/// Where a sign-in stands, for `upstream login` to poll.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "state", content = "detail", rename_all = "snake_case")]
+pub enum LoginState {
+    Pending,
+    Done,
+    Failed(String),
+}
+
+#[derive(Default)]
+struct Slot {
+    loaded: bool,
+    tokens: Option<Tokens>,
+}
+
+pub struct UpstreamOAuth {
+    vault: Arc<Vault>,
+    http: reqwest::Client,
+    /// `http://127.0.0.1:PORT`, known once the gateway has bound its port.
+    base: OnceLock<String>,
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+    pending: Mutex<HashMap<String, Pending>>,
+    logins: Mutex<HashMap<String, LoginState>>,
+}
+
+/// The answer of [`UpstreamOAuth::bearer`] when there is no usable token.
+pub fn sign_in_needed(upstream: &str) -> String {
+    format!("upstream {upstream} needs sign-in: run `mcp-broker upstream login {upstream}`")
+}
+
+fn key(upstream: &str) -> String {
+    format!("oauth:{upstream}")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl UpstreamOAuth {
+    pub fn new(vault: Arc<Vault>, http: reqwest::Client) -> UpstreamOAuth {
+        UpstreamOAuth {
+            vault,
+            http,
+            base: OnceLock::new(),
+            slots: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            logins: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn set_base(&self, base: &str) {
+        let _ = self.base.set(base.to_owned());
+    }
+
+    fn slot(&self, upstream: &str) -> Arc<tokio::sync::Mutex<Slot>> {
+        lock(&self.slots)
+            .entry(upstream.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    async fn vault_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Vault) -> Result<T, crate::vault::VaultError> + Send + 'static,
+    ) -> Result<T, String> {
+        let vault = self.vault.clone();
+        match tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::task::spawn_blocking(move || f(&vault)),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r.map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(format!("the keychain task failed: {e}")),
+            Err(_) => Err("the OS keychain did not answer within 20 seconds".into()),
+        }
+    }
+
+    async fn load(&self, upstream: &str, slot: &mut Slot) -> Result<(), String> {
+        if slot.loaded {
+            return Ok(());
+        }
+        let k = key(upstream);
+        let raw = self.vault_call(move |v| v.get(&k)).await?;
+        slot.tokens = raw.and_then(|s| serde_json::from_str(s.expose()).ok());
+        slot.loaded = true;
+        Ok(())
+    }
+
+    async fn save(&self, upstream: &str, tokens: &Tokens) -> Result<(), String> {
+        let k = key(upstream);
+        let json = Secret::new(serde_json::to_string(tokens).map_err(|e| e.to_string())?);
+        self.vault_call(move |v| v.set(&k, &json)).await
+    }
+
+    /// The access token to send, refreshed first when it is about to expire. `Ok(None)`:
+    /// no sign-in known yet (the upstream may not need one; if it does, its 401 loads the
+    /// stored tokens through [`UpstreamOAuth::after_unauthorized`]).
+    pub async fn bearer(&self, upstream: &str) -> Result<Option<Secret<String>>, String> {
+        let slot = self.slot(upstream);
+        let mut slot = slot.lock().await;
+        // The keychain is read only once this upstream has asked for sign-in (a 401, see
+        // `after_unauthorized`) or a sign-in happened here: upstreams without OAuth must
+        // work on a machine with no keychain at all.
+        if !slot.loaded {
+            return Ok(None);
+        }
+        let Some(t) = slot.tokens.clone() else {
+            return Ok(None);
+        };
+        if t.refresh_at.is_some_and(|r| r <= now()) && t.refresh_token.is_some() {
+            let fresh = self.refresh(upstream, &t).await?;
+            let access = fresh.access_token.clone();
+            slot.tokens = Some(fresh);
+            return Ok(Some(Secret::new(access)));
+        }
+        Ok(Some(Secret::new(t.access_token)))
+    }
+
+    /// After a 401 to `used`: refresh once, unless another session already did. `Err`
+    /// when sign-in is needed.
+    pub async fn after_unauthorized(
+        &self,
+        upstream: &str,
+        used: Option<&Secret<String>>,
+    ) -> Result<Secret<String>, String> {
+        let slot = self.slot(upstream);
+        let mut slot = slot.lock().await;
+        self.load(upstream, &mut slot).await?;
+        let Some(t) = slot.tokens.clone() else {
+            return Err(sign_in_needed(upstream));
+        };
+        if used.is_none_or(|u| u.expose() != &t.access_token) {
+            return Ok(Secret::new(t.access_token));
+        }
+        if t.refresh_token.is_none() {
+            return Err(sign_in_needed(upstream));
+        }
+        let fresh = self.refresh(upstream, &t).await.map_err(|e| {
+            tracing::warn!(upstream, "refreshing the upstream token failed: {e}");
+            sign_in_needed(upstream)
+        })?;
+        let access = fresh.access_token.clone();
+        slot.tokens = Some(fresh);
+        Ok(Secret::new(access))
+    }
+
+    async fn refresh(&self, upstream: &str, t: &Tokens) -> Result<Tokens, String> {
+        let Some(rt) = &t.refresh_token else {
+            return Err(sign_in_needed(upstream));
+        };
+        let client = BasicClient::new(ClientId::new(t.client_id.clone()))
+            .set_token_uri(TokenUrl::new(t.token_endpoint.clone()).map_err(|e| e.to_string())?);
+        let res = client
+            .exchange_refresh_token(&RefreshToken::new(rt.clone()))
+            .add_extra_param("resource", t.resource.clone())
+            .request_async(&self.http)
+            .await
+            .map_err(|e| format!("the upstream refused to refresh the sign-in: {e}"))?;
+        let fresh = Tokens {
+            access_token: res.access_token().secret().clone(),
+            // RFC 6749 §6: a server that does not rotate keeps the old refresh token valid.
+            refresh_token: res
+                .refresh_token()
+                .map(|r| r.secret().clone())
+                .or_else(|| t.refresh_token.clone()),
+            refresh_at: refresh_at(res.expires_in()),
+            ..t.clone()
+        };
+        self.save(upstream, &fresh).await?;
+        tracing::info!(upstream, "refreshed the upstream sign-in");
+        Ok(fresh)
+    }
+
+    pub fn login_state(&self, upstream: &str) -> Option<LoginState> {
+        lock(&self.logins).get(upstream).cloned()
+    }
+
+    /// Discovers the upstream's authorization server from its 401, registers if needed,
+    /// and returns the URL to open in the browser.
+    pub async fn start_login(
+        &self,
+        upstream: &str,
+        url: &Url,
+        client_id: Option<&str>,
+    ) -> Result<String, String> {
+        let base = self.base.get().ok_or("the broker is not serving yet")?;
+        let probe = self
+            .http
+            .post(url.clone())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#)
+            .send()
+            .await
+            .map_err(|e| format!("the upstream is unreachable: {e}"))?;
+        if probe.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Err(format!(
+                "the upstream did not ask for sign-in (HTTP {})",
+                probe.status()
+            ));
+        }
+        let prm_url = probe
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(resource_metadata_param)
+            .map(|s| Url::parse(&s).map_err(|e| format!("bad resource_metadata URL: {e}")))
+            .transpose()?
+            .unwrap_or_else(|| well_known(url, "oauth-protected-resource"));
+        let prm: ResourceMetadata = self.get_json(&prm_url).await?;
+        let issuer = check_resource(&prm, url).map_err(|e| e.to_string())?;
+        let issuer_url = Url::parse(&issuer).map_err(|e| format!("bad issuer {issuer}: {e}"))?;
+        let server: ServerMetadata = match self
+            .get_json(&well_known(&issuer_url, "oauth-authorization-server"))
+            .await
+        {
+            Ok(m) => m,
+            Err(_) => {
+                self.get_json(&well_known(&issuer_url, "openid-configuration"))
+                    .await?
+            }
+        };
+        check_server(&server, &issuer).map_err(|e| e.to_string())?;
+
+        let redirect_uri = format!("{base}/upstream-callback/{upstream}");
+        let client_id = match client_id {
+            Some(c) => c.to_owned(),
+            None => self.register(&server, &redirect_uri).await?,
+        };
+        let client = BasicClient::new(ClientId::new(client_id.clone()))
+            .set_auth_uri(
+                AuthUrl::new(server.authorization_endpoint.clone()).map_err(|e| e.to_string())?,
+            )
+            .set_redirect_uri(RedirectUrl::new(redirect_uri.clone()).map_err(|e| e.to_string())?);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut req = client
+            .authorize_url(CsrfToken::new_random)
+            .set_pkce_challenge(challenge)
+            .add_extra_param("resource", prm.resource.clone());
+        for s in &prm.scopes_supported {
+            req = req.add_scope(Scope::new(s.clone()));
+        }
+        let (auth_url, state) = req.url();
+        {
+            let mut p = lock(&self.pending);
+            p.retain(|_, v| v.started.elapsed() < LOGIN_TTL);
+            p.insert(
+                state.secret().clone(),
+                Pending {
+                    upstream: upstream.to_owned(),
+                    verifier: verifier.secret().clone(),
+                    client_id,
+                    server,
+                    resource: prm.resource.clone(),
+                    redirect_uri,
+                    started: Instant::now(),
+                },
+            );
+        }
+        lock(&self.logins).insert(upstream.to_owned(), LoginState::Pending);
+        tracing::info!(upstream, "upstream sign-in started");
+        Ok(auth_url.to_string())
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &Url) -> Result<T, String> {
+        let res = self
+            .http
+            .get(url.clone())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+        if !res.status().is_success() {
+            return Err(format!("{url} answered HTTP {}", res.status()));
+        }
+        res.json()
+            .await
+            .map_err(|e| format!("{url} is not the expected document: {e}"))
+    }
+
+    /// RFC 7591 dynamic registration as a public client.
+    async fn register(
+        &self,
+        server: &ServerMetadata,
+        redirect_uri: &str,
+    ) -> Result<String, String> {
+        let endpoint = server.registration_endpoint.as_deref().ok_or(
+            "the authorization server offers no dynamic registration; set `client_id` for this upstream",
+        )?;
+        #[derive(Deserialize)]
+        struct Registered {
+            client_id: String,
+        }
+        let res = self
+            .http
+            .post(endpoint)
+            .json(&serde_json::json!({
+                "client_name": "mcp-broker",
+                "redirect_uris": [redirect_uri],
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+            }))
+            .send()
+            .await
+            .map_err(|e| format!("registration failed: {e}"))?;
+        if !res.status().is_success() {
+            return Err(format!("registration failed: HTTP {}", res.status()));
+        }
+        Ok(res
+            .json::<Registered>()
+            .await
+            .map_err(|e| format!("registration answer unusable: {e}"))?
+            .client_id)
+    }
+
+    /// The browser's return to `/upstream-callback/NAME`: checks `state` and `iss`,
+    /// exchanges the code, stores the tokens.
+    pub async fn finish_login(
+        &self,
+        upstream: &str,
+        params: &HashMap<String, String>,
+    ) -> Result<(), String> {
+        let state = params.get("state").map(String::as_str).unwrap_or("");
+        let pending = {
+            let mut p = lock(&self.pending);
+            match p.get(state) {
+                Some(v) if v.upstream == upstream && v.started.elapsed() < LOGIN_TTL => {
+                    p.remove(state)
+                }
+                _ => None,
+            }
+        };
+        let Some(pending) = pending else {
+            return Err(
+                "this sign-in is unknown or expired; start again with `mcp-broker upstream login`"
+                    .into(),
+            );
+        };
+        let result = self.exchange(upstream, &pending, params).await;
+        let st = match &result {
+            Ok(()) => LoginState::Done,
+            Err(e) => LoginState::Failed(e.clone()),
+        };
+        lock(&self.logins).insert(upstream.to_owned(), st);
+        result
+    }
+
+    async fn exchange(
+        &self,
+        upstream: &str,
+        p: &Pending,
+        params: &HashMap<String, String>,
+    ) -> Result<(), String> {
+        if !check_iss(params.get("iss").map(String::as_str), &p.server) {
+            return Err(
+                "the answer came from the wrong authorization server (iss mismatch)".into(),
+            );
+        }
+        if let Some(e) = params.get("error") {
+            return Err(format!("the authorization server refused: {e}"));
+        }
+        let code = params.get("code").ok_or("the answer carries no code")?;
+        let client = BasicClient::new(ClientId::new(p.client_id.clone()))
+            .set_token_uri(
+                TokenUrl::new(p.server.token_endpoint.clone()).map_err(|e| e.to_string())?,
+            )
+            .set_redirect_uri(RedirectUrl::new(p.redirect_uri.clone()).map_err(|e| e.to_string())?);
+        let res = client
+            .exchange_code(AuthorizationCode::new(code.clone()))
+            .set_pkce_verifier(PkceCodeVerifier::new(p.verifier.clone()))
+            .add_extra_param("resource", p.resource.clone())
+            .request_async(&self.http)
+            .await
+            .map_err(|e| format!("the code exchange failed: {e}"))?;
+        let tokens = Tokens {
+            access_token: res.access_token().secret().clone(),
+            refresh_token: res.refresh_token().map(|r| r.secret().clone()),
+            refresh_at: refresh_at(res.expires_in()),
+            client_id: p.client_id.clone(),
+            token_endpoint: p.server.token_endpoint.clone(),
+            revocation_endpoint: p.server.revocation_endpoint.clone(),
+            resource: p.resource.clone(),
+        };
+        let slot = self.slot(upstream);
+        let mut slot = slot.lock().await;
+        self.save(upstream, &tokens).await?;
+        slot.tokens = Some(tokens);
+        slot.loaded = true;
+        tracing::info!(upstream, "signed in to the upstream");
+        Ok(())
+    }
+
+    /// Revokes the tokens where the server offers RFC 7009, then deletes them. Returns
+    /// whether there was a sign-in.
+    pub async fn logout(&self, upstream: &str) -> Result<bool, String> {
+        let slot = self.slot(upstream);
+        let mut slot = slot.lock().await;
+        slot.loaded = false;
+        self.load(upstream, &mut slot).await?;
+        let Some(t) = slot.tokens.take() else {
+            return Ok(false);
+        };
+        if let Some(rev) = &t.revocation_endpoint {
+            // RFC 7009 §2.1 by hand: oauth2's `revoke_token` refuses http URLs, and a
+            // loopback upstream (allowed by the config) is http.
+            let (token, hint) = match &t.refresh_token {
+                Some(r) => (r.as_str(), "refresh_token"),
+                None => (t.access_token.as_str(), "access_token"),
+            };
+            let res = self
+                .http
+                .post(rev)
+                .form(&[
+                    ("token", token),
+                    ("token_type_hint", hint),
+                    ("client_id", t.client_id.as_str()),
+                ])
+                .send()
+                .await;
+            match res {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    tracing::warn!(upstream, status = %r.status(), "the upstream did not accept the revocation")
+                }
+                Err(e) => tracing::warn!(
+                    upstream,
+                    "the revocation request failed: {}",
+                    e.without_url()
+                ),
+            }
+        }
+        let k = key(upstream);
+        self.vault_call(move |v| v.delete(&k)).await?;
+        lock(&self.logins).remove(upstream);
+        tracing::info!(upstream, "signed out of the upstream");
+        Ok(true)
+    }
+}
