@@ -14,12 +14,14 @@
 //! - [`http`]: axum routes, the Host/Origin guard, error rendering in one place.
 //! - [`gateway`]: the handle everything else holds; user-level operations.
 //! - [`cli`]: the `mcp-broker` command line.
+//! - [`clients`]: entries for MCP clients' own config files (`clients install`).
 //! - `desktop` (feature `desktop`): the Tauri shell, the only importer of tauri.
 
 // Handlers return `Result<_, Response>` to bail out early; the error path is cold.
 #![allow(clippy::result_large_err)]
 
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod consent;
 pub mod error;

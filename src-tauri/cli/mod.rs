@@ -1,6 +1,7 @@
 //! The command line: `serve`, `grants list`, `grants revoke`. Thin: it parses arguments
 //! and calls the library. Exit status 2 for bad usage or configuration, 1 for failures.
 
+mod clients;
 mod grants;
 mod serve;
 
@@ -27,6 +28,11 @@ pub enum Command {
     Grants {
         #[command(subcommand)]
         command: GrantsCommand,
+    },
+    /// Add the broker's servers to an MCP client's configuration, or remove them.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
     },
 }
 
@@ -77,6 +83,44 @@ pub enum GrantsCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ClientsCommand {
+    /// Write an entry for each configured server into the client's config file.
+    Install {
+        /// claude-desktop (through `mcp-broker connect`), claude-code or cursor.
+        #[arg(value_enum)]
+        client: crate::clients::ClientApp,
+        /// Only this server (repeatable). Default: every configured server.
+        #[arg(long, value_name = "NAME")]
+        server: Vec<String>,
+        /// Print the entries instead of writing the client's file.
+        #[arg(long)]
+        print: bool,
+        /// The broker's configuration file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The broker's port in the URLs. Default: [broker] port, else 7391.
+        #[arg(long)]
+        port: Option<u16>,
+        /// The client's config file, instead of its standard location.
+        #[arg(long, value_name = "FILE", env = "MCP_BROKER_CLIENT_CONFIG")]
+        client_config: Option<PathBuf>,
+    },
+    /// Remove the entries `clients install` wrote; every other entry stays.
+    Uninstall {
+        #[arg(value_enum)]
+        client: crate::clients::ClientApp,
+        /// Only this server (repeatable). Default: every entry mcp-broker wrote.
+        #[arg(long, value_name = "NAME")]
+        server: Vec<String>,
+        /// The client's config file, instead of its standard location.
+        #[arg(long, value_name = "FILE", env = "MCP_BROKER_CLIENT_CONFIG")]
+        client_config: Option<PathBuf>,
+    },
+}
+
 pub fn default_data_dir() -> PathBuf {
     dirs::data_dir()
         .unwrap_or_else(std::env::temp_dir)
@@ -95,5 +139,6 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Grants { command } => grants::run(command),
+        Command::Clients { command } => clients::run(command),
     }
 }
