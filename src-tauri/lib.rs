@@ -10,6 +10,7 @@
 //! - [`oauth`]: pure protocol decisions; no I/O, `now` passed in.
 //! - [`store`]: SQLite (sqlx); only hashes of issued secrets.
 //! - [`consent`]: pending questions for the person.
+//! - [`client_metadata`]: fetching Client ID Metadata Documents (SSRF-guarded).
 //! - [`proxy`]: MCP sessions, upstream links, Streamable HTTP.
 //! - [`http`]: axum routes, the Host/Origin guard, error rendering in one place.
 //! - [`gateway`]: the handle everything else holds; user-level operations.
@@ -21,6 +22,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod cli;
+pub mod client_metadata;
 pub mod clients;
 pub mod config;
 pub mod consent;

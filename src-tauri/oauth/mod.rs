@@ -10,6 +10,7 @@
 
 pub mod authorize;
 pub mod bearer;
+pub mod client_metadata;
 pub mod error;
 pub mod metadata;
 pub mod pkce;
