@@ -2,6 +2,7 @@
 //! and calls the library. Exit status 2 for bad usage or configuration, 1 for failures.
 
 mod clients;
+mod connect;
 mod grants;
 mod serve;
 
@@ -28,6 +29,17 @@ pub enum Command {
     Grants {
         #[command(subcommand)]
         command: GrantsCommand,
+    },
+    /// Run as a stdio MCP server that relays to the running broker's server NAME (for
+    /// clients that only launch stdio servers, such as Claude Desktop).
+    Connect {
+        /// The server's name in the broker's configuration.
+        name: String,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The name the consent page shows for this connection.
+        #[arg(long, default_value = "mcp-broker connect (stdio client)")]
+        client_name: String,
     },
     /// Add the broker's servers to an MCP client's configuration, or remove them.
     Clients {
@@ -140,5 +152,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Serve(args) => serve::run(args),
         Command::Grants { command } => grants::run(command),
         Command::Clients { command } => clients::run(command),
+        Command::Connect {
+            name,
+            data,
+            client_name,
+        } => connect::run(name, data, client_name),
     }
 }
