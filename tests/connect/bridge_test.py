@@ -1,5 +1,5 @@
 """tests/connect: a real stdio MCP client (the Python `mcp` SDK) launches
-`mcp-broker connect everything`; run by tests/connect/run.sh inside a throwaway D-Bus
+`mcp-broker connect everything`; run by tests/connect/suite.sh inside a throwaway D-Bus
 session with an unlocked gnome-keyring. Prints PASS/FAIL lines; exit 1 on any FAIL."""
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 # End-to-end test of `mcp-broker connect`: the Python MCP SDK's stdio client launches the
 # bridge against a real broker, with a real OS keychain (gnome-keyring in its own D-Bus
 # session, throwaway HOME) and consent approved headlessly over HTTP.
-#   BROKER=target/debug/mcp-broker tests/connect/run.sh
+#   bash tests/connect/suite.sh   (tests/all.sh runs every tests/*/suite.sh)
 # Needs: dbus-run-session, gnome-keyring-daemon, secret-tool (.ci/install-keychain.sh),
 # node, and /work/shared/acceptance (its .venv with the `mcp` SDK and its node_modules
 # with @modelcontextprotocol/server-everything), or ACCEPTANCE_DIR pointing elsewhere.
@@ -10,7 +10,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 BROKER="$(realpath "${BROKER:-$ROOT/target/debug/mcp-broker}")"
-ACCEPTANCE_DIR="${ACCEPTANCE_DIR:-/work/shared/acceptance}"
+ACCEPTANCE_DIR="${ACCEPTANCE_DIR:-$ROOT/../shared/acceptance}"
 PY="$ACCEPTANCE_DIR/.venv/bin/python"
 EVERYTHING="$ACCEPTANCE_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 for need in dbus-run-session gnome-keyring-daemon secret-tool node "$PY" "$BROKER" "$EVERYTHING"; do
