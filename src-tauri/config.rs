@@ -44,6 +44,18 @@ pub struct BrokerSettings {
     pub session_idle_timeout_secs: Option<u64>,
     pub max_sessions_per_grant: Option<usize>,
     pub request_timeout_secs: Option<u64>,
+    /// Test only: see [`TestClientMetadata`]. Off unless present.
+    pub test_client_metadata: Option<TestClientMetadata>,
+}
+
+/// Test only (`[broker.test_client_metadata]`): when fetching Client ID Metadata
+/// Documents, also trust the CA in `ca_file` and allow these (otherwise refused,
+/// non-public) addresses. Logged as a warning whenever it is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestClientMetadata {
+    pub ca_file: PathBuf,
+    pub allow_addresses: Vec<std::net::IpAddr>,
 }
 
 /// A value in `env` or `headers`: a literal, or a reference resolved when a session starts.

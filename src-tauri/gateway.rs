@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
+use crate::client_metadata::ClientMetadataDocuments;
 use crate::config::Config;
 use crate::consent::{ConsentBroker, ConsentMode};
 use crate::error::Result;
@@ -52,6 +53,8 @@ pub struct Inner {
     pub events: broadcast::Sender<GatewayEvent>,
     pub authorize_ctx: AuthorizeContext,
     pub scopes: Scopes,
+    /// Client ID Metadata Documents (`client_id` URLs), fetched and cached.
+    pub client_metadata: ClientMetadataDocuments,
     /// When `last_used_at` was last written per grant: written at most once a minute.
     touched: Mutex<HashMap<GrantId, UnixTime>>,
 }
@@ -109,7 +112,10 @@ impl Gateway {
         let (events, _) = broadcast::channel(256);
         let upstreams = Upstreams::new(&config, data_dir, events.clone(), vault.clone());
         upstreams.oauth.set_base(&issuer);
+        let client_metadata =
+            ClientMetadataDocuments::new(config.settings.test_client_metadata.as_ref());
         let inner = Inner {
+            client_metadata,
             authorize_ctx: AuthorizeContext {
                 resources,
                 supported_scopes: scopes.clone(),

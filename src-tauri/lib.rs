@@ -11,16 +11,22 @@
 //! - [`store`]: SQLite (sqlx); only hashes of issued secrets.
 //! - [`vault`]: secrets the broker uses, in the OS keychain; `Secret` prints `<redacted>`.
 //! - [`consent`]: pending questions for the person.
+//! - [`client_metadata`]: fetching Client ID Metadata Documents (SSRF-guarded).
 //! - [`proxy`]: MCP sessions, upstream links, Streamable HTTP.
 //! - [`http`]: axum routes, the Host/Origin guard, error rendering in one place.
 //! - [`gateway`]: the handle everything else holds; user-level operations.
+//! - [`bridge`]: `mcp-broker connect`, the stdio bridge for stdio-only clients.
 //! - [`cli`]: the `mcp-broker` command line.
+//! - [`clients`]: entries for MCP clients' own config files (`clients install`).
 //! - `desktop` (feature `desktop`): the Tauri shell, the only importer of tauri.
 
 // Handlers return `Result<_, Response>` to bail out early; the error path is cold.
 #![allow(clippy::result_large_err)]
 
+pub mod bridge;
 pub mod cli;
+pub mod client_metadata;
+pub mod clients;
 pub mod config;
 pub mod consent;
 pub mod error;

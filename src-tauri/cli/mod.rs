@@ -1,6 +1,8 @@
 //! The command line: `serve`, `grants list`, `grants revoke`, `secrets set|list|delete`. Thin: it parses arguments
 //! and calls the library. Exit status 2 for bad usage or configuration, 1 for failures.
 
+mod clients;
+mod connect;
 mod grants;
 mod secrets;
 mod serve;
@@ -39,6 +41,22 @@ pub enum Command {
     Secrets {
         #[command(subcommand)]
         command: SecretsCommand,
+    },
+    /// Run as a stdio MCP server that relays to the running broker's server NAME (for
+    /// clients that only launch stdio servers, such as Claude Desktop).
+    Connect {
+        /// The server's name in the broker's configuration.
+        name: String,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The name the consent page shows for this connection.
+        #[arg(long, default_value = "mcp-broker connect (stdio client)")]
+        client_name: String,
+    },
+    /// Add the broker's servers to an MCP client's configuration, or remove them.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
     },
 }
 
@@ -150,6 +168,44 @@ pub enum UpstreamCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ClientsCommand {
+    /// Write an entry for each configured server into the client's config file.
+    Install {
+        /// claude-desktop (through `mcp-broker connect`), claude-code or cursor.
+        #[arg(value_enum)]
+        client: crate::clients::ClientApp,
+        /// Only this server (repeatable). Default: every configured server.
+        #[arg(long, value_name = "NAME")]
+        server: Vec<String>,
+        /// Print the entries instead of writing the client's file.
+        #[arg(long)]
+        print: bool,
+        /// The broker's configuration file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The broker's port in the URLs. Default: [broker] port, else 7391.
+        #[arg(long)]
+        port: Option<u16>,
+        /// The client's config file, instead of its standard location.
+        #[arg(long, value_name = "FILE", env = "MCP_BROKER_CLIENT_CONFIG")]
+        client_config: Option<PathBuf>,
+    },
+    /// Remove the entries `clients install` wrote; every other entry stays.
+    Uninstall {
+        #[arg(value_enum)]
+        client: crate::clients::ClientApp,
+        /// Only this server (repeatable). Default: every entry mcp-broker wrote.
+        #[arg(long, value_name = "NAME")]
+        server: Vec<String>,
+        /// The client's config file, instead of its standard location.
+        #[arg(long, value_name = "FILE", env = "MCP_BROKER_CLIENT_CONFIG")]
+        client_config: Option<PathBuf>,
+    },
+}
+
 pub fn default_data_dir() -> PathBuf {
     dirs::data_dir()
         .unwrap_or_else(std::env::temp_dir)
@@ -170,5 +226,11 @@ pub fn run(cli: Cli) -> i32 {
         Command::Grants { command } => grants::run(command),
         Command::Secrets { command } => secrets::run(command),
         Command::Upstream { command } => upstream::run(command),
+        Command::Clients { command } => clients::run(command),
+        Command::Connect {
+            name,
+            data,
+            client_name,
+        } => connect::run(name, data, client_name),
     }
 }

@@ -70,6 +70,18 @@ pub async fn serve_until_signal(gateway: Gateway, listener: tokio::net::TcpListe
         gateway.clone(),
         std::future::pending(),
     ));
+    // Lets `mcp-broker connect` find this broker; removed again on the way out.
+    let pid = std::process::id();
+    let info = crate::bridge::locate::BrokerInfo {
+        pid,
+        port: gateway.port,
+        issuer: gateway.issuer.clone(),
+    };
+    if let Err(e) = crate::bridge::locate::write(&gateway.data_dir, &info) {
+        tracing::warn!(
+            "cannot write broker.json (mcp-broker connect will not find this broker): {e}"
+        );
+    }
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {}", gateway.issuer);
@@ -83,11 +95,13 @@ pub async fn serve_until_signal(gateway: Gateway, listener: tokio::net::TcpListe
         r = server => {
             if let Ok(Err(e)) = r {
                 tracing::error!("server failed: {e}");
+                crate::bridge::locate::remove(&gateway.data_dir, pid);
                 gateway.shutdown().await;
                 return 1;
             }
         }
     }
+    crate::bridge::locate::remove(&gateway.data_dir, pid);
     gateway.shutdown().await;
     0
 }
@@ -111,7 +125,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_tracing() {
+pub(super) fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("MCP_BROKER_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));

@@ -7,7 +7,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::pages;
 use crate::gateway::Gateway;
+use crate::gateway::now;
+use crate::oauth::Client;
 use crate::oauth::authorize::{AuthorizeError, error_redirect, validate_authorize};
+use crate::oauth::client_metadata::is_metadata_client_id;
 
 pub async fn authorize(State(g): State<Gateway>, RawQuery(q): RawQuery) -> Response {
     let pairs: Vec<(String, String)> =
@@ -19,6 +22,10 @@ pub async fn authorize(State(g): State<Gateway>, RawQuery(q): RawQuery) -> Respo
         .find(|(k, _)| k == "client_id")
         .map(|(_, v)| v.as_str());
     let client = match client_id {
+        Some(id) if is_metadata_client_id(id) => match metadata_client(&g, id).await {
+            Ok(c) => Some(c),
+            Err(page) => return page,
+        },
         Some(id) => match g.store.client(id).await {
             Ok(c) => c,
             Err(e) => {
@@ -60,6 +67,33 @@ pub async fn authorize(State(g): State<Gateway>, RawQuery(q): RawQuery) -> Respo
     }
     let (id, csrf) = g.consent.open(req.clone());
     pages::consent(&req, &id, &csrf)
+}
+
+/// A `client_id` that is an `https` URL: fetch its Client ID Metadata Document, and
+/// record the client so that grants, tokens and `grants list` can name it. A document
+/// that cannot be used is an error page, never a redirect (RFC 6749 §4.1.2.1: the
+/// client is not known, so neither is a safe place to send the browser).
+async fn metadata_client(g: &Gateway, client_id: &str) -> Result<Client, Response> {
+    let client = match g.client_metadata.client(client_id).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(client_id, "client metadata document refused: {e}");
+            return Err(pages::error(
+                StatusCode::BAD_REQUEST,
+                "This sign-in request is not valid",
+                &e.to_string(),
+            ));
+        }
+    };
+    if let Err(e) = g.store.upsert_metadata_client(&client, now()).await {
+        tracing::error!("recording the client failed: {e}");
+        return Err(pages::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "The broker could not write its database.",
+        ));
+    }
+    Ok(client)
 }
 
 /// Polled by the waiting page while a native consent window is open.

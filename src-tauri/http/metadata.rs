@@ -12,7 +12,12 @@ use crate::gateway::Gateway;
 use crate::oauth::metadata;
 
 pub async fn authorization_server(State(g): State<Gateway>) -> Response {
-    Json(metadata::authorization_server(&g.issuer, &g.scopes)).into_response()
+    Json(metadata::authorization_server(
+        &g.issuer,
+        &g.scopes,
+        g.client_metadata.supported(),
+    ))
+    .into_response()
 }
 
 pub async fn protected_resource(State(g): State<Gateway>, Path(name): Path<String>) -> Response {

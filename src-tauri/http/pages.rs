@@ -79,7 +79,7 @@ pub fn consent(req: &AuthorizeRequest, consent_id: &str, csrf: &str) -> Response
          <p>An application asks for access to the MCP server <b>{upstream}</b> through mcp-broker. \
          It will never see the server's own credentials.</p>\
          <dl><dt>Application</dt><dd>{name}</dd>\
-         <dt>Client ID</dt><dd><code>{client_id}</code></dd>\
+         {published}<dt>Client ID</dt><dd><code>{client_id}</code></dd>\
          <dt>Returns to</dt><dd class=\"host\">{host}</dd>\
          <dt>Server</dt><dd>{upstream}</dd>\
          <dt>Scope</dt><dd>{scope}{ignored}</dd></dl>{warn}\
@@ -89,6 +89,10 @@ pub fn consent(req: &AuthorizeRequest, consent_id: &str, csrf: &str) -> Response
          <div class=\"buttons\"><button type=\"submit\" name=\"decision\" value=\"deny\" autofocus>Deny</button>\
          <button type=\"submit\" name=\"decision\" value=\"approve\" class=\"approve\">Approve</button></div></form>",
         name = escape(&req.client_name),
+        published = match &req.client_host {
+            Some(h) => format!("<dt>Described by</dt><dd class=\"host\">{}</dd>", escape(h)),
+            None => String::new(),
+        },
         upstream = escape(&req.upstream),
         client_id = escape(&req.client_id.0),
         host = escape(&host),

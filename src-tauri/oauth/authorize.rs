@@ -27,6 +27,9 @@ pub struct AuthorizeContext {
 pub struct AuthorizeRequest {
     pub client_id: ClientId,
     pub client_name: String,
+    /// For a Client ID Metadata Document client: the host its document came from, shown
+    /// beside the (self-asserted) name.
+    pub client_host: Option<String>,
     pub redirect_uri: String,
     pub state: Option<String>,
     pub code_challenge: String,
@@ -205,6 +208,7 @@ pub fn validate_authorize(
     Ok(AuthorizeRequest {
         client_id: client.id.clone(),
         client_name,
+        client_host: super::client_metadata::document_host(&client.id.0),
         redirect_uri,
         state,
         code_challenge: (*challenge).to_owned(),

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use super::{Resource, Scopes};
 
 /// RFC 8414 §2.
-pub fn authorization_server(issuer: &str, scopes: &Scopes) -> Value {
+/// `client_id_metadata_document_supported` is advertised only when the broker can fetch
+/// documents (MCP 2025-11-25, "Client ID Metadata Documents").
+pub fn authorization_server(issuer: &str, scopes: &Scopes, cimd_supported: bool) -> Value {
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
@@ -22,6 +24,7 @@ pub fn authorization_server(issuer: &str, scopes: &Scopes) -> Value {
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
+        "client_id_metadata_document_supported": cimd_supported,
     })
 }
 
@@ -44,7 +47,8 @@ mod tests {
     fn issuer_is_identical_in_both_documents() {
         let issuer = "http://127.0.0.1:4242";
         let s = Scopes::single("mcp");
-        let asm = authorization_server(issuer, &s);
+        let asm = authorization_server(issuer, &s, true);
+        assert_eq!(asm["client_id_metadata_document_supported"], true);
         let prm = protected_resource(&Resource(format!("{issuer}/mcp/x")), issuer, &s, "x");
         assert_eq!(asm["issuer"], prm["authorization_servers"][0]);
         assert_eq!(asm["code_challenge_methods_supported"], json!(["S256"]));

@@ -11,6 +11,7 @@
 pub mod authorize;
 pub mod bearer;
 pub mod discovery;
+pub mod client_metadata;
 pub mod error;
 pub mod metadata;
 pub mod pkce;

@@ -30,6 +30,32 @@ impl Store {
         Ok(())
     }
 
+    /// Records (or refreshes) a client described by a Client ID Metadata Document; its
+    /// id is the document URL and it is always public.
+    pub async fn upsert_metadata_client(&self, c: &Client, now: UnixTime) -> Result<()> {
+        let metadata = serde_json::json!({
+            "client_id": c.id.0,
+            "client_name": c.name,
+            "redirect_uris": c.redirect_uris,
+            "token_endpoint_auth_method": "none",
+            "client_id_metadata_document": true,
+        });
+        sqlx::query(
+            "INSERT INTO clients (id, name, auth_method, secret_hash, redirect_uris, metadata, created_at)
+             VALUES (?, ?, 'none', NULL, ?, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET name = excluded.name, auth_method = 'none',
+               secret_hash = NULL, redirect_uris = excluded.redirect_uris, metadata = excluded.metadata",
+        )
+        .bind(&c.id.0)
+        .bind(&c.name)
+        .bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default())
+        .bind(metadata.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn client(&self, id: &str) -> Result<Option<Client>> {
         let row = sqlx::query(
             "SELECT id, name, auth_method, secret_hash, redirect_uris FROM clients WHERE id = ?",

@@ -1,0 +1,19 @@
+//! `mcp-broker connect NAME`: a stdio MCP server for clients that can only launch stdio
+//! servers (Claude Desktop). It is an OAuth client of the running broker like any other
+//! (RFC 7591 registration as a public client, authorization code + PKCE S256 with a
+//! loopback redirect, RFC 8252), keeps its tokens in the OS keychain, and relays every
+//! JSON-RPC message between its stdin/stdout and the broker's Streamable HTTP endpoint
+//! `/mcp/NAME`, in both directions, without interpreting them.
+//!
+//! Must not import axum, sqlx or tauri: it talks to the broker over HTTP only, so it
+//! works with a broker in another process (or the desktop app).
+//!
+//! - [`locate`]: `broker.json` in the data dir: which broker runs, on which port.
+//! - [`keychain`]: where the tokens live (never a plain file).
+//! - [`auth`]: registration, consent in the browser, token exchange and refresh.
+//! - [`relay`]: stdin lines to POSTs, JSON and SSE answers and the GET stream to stdout.
+
+pub mod auth;
+pub mod keychain;
+pub mod locate;
+pub mod relay;

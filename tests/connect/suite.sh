@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# End-to-end test of `mcp-broker connect`: the Python MCP SDK's stdio client launches the
+# bridge against a real broker, with a real OS keychain (gnome-keyring in its own D-Bus
+# session, throwaway HOME) and consent approved headlessly over HTTP.
+#   bash tests/connect/suite.sh   (tests/all.sh runs every tests/*/suite.sh)
+# Needs: dbus-run-session, gnome-keyring-daemon, secret-tool (.ci/install-keychain.sh),
+# node, and /work/shared/acceptance (its .venv with the `mcp` SDK and its node_modules
+# with @modelcontextprotocol/server-everything), or ACCEPTANCE_DIR pointing elsewhere.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+BROKER="$(realpath "${BROKER:-$ROOT/target/debug/mcp-broker}")"
+ACCEPTANCE_DIR="${ACCEPTANCE_DIR:-$ROOT/../shared/acceptance}"
+PY="$ACCEPTANCE_DIR/.venv/bin/python"
+EVERYTHING="$ACCEPTANCE_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+for need in dbus-run-session gnome-keyring-daemon secret-tool node "$PY" "$BROKER" "$EVERYTHING"; do
+    command -v "$need" >/dev/null 2>&1 || [ -e "$need" ] || { echo "tests/connect: missing $need" >&2; exit 1; }
+done
+export BROKER PY EVERYTHING HERE
+exec dbus-run-session -- bash -c '
+    set -euo pipefail
+    export HOME="$(mktemp -d)"
+    trap "rm -rf \"$HOME\"" EXIT
+    eval "$(printf %s throwaway-test-pw | gnome-keyring-daemon --unlock --components=secrets)"
+    export MCP_BROKER_KEYCHAIN_SERVICE="mcp-broker-connect-test-$$"
+    "$PY" "$HERE/bridge_test.py"
+'
