@@ -20,9 +20,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use super::keychain::{Keychain, KeychainError};
 use crate::gateway::now;
 use crate::oauth::mint_secret;
+use crate::vault::{Secret, Vault, VaultError};
 
 /// Refresh when less than this is left of the access token's life.
 const REFRESH_MARGIN_SECS: i64 = 60;
@@ -42,7 +42,7 @@ struct Credentials {
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error(transparent)]
-    Keychain(#[from] KeychainError),
+    Keychain(#[from] VaultError),
     #[error("access was not granted: {0}")]
     Denied(String),
     #[error("no answer from the consent page within five minutes")]
@@ -66,7 +66,7 @@ pub struct Auth {
     issuer: String,
     resource: String,
     client_name: String,
-    keychain: Arc<Keychain>,
+    keychain: Arc<Vault>,
     key: String,
     state: tokio::sync::Mutex<State>,
 }
@@ -80,12 +80,12 @@ impl Auth {
         upstream: &str,
         client_name: &str,
     ) -> Result<Auth, AuthError> {
-        let keychain = Arc::new(Keychain::system());
+        let keychain = Arc::new(Vault::system());
         // One entry per broker port and upstream: tokens are bound to that URL.
         let key = format!("connect.{port}.{upstream}");
         let k = keychain.clone();
         let k2 = key.clone();
-        let stored = blocking(move || k.get(&k2)).await?;
+        let stored = blocking(move || k.get(&k2).map(|o| o.map(|s| s.expose().clone()))).await?;
         let creds = stored
             .and_then(|s| serde_json::from_str::<Credentials>(&s).ok())
             .filter(|c| c.issuer == issuer);
@@ -288,7 +288,7 @@ impl Auth {
         let json = serde_json::to_string(&c).unwrap_or_default();
         let k = self.keychain.clone();
         let key = self.key.clone();
-        blocking(move || k.set(&key, &json)).await?;
+        blocking(move || k.set(&key, &Secret::new(json))).await?;
         let t = c.access_token.clone();
         st.creds = Some(c);
         Ok(t)
@@ -296,7 +296,7 @@ impl Auth {
 }
 
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, KeychainError> + Send + 'static,
+    f: impl FnOnce() -> Result<T, VaultError> + Send + 'static,
 ) -> Result<T, AuthError> {
     tokio::task::spawn_blocking(f)
         .await

@@ -14,6 +14,5 @@
 //! - [`relay`]: stdin lines to POSTs, JSON and SSE answers and the GET stream to stdout.
 
 pub mod auth;
-pub mod keychain;
 pub mod locate;
 pub mod relay;

@@ -10,8 +10,8 @@
 
 pub mod authorize;
 pub mod bearer;
-pub mod discovery;
 pub mod client_metadata;
+pub mod discovery;
 pub mod error;
 pub mod metadata;
 pub mod pkce;

@@ -64,7 +64,11 @@ impl Store {
         if !dir.join(token_cache::EPOCH_FILE).exists() {
             token_cache::TokenCache::bump(dir)?;
         }
-        Ok(Store { pool, dir: dir.to_owned(), tokens })
+        Ok(Store {
+            pool,
+            dir: dir.to_owned(),
+            tokens,
+        })
     }
 
     /// A store in a fresh temporary directory, for tests. The directory lives as long
@@ -320,11 +324,17 @@ mod tests {
         store.insert_tokens(grant, &issued("1")).await.unwrap();
         let hash = TokenHash::of("a-1");
         assert!(store.access_token(&hash).await.unwrap().is_some());
-        assert!(store.access_token(&hash).await.unwrap().is_some(), "now cached");
+        assert!(
+            store.access_token(&hash).await.unwrap().is_some(),
+            "now cached"
+        );
         // A second Store on the same directory stands for the CLI process.
         let cli = Store::open(&dir.0).await.unwrap();
         cli.revoke_grant(grant, NOW).await.unwrap().unwrap();
-        assert!(store.access_token(&hash).await.unwrap().is_none(), "the very next lookup sees the revocation");
+        assert!(
+            store.access_token(&hash).await.unwrap().is_none(),
+            "the very next lookup sees the revocation"
+        );
     }
 
     #[tokio::test]

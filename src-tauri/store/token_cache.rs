@@ -38,7 +38,13 @@ struct Inner {
 
 impl TokenCache {
     pub fn new(dir: &Path) -> TokenCache {
-        TokenCache { path: dir.join(EPOCH_FILE), inner: Mutex::new(Inner { epoch: None, entries: HashMap::new() }) }
+        TokenCache {
+            path: dir.join(EPOCH_FILE),
+            inner: Mutex::new(Inner {
+                epoch: None,
+                entries: HashMap::new(),
+            }),
+        }
     }
 
     fn read_epoch(&self) -> Epoch {
@@ -75,7 +81,10 @@ impl TokenCache {
     pub fn bump(dir: &Path) -> std::io::Result<()> {
         use std::io::Write;
         let path = dir.join(EPOCH_FILE);
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         if f.metadata()?.len() >= 4096 {
             f.set_len(0)?;
         }

@@ -62,12 +62,18 @@ impl Store {
 
     /// The access token and its grant, if the grant is still active. Served from a cache
     /// that every revocation (from any process) invalidates; see `token_cache`.
-    pub async fn access_token(&self, hash: &TokenHash) -> Result<Option<std::sync::Arc<AccessRecord>>> {
+    pub async fn access_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<std::sync::Arc<AccessRecord>>> {
         let (hit, epoch) = self.tokens.get(hash);
         if hit.is_some() {
             return Ok(hit);
         }
-        let rec = self.access_token_uncached(hash).await?.map(std::sync::Arc::new);
+        let rec = self
+            .access_token_uncached(hash)
+            .await?
+            .map(std::sync::Arc::new);
         if let Some(r) = &rec {
             self.tokens.insert(hash.clone(), r.clone(), epoch);
         }
