@@ -65,6 +65,10 @@ fn main() {
             "remote_http_upstream_gets_no_client_token",
             remote_http_upstream_gets_no_client_token,
         ),
+        (
+            "sessions_per_grant_are_capped",
+            sessions_per_grant_are_capped,
+        ),
     ];
     let trials = tests
         .into_iter()
@@ -658,6 +662,49 @@ fn remote_http_upstream_gets_no_client_token() -> Result<(), Failed> {
             ensure!(h.api_key.as_deref() == Some("k-123"), "configured header: {:?}", h.api_key);
         }
         ensure!(seen.iter().skip(1).all(|h| h.session.as_deref() == Some("up-1")), "upstream session id used: {seen:?}");
+        Ok(())
+    })
+}
+
+fn sessions_per_grant_are_capped() -> Result<(), Failed> {
+    rt().block_on(async {
+        let b = Broker::start(&config("[broker]\nmax_sessions_per_grant = 2\n"));
+        let first = Mcp::connect(&b, "fake").await;
+        let mut sessions = Vec::new();
+        let mut pids = Vec::new();
+        for _ in 0..3 {
+            let mut m = Mcp {
+                session: None,
+                c: http(),
+                url: first.url.clone(),
+                token: first.token.clone(),
+            };
+            m.initialize().await;
+            pids.push(
+                text_of(&m.call(1, "pid", json!({})).await)
+                    .parse::<i32>()
+                    .unwrap(),
+            );
+            sessions.push(m);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The third session made room by closing the least recently used one.
+        ensure!(
+            wait_until(|| !alive(pids[0]), 5).await,
+            "oldest child {} still running",
+            pids[0]
+        );
+        let res = sessions[0]
+            .post_raw(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#)
+            .await;
+        ensure!(res.status() == 404, "evicted session: {}", res.status());
+        for (m, pid) in sessions[1..].iter().zip(&pids[1..]) {
+            ensure!(alive(*pid), "child {pid} should still run");
+            ensure!(
+                text_of(&m.call(3, "echo", json!({"text":"still here"})).await) == "still here",
+                "session works"
+            );
+        }
         Ok(())
     })
 }
