@@ -16,6 +16,8 @@ use crate::oauth::{constant_time_eq, mint_secret};
 
 /// How long a consent question stays answerable; no answer counts as Deny.
 pub const CONSENT_TTL: Duration = Duration::from_secs(5 * 60);
+/// Open consent forms kept at most; the oldest form goes first.
+const MAX_PENDING: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -79,6 +81,17 @@ impl ConsentBroker {
         let csrf = mint_secret();
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.retain(|_, v| v.created.elapsed() < CONSENT_TTL);
+        // Any local process can open consent pages; keep their number bounded.
+        if p.len() >= MAX_PENDING {
+            let oldest = p
+                .iter()
+                .filter(|(_, v)| v.answer.is_none())
+                .min_by_key(|(_, v)| v.created)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                p.remove(&k);
+            }
+        }
         p.insert(
             id.clone(),
             Pending {
@@ -194,5 +207,68 @@ impl ConsentBroker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::{ClientId, Resource, Scopes};
+
+    fn req() -> AuthorizeRequest {
+        AuthorizeRequest {
+            client_id: ClientId("c".into()),
+            client_name: "c".into(),
+            client_host: None,
+            redirect_uri: "http://127.0.0.1/cb".into(),
+            state: None,
+            code_challenge: "x".into(),
+            requested_scopes: Scopes::single("mcp"),
+            scopes: Scopes::single("mcp"),
+            upstream: "u".into(),
+            resource: Resource("http://127.0.0.1:1/mcp/u".into()),
+        }
+    }
+
+    #[test]
+    fn a_form_is_answered_once_and_a_wrong_token_burns_it() {
+        let b = ConsentBroker::new(ConsentMode::Page);
+        let (id, csrf) = b.open(req());
+        assert!(b.take(&id, &csrf).is_ok());
+        assert_eq!(b.take(&id, &csrf).unwrap_err(), ConsentLookupError::Gone);
+        let (id, csrf) = b.open(req());
+        assert_eq!(
+            b.take(&id, "wrong").unwrap_err(),
+            ConsentLookupError::BadCsrf
+        );
+        assert_eq!(b.take(&id, &csrf).unwrap_err(), ConsentLookupError::Gone);
+    }
+
+    #[test]
+    fn pending_forms_are_bounded() {
+        let b = ConsentBroker::new(ConsentMode::Page);
+        let (first, csrf) = b.open(req());
+        for _ in 0..MAX_PENDING {
+            b.open(req());
+        }
+        assert_eq!(
+            b.take(&first, &csrf).unwrap_err(),
+            ConsentLookupError::Gone,
+            "the oldest made room"
+        );
+        assert!(b.pending.lock().unwrap().len() <= MAX_PENDING);
+    }
+
+    #[tokio::test]
+    async fn native_questions_reach_the_shell_and_its_answer_comes_back() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let b = std::sync::Arc::new(ConsentBroker::new(ConsentMode::Native(tx)));
+        let b2 = b.clone();
+        let asked = tokio::spawn(async move { b2.ask_native(req()).await });
+        let q = rx.recv().await.unwrap();
+        assert_eq!(b.details(&q.id).unwrap().upstream, "u");
+        b.decide(&q.id, Decision::Approve).unwrap();
+        assert_eq!(asked.await.unwrap(), Decision::Approve);
+        assert!(b.decide(&q.id, Decision::Deny).is_err(), "answered once");
     }
 }
