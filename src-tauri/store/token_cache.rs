@@ -77,7 +77,8 @@ impl TokenCache {
     }
 
     /// Marks a revocation: appends a byte to the epoch file (restarting it when it grows),
-    /// which changes its length and modification time for every process watching it.
+    /// which changes its length and modification time for every process watching it. On a
+    /// full disk the append fails; setting the modification time needs no new block.
     pub fn bump(dir: &Path) -> std::io::Result<()> {
         use std::io::Write;
         let path = dir.join(EPOCH_FILE);
@@ -88,7 +89,18 @@ impl TokenCache {
         if f.metadata()?.len() >= 4096 {
             f.set_len(0)?;
         }
-        f.write_all(b".")?;
+        if f.write_all(b".").is_err() {
+            f.set_modified(SystemTime::now())?;
+        }
         Ok(())
+    }
+
+    /// Forgets everything (this process's own revocations).
+    pub fn clear(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries
+            .clear();
     }
 }
