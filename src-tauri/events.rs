@@ -27,6 +27,9 @@ pub enum GatewayEvent {
         client_name: String,
         upstream: String,
     },
+    /// The set of active grants may have changed behind the broker's back (the CLI
+    /// revoked one in the database); listeners re-read the grants.
+    GrantsChanged,
     SessionsChanged {
         upstream: String,
     },

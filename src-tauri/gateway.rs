@@ -208,6 +208,7 @@ impl Gateway {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_version = None;
+            let mut last_grants = None;
             let mut n: u64 = 0;
             loop {
                 tick.tick().await;
@@ -216,6 +217,9 @@ impl Gateway {
                     && let Err(e) = g.store.purge_expired(now()).await
                 {
                     tracing::warn!("purging expired tokens failed: {e}");
+                }
+                if n.is_multiple_of(4) && g.events.receiver_count() > 0 {
+                    g.notice_grant_changes(&mut last_grants).await;
                 }
                 if n.is_multiple_of(4) {
                     g.upstreams.housekeeping().await;
@@ -246,6 +250,23 @@ impl Gateway {
                 }
             }
         });
+    }
+
+    /// Emits [`GatewayEvent::GrantsChanged`] when the active grants differ from the last
+    /// look, which catches approvals and revocations made by another process (the CLI),
+    /// including grants without sessions, which the session check above never sees.
+    async fn notice_grant_changes(&self, last: &mut Option<Vec<(GrantId, String)>>) {
+        let now_active: Vec<(GrantId, String)> = match self.store.active_grants().await {
+            Ok(v) => v.into_iter().map(|g| (g.id, g.scope)).collect(),
+            Err(e) => {
+                tracing::warn!("listing grants failed: {e}");
+                return;
+            }
+        };
+        if last.as_ref().is_some_and(|l| *l != now_active) {
+            self.emit(GatewayEvent::GrantsChanged);
+        }
+        *last = Some(now_active);
     }
 
     pub async fn shutdown(&self) {

@@ -29,6 +29,8 @@ pub mod client_metadata;
 pub mod clients;
 pub mod config;
 pub mod consent;
+#[cfg(feature = "desktop")]
+pub mod desktop;
 pub mod error;
 pub mod events;
 pub mod gateway;

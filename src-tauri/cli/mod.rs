@@ -8,6 +8,9 @@ mod secrets;
 mod serve;
 mod upstream;
 
+#[cfg(feature = "desktop")]
+pub(crate) use serve::shutdown_signal;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};

@@ -15,13 +15,13 @@ pub fn run(args: ServeArgs) -> i32 {
             return 2;
         }
     };
+    let data_dir = args.data.resolve();
+    let port = args.port.unwrap_or_else(|| config.port());
+    init_tracing();
     if !args.headless {
         #[cfg(feature = "desktop")]
         {
-            eprintln!(
-                "mcp-broker: the desktop app is not part of this build yet; run `mcp-broker serve --headless`"
-            );
-            return 2;
+            return crate::desktop::run(config, data_dir, port);
         }
         #[cfg(not(feature = "desktop"))]
         {
@@ -31,7 +31,6 @@ pub fn run(args: ServeArgs) -> i32 {
             return 2;
         }
     }
-    init_tracing();
     // One thread runs every task: a local broker serves a handful of clients, and a
     // single-threaded scheduler saves the cross-thread wake-ups that dominated the
     // broker's CPU per proxied call (bench/). SQLite and the keychain have their own
@@ -46,8 +45,6 @@ pub fn run(args: ServeArgs) -> i32 {
             return 1;
         }
     };
-    let data_dir = args.data.resolve();
-    let port = args.port.unwrap_or_else(|| config.port());
     rt.block_on(async move {
         let (gateway, listener) =
             match Gateway::bind(config, &data_dir, port, ConsentMode::Page).await {
@@ -106,7 +103,8 @@ pub async fn serve_until_signal(gateway: Gateway, listener: tokio::net::TcpListe
     0
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or Ctrl-C: the ways a supervisor or a terminal ends the broker.
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -1,0 +1,136 @@
+//! The tray icon and its menu: one "Revoke client → upstream" item per active grant,
+//! then "Open mcp-broker" and "Quit". The menu is rebuilt from the store on every grant
+//! change, so it never shows a grant the broker no longer honours.
+
+use tauri::menu::{Menu, MenuBuilder, MenuEvent, MenuItemBuilder};
+use tauri::tray::TrayIconBuilder;
+use tauri::{AppHandle, Manager};
+
+use crate::events::RevokeReason;
+use crate::gateway::Gateway;
+use crate::oauth::GrantId;
+
+const TRAY: &str = "main";
+const REVOKE_PREFIX: &str = "revoke:";
+const OPEN: &str = "open";
+const QUIT: &str = "quit";
+
+/// What a menu item does, parsed from its id.
+#[derive(Debug, PartialEq)]
+enum TrayAction {
+    Revoke(GrantId),
+    Open,
+    Quit,
+}
+
+fn parse(id: &str) -> Option<TrayAction> {
+    match id {
+        OPEN => Some(TrayAction::Open),
+        QUIT => Some(TrayAction::Quit),
+        _ => id
+            .strip_prefix(REVOKE_PREFIX)?
+            .parse()
+            .ok()
+            .map(|n| TrayAction::Revoke(GrantId(n))),
+    }
+}
+
+pub fn create(app: &AppHandle) -> tauri::Result<()> {
+    let menu = menu(app, &[])?;
+    let mut builder = TrayIconBuilder::with_id(TRAY)
+        .tooltip("mcp-broker")
+        .menu(&menu)
+        .show_menu_on_left_click(true)
+        .on_menu_event(on_menu_event);
+    if let Some(icon) = app.default_window_icon() {
+        builder = builder.icon(icon.clone());
+    }
+    builder.build(app)?;
+    Ok(())
+}
+
+/// Rebuilds the menu from the current grants.
+pub async fn rebuild(app: AppHandle) {
+    let Some(gateway) = app.try_state::<Gateway>().map(|g| g.inner().clone()) else {
+        return;
+    };
+    let grants = match gateway.active_grants().await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!("cannot list grants for the tray: {e}");
+            return;
+        }
+    };
+    let items: Vec<(GrantId, String)> = grants
+        .into_iter()
+        .map(|g| {
+            let client = if g.client_name.is_empty() {
+                g.client_id
+            } else {
+                g.client_name
+            };
+            (g.id, format!("Revoke {client} → {}", g.upstream))
+        })
+        .collect();
+    let r = menu(&app, &items).and_then(|m| match app.tray_by_id(TRAY) {
+        Some(tray) => tray.set_menu(Some(m)),
+        None => Ok(()),
+    });
+    if let Err(e) = r {
+        tracing::warn!("cannot rebuild the tray menu: {e}");
+    }
+}
+
+fn menu(app: &AppHandle, grants: &[(GrantId, String)]) -> tauri::Result<Menu<tauri::Wry>> {
+    let mut b = MenuBuilder::new(app);
+    if grants.is_empty() {
+        b = b.item(
+            &MenuItemBuilder::with_id("none", "No active grants")
+                .enabled(false)
+                .build(app)?,
+        );
+    }
+    for (id, label) in grants {
+        b = b.item(&MenuItemBuilder::with_id(format!("{REVOKE_PREFIX}{id}"), label).build(app)?);
+    }
+    b.separator()
+        .item(&MenuItemBuilder::with_id(OPEN, "Open mcp-broker").build(app)?)
+        .item(&MenuItemBuilder::with_id(QUIT, "Quit").build(app)?)
+        .build()
+}
+
+fn on_menu_event(app: &AppHandle, event: MenuEvent) {
+    let Some(action) = parse(event.id().as_ref()) else {
+        return;
+    };
+    tracing::info!(?action, "tray menu");
+    match action {
+        TrayAction::Open => super::windows::show_main(app),
+        TrayAction::Quit => app.exit(0),
+        TrayAction::Revoke(id) => {
+            let Some(gateway) = app.try_state::<Gateway>().map(|g| g.inner().clone()) else {
+                return;
+            };
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = gateway.revoke_grant(id, RevokeReason::User).await {
+                    tracing::error!(grant = %id, "revoking from the tray failed: {e}");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn menu_ids() {
+        assert_eq!(parse("revoke:42"), Some(TrayAction::Revoke(GrantId(42))));
+        assert_eq!(parse("open"), Some(TrayAction::Open));
+        assert_eq!(parse("quit"), Some(TrayAction::Quit));
+        assert_eq!(parse("revoke:"), None);
+        assert_eq!(parse("revoke:x"), None);
+        assert_eq!(parse("none"), None);
+    }
+}

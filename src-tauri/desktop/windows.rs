@@ -1,0 +1,63 @@
+//! Windows: the grants window ("main", from tauri.conf.json), which hides into the tray
+//! when closed, and one consent window per authorization request, labelled
+//! `consent-<id>` so the capability for `consent-*` applies to it and nothing else.
+
+use tauri::{AppHandle, Manager, WebviewUrl, WebviewWindowBuilder, WindowEvent};
+
+use crate::consent::{CONSENT_TTL, Decision};
+use crate::gateway::Gateway;
+
+pub const CONSENT_PREFIX: &str = "consent-";
+pub const MAIN: &str = "main";
+
+pub fn show_main(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window(MAIN) {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+    }
+}
+
+/// Closing the grants window hides it; the app lives on in the tray.
+pub fn keep_main_in_tray(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window(MAIN) {
+        let w2 = w.clone();
+        w.on_window_event(move |e| {
+            if let WindowEvent::CloseRequested { api, .. } = e {
+                api.prevent_close();
+                let _ = w2.hide();
+            }
+        });
+    }
+}
+
+/// Opens the window that asks about consent question `id`. Closing it without an
+/// answer denies; after [`CONSENT_TTL`] the question has expired and the window closes.
+pub fn open_consent(app: &AppHandle, id: &str) -> tauri::Result<()> {
+    let label = format!("{CONSENT_PREFIX}{id}");
+    let window = WebviewWindowBuilder::new(app, &label, WebviewUrl::App("consent.html".into()))
+        .title("Allow access? — mcp-broker")
+        .inner_size(520.0, 430.0)
+        .resizable(false)
+        .center()
+        .always_on_top(true)
+        .focused(true)
+        .build()?;
+    let (app2, id2) = (app.clone(), id.to_owned());
+    window.on_window_event(move |e| {
+        if let WindowEvent::Destroyed = e
+            && let Some(g) = app2.try_state::<Gateway>()
+        {
+            // Already answered is fine: `decide` then reports Gone, which is ignored.
+            let _ = g.consent.decide(&id2, Decision::Deny);
+        }
+    });
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        tokio::time::sleep(CONSENT_TTL).await;
+        if let Some(w) = app.get_webview_window(&label) {
+            let _ = w.close();
+        }
+    });
+    Ok(())
+}

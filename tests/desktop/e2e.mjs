@@ -1,0 +1,338 @@
+// Desktop end-to-end test, run by e2e.sh inside Xvfb + a D-Bus session with tauri-driver
+// listening. It starts the real app through WebDriver, connects a real MCP client (the
+// official TypeScript SDK), approves in the native consent window, finds the grant in
+// the grants window, revokes it (MODE=window: the window's Revoke button; MODE=tray: the
+// tray menu, clicked with xdotool), and expects the client's next request to get 401.
+//
+// Environment: APP (the mcp-broker binary), RUN_DIR (screenshots, config, data),
+// MODE (window | tray), WEBDRIVER_URL, NOTIFY_LOG (dbus-monitor output),
+// MCP_NODE_MODULES (a node_modules holding @modelcontextprotocol/sdk).
+import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { WebDriver } from "./webdriver.mjs";
+
+const need = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const APP = need("APP");
+const RUN_DIR = need("RUN_DIR");
+const MODE = process.env.MODE ?? "window";
+const WD_URL = process.env.WEBDRIVER_URL ?? "http://127.0.0.1:4444";
+const NOTIFY_LOG = process.env.NOTIFY_LOG;
+const NM = process.env.MCP_NODE_MODULES ?? "/work/shared/acceptance/node_modules";
+const CLIENT_NAME = `E2E Desktop Client ${MODE}`;
+const UPSTREAM = "everything";
+
+const sdk = (p) => import(pathToFileURL(join(NM, "@modelcontextprotocol/sdk/dist/esm", p)).href);
+const { Client } = await sdk("client/index.js");
+const { StreamableHTTPClientTransport } = await sdk("client/streamableHttp.js");
+const { UnauthorizedError } = await sdk("client/auth.js");
+
+let failures = 0;
+const step = (msg) => console.log(`[e2e:${MODE}] ${msg}`);
+function check(cond, what) {
+  if (cond) {
+    console.log(`  ok   ${what}`);
+  } else {
+    failures++;
+    console.log(`  FAIL ${what}`);
+  }
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(what, fn, timeoutMs = 20000) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// ---- the broker's configuration: one pinned stdio upstream ----
+mkdirSync(RUN_DIR, { recursive: true });
+const port = await freePort();
+const base = `http://127.0.0.1:${port}`;
+const dataDir = join(RUN_DIR, "data");
+const configPath = join(RUN_DIR, "config.toml");
+const everything = join(NM, "@modelcontextprotocol/server-everything/dist/index.js");
+writeFileSync(
+  configPath,
+  `[servers.${UPSTREAM}]\ncommand = ${JSON.stringify(process.execPath)}\nargs = [${JSON.stringify(everything)}, "stdio"]\n`,
+);
+const appArgs = ["serve", "--config", configPath, "--data-dir", dataDir, "--port", String(port)];
+
+// ---- an OAuth client provider whose "browser" is fetch: it opens /authorize, gets the
+// waiting page, and follows its refresh until the broker redirects to our callback ----
+class Provider {
+  constructor() {
+    this.redirectUrl = "http://127.0.0.1:45219/callback";
+    this.clientMetadata = {
+      client_name: CLIENT_NAME,
+      redirect_uris: [this.redirectUrl],
+      grant_types: ["authorization_code", "refresh_token"],
+      response_types: ["code"],
+      token_endpoint_auth_method: "none",
+    };
+    this.browser = null;
+  }
+  state() { return (this._state = randomBytes(16).toString("hex")); }
+  clientInformation() { return this._client; }
+  saveClientInformation(c) { this._client = c; }
+  tokens() { return this._tokens; }
+  saveTokens(t) { this._tokens = t; }
+  saveCodeVerifier(v) { this._verifier = v; }
+  codeVerifier() { return this._verifier; }
+  async redirectToAuthorization(url) {
+    this.browser = browse(url.toString());
+    this.browser.catch(() => {});
+  }
+}
+
+async function browse(authorizeUrl) {
+  let res = await fetch(authorizeUrl, { redirect: "manual" });
+  const page = await res.text();
+  check(res.status === 200 && page.includes("Waiting for your approval in mcp-broker"),
+    "the browser tab shows the waiting page");
+  for (;;) {
+    const refresh = res.headers.get("refresh");
+    const location = res.headers.get("location");
+    if (res.status >= 300 && res.status < 400 && location) return new URL(location, base);
+    if (!refresh) throw new Error(`waiting page stopped refreshing (status ${res.status})`);
+    await sleep(300);
+    const next = refresh.split("url=")[1];
+    res = await fetch(new URL(next, base), { redirect: "manual" });
+  }
+}
+
+async function connect(provider) {
+  const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp/${UPSTREAM}`), {
+    authProvider: provider,
+  });
+  const client = new Client({ name: "desktop-e2e", version: "1.0.0" }, { capabilities: {} });
+  await client.connect(transport);
+  return { client, transport };
+}
+
+const wd = new WebDriver(WD_URL);
+let notifyBefore = NOTIFY_LOG ? readFileSync(NOTIFY_LOG, "utf8").length : 0;
+
+// Screenshots of a webview that has not painted since its last DOM change come out stale;
+// wait for two animation frames first.
+async function screenshot(name) {
+  await wd.execAsync(`const done = arguments[arguments.length - 1];
+    requestAnimationFrame(() => requestAnimationFrame(() => done(true)));`);
+  await sleep(300);
+  writeFileSync(join(RUN_DIR, name), await wd.screenshot());
+}
+
+async function grantRow() {
+  return wd.exec(
+    `const rows = [...document.querySelectorAll('#grants tbody tr')];
+     const r = rows.find(r => r.querySelector('.client')?.textContent.startsWith(arguments[0]));
+     return r ? { id: r.dataset.grantId, upstream: r.querySelector('.upstream').textContent,
+                  scope: r.querySelector('.scope').textContent,
+                  sessions: r.querySelector('.sessions').textContent } : null;`,
+    [CLIENT_NAME],
+  );
+}
+
+try {
+  step(`starting ${APP} through tauri-driver on ${base}`);
+  await wd.start(APP, appArgs);
+  await until("the broker's metadata", async () =>
+    (await fetch(`${base}/.well-known/oauth-authorization-server`)).ok);
+  const main = await wd.handle();
+  await until("the grants window", () => wd.exec("return document.body.dataset.ready === 'true'"));
+  check((await wd.title()) === "mcp-broker", "the main window is the grants window");
+  check(await wd.exec("return !document.querySelector('#no-grants').hidden"),
+    "the grants window starts with no grants");
+  check((await wd.exec("return document.querySelector('#issuer').textContent")).includes(base),
+    "the grants window shows the broker's address");
+
+  step("second launch: must hand over to the running app, not start a second server");
+  const second = spawn(APP, appArgs, { stdio: ["ignore", "pipe", "pipe"] });
+  let secondOut = "";
+  second.stdout.on("data", (d) => (secondOut += d));
+  second.stderr.on("data", (d) => (secondOut += d));
+  const secondExit = await Promise.race([
+    new Promise((r) => second.on("exit", (code) => r(code))),
+    sleep(15000).then(() => "still running"),
+  ]);
+  if (secondExit === "still running") second.kill("SIGKILL");
+  check(secondExit === 0, `a second launch exits at once with status 0 (got ${secondExit})`);
+  check(!secondOut.includes("listening on"), "the second launch never served");
+
+  step("MCP client connects; the broker asks in a native consent window");
+  const provider = new Provider();
+  let firstError;
+  try {
+    await connect(provider);
+  } catch (e) {
+    firstError = e;
+  }
+  check(firstError instanceof UnauthorizedError, "the first connect needs authorization");
+  check(provider.browser !== null, "the client opened the authorization URL");
+
+  const consent = await until("a consent window", async () =>
+    (await wd.handles()).find((h) => h !== main));
+  await wd.switchTo(consent);
+  await until("the consent window's details", () =>
+    wd.exec("return document.body.dataset.ready === 'true'"));
+  const shown = await wd.exec(`return {
+      headline: document.querySelector('#headline').textContent,
+      host: document.querySelector('#redirect-host').textContent,
+      clientId: document.querySelector('#client-id').textContent,
+      upstream: document.querySelector('#upstream').textContent,
+      scope: document.querySelector('#scope').textContent,
+      warning: !document.querySelector('#warning').hidden,
+      focused: document.activeElement && document.activeElement.id };`);
+  check(shown.headline.includes(CLIENT_NAME), `consent names the client (${shown.headline})`);
+  check(shown.host === "127.0.0.1:45219", `consent shows the redirect host (${shown.host})`);
+  check(shown.clientId === provider.clientInformation()?.client_id, "consent shows the client id");
+  check(shown.upstream === UPSTREAM, "consent shows the upstream");
+  check(shown.scope.length > 0, `consent shows the scope (${shown.scope})`);
+  check(!shown.warning, "no warning for a loopback redirect");
+  check(shown.focused === "deny", "keyboard focus starts on Deny");
+  await screenshot("consent-window.png");
+
+  step("the grants window must not be able to approve");
+  await wd.switchTo(main);
+  const fromMain = await wd.execAsync(
+    `const done = arguments[arguments.length - 1];
+     window.__TAURI_INTERNALS__.invoke('decide_consent', { approve: true })
+       .then(() => done('allowed'), (e) => done('refused: ' + String(e)));`);
+  check(fromMain.startsWith("refused") && fromMain.includes("not allowed"),
+    `decide_consent from the main window is refused (${fromMain})`);
+
+  step("approve in the consent window");
+  await wd.switchTo(consent);
+  await wd.click(await wd.find("#approve"));
+  const callback = await provider.browser;
+  check(callback.origin === "http://127.0.0.1:45219" && callback.searchParams.get("code"),
+    "the waiting page continued to the client's callback with a code");
+  const authTransport = new StreamableHTTPClientTransport(new URL(`${base}/mcp/${UPSTREAM}`), {
+    authProvider: provider,
+  });
+  await authTransport.finishAuth(callback.searchParams.get("code"));
+  const { client, transport } = await connect(provider);
+  const tools = await client.listTools();
+  check(tools.tools.some((t) => t.name === "echo"), "tools/list through the broker works");
+  const echoed = await client.callTool({ name: "echo", arguments: { message: "desktop" } });
+  check(JSON.stringify(echoed).includes("desktop"), "tools/call echo through the broker works");
+  const handlesAfter = await wd.handles();
+  check(!handlesAfter.includes(consent), "the consent window closed after the decision");
+
+  step("the grant appears in the grants window");
+  await wd.switchTo(main);
+  const row = await until("the grant row", grantRow);
+  check(row.upstream === UPSTREAM, "the grant row names the upstream");
+  await until("the session count", async () => (await grantRow())?.sessions === "1");
+  check(true, "the grant row shows one open session");
+  check(await wd.exec("return document.querySelector('#upstreams tbody tr[data-upstream=\"everything\"] .sessions').textContent === '1'"),
+    "the upstream list shows the running session");
+  await screenshot("grants-window.png");
+
+  const token = provider.tokens().access_token;
+  const rawCall = () => fetch(`${base}/mcp/${UPSTREAM}`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${token}`,
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      "mcp-session-id": transport.sessionId,
+      "mcp-protocol-version": "2025-06-18",
+    },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 99, method: "tools/list" }),
+  });
+  const before = await rawCall();
+  check(before.status === 200, `the token works before revocation (${before.status})`);
+  await before.body?.cancel();
+
+  if (MODE === "tray") {
+    step("revoke from the tray menu (xdotool on trayer)");
+    revokeFromTray();
+  } else {
+    step("revoke with the grants window's Revoke button");
+    await wd.click(await wd.find(`#grants tbody tr[data-grant-id="${row.id}"] button.revoke`));
+  }
+  await until("the grant to leave the grants window", async () => (await grantRow()) === null);
+  check(true, "the grant left the grants window");
+  const after = await rawCall();
+  check(after.status === 401, `the client's next request gets 401 (${after.status})`);
+  check((after.headers.get("www-authenticate") ?? "").startsWith("Bearer"),
+    "with a Bearer challenge");
+  await screenshot("grants-window-after-revoke.png");
+
+  if (NOTIFY_LOG) {
+    step("notifications (dbus-monitor)");
+    const log = await until("both notifications", () => {
+      const l = readFileSync(NOTIFY_LOG, "utf8").slice(notifyBefore);
+      return l.includes("Access granted") && l.includes("Access revoked") ? l : null;
+    }, 10000).catch(() => readFileSync(NOTIFY_LOG, "utf8").slice(notifyBefore));
+    check(/member=Notify[\s\S]*string "Access granted"[\s\S]*can now use everything/.test(log),
+      "a Notify call for the approved grant");
+    check(/member=Notify[\s\S]*string "Access revoked"[\s\S]*can no longer use everything/.test(log),
+      "a Notify call for the revoked grant");
+    const count = (s) => log.split(`string "${s}"`).length - 1;
+    check(count("Access granted") === 1 && count("Access revoked") === 1,
+      "exactly one notification each");
+  }
+  await client.close().catch(() => {});
+} catch (e) {
+  failures++;
+  console.log(`  FAIL ${e.stack ?? e}`);
+  try {
+    writeFileSync(join(RUN_DIR, "failure.png"), await wd.screenshot());
+  } catch {}
+} finally {
+  await wd.quit().catch((e) => console.log(`  (closing the session: ${e.message})`));
+}
+
+function revokeFromTray() {
+  const x = (...a) => execFileSync("xdotool", a, { encoding: "utf8" }).trim();
+  const shot = (name) => {
+    try {
+      execFileSync("import", ["-window", "root", join(RUN_DIR, name)]);
+    } catch {}
+  };
+  // trayer hosts the XEmbed icon; with a single icon the tray is one icon wide.
+  const win = x("search", "--limit", "1", "--class", "trayer");
+  const geo = x("getwindowgeometry", "--shell", win);
+  const g = Object.fromEntries(geo.split("\n").map((l) => l.split("=")));
+  const cx = Number(g.X) + Math.floor(Number(g.WIDTH) / 2);
+  const cy = Number(g.Y) + Math.floor(Number(g.HEIGHT) / 2);
+  x("mousemove", String(cx), String(cy), "click", "1");
+  execFileSync("sleep", ["1.5"]);
+  shot("tray-menu.png");
+  // The first item is "Revoke <client> → everything"; the keyboard picks it without
+  // depending on where GTK placed the menu.
+  x("key", "Down");
+  execFileSync("sleep", ["0.3"]);
+  x("key", "Return");
+}
+
+console.log(failures === 0 ? `[e2e:${MODE}] PASS` : `[e2e:${MODE}] FAIL (${failures})`);
+process.exit(failures === 0 ? 0 : 1);

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Desktop end-to-end test: the real app under Xvfb, in its own D-Bus session, driven
+# through tauri-driver + WebKitWebDriver, with a real MCP client (TypeScript SDK).
+#
+#   tests/desktop/e2e.sh            # both runs: revoke in the grants window, then in the tray
+#   tests/desktop/e2e.sh window     # one run
+#   tests/desktop/e2e.sh tray
+#
+# Needs: a desktop build (`cargo build`; APP overrides target/debug/mcp-broker), the
+# packages from .ci/install-desktop.sh, tauri-driver, and a node_modules with
+# @modelcontextprotocol/sdk and @modelcontextprotocol/server-everything (MCP_NODE_MODULES,
+# default /work/shared/acceptance/node_modules). Screenshots and logs go to RUN_DIR
+# (default target/desktop-e2e/<timestamp>/<mode>/).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+export APP="${APP:-$ROOT/target/debug/mcp-broker}"
+export MCP_NODE_MODULES="${MCP_NODE_MODULES:-/work/shared/acceptance/node_modules}"
+RUN_ROOT="${RUN_DIR:-$ROOT/target/desktop-e2e/$(date +%Y%m%d-%H%M%S)}"
+MODES=("$@")
+[ ${#MODES[@]} -eq 0 ] && MODES=(window tray)
+
+missing=()
+for tool in xvfb-run dbus-run-session dbus-monitor tauri-driver WebKitWebDriver trayer xdotool import node; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+[ -x "$APP" ] || missing+=("$APP (run cargo build)")
+[ -d "$MCP_NODE_MODULES/@modelcontextprotocol/sdk" ] || missing+=("$MCP_NODE_MODULES/@modelcontextprotocol/sdk")
+if [ ${#missing[@]} -ne 0 ]; then
+  echo "desktop e2e: missing: ${missing[*]} (see .ci/install-desktop.sh)" >&2
+  exit 2
+fi
+
+status=0
+for mode in "${MODES[@]}"; do
+  case "$mode" in window|tray) ;; *) echo "unknown mode: $mode (window|tray)" >&2; exit 2 ;; esac
+  run="$RUN_ROOT/$mode"
+  mkdir -p "$run"
+  echo "desktop e2e ($mode): run folder $run"
+  if RUN_DIR="$run" MODE="$mode" xvfb-run -a -s "-screen 0 1024x768x24 -nolisten tcp" \
+      dbus-run-session -- bash "$ROOT/tests/desktop/session.sh"; then
+    echo "desktop e2e ($mode): passed"
+  else
+    echo "desktop e2e ($mode): FAILED (logs in $run)"
+    status=1
+  fi
+done
+exit $status

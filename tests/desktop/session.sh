@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One e2e run inside Xvfb + dbus-run-session (started by e2e.sh): a notification
+# monitor, a tray host for MODE=tray, tauri-driver, then the test itself.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+: "${RUN_DIR:?}" "${MODE:?}"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+
+export NOTIFY_LOG="$RUN_DIR/notifications.log"
+dbus-monitor --session "type=method_call,interface=org.freedesktop.Notifications,member=Notify" \
+  > "$NOTIFY_LOG" 2>&1 &
+pids+=($!)
+
+if [ "$MODE" = tray ]; then
+  trayer --edge bottom --align right --widthtype request --height 32 \
+    --transparent false --tint 0x808080 > "$RUN_DIR/trayer.log" 2>&1 &
+  pids+=($!)
+fi
+
+wd_port=$(free_port)
+native_port=$(free_port)
+tauri-driver --port "$wd_port" --native-port "$native_port" > "$RUN_DIR/app.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$wd_port/status" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+WEBDRIVER_URL="http://127.0.0.1:$wd_port" node "$HERE/e2e.mjs"

@@ -1,0 +1,50 @@
+// A consent window: one authorization request, Approve or Deny. The window's label
+// (`consent-<id>`) names the request, so the page never handles the id itself.
+import { type ConsentDetails, consentDetails, decideConsent } from "./api";
+
+const $ = <T extends HTMLElement>(sel: string) => document.querySelector<T>(sel)!;
+const deny = $<HTMLButtonElement>("#deny");
+const approve = $<HTMLButtonElement>("#approve");
+const errorBox = $<HTMLParagraphElement>("#error");
+
+// Focus starts on Deny: Enter on a window that popped up unexpectedly must not approve.
+deny.focus();
+
+function show(d: ConsentDetails) {
+  $("#headline").textContent = `Allow “${d.client_name}” to use ${d.upstream}?`;
+  $("#redirect-host").textContent = d.redirect_host;
+  $("#client-id").textContent = d.client_id;
+  $("#upstream").textContent = d.upstream;
+  $("#scope").textContent = d.scope;
+  const warning = $<HTMLParagraphElement>("#warning");
+  if (!d.redirect_is_loopback) {
+    warning.textContent =
+      `The approval goes to ${d.redirect_host}, which is not this computer. ` +
+      "Approve only if you trust that site.";
+    warning.hidden = false;
+  }
+}
+
+async function decide(yes: boolean) {
+  deny.disabled = true;
+  approve.disabled = true;
+  try {
+    await decideConsent(yes); // the shell closes this window
+  } catch (e) {
+    errorBox.textContent = String(e);
+    errorBox.hidden = false;
+  }
+}
+
+deny.addEventListener("click", () => void decide(false));
+approve.addEventListener("click", () => void decide(true));
+
+try {
+  show(await consentDetails());
+  document.body.dataset.ready = "true";
+} catch (e) {
+  approve.disabled = true;
+  errorBox.textContent = `This request is no longer pending (${String(e)}).`;
+  errorBox.hidden = false;
+}
+deny.focus();
