@@ -319,9 +319,12 @@ function revokeFromTray() {
     } catch {}
   };
   // trayer hosts the XEmbed icon; with a single icon the tray is one icon wide.
-  const win = x("search", "--limit", "1", "--class", "trayer");
-  const geo = x("getwindowgeometry", "--shell", win);
-  const g = Object.fromEntries(geo.split("\n").map((l) => l.split("=")));
+  // trayer owns a hidden 10x10 window too; the panel is the one at the bottom edge.
+  const g = x("search", "--class", "trayer")
+    .split("\n")
+    .map((w) => Object.fromEntries(
+      x("getwindowgeometry", "--shell", w).split("\n").map((l) => l.split("="))))
+    .sort((a, b) => Number(b.Y) - Number(a.Y))[0];
   const cx = Number(g.X) + Math.floor(Number(g.WIDTH) / 2);
   const cy = Number(g.Y) + Math.floor(Number(g.HEIGHT) / 2);
   x("mousemove", String(cx), String(cy), "click", "1");
