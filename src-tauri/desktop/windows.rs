@@ -37,7 +37,7 @@ pub fn open_consent(app: &AppHandle, id: &str) -> tauri::Result<()> {
     let label = format!("{CONSENT_PREFIX}{id}");
     let window = WebviewWindowBuilder::new(app, &label, WebviewUrl::App("consent.html".into()))
         .title("Allow access? — mcp-broker")
-        .inner_size(520.0, 430.0)
+        .inner_size(520.0, 360.0)
         .resizable(false)
         .center()
         .always_on_top(true)

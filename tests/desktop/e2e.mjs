@@ -8,7 +8,7 @@
 // MODE (window | tray), WEBDRIVER_URL, NOTIFY_LOG (dbus-monitor output),
 // MCP_NODE_MODULES (a node_modules holding @modelcontextprotocol/sdk).
 import { execFileSync, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -286,6 +286,10 @@ try {
     "with a Bearer challenge");
   await screenshot("grants-window-after-revoke.png");
 
+  if (MODE === "window") {
+    await denyRemoteClient();
+  }
+
   if (NOTIFY_LOG) {
     step("notifications (dbus-monitor)");
     const log = await until("both notifications", () => {
@@ -309,6 +313,60 @@ try {
   } catch {}
 } finally {
   await wd.quit().catch((e) => console.log(`  (closing the session: ${e.message})`));
+}
+
+// A client whose redirect URI is not on this machine: the consent window warns, and
+// Enter (focus starts on Deny) denies; the browser is sent back with access_denied.
+async function denyRemoteClient() {
+  step("a client redirecting off this machine: warning, and Enter denies");
+  const reg = await fetch(`${base}/register`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      client_name: "Remote Web Client",
+      redirect_uris: ["https://app.example.com/oauth/callback"],
+      token_endpoint_auth_method: "none",
+    }),
+  }).then((r) => r.json());
+  const verifier = randomBytes(32).toString("base64url");
+  const challenge = createHash("sha256").update(verifier).digest("base64url");
+  const q = new URLSearchParams({
+    response_type: "code",
+    client_id: reg.client_id,
+    redirect_uri: "https://app.example.com/oauth/callback",
+    code_challenge: challenge,
+    code_challenge_method: "S256",
+    state: "remote-state",
+    resource: `${base}/mcp/${UPSTREAM}`,
+  });
+  const browser = browse(`${base}/authorize?${q}`);
+  const main = await wd.handle();
+  const consent = await until("a consent window", async () =>
+    (await wd.handles()).find((h) => h !== main));
+  await wd.switchTo(consent);
+  await until("the consent window's details", () =>
+    wd.exec("return document.body.dataset.ready === 'true'"));
+  const shown = await wd.exec(`return {
+      host: document.querySelector('#redirect-host').textContent,
+      warning: document.querySelector('#warning').hidden ? null
+               : document.querySelector('#warning').textContent };`);
+  check(shown.host === "app.example.com", `consent shows the remote host (${shown.host})`);
+  check(shown.warning?.includes("not this computer"), "consent warns about a non-loopback redirect");
+  await screenshot("consent-window-remote.png");
+  // Enter on the focused Deny button. The window closes as soon as it is answered, so
+  // WebDriver may report "no such window" for its own key press; the browser's result
+  // below is what counts.
+  await wd.sendKeys(await wd.find("#deny"), "\uE007").catch((e) => {
+    if (!String(e.message).includes("no such window")) throw e;
+  });
+  const back = await browser;
+  check(back.origin === "https://app.example.com" && back.searchParams.get("error") === "access_denied"
+    && back.searchParams.get("state") === "remote-state" && !back.searchParams.get("code"),
+    `Enter denied: the browser goes back with access_denied (${back.origin}${back.pathname})`);
+  await wd.switchTo(main);
+  await sleep(500);
+  check(await wd.exec("return !document.querySelector('#no-grants').hidden"),
+    "a denied request leaves no grant");
 }
 
 function revokeFromTray() {

@@ -60,5 +60,6 @@ export class WebDriver {
     return v.map((e) => e[ELEMENT]);
   }
   text(el) { return this.cmd("GET", `/element/${el}/text`); }
+  sendKeys(el, text) { return this.cmd("POST", `/element/${el}/value`, { text }); }
   click(el) { return this.cmd("POST", `/element/${el}/click`, {}); }
 }
