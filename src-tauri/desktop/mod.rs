@@ -113,7 +113,9 @@ pub fn run(config: Config, data_dir: PathBuf, port: u16) -> i32 {
     app.run(|app, event| match event {
         // Closing the last window keeps the app in the tray; only Quit (an explicit
         // exit code) ends it.
-        RunEvent::ExitRequested { code: None, api, .. } => api.prevent_exit(),
+        RunEvent::ExitRequested {
+            code: None, api, ..
+        } => api.prevent_exit(),
         RunEvent::Exit => {
             if let Some(g) = app.try_state::<Gateway>() {
                 // End every MCP session, and so every upstream child, before exiting.
