@@ -252,21 +252,22 @@ impl Gateway {
         });
     }
 
-    /// Emits [`GatewayEvent::GrantsChanged`] when the active grants differ from the last
-    /// look, which catches approvals and revocations made by another process (the CLI),
-    /// including grants without sessions, which the session check above never sees.
-    async fn notice_grant_changes(&self, last: &mut Option<Vec<(GrantId, String)>>) {
-        let now_active: Vec<(GrantId, String)> = match self.store.active_grants().await {
-            Ok(v) => v.into_iter().map(|g| (g.id, g.scope)).collect(),
+    /// Emits [`GatewayEvent::GrantsChanged`] when grants were created or revoked since
+    /// the last look, which catches changes made by another process (the CLI), including
+    /// grants without sessions, which the session check above never sees. The counter
+    /// only grows, so an approval and a revocation between two looks still count.
+    async fn notice_grant_changes(&self, last: &mut Option<i64>) {
+        let generation = match self.store.grants_generation().await {
+            Ok(v) => v,
             Err(e) => {
-                tracing::warn!("listing grants failed: {e}");
+                tracing::warn!("counting grants failed: {e}");
                 return;
             }
         };
-        if last.as_ref().is_some_and(|l| *l != now_active) {
+        if last.is_some_and(|l| l != generation) {
             self.emit(GatewayEvent::GrantsChanged);
         }
-        *last = Some(now_active);
+        *last = Some(generation);
     }
 
     pub async fn shutdown(&self) {

@@ -174,6 +174,16 @@ impl Store {
             .await?)
     }
 
+    /// Grows by one with every grant created and every grant revoked, by any process:
+    /// how the running broker notices what the CLI changed.
+    pub async fn grants_generation(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) + count(revoked_at) FROM grants")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn touch_grant(&self, id: GrantId, now: UnixTime) -> Result<()> {
         sqlx::query("UPDATE grants SET last_used_at = ? WHERE id = ?")
             .bind(now)

@@ -183,6 +183,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_grants_generation_grows_with_approval_and_revocation() {
+        let (store, dir) = Store::open_temp().await.unwrap();
+        let g0 = store.grants_generation().await.unwrap();
+        let (grant, _) = with_grant(&store).await;
+        let g1 = store.grants_generation().await.unwrap();
+        assert_eq!(g1, g0 + 1);
+        // Revoked through another connection, as the CLI does from its own process.
+        let other = Store::open(&dir.0).await.unwrap();
+        other.revoke_grant(grant, NOW).await.unwrap().unwrap();
+        assert_eq!(store.grants_generation().await.unwrap(), g1 + 1);
+        assert!(store.active_grants().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn a_code_is_redeemed_once_even_under_a_race() {
         let (store, _dir) = Store::open_temp().await.unwrap();
         let (grant, code) = with_grant(&store).await;

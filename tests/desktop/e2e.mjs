@@ -87,10 +87,10 @@ const appArgs = ["serve", "--config", configPath, "--data-dir", dataDir, "--port
 // ---- an OAuth client provider whose "browser" is fetch: it opens /authorize, gets the
 // waiting page, and follows its refresh until the broker redirects to our callback ----
 class Provider {
-  constructor() {
+  constructor(clientName = CLIENT_NAME) {
     this.redirectUrl = "http://127.0.0.1:45219/callback";
     this.clientMetadata = {
-      client_name: CLIENT_NAME,
+      client_name: clientName,
       redirect_uris: [this.redirectUrl],
       grant_types: ["authorization_code", "refresh_token"],
       response_types: ["code"],
@@ -138,6 +138,15 @@ async function connect(provider) {
 
 const wd = new WebDriver(WD_URL);
 let notifyBefore = NOTIFY_LOG ? readFileSync(NOTIFY_LOG, "utf8").length : 0;
+
+// A consent window closes as soon as it is answered, so WebDriver may report "no such
+// window" for the very click or key press that answered it; what the browser gets next
+// is what the test checks.
+async function answer(action) {
+  await action.catch((e) => {
+    if (!String(e.message).includes("no such window")) throw e;
+  });
+}
 
 // Screenshots of a webview that has not painted since its last DOM change come out stale;
 // wait for two animation frames first.
@@ -229,7 +238,7 @@ try {
 
   step("approve in the consent window");
   await wd.switchTo(consent);
-  await wd.click(await wd.find("#approve"));
+  await answer(wd.click(await wd.find("#approve")));
   const callback = await provider.browser;
   check(callback.origin === "http://127.0.0.1:45219" && callback.searchParams.get("code"),
     "the waiting page continued to the client's callback with a code");
@@ -304,6 +313,9 @@ try {
     check(count("Access granted") === 1 && count("Access revoked") === 1,
       "exactly one notification each");
   }
+  if (MODE === "window") {
+    await revokeFromCli(); // after the notification count: it approves once more
+  }
   await client.close().catch(() => {});
 } catch (e) {
   failures++;
@@ -353,12 +365,8 @@ async function denyRemoteClient() {
   check(shown.host === "app.example.com", `consent shows the remote host (${shown.host})`);
   check(shown.warning?.includes("not this computer"), "consent warns about a non-loopback redirect");
   await screenshot("consent-window-remote.png");
-  // Enter on the focused Deny button. The window closes as soon as it is answered, so
-  // WebDriver may report "no such window" for its own key press; the browser's result
-  // below is what counts.
-  await wd.sendKeys(await wd.find("#deny"), "\uE007").catch((e) => {
-    if (!String(e.message).includes("no such window")) throw e;
-  });
+  // Enter on the focused Deny button.
+  await answer(wd.sendKeys(await wd.find("#deny"), "\uE007"));
   const back = await browser;
   check(back.origin === "https://app.example.com" && back.searchParams.get("error") === "access_denied"
     && back.searchParams.get("state") === "remote-state" && !back.searchParams.get("code"),
@@ -367,6 +375,53 @@ async function denyRemoteClient() {
   await sleep(500);
   check(await wd.exec("return !document.querySelector('#no-grants').hidden"),
     "a denied request leaves no grant");
+}
+
+// `mcp-broker grants revoke` from another process: the running app notices the change
+// in the database and the grants window drops the grant without a reload.
+async function revokeFromCli() {
+  step("a grant revoked with the CLI (another process) leaves the grants window");
+  const name = "CLI Revoked Client";
+  const provider = new Provider(name);
+  await connect(provider).catch((e) => {
+    if (!(e instanceof UnauthorizedError)) throw e;
+  });
+  const main = await wd.handle();
+  const consent = await until("a consent window", async () =>
+    (await wd.handles()).find((h) => h !== main));
+  await wd.switchTo(consent);
+  await until("the consent window's details", () =>
+    wd.exec("return document.body.dataset.ready === 'true'"));
+  await answer(wd.click(await wd.find("#approve")));
+  const callback = await provider.browser;
+  const t = new StreamableHTTPClientTransport(new URL(`${base}/mcp/${UPSTREAM}`), {
+    authProvider: provider,
+  });
+  await t.finishAuth(callback.searchParams.get("code"));
+  await wd.switchTo(main);
+  const id = await until("the CLI client's grant row", () => wd.exec(
+    `const r = [...document.querySelectorAll('#grants tbody tr')]
+       .find(r => r.querySelector('.client').textContent.startsWith(arguments[0]));
+     return r ? r.dataset.grantId : null;`, [name]));
+  const out = execFileSync(APP, ["grants", "revoke", id, "--data-dir", dataDir], {
+    encoding: "utf8",
+  });
+  console.log(`  (cli: ${out.trim()})`);
+  await until("the grants window to drop the CLI-revoked grant", () => wd.exec(
+    `return ![...document.querySelectorAll('#grants tbody tr')]
+       .some(r => r.dataset.grantId === arguments[0]);`, [id]), 10000);
+  check(true, "the grants window dropped the grant revoked by the CLI");
+  const res = await fetch(`${base}/mcp/${UPSTREAM}`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${provider.tokens().access_token}`,
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+    },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: {
+      protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "x", version: "1" } } }),
+  });
+  check(res.status === 401, `its token gets 401 (${res.status})`);
 }
 
 function revokeFromTray() {
