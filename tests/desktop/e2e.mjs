@@ -282,7 +282,7 @@ try {
 
   if (MODE === "tray") {
     step("revoke from the tray menu (xdotool on trayer)");
-    revokeFromTray();
+    trayMenu(["Down", "Return"], "tray-menu.png"); // the first item revokes our grant
   } else {
     step("revoke with the grants window's Revoke button");
     await wd.click(await wd.find(`#grants tbody tr[data-grant-id="${row.id}"] button.revoke`));
@@ -315,6 +315,19 @@ try {
   }
   if (MODE === "window") {
     await revokeFromCli(); // after the notification count: it approves once more
+  }
+  if (MODE === "tray") {
+    step("Quit from the tray menu ends the app and its server");
+    trayMenu(["Up", "Return"]); // the last item is Quit
+    await until("the server to stop", async () => {
+      try {
+        await fetch(`${base}/.well-known/oauth-authorization-server`);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 10000);
+    check(true, "the broker stopped listening after Quit");
   }
   await client.close().catch(() => {});
 } catch (e) {
@@ -424,14 +437,10 @@ async function revokeFromCli() {
   check(res.status === 401, `its token gets 401 (${res.status})`);
 }
 
-function revokeFromTray() {
+// Opens the tray icon's menu (trayer hosts the XEmbed icon) and picks an item with the
+// keyboard, which does not depend on where GTK placed the menu.
+function trayMenu(keys, screenshotName) {
   const x = (...a) => execFileSync("xdotool", a, { encoding: "utf8" }).trim();
-  const shot = (name) => {
-    try {
-      execFileSync("import", ["-window", "root", join(RUN_DIR, name)]);
-    } catch {}
-  };
-  // trayer hosts the XEmbed icon; with a single icon the tray is one icon wide.
   // trayer owns a hidden 10x10 window too; the panel is the one at the bottom edge.
   const g = x("search", "--class", "trayer")
     .split("\n")
@@ -442,12 +451,15 @@ function revokeFromTray() {
   const cy = Number(g.Y) + Math.floor(Number(g.HEIGHT) / 2);
   x("mousemove", String(cx), String(cy), "click", "1");
   execFileSync("sleep", ["1.5"]);
-  shot("tray-menu.png");
-  // The first item is "Revoke <client> → everything"; the keyboard picks it without
-  // depending on where GTK placed the menu.
-  x("key", "Down");
-  execFileSync("sleep", ["0.3"]);
-  x("key", "Return");
+  if (screenshotName) {
+    try {
+      execFileSync("import", ["-window", "root", join(RUN_DIR, screenshotName)]);
+    } catch {}
+  }
+  for (const k of keys) {
+    x("key", k);
+    execFileSync("sleep", ["0.3"]);
+  }
 }
 
 console.log(failures === 0 ? `[e2e:${MODE}] PASS` : `[e2e:${MODE}] FAIL (${failures})`);

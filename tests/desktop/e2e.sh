@@ -24,6 +24,10 @@ for tool in xvfb-run dbus-run-session dbus-monitor tauri-driver WebKitWebDriver 
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ -x "$APP" ] || missing+=("$APP (run cargo build)")
+# A --no-default-features build (cargo test --no-default-features makes one) has no app.
+if [ -x "$APP" ] && ! grep -qa decide_consent "$APP"; then
+  missing+=("a desktop build at $APP (it is headless-only; run cargo build)")
+fi
 [ -d "$MCP_NODE_MODULES/@modelcontextprotocol/sdk" ] || missing+=("$MCP_NODE_MODULES/@modelcontextprotocol/sdk")
 if [ ${#missing[@]} -ne 0 ]; then
   echo "desktop e2e: missing: ${missing[*]} (see .ci/install-desktop.sh)" >&2
