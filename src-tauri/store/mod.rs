@@ -50,6 +50,17 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // Create the file, switch it to WAL and migrate on one connection before the pool
+        // opens more: first connections racing for the journal-mode switch can fail with
+        // SQLITE_BUSY, which the busy timeout does not cover.
+        {
+            use sqlx::Connection;
+            let mut setup = sqlx::SqliteConnection::connect_with(&opts).await?;
+            sqlx::migrate!("src-tauri/migrations")
+                .run(&mut setup)
+                .await?;
+            setup.close().await?;
+        }
         let pool = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(4)
@@ -57,7 +68,6 @@ impl Store {
             .max_lifetime(None)
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("src-tauri/migrations").run(&pool).await?;
         restrict_permissions(&path);
         let tokens = std::sync::Arc::new(token_cache::TokenCache::new(dir));
         // The epoch file must exist for the cache to be used at all.
