@@ -10,15 +10,8 @@ use crate::oauth::GrantId;
 use crate::store::{DB_FILE, Store};
 
 pub fn run(cmd: GrantsCommand) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mcp-broker: cannot start: {e}");
-            return 1;
-        }
+    let Some(rt) = super::runtime() else {
+        return 1;
     };
     rt.block_on(async move {
         match cmd {

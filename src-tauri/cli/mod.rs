@@ -222,6 +222,23 @@ pub fn default_config() -> PathBuf {
         .join("config.toml")
 }
 
+/// The single-threaded runtime every command runs on (the server too: a local broker
+/// serves a handful of clients, and one thread saves the cross-thread wake-ups that
+/// dominated its CPU per proxied call; SQLite and the keychain have their own threads).
+/// `None` after printing why it could not start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("mcp-broker: cannot start: {e}");
+            None
+        }
+    }
+}
+
 /// Runs the command line; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {

@@ -16,15 +16,8 @@ use crate::vault::{Secret, Vault, VaultError, check_name};
 const MAX_VALUE: usize = 64 * 1024;
 
 pub fn run(cmd: SecretsCommand) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mcp-broker: cannot start: {e}");
-            return 1;
-        }
+    let Some(rt) = super::runtime() else {
+        return 1;
     };
     let vault = Vault::system();
     match cmd {

@@ -31,19 +31,8 @@ pub fn run(args: ServeArgs) -> i32 {
             return 2;
         }
     }
-    // One thread runs every task: a local broker serves a handful of clients, and a
-    // single-threaded scheduler saves the cross-thread wake-ups that dominated the
-    // broker's CPU per proxied call (bench/). SQLite and the keychain have their own
-    // threads, so nothing here blocks it.
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mcp-broker: cannot start: {e}");
-            return 1;
-        }
+    let Some(rt) = super::runtime() else {
+        return 1;
     };
     rt.block_on(async move {
         let (gateway, listener) =

@@ -15,15 +15,8 @@ use crate::proxy::upstream_oauth::UpstreamOAuth;
 use crate::vault::Vault;
 
 pub fn run(cmd: UpstreamCommand) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mcp-broker: cannot start: {e}");
-            return 1;
-        }
+    let Some(rt) = super::runtime() else {
+        return 1;
     };
     let (name, target, no_browser, login) = match cmd {
         UpstreamCommand::Login {
