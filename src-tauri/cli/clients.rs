@@ -96,12 +96,9 @@ fn install(
         print!("{}", clients::snippet(&entries));
         return 0;
     }
-    let file = match client_file(app, client_config) {
+    let file = match located(app, client_config) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("mcp-broker: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let existing = match read_existing(&file) {
         Ok(t) => t,
@@ -146,13 +143,18 @@ fn install(
     }
 }
 
+/// The client's config file, or exit status 1 after saying why it cannot be found.
+fn located(app: ClientApp, client_config: Option<PathBuf>) -> Result<PathBuf, i32> {
+    client_file(app, client_config).map_err(|e| {
+        eprintln!("mcp-broker: {e}");
+        1
+    })
+}
+
 fn uninstall(app: ClientApp, only: &[String], client_config: Option<PathBuf>) -> i32 {
-    let file = match client_file(app, client_config) {
+    let file = match located(app, client_config) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("mcp-broker: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let existing = match read_existing(&file) {
         Ok(Some(t)) => t,

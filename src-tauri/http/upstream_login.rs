@@ -29,6 +29,18 @@ fn refuse_browsers(headers: &HeaderMap) -> Result<(), Response> {
     Ok(())
 }
 
+/// The checks both sign-in commands share: no browser requests, and a remote upstream
+/// of that name. Returns its URL.
+fn remote_upstream(g: &Gateway, name: &str, headers: &HeaderMap) -> Result<url::Url, Response> {
+    refuse_browsers(headers)?;
+    g.upstreams.remote_url(name).cloned().ok_or_else(|| {
+        json_error(
+            StatusCode::NOT_FOUND,
+            &format!("no remote upstream named {name}"),
+        )
+    })
+}
+
 fn json_error(status: StatusCode, msg: &str) -> Response {
     (status, axum::Json(json!({ "error": msg }))).into_response()
 }
@@ -38,14 +50,9 @@ pub async fn start(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = refuse_browsers(&headers) {
-        return r;
-    }
-    let Some(url) = g.upstreams.remote_url(&name).cloned() else {
-        return json_error(
-            StatusCode::NOT_FOUND,
-            &format!("no remote upstream named {name}"),
-        );
+    let url = match remote_upstream(&g, &name, &headers) {
+        Ok(u) => u,
+        Err(r) => return r,
     };
     match g.upstreams.oauth.start_login(&name, &url, None).await {
         Ok(authorize_url) => axum::Json(json!({ "authorize_url": authorize_url })).into_response(),
@@ -86,14 +93,8 @@ pub async fn logout(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = refuse_browsers(&headers) {
+    if let Err(r) = remote_upstream(&g, &name, &headers) {
         return r;
-    }
-    if g.upstreams.remote_url(&name).is_none() {
-        return json_error(
-            StatusCode::NOT_FOUND,
-            &format!("no remote upstream named {name}"),
-        );
     }
     match g.upstreams.oauth.logout(&name).await {
         Ok(was) => axum::Json(json!({ "signed_out": was })).into_response(),
