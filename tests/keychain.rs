@@ -142,7 +142,11 @@ impl Cli {
         let mut child = cmd.spawn().expect("run mcp-broker");
         if let Some(s) = stdin {
             let mut i = child.stdin.take().unwrap();
-            i.write_all(s.as_bytes()).unwrap();
+            // A command that refuses its arguments exits without reading stdin; the
+            // exit status is what the test checks, so a closed pipe here is expected.
+            if let Err(e) = i.write_all(s.as_bytes()) {
+                assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "stdin: {e}");
+            }
         }
         let out = child.wait_with_output().unwrap();
         (
@@ -241,7 +245,8 @@ fn no_keychain_one_line() -> Result<(), Failed> {
         .stderr(Stdio::piped())
         .spawn()
         .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(b"value-123")?;
+            // The command may give up before reading stdin; its exit status is checked below.
+            let _ = c.stdin.take().unwrap().write_all(b"value-123");
             c.wait_with_output()
         })?;
     let err = String::from_utf8_lossy(&out.stderr);
