@@ -22,6 +22,11 @@
 //! [servers.linear]
 //! url = "https://mcp.linear.app/mcp"
 //! headers = { Authorization = { secret = "linear", prefix = "Bearer " } }
+//!
+//! [servers.notion]         # signs in with OAuth (`mcp-broker upstream login notion`)
+//! url = "https://mcp.notion.com/mcp"
+//! client_id = "..."        # optional: a client registered by hand, where the server
+//!                          # offers no dynamic registration
 //! ```
 
 use std::collections::BTreeMap;
@@ -119,6 +124,7 @@ struct RawServer {
     #[serde(default)]
     headers: BTreeMap<String, ValueSource>,
     cwd: Option<PathBuf>,
+    client_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +148,9 @@ pub enum Transport {
     Http {
         url: url::Url,
         headers: BTreeMap<String, ValueSource>,
+        /// The OAuth client the broker signs in as, when the upstream's authorization
+        /// server has no dynamic registration (RFC 7591); `None` registers.
+        client_id: Option<String>,
     },
 }
 
@@ -308,6 +317,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                         "only HTTP upstreams (url) take headers".into(),
                     ));
                 }
+                if s.client_id.is_some() {
+                    return Err(err(
+                        &format!("{key}.client_id"),
+                        "only HTTP upstreams (url) sign in with OAuth".into(),
+                    ));
+                }
                 for k in s.env.keys() {
                     if k.is_empty() || k.contains('=') || k.contains('\0') {
                         return Err(err(
@@ -347,9 +362,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                         ));
                     }
                 }
+                if let Some(c) = &s.client_id
+                    && (c.is_empty() || c.len() > 255 || c.chars().any(char::is_control))
+                {
+                    return Err(err(
+                        &format!("{key}.client_id"),
+                        "must be 1 to 255 printable characters".into(),
+                    ));
+                }
                 Transport::Http {
                     url,
                     headers: s.headers,
+                    client_id: s.client_id,
                 }
             }
         };
@@ -393,6 +417,7 @@ mod tests {
             [servers.b-2]
             url = "https://example.com/mcp"
             headers = { Authorization = "Bearer x" }
+            client_id = "registered-by-hand"
         "#)
         .unwrap();
         assert_eq!(c.port(), 9000);
@@ -400,7 +425,8 @@ mod tests {
         assert!(
             matches!(&c.upstreams[0].transport, Transport::Stdio { command, .. } if command == "node")
         );
-        assert!(matches!(&c.upstreams[1].transport, Transport::Http { .. }));
+        assert!(matches!(&c.upstreams[1].transport,
+            Transport::Http { client_id: Some(c), .. } if c == "registered-by-hand"));
     }
 
     #[test]
@@ -475,6 +501,16 @@ mod tests {
                 "fixed port",
             ),
             ("", "servers", "no upstream"),
+            (
+                "[servers.a]\ncommand='x'\nclient_id='c'",
+                "servers.a.client_id",
+                "only HTTP upstreams",
+            ),
+            (
+                "[servers.a]\nurl='https://a/'\nclient_id=''",
+                "servers.a.client_id",
+                "1 to 255",
+            ),
             ("[servers.a\n", "", "line 1"),
             (
                 "[servers.a]\ncommand='x'\nenv={A={secret='a b'}}",

@@ -37,6 +37,13 @@ pub enum GatewayEvent {
         upstream: String,
         reason: String,
     },
+    /// The broker signed in to a remote upstream (true) or out of it (false).
+    UpstreamSignIn {
+        upstream: String,
+        signed_in: bool,
+    },
+    /// A secret was stored or deleted; the upstream list shows where each is used.
+    SecretsChanged,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,13 +10,15 @@
 //! - [`oauth`]: pure protocol decisions; no I/O, `now` passed in.
 //! - [`store`]: SQLite (sqlx); only hashes of issued secrets.
 //! - [`vault`]: secrets the broker uses, in the OS keychain; `Secret` prints `<redacted>`.
+//! - [`secrets`]: the user's upstream secrets: set, delete, list with where each is used.
 //! - [`consent`]: pending questions for the person.
 //! - [`client_metadata`]: fetching Client ID Metadata Documents (SSRF-guarded).
 //! - [`proxy`]: MCP sessions, upstream links, Streamable HTTP.
 //! - [`http`]: axum routes, the Host/Origin guard, error rendering in one place.
-//! - [`gateway`]: the handle everything else holds; user-level operations.
+//! - [`gateway`]: the handle everything else holds; user-level operations
+//!   ([`upstream_sign_in`]: the broker's own sign-in to remote upstreams).
 //! - [`bridge`]: `mcp-broker connect`, the stdio bridge for stdio-only clients.
-//! - [`cli`]: the `mcp-broker` command line.
+//! - [`cli`]: the `mcp-broker` command line; [`browser`]: opening a URL for the user.
 //! - [`clients`]: entries for MCP clients' own config files (`clients install`).
 //! - `desktop` (feature `desktop`): the Tauri shell, the only importer of tauri.
 
@@ -24,6 +26,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod bridge;
+pub mod browser;
 pub mod cli;
 pub mod client_metadata;
 pub mod clients;
@@ -37,7 +40,9 @@ pub mod gateway;
 pub mod http;
 pub mod oauth;
 pub mod proxy;
+pub mod secrets;
 pub mod store;
+pub mod upstream_sign_in;
 pub mod vault;
 
 pub use error::{Error, Result};

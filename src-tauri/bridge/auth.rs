@@ -199,7 +199,7 @@ impl Auth {
         eprintln!(
             "mcp-broker connect: approve access in your browser; if it did not open, visit:\n  {url}"
         );
-        if let Err(e) = open_browser(url.as_str()) {
+        if let Err(e) = crate::browser::open(url.as_str()) {
             eprintln!("mcp-broker connect: could not open a browser: {e}");
         }
         let code =
@@ -302,51 +302,6 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| AuthError::Protocol(e.to_string()))?
         .map_err(AuthError::from)
-}
-
-/// Opens the URL in the user's browser: `$BROWSER` first (a `:`-separated list of
-/// commands, `%s` for the URL), else the platform's opener. The browser's stdout never
-/// reaches ours, which is the MCP channel.
-fn open_browser(url: &str) -> Result<(), String> {
-    use std::process::{Command, Stdio};
-    if let Ok(list) = std::env::var("BROWSER")
-        && !list.trim().is_empty()
-    {
-        let mut last = String::new();
-        for cand in list.split(':').filter(|c| !c.trim().is_empty()) {
-            let mut parts: Vec<String> = cand.split_whitespace().map(str::to_owned).collect();
-            if parts.iter().any(|p| p.contains("%s")) {
-                for p in &mut parts {
-                    *p = p.replace("%s", url);
-                }
-            } else {
-                parts.push(url.to_owned());
-            }
-            match Command::new(&parts[0])
-                .args(&parts[1..])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-            {
-                Ok(_) => return Ok(()),
-                Err(e) => last = format!("{}: {e}", parts[0]),
-            }
-        }
-        return Err(last);
-    }
-    let mut last = String::from("no opener found");
-    for mut cmd in open::commands(url) {
-        match cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(_) => return Ok(()),
-            Err(e) => last = e.to_string(),
-        }
-    }
-    Err(last)
 }
 
 /// Serves the loopback redirect until the right `state` comes back with a code or an

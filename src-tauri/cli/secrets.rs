@@ -3,12 +3,12 @@
 //! keychain; the data dir keeps only an index of names for `list`, which also shows where
 //! the configuration uses each name. Nothing here prints a value.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::SecretsCommand;
-use crate::gateway::now;
+use crate::secrets::{self, SecretsError};
 use crate::store::Store;
 use crate::vault::{Secret, Vault, VaultError, check_name};
 
@@ -19,7 +19,7 @@ pub fn run(cmd: SecretsCommand) -> i32 {
     let Some(rt) = super::runtime() else {
         return 1;
     };
-    let vault = Vault::system();
+    let vault = Arc::new(Vault::system());
     match cmd {
         SecretsCommand::Set { name, data } => rt.block_on(set(&vault, &data.resolve(), &name)),
         SecretsCommand::List { data, config, json } => {
@@ -80,7 +80,7 @@ fn read_value(name: &str) -> Result<Secret<String>, String> {
     Ok(Secret::new(value))
 }
 
-async fn set(vault: &Vault, dir: &Path, name: &str) -> i32 {
+async fn set(vault: &Arc<Vault>, dir: &Path, name: &str) -> i32 {
     if let Err(e) = check_name(name) {
         return fail(&e);
     }
@@ -91,36 +91,46 @@ async fn set(vault: &Vault, dir: &Path, name: &str) -> i32 {
             return 1;
         }
     };
-    if let Err(e) = vault.set(name, &value) {
-        return fail(&e);
+    // The keychain first, so that without one nothing is created in the data dir.
+    if let Err(e) = secrets::put_value(vault, name, value).await {
+        return fail_secrets(&e);
     }
-    drop(value);
     let store = match open(dir).await {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if let Err(e) = store.record_secret_name(name, now()).await {
-        eprintln!("mcp-broker: stored {name} in the keychain, but could not index its name: {e}");
+    if let Err(e) = secrets::record(&store, name).await {
+        eprintln!("mcp-broker: stored {name} in the keychain, but {e}");
         return 1;
     }
     println!("stored {name} in the OS keychain");
     0
 }
 
-async fn delete(vault: &Vault, dir: &Path, name: &str) -> i32 {
+fn fail_secrets(e: &SecretsError) -> i32 {
+    match e {
+        SecretsError::Vault(e) => fail(e),
+        e => {
+            eprintln!("mcp-broker: {e}");
+            1
+        }
+    }
+}
+
+async fn delete(vault: &Arc<Vault>, dir: &Path, name: &str) -> i32 {
     if let Err(e) = check_name(name) {
         return fail(&e);
     }
-    let existed = match vault.delete(name) {
+    let existed = match secrets::remove_value(vault, name).await {
         Ok(b) => b,
-        Err(e) => return fail(&e),
+        Err(e) => return fail_secrets(&e),
     };
     let store = match open(dir).await {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let indexed = store.forget_secret_name(name).await.unwrap_or_else(|e| {
-        eprintln!("mcp-broker: could not update the index of names: {e}");
+    let indexed = secrets::forget(&store, name).await.unwrap_or_else(|e| {
+        eprintln!("mcp-broker: could not update {e}");
         false
     });
     if existed || indexed {
@@ -132,78 +142,38 @@ async fn delete(vault: &Vault, dir: &Path, name: &str) -> i32 {
     }
 }
 
-#[derive(serde::Serialize)]
-struct Row {
-    name: String,
-    /// "stored", "missing", or "unknown" when the keychain could not be asked.
-    status: &'static str,
-    used_by: Vec<String>,
-}
-
-async fn list(vault: &Vault, dir: &Path, config: Option<&Path>, json: bool) -> i32 {
-    let mut rows: BTreeMap<String, Vec<String>> = BTreeMap::new();
+async fn list(vault: &Arc<Vault>, dir: &Path, config: Option<&Path>, json: bool) -> i32 {
     // Usage comes from the configuration; a missing default config just means no usage.
     let config_path = config
         .map(Path::to_owned)
         .unwrap_or_else(super::default_config);
-    if config.is_some() || config_path.exists() {
+    let config = if config.is_some() || config_path.exists() {
         match crate::config::load(&config_path) {
-            Ok(c) => {
-                for u in &c.upstreams {
-                    for (secret, place) in u.secret_refs() {
-                        rows.entry(secret.to_owned())
-                            .or_default()
-                            .push(format!("{} ({place})", u.name));
-                    }
-                }
-            }
+            Ok(c) => Some(c),
             Err(e) => {
                 eprintln!("mcp-broker: {e}");
                 return 2;
             }
         }
-    }
-    if dir.join(crate::store::DB_FILE).exists() {
-        let store = match open(dir).await {
-            Ok(s) => s,
+    } else {
+        None
+    };
+    let store = if dir.join(crate::store::DB_FILE).exists() {
+        match open(dir).await {
+            Ok(s) => Some(s),
             Err(code) => return code,
-        };
-        match store.secret_names().await {
-            Ok(names) => {
-                for (n, _) in names {
-                    rows.entry(n).or_default();
-                }
-            }
+        }
+    } else {
+        None
+    };
+    let (rows, keychain_error) =
+        match secrets::inventory(vault, store.as_ref(), config.as_ref()).await {
+            Ok(x) => x,
             Err(e) => {
-                eprintln!("mcp-broker: cannot read the index of names: {e}");
+                eprintln!("mcp-broker: {e}");
                 return 1;
             }
-        }
-    }
-    // Whether each one is really in the keychain (it may have been removed elsewhere).
-    let mut keychain_error = None;
-    let rows: Vec<Row> = rows
-        .into_iter()
-        .map(|(name, used_by)| {
-            let status = if keychain_error.is_some() {
-                "unknown"
-            } else {
-                match vault.get(&name) {
-                    Ok(Some(_)) => "stored",
-                    Ok(None) => "missing",
-                    Err(e) => {
-                        keychain_error = Some(e);
-                        "unknown"
-                    }
-                }
-            };
-            Row {
-                name,
-                status,
-                used_by,
-            }
-        })
-        .collect();
+        };
     if json {
         match serde_json::to_string_pretty(&rows) {
             Ok(s) => println!("{s}"),
@@ -222,7 +192,7 @@ async fn list(vault: &Vault, dir: &Path, config: Option<&Path>, json: bool) -> i
             } else {
                 r.used_by.join(", ")
             };
-            println!("{}\t{}\t{}", r.name, r.status, used);
+            println!("{}\t{}\t{}", r.name, r.status.as_str(), used);
         }
     }
     match keychain_error {

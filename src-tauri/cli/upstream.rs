@@ -92,8 +92,8 @@ async fn login_via(http: &reqwest::Client, base: &str, name: &str, no_browser: b
     };
     println!("Sign in to {name} in your browser:");
     println!("{url}");
-    if !no_browser {
-        open_browser(url);
+    if !no_browser && let Err(e) = crate::browser::open(url) {
+        eprintln!("mcp-broker: could not open a browser ({e}); open the URL above");
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     while Instant::now() < deadline {
@@ -164,22 +164,4 @@ async fn logout_via(http: &reqwest::Client, base: &str, name: &str) -> i32 {
         println!("{name} had no sign-in");
     }
     0
-}
-
-fn open_browser(url: &str) {
-    let mut cmd = if cfg!(target_os = "macos") {
-        std::process::Command::new("open")
-    } else if cfg!(windows) {
-        let mut c = std::process::Command::new("cmd");
-        c.args(["/C", "start", ""]);
-        c
-    } else {
-        std::process::Command::new("xdg-open")
-    };
-    let _ = cmd
-        .arg(url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
 }

@@ -17,6 +17,7 @@ use serde_json::json;
 
 use super::pages;
 use crate::gateway::Gateway;
+use crate::upstream_sign_in::SignInError;
 
 fn refuse_browsers(headers: &HeaderMap) -> Result<(), Response> {
     if headers.contains_key(header::ORIGIN) {
@@ -29,20 +30,18 @@ fn refuse_browsers(headers: &HeaderMap) -> Result<(), Response> {
     Ok(())
 }
 
-/// The checks both sign-in commands share: no browser requests, and a remote upstream
-/// of that name. Returns its URL.
-fn remote_upstream(g: &Gateway, name: &str, headers: &HeaderMap) -> Result<url::Url, Response> {
-    refuse_browsers(headers)?;
-    g.upstreams.remote_url(name).cloned().ok_or_else(|| {
-        json_error(
-            StatusCode::NOT_FOUND,
-            &format!("no remote upstream named {name}"),
-        )
-    })
-}
-
 fn json_error(status: StatusCode, msg: &str) -> Response {
     (status, axum::Json(json!({ "error": msg }))).into_response()
+}
+
+fn sign_in_error(name: &str, e: SignInError, status: StatusCode) -> Response {
+    match e {
+        SignInError::NotRemote => json_error(
+            StatusCode::NOT_FOUND,
+            &format!("no remote upstream named {name}"),
+        ),
+        SignInError::Failed(e) => json_error(status, &e),
+    }
 }
 
 pub async fn start(
@@ -50,16 +49,12 @@ pub async fn start(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let url = match remote_upstream(&g, &name, &headers) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    match g.upstreams.oauth.start_login(&name, &url, None).await {
+    if let Err(r) = refuse_browsers(&headers) {
+        return r;
+    }
+    match g.start_upstream_sign_in(&name).await {
         Ok(authorize_url) => axum::Json(json!({ "authorize_url": authorize_url })).into_response(),
-        Err(e) => {
-            tracing::warn!(upstream = %name, "upstream sign-in could not start: {e}");
-            json_error(StatusCode::BAD_GATEWAY, &e)
-        }
+        Err(e) => sign_in_error(&name, e, StatusCode::BAD_GATEWAY),
     }
 }
 
@@ -75,16 +70,13 @@ pub async fn callback(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    match g.upstreams.oauth.finish_login(&name, &params).await {
+    match g.finish_upstream_sign_in(&name, &params).await {
         Ok(()) => pages::error(
             StatusCode::OK,
             &format!("Signed in to {name}"),
             "mcp-broker now holds this sign-in in the OS keychain.",
         ),
-        Err(e) => {
-            tracing::warn!(upstream = %name, "upstream sign-in failed: {e}");
-            pages::error(StatusCode::BAD_REQUEST, "Sign-in failed", &e)
-        }
+        Err(e) => pages::error(StatusCode::BAD_REQUEST, "Sign-in failed", &e),
     }
 }
 
@@ -93,11 +85,11 @@ pub async fn logout(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = remote_upstream(&g, &name, &headers) {
+    if let Err(r) = refuse_browsers(&headers) {
         return r;
     }
-    match g.upstreams.oauth.logout(&name).await {
+    match g.upstream_sign_out(&name).await {
         Ok(was) => axum::Json(json!({ "signed_out": was })).into_response(),
-        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        Err(e) => sign_in_error(&name, e, StatusCode::INTERNAL_SERVER_ERROR),
     }
 }

@@ -165,7 +165,7 @@ impl Upstreams {
                     })?;
                 Link::Stdio(link)
             }
-            Transport::Http { url, headers } => {
+            Transport::Http { url, headers, .. } => {
                 let values = self.resolve(upstream, headers).await?;
                 let mut map = HeaderMap::new();
                 for (k, v) in values {
@@ -247,10 +247,10 @@ impl Upstreams {
             .collect()
     }
 
-    /// The URL of a remote upstream, for sign-in.
-    pub fn remote_url(&self, upstream: &str) -> Option<&url::Url> {
+    /// A remote upstream's URL and configured OAuth client id, for sign-in.
+    pub fn remote(&self, upstream: &str) -> Option<(&url::Url, Option<&str>)> {
         match &self.configs.get(upstream)?.transport {
-            Transport::Http { url, .. } => Some(url),
+            Transport::Http { url, client_id, .. } => Some((url, client_id.as_deref())),
             Transport::Stdio { .. } => None,
         }
     }

@@ -236,6 +236,15 @@ impl UpstreamOAuth {
         Ok(fresh)
     }
 
+    /// Whether the keychain holds tokens for this upstream (read once, then cached like
+    /// every other use).
+    pub async fn signed_in(&self, upstream: &str) -> Result<bool, String> {
+        let slot = self.slot(upstream);
+        let mut slot = slot.lock().await;
+        self.load(upstream, &mut slot).await?;
+        Ok(slot.tokens.is_some())
+    }
+
     pub fn login_state(&self, upstream: &str) -> Option<LoginState> {
         lock(&self.logins).get(upstream).cloned()
     }
