@@ -777,6 +777,62 @@ async fn grants_survive_restart_on_same_port_and_die_on_another() {
     );
 }
 
+/// The broker's own sign-in to a remote upstream uses a configured `client_id` instead of
+/// registering, and carries PKCE S256, `resource` and the loopback callback; only the CLI
+/// (no `Origin`) may start it.
+#[tokio::test]
+async fn upstream_sign_in_uses_a_configured_client_id() {
+    let b = Broker::start(CONFIG);
+    let a = Broker::start(&format!(
+        "[servers.p]\nurl = \"{}/mcp/alpha\"\nclient_id = \"hand-registered\"\n",
+        b.base
+    ));
+    let c = http();
+    let res = c
+        .post(format!("{}/upstream-login/p", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    let au = url::Url::parse(body["authorize_url"].as_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<String, String> = au.query_pairs().into_owned().collect();
+    assert_eq!(
+        format!("{}{}", au.origin().ascii_serialization(), au.path()),
+        format!("{}/authorize", b.base)
+    );
+    assert_eq!(q["client_id"], "hand-registered");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["resource"], format!("{}/mcp/alpha", b.base));
+    assert_eq!(q["redirect_uri"], format!("{}/upstream-callback/p", a.base));
+    assert!(q["state"].len() >= 22 && q["code_challenge"].len() == 43);
+
+    // A web page cannot start a sign-in, and only remote upstreams have one.
+    let res = c
+        .post(format!("{}/upstream-login/p", a.base))
+        .header("origin", &a.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = c
+        .post(format!("{}/upstream-login/alpha", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    // A callback with an unknown state changes nothing.
+    let res = c
+        .get(format!(
+            "{}/upstream-callback/p?code=x&state=forged",
+            a.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+}
+
 #[test]
 fn bad_config_exits_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,9 +10,12 @@ use super::ShellState;
 use super::windows::CONSENT_PREFIX;
 use crate::config::Transport;
 use crate::consent::Decision;
-use crate::events::RevokeReason;
+use crate::events::{GatewayEvent, RevokeReason};
 use crate::gateway::Gateway;
 use crate::oauth::{GrantId, UnixTime, redirect};
+use crate::proxy::upstream_oauth::LoginState;
+use crate::secrets::{self, SecretEntry, SecretStatus};
+use crate::vault::Secret;
 
 #[derive(Serialize)]
 pub struct GrantView {
@@ -32,12 +35,38 @@ pub struct UpstreamView {
     endpoint: String,
     sessions: usize,
     last_error: Option<String>,
+    /// The keychain secrets this upstream reads, with their status.
+    secrets: Vec<SecretUse>,
+    /// For a remote upstream that may sign in with OAuth (no `Authorization` header
+    /// configured): whether the broker holds a sign-in.
+    sign_in: Option<SignInView>,
+}
+
+#[derive(Serialize)]
+pub struct SecretUse {
+    name: String,
+    /// `env GITHUB_TOKEN`, `header Authorization`.
+    place: String,
+    status: SecretStatus,
+}
+
+#[derive(Serialize)]
+pub struct SignInView {
+    /// `None`: the keychain could not be asked.
+    signed_in: Option<bool>,
+    /// A sign-in started here or by `mcp-broker upstream login`, and how it ended.
+    login: Option<LoginState>,
 }
 
 #[derive(Serialize)]
 pub struct Overview {
     issuer: String,
     upstreams: Vec<UpstreamView>,
+    /// Every secret name the configuration uses or the keychain index knows. Names and
+    /// statuses only: no value ever reaches a web view.
+    secrets: Vec<SecretEntry>,
+    /// Why the keychain could not be asked, in one line with what to do.
+    keychain_error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -69,27 +98,134 @@ pub async fn list_grants(gateway: State<'_, Gateway>) -> Result<Vec<GrantView>, 
 }
 
 #[tauri::command]
-pub fn list_upstreams(gateway: State<'_, Gateway>, shell: State<'_, ShellState>) -> Overview {
+pub async fn list_upstreams(
+    gateway: State<'_, Gateway>,
+    shell: State<'_, ShellState>,
+) -> Result<Overview, String> {
+    let (secrets, keychain_error) =
+        secrets::inventory(&gateway.vault, Some(&gateway.store), Some(&gateway.config))
+            .await
+            .map_err(|e| e.to_string())?;
+    let mut keychain_error = keychain_error.map(|e| e.to_string());
+    let mut upstreams = Vec::with_capacity(gateway.config.upstreams.len());
     let status = gateway.upstreams.status();
-    let errors = shell.last_errors.lock().unwrap_or_else(|e| e.into_inner());
-    let upstreams = gateway
-        .config
-        .upstreams
-        .iter()
-        .map(|u| UpstreamView {
+    for u in &gateway.config.upstreams {
+        let uses = u
+            .secret_refs()
+            .into_iter()
+            .map(|(name, place)| SecretUse {
+                status: secrets
+                    .iter()
+                    .find(|e| e.name == name)
+                    .map_or(SecretStatus::Unknown, |e| e.status),
+                name: name.to_owned(),
+                place,
+            })
+            .collect();
+        let sign_in = match &u.transport {
+            Transport::Http { headers, .. }
+                if !headers
+                    .keys()
+                    .any(|h| h.eq_ignore_ascii_case("authorization")) =>
+            {
+                let signed_in = match gateway.upstream_signed_in(&u.name).await {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        keychain_error.get_or_insert_with(|| e.to_string());
+                        None
+                    }
+                };
+                Some(SignInView {
+                    signed_in,
+                    login: gateway.upstreams.oauth.login_state(&u.name),
+                })
+            }
+            _ => None,
+        };
+        upstreams.push(UpstreamView {
             name: u.name.clone(),
             endpoint: endpoint(&u.transport),
             sessions: status
                 .iter()
                 .find(|s| s.name == u.name)
                 .map_or(0, |s| s.sessions),
-            last_error: errors.get(&u.name).cloned(),
-        })
-        .collect();
-    Overview {
+            last_error: shell
+                .last_errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&u.name)
+                .cloned(),
+            secrets: uses,
+            sign_in,
+        });
+    }
+    Ok(Overview {
         issuer: gateway.issuer.clone(),
         upstreams,
+        secrets,
+        keychain_error,
+    })
+}
+
+/// Stores a secret typed into the grants window. The value goes straight to the
+/// keychain; the next session of an upstream that reads it gets it.
+#[tauri::command]
+pub async fn set_secret(
+    gateway: State<'_, Gateway>,
+    shell: State<'_, ShellState>,
+    name: String,
+    value: String,
+) -> Result<(), String> {
+    let value = Secret::new(value);
+    if value.expose().is_empty() {
+        return Err("the value is empty; nothing was stored".into());
     }
+    secrets::set(&gateway.vault, &gateway.store, &name, value)
+        .await
+        .map_err(|e| e.to_string())?;
+    // A "secret missing" failure of an upstream that reads it is now out of date.
+    {
+        let mut errors = shell.last_errors.lock().unwrap_or_else(|e| e.into_inner());
+        for u in &gateway.config.upstreams {
+            if u.secret_refs().iter().any(|(n, _)| *n == name) {
+                errors.remove(&u.name);
+            }
+        }
+    }
+    gateway.emit(GatewayEvent::SecretsChanged);
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn delete_secret(gateway: State<'_, Gateway>, name: String) -> Result<bool, String> {
+    let existed = secrets::delete(&gateway.vault, &gateway.store, &name)
+        .await
+        .map_err(|e| e.to_string())?;
+    gateway.emit(GatewayEvent::SecretsChanged);
+    Ok(existed)
+}
+
+/// Starts the broker's sign-in to a remote upstream and opens the authorization page in
+/// the system browser; returns its URL for the window to show in case no browser opens.
+/// The outcome arrives as `upstreams-changed` once the browser comes back.
+#[tauri::command]
+pub async fn sign_in_upstream(gateway: State<'_, Gateway>, name: String) -> Result<String, String> {
+    let url = gateway
+        .start_upstream_sign_in(&name)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Err(e) = crate::browser::open(&url) {
+        tracing::warn!(upstream = %name, "could not open a browser: {e}");
+    }
+    Ok(url)
+}
+
+#[tauri::command]
+pub async fn sign_out_upstream(gateway: State<'_, Gateway>, name: String) -> Result<bool, String> {
+    gateway
+        .upstream_sign_out(&name)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// How an upstream is reached, without anything that could be a secret: the program's

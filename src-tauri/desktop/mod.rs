@@ -48,6 +48,10 @@ pub fn run(config: Config, data_dir: PathBuf, port: u16) -> i32 {
             commands::list_grants,
             commands::list_upstreams,
             commands::revoke_grant,
+            commands::set_secret,
+            commands::delete_secret,
+            commands::sign_in_upstream,
+            commands::sign_out_upstream,
             commands::consent_details,
             commands::decide_consent,
         ])
@@ -167,7 +171,22 @@ async fn follow_events(app: tauri::AppHandle, mut rx: broadcast::Receiver<Gatewa
                     .insert(upstream, reason);
                 let _ = app.emit("upstreams-changed", ());
             }
-            GatewayEvent::SessionsChanged { .. } => {
+            GatewayEvent::UpstreamSignIn {
+                upstream,
+                signed_in: true,
+            } => {
+                // The failure that asked for this sign-in is settled.
+                let state = app.state::<ShellState>();
+                state
+                    .last_errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&upstream);
+                let _ = app.emit("upstreams-changed", ());
+            }
+            GatewayEvent::SessionsChanged { .. }
+            | GatewayEvent::UpstreamSignIn { .. }
+            | GatewayEvent::SecretsChanged => {
                 let _ = app.emit("upstreams-changed", ());
             }
             GatewayEvent::RefreshReplayed { .. } | GatewayEvent::ClientRegistered { .. } => {}

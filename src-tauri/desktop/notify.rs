@@ -48,6 +48,23 @@ pub fn for_event(ev: &GatewayEvent) {
             last.insert(upstream.clone(), Instant::now());
             (format!("{upstream} failed"), reason.clone())
         }
+        GatewayEvent::UpstreamSignIn {
+            upstream,
+            signed_in,
+        } => {
+            if *signed_in {
+                (
+                    format!("Signed in to {upstream}"),
+                    "The sign-in is kept in the OS keychain; clients reach it through mcp-broker."
+                        .to_owned(),
+                )
+            } else {
+                (
+                    format!("Signed out of {upstream}"),
+                    "Its tokens were revoked and deleted from the OS keychain.".to_owned(),
+                )
+            }
+        }
         GatewayEvent::RefreshReplayed {
             client_name,
             upstream,

@@ -28,6 +28,9 @@ const NOTIFY_LOG = process.env.NOTIFY_LOG;
 const NM = process.env.MCP_NODE_MODULES ?? "/work/shared/acceptance/node_modules";
 const CLIENT_NAME = `E2E Desktop Client ${MODE}`;
 const UPSTREAM = "everything";
+const E2E_SECRET = "e2e-key";
+const SERVICE = process.env.MCP_BROKER_KEYCHAIN_SERVICE;
+const BROWSER_LOG = process.env.BROWSER_LOG;
 
 const sdk = (p) => import(pathToFileURL(join(NM, "@modelcontextprotocol/sdk/dist/esm", p)).href);
 const { Client } = await sdk("client/index.js");
@@ -78,9 +81,17 @@ const base = `http://127.0.0.1:${port}`;
 const dataDir = join(RUN_DIR, "data");
 const configPath = join(RUN_DIR, "config.toml");
 const everything = join(NM, "@modelcontextprotocol/server-everything/dist/index.js");
+const everythingServer = (name, extra = "") =>
+  `[servers.${name}]\ncommand = ${JSON.stringify(process.execPath)}\nargs = [${JSON.stringify(everything)}, "stdio"]\n${extra}`;
+// MODE=upstreams: a second broker (headless) protects server-everything with OAuth; this
+// app has it as a remote upstream to sign in to, plus a stdio upstream reading a secret.
+const protectedBroker = MODE === "upstreams" ? await startProtectedBroker() : null;
 writeFileSync(
   configPath,
-  `[servers.${UPSTREAM}]\ncommand = ${JSON.stringify(process.execPath)}\nargs = [${JSON.stringify(everything)}, "stdio"]\n`,
+  MODE === "upstreams"
+    ? everythingServer("keyed", `env = { E2E_KEY = { secret = "${E2E_SECRET}" } }\n`)
+      + `[servers.protected]\nurl = "${protectedBroker.base}/mcp/everything"\n`
+    : everythingServer(UPSTREAM),
 );
 const appArgs = ["serve", "--config", configPath, "--data-dir", dataDir, "--port", String(port)];
 
@@ -181,164 +192,168 @@ try {
   check((await wd.exec("return document.querySelector('#issuer').textContent")).includes(base),
     "the grants window shows the broker's address");
 
-  step("second launch: must hand over to the running app, not start a second server");
-  const second = spawn(APP, appArgs, { stdio: ["ignore", "pipe", "pipe"] });
-  let secondOut = "";
-  second.stdout.on("data", (d) => (secondOut += d));
-  second.stderr.on("data", (d) => (secondOut += d));
-  const secondExit = await Promise.race([
-    new Promise((r) => second.on("exit", (code) => r(code))),
-    sleep(15000).then(() => "still running"),
-  ]);
-  if (secondExit === "still running") second.kill("SIGKILL");
-  check(secondExit === 0, `a second launch exits at once with status 0 (got ${secondExit})`);
-  check(!secondOut.includes("listening on"), "the second launch never served");
-
-  step("MCP client connects; the broker asks in a native consent window");
-  const provider = new Provider();
-  let firstError;
-  try {
-    await connect(provider);
-  } catch (e) {
-    firstError = e;
-  }
-  check(firstError instanceof UnauthorizedError, "the first connect needs authorization");
-  check(provider.browser !== null, "the client opened the authorization URL");
-
-  const consent = await until("a consent window", async () =>
-    (await wd.handles()).find((h) => h !== main));
-  await wd.switchTo(consent);
-  await until("the consent window's details", () =>
-    wd.exec("return document.body.dataset.ready === 'true'"));
-  const shown = await wd.exec(`return {
-      headline: document.querySelector('#headline').textContent,
-      host: document.querySelector('#redirect-host').textContent,
-      clientId: document.querySelector('#client-id').textContent,
-      upstream: document.querySelector('#upstream').textContent,
-      scope: document.querySelector('#scope').textContent,
-      warning: !document.querySelector('#warning').hidden,
-      focused: document.activeElement && document.activeElement.id };`);
-  check(shown.headline.includes(CLIENT_NAME), `consent names the client (${shown.headline})`);
-  check(shown.host === "127.0.0.1:45219", `consent shows the redirect host (${shown.host})`);
-  check(shown.clientId === provider.clientInformation()?.client_id, "consent shows the client id");
-  check(shown.upstream === UPSTREAM, "consent shows the upstream");
-  check(shown.scope.length > 0, `consent shows the scope (${shown.scope})`);
-  check(!shown.warning, "no warning for a loopback redirect");
-  check(shown.focused === "deny", "keyboard focus starts on Deny");
-  await screenshot("consent-window.png");
-
-  step("the grants window must not be able to approve");
-  await wd.switchTo(main);
-  const fromMain = await wd.execAsync(
-    `const done = arguments[arguments.length - 1];
-     window.__TAURI_INTERNALS__.invoke('decide_consent', { approve: true })
-       .then(() => done('allowed'), (e) => done('refused: ' + String(e)));`);
-  check(fromMain.startsWith("refused") && fromMain.includes("not allowed"),
-    `decide_consent from the main window is refused (${fromMain})`);
-
-  step("approve in the consent window");
-  await wd.switchTo(consent);
-  await answer(wd.click(await wd.find("#approve")));
-  const callback = await provider.browser;
-  check(callback.origin === "http://127.0.0.1:45219" && callback.searchParams.get("code"),
-    "the waiting page continued to the client's callback with a code");
-  const authTransport = new StreamableHTTPClientTransport(new URL(`${base}/mcp/${UPSTREAM}`), {
-    authProvider: provider,
-  });
-  await authTransport.finishAuth(callback.searchParams.get("code"));
-  const { client, transport } = await connect(provider);
-  const tools = await client.listTools();
-  check(tools.tools.some((t) => t.name === "echo"), "tools/list through the broker works");
-  const echoed = await client.callTool({ name: "echo", arguments: { message: "desktop" } });
-  check(JSON.stringify(echoed).includes("desktop"), "tools/call echo through the broker works");
-  const handlesAfter = await wd.handles();
-  check(!handlesAfter.includes(consent), "the consent window closed after the decision");
-
-  step("the grant appears in the grants window");
-  await wd.switchTo(main);
-  const row = await until("the grant row", grantRow);
-  check(row.upstream === UPSTREAM, "the grant row names the upstream");
-  await until("the session count", async () => (await grantRow())?.sessions === "1");
-  check(true, "the grant row shows one open session");
-  check(await wd.exec("return document.querySelector('#upstreams tbody tr[data-upstream=\"everything\"] .sessions').textContent === '1'"),
-    "the upstream list shows the running session");
-  await screenshot("grants-window.png");
-
-  const token = provider.tokens().access_token;
-  const rawCall = () => fetch(`${base}/mcp/${UPSTREAM}`, {
-    method: "POST",
-    headers: {
-      authorization: `Bearer ${token}`,
-      "content-type": "application/json",
-      accept: "application/json, text/event-stream",
-      "mcp-session-id": transport.sessionId,
-      "mcp-protocol-version": "2025-06-18",
-    },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 99, method: "tools/list" }),
-  });
-  const before = await rawCall();
-  check(before.status === 200, `the token works before revocation (${before.status})`);
-  await before.body?.cancel();
-
-  if (MODE === "tray") {
-    step("revoke from the tray menu (xdotool on trayer)");
-    trayMenu(["Down", "Return"], "tray-menu.png"); // the first item revokes our grant
+  if (MODE === "upstreams") {
+    await upstreamsFlow();
   } else {
-    step("revoke with the grants window's Revoke button");
-    await wd.click(await wd.find(`#grants tbody tr[data-grant-id="${row.id}"] button.revoke`));
-  }
-  await until("the grant to leave the grants window", async () => (await grantRow()) === null);
-  check(true, "the grant left the grants window");
-  const after = await rawCall();
-  check(after.status === 401, `the client's next request gets 401 (${after.status})`);
-  check((after.headers.get("www-authenticate") ?? "").startsWith("Bearer"),
-    "with a Bearer challenge");
-  await screenshot("grants-window-after-revoke.png");
+    step("second launch: must hand over to the running app, not start a second server");
+    const second = spawn(APP, appArgs, { stdio: ["ignore", "pipe", "pipe"] });
+    let secondOut = "";
+    second.stdout.on("data", (d) => (secondOut += d));
+    second.stderr.on("data", (d) => (secondOut += d));
+    const secondExit = await Promise.race([
+      new Promise((r) => second.on("exit", (code) => r(code))),
+      sleep(15000).then(() => "still running"),
+    ]);
+    if (secondExit === "still running") second.kill("SIGKILL");
+    check(secondExit === 0, `a second launch exits at once with status 0 (got ${secondExit})`);
+    check(!secondOut.includes("listening on"), "the second launch never served");
 
-  if (MODE === "window") {
-    await denyRemoteClient();
-  }
+    step("MCP client connects; the broker asks in a native consent window");
+    const provider = new Provider();
+    let firstError;
+    try {
+      await connect(provider);
+    } catch (e) {
+      firstError = e;
+    }
+    check(firstError instanceof UnauthorizedError, "the first connect needs authorization");
+    check(provider.browser !== null, "the client opened the authorization URL");
 
-  if (NOTIFY_LOG) {
-    step("notifications (dbus-monitor)");
-    const log = await until("both notifications", () => {
-      const l = readFileSync(NOTIFY_LOG, "utf8").slice(notifyBefore);
-      return l.includes("Access granted") && l.includes("Access revoked") ? l : null;
-    }, 10000).catch(() => readFileSync(NOTIFY_LOG, "utf8").slice(notifyBefore));
-    check(/member=Notify[\s\S]*string "Access granted"[\s\S]*can now use everything/.test(log),
-      "a Notify call for the approved grant");
-    check(/member=Notify[\s\S]*string "Access revoked"[\s\S]*can no longer use everything/.test(log),
-      "a Notify call for the revoked grant");
-    const count = (s) => log.split(`string "${s}"`).length - 1;
-    check(count("Access granted") === 1 && count("Access revoked") === 1,
-      "exactly one notification each");
-  }
-  if (MODE === "window") {
-    await revokeFromCli(); // after the notification count: it approves once more
-  }
-  if (MODE === "tray") {
-    step("Quit from the tray menu ends the app and its server");
-    const stopped = async () => {
-      try {
-        await fetch(`${base}/.well-known/oauth-authorization-server`);
-        return false;
-      } catch {
-        return true;
-      }
-    };
-    // The menu was just rebuilt (the grant is gone); give GTK a moment, and open it a
-    // second time if the first click raced the rebuild.
-    await sleep(1000);
-    trayMenu(["Up", "Return"], "tray-menu-quit.png"); // the last item is Quit
-    await until("the server to stop", stopped, 5000).catch(() => {
-      console.log("  (tray menu did not answer the first time; opening it again)");
-      trayMenu(["Escape"]);
-      trayMenu(["Up", "Return"], "tray-menu-quit-2.png");
-      return until("the server to stop", stopped, 10000);
+    const consent = await until("a consent window", async () =>
+      (await wd.handles()).find((h) => h !== main));
+    await wd.switchTo(consent);
+    await until("the consent window's details", () =>
+      wd.exec("return document.body.dataset.ready === 'true'"));
+    const shown = await wd.exec(`return {
+        headline: document.querySelector('#headline').textContent,
+        host: document.querySelector('#redirect-host').textContent,
+        clientId: document.querySelector('#client-id').textContent,
+        upstream: document.querySelector('#upstream').textContent,
+        scope: document.querySelector('#scope').textContent,
+        warning: !document.querySelector('#warning').hidden,
+        focused: document.activeElement && document.activeElement.id };`);
+    check(shown.headline.includes(CLIENT_NAME), `consent names the client (${shown.headline})`);
+    check(shown.host === "127.0.0.1:45219", `consent shows the redirect host (${shown.host})`);
+    check(shown.clientId === provider.clientInformation()?.client_id, "consent shows the client id");
+    check(shown.upstream === UPSTREAM, "consent shows the upstream");
+    check(shown.scope.length > 0, `consent shows the scope (${shown.scope})`);
+    check(!shown.warning, "no warning for a loopback redirect");
+    check(shown.focused === "deny", "keyboard focus starts on Deny");
+    await screenshot("consent-window.png");
+
+    step("the grants window must not be able to approve");
+    await wd.switchTo(main);
+    const fromMain = await wd.execAsync(
+      `const done = arguments[arguments.length - 1];
+       window.__TAURI_INTERNALS__.invoke('decide_consent', { approve: true })
+         .then(() => done('allowed'), (e) => done('refused: ' + String(e)));`);
+    check(fromMain.startsWith("refused") && fromMain.includes("not allowed"),
+      `decide_consent from the main window is refused (${fromMain})`);
+
+    step("approve in the consent window");
+    await wd.switchTo(consent);
+    await answer(wd.click(await wd.find("#approve")));
+    const callback = await provider.browser;
+    check(callback.origin === "http://127.0.0.1:45219" && callback.searchParams.get("code"),
+      "the waiting page continued to the client's callback with a code");
+    const authTransport = new StreamableHTTPClientTransport(new URL(`${base}/mcp/${UPSTREAM}`), {
+      authProvider: provider,
     });
-    check(true, "the broker stopped listening after Quit");
+    await authTransport.finishAuth(callback.searchParams.get("code"));
+    const { client, transport } = await connect(provider);
+    const tools = await client.listTools();
+    check(tools.tools.some((t) => t.name === "echo"), "tools/list through the broker works");
+    const echoed = await client.callTool({ name: "echo", arguments: { message: "desktop" } });
+    check(JSON.stringify(echoed).includes("desktop"), "tools/call echo through the broker works");
+    const handlesAfter = await wd.handles();
+    check(!handlesAfter.includes(consent), "the consent window closed after the decision");
+
+    step("the grant appears in the grants window");
+    await wd.switchTo(main);
+    const row = await until("the grant row", grantRow);
+    check(row.upstream === UPSTREAM, "the grant row names the upstream");
+    await until("the session count", async () => (await grantRow())?.sessions === "1");
+    check(true, "the grant row shows one open session");
+    check(await wd.exec("return document.querySelector('#upstreams tbody tr[data-upstream=\"everything\"] .sessions').textContent === '1'"),
+      "the upstream list shows the running session");
+    await screenshot("grants-window.png");
+
+    const token = provider.tokens().access_token;
+    const rawCall = () => fetch(`${base}/mcp/${UPSTREAM}`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${token}`,
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-session-id": transport.sessionId,
+        "mcp-protocol-version": "2025-06-18",
+      },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 99, method: "tools/list" }),
+    });
+    const before = await rawCall();
+    check(before.status === 200, `the token works before revocation (${before.status})`);
+    await before.body?.cancel();
+
+    if (MODE === "tray") {
+      step("revoke from the tray menu (xdotool on trayer)");
+      trayMenu(["Down", "Return"], "tray-menu.png"); // the first item revokes our grant
+    } else {
+      step("revoke with the grants window's Revoke button");
+      await wd.click(await wd.find(`#grants tbody tr[data-grant-id="${row.id}"] button.revoke`));
+    }
+    await until("the grant to leave the grants window", async () => (await grantRow()) === null);
+    check(true, "the grant left the grants window");
+    const after = await rawCall();
+    check(after.status === 401, `the client's next request gets 401 (${after.status})`);
+    check((after.headers.get("www-authenticate") ?? "").startsWith("Bearer"),
+      "with a Bearer challenge");
+    await screenshot("grants-window-after-revoke.png");
+
+    if (MODE === "window") {
+      await denyRemoteClient();
+    }
+
+    if (NOTIFY_LOG) {
+      step("notifications (dbus-monitor)");
+      const log = await until("both notifications", () => {
+        const l = readFileSync(NOTIFY_LOG, "utf8").slice(notifyBefore);
+        return l.includes("Access granted") && l.includes("Access revoked") ? l : null;
+      }, 10000).catch(() => readFileSync(NOTIFY_LOG, "utf8").slice(notifyBefore));
+      check(/member=Notify[\s\S]*string "Access granted"[\s\S]*can now use everything/.test(log),
+        "a Notify call for the approved grant");
+      check(/member=Notify[\s\S]*string "Access revoked"[\s\S]*can no longer use everything/.test(log),
+        "a Notify call for the revoked grant");
+      const count = (s) => log.split(`string "${s}"`).length - 1;
+      check(count("Access granted") === 1 && count("Access revoked") === 1,
+        "exactly one notification each");
+    }
+    if (MODE === "window") {
+      await revokeFromCli(); // after the notification count: it approves once more
+    }
+    if (MODE === "tray") {
+      step("Quit from the tray menu ends the app and its server");
+      const stopped = async () => {
+        try {
+          await fetch(`${base}/.well-known/oauth-authorization-server`);
+          return false;
+        } catch {
+          return true;
+        }
+      };
+      // The menu was just rebuilt (the grant is gone); give GTK a moment, and open it a
+      // second time if the first click raced the rebuild.
+      await sleep(1000);
+      trayMenu(["Up", "Return"], "tray-menu-quit.png"); // the last item is Quit
+      await until("the server to stop", stopped, 5000).catch(() => {
+        console.log("  (tray menu did not answer the first time; opening it again)");
+        trayMenu(["Escape"]);
+        trayMenu(["Up", "Return"], "tray-menu-quit-2.png");
+        return until("the server to stop", stopped, 10000);
+      });
+      check(true, "the broker stopped listening after Quit");
+    }
+    await client.close().catch(() => {});
   }
-  await client.close().catch(() => {});
 } catch (e) {
   failures++;
   console.log(`  FAIL ${e.stack ?? e}`);
@@ -347,6 +362,7 @@ try {
   } catch {}
 } finally {
   await wd.quit().catch((e) => console.log(`  (closing the session: ${e.message})`));
+  protectedBroker?.child.kill("SIGTERM");
 }
 
 // A client whose redirect URI is not on this machine: the consent window warns, and
@@ -469,6 +485,145 @@ function trayMenu(keys, screenshotName) {
     x("key", k);
     execFileSync("sleep", ["0.3"]);
   }
+}
+
+// ---- MODE=upstreams: secrets and upstream sign-in from the grants window ----
+
+async function startProtectedBroker() {
+  const dir = join(RUN_DIR, "protected");
+  mkdirSync(dir, { recursive: true });
+  const cfg = join(dir, "config.toml");
+  writeFileSync(cfg, everythingServer("everything"));
+  const child = spawn(APP, ["serve", "--headless", "--config", cfg, "--data-dir", join(dir, "data"),
+    "--port", "0"], { stdio: ["ignore", "pipe", "inherit"] });
+  const base = await new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      if (m) resolve(m[1]);
+    });
+    child.on("exit", (code) => reject(new Error(`the protected broker exited (${code})`)));
+  });
+  return { child, base };
+}
+
+function keychainLookup(name) {
+  try {
+    return execFileSync("secret-tool", ["lookup", "service", SERVICE, "username", name], {
+      encoding: "utf8",
+    });
+  } catch {
+    return null; // secret-tool exits 1 when there is no such entry
+  }
+}
+
+function upstreamRow(name) {
+  return wd.exec(
+  `const r = document.querySelector('#upstreams tbody tr[data-upstream="' + arguments[0] + '"]');
+   if (!r) return null;
+   const c = r.querySelector('.credentials');
+   return { chips: [...c.querySelectorAll('.chip')].map(x => x.textContent),
+            signIn: !!c.querySelector('button.sign-in'), signOut: !!c.querySelector('button.sign-out'),
+            error: r.querySelector('.last-error').textContent };`, [name]);
+}
+function secretRow(name) {
+  return wd.exec(
+  `const r = document.querySelector('#secrets tbody tr[data-secret="' + arguments[0] + '"]');
+   return r ? { status: r.querySelector('.status').textContent,
+                usedBy: r.querySelector('.used-by').textContent } : null;`, [name]);
+}
+function pageHtml() {
+  return wd.exec("return document.documentElement.outerHTML");
+}
+
+async function upstreamsFlow() {
+  if (!SERVICE || !BROWSER_LOG) throw new Error("MCP_BROKER_KEYCHAIN_SERVICE and BROWSER_LOG must be set");
+
+  step("the upstream list shows each upstream's credentials");
+  const keyed = await until("the keyed upstream's row", async () => {
+    const r = await upstreamRow("keyed");
+    return r?.chips.length ? r : null;
+  });
+  check(keyed.chips.includes(`${E2E_SECRET}: missing`), `the stdio upstream shows its secret as missing (${keyed.chips})`);
+  const prot = await upstreamRow("protected");
+  check(prot.signIn && prot.chips.includes("not signed in"), `the remote upstream offers Sign in (${prot.chips})`);
+  const listed = await secretRow(E2E_SECRET);
+  check(listed?.status === "missing" && listed.usedBy === "keyed (env E2E_KEY)",
+    `the secrets list shows name, status and usage (${JSON.stringify(listed)})`);
+
+  step("set the secret in the window");
+  const value = `e2e-${randomBytes(12).toString("hex")}`;
+  await wd.click(await wd.find(`#secrets tbody tr[data-secret="${E2E_SECRET}"] button.set`));
+  check((await wd.exec("return document.querySelector('#secret-name').value")) === E2E_SECRET,
+    "Set… fills in the name");
+  await wd.sendKeys(await wd.find("#secret-value"), value);
+  await wd.click(await wd.find("#secret-save"));
+  await until("the secret to show as stored", async () => (await secretRow(E2E_SECRET))?.status === "stored");
+  check(true, "the secrets list shows it stored");
+  check(keychainLookup(E2E_SECRET) === value, "gnome-keyring holds exactly the typed value (secret-tool)");
+  check((await upstreamRow("keyed")).chips.includes(`${E2E_SECRET}: stored`), "the upstream row shows it stored");
+  check(!(await pageHtml()).includes(value) &&
+    (await wd.exec("return document.querySelector('#secret-value').value")) === "",
+    "the value is nowhere in the window's DOM after saving");
+  check(!readFileSync(join(dataDir, "broker.db")).includes(value), "nor in the database");
+
+  step("sign in to the remote upstream from the window");
+  const browserBefore = readFileSync(BROWSER_LOG, "utf8");
+  await wd.click(await wd.find('#upstreams tbody tr[data-upstream="protected"] button.sign-in'));
+  const opened = await until("the system browser to be asked", () =>
+    readFileSync(BROWSER_LOG, "utf8").slice(browserBefore.length).trim().split("\n")[0]);
+  const au = new URL(opened);
+  check(au.origin + au.pathname === `${protectedBroker.base}/authorize`,
+    "the browser opens the protected broker's authorization endpoint");
+  check(au.searchParams.get("code_challenge_method") === "S256", "with PKCE S256");
+  check(au.searchParams.get("resource") === `${protectedBroker.base}/mcp/everything`, "with the resource");
+  check(au.searchParams.get("redirect_uri") === `${base}/upstream-callback/protected`,
+    "back to this app's loopback callback");
+  check(await wd.exec("return !document.querySelector('#sign-in-note').hidden"),
+    "the window says where to sign in");
+  // The person approves on the protected broker's (headless) consent page.
+  const page = await (await fetch(au)).text();
+  const field = (n) => page.match(new RegExp(`name="${n}" value="([^"]+)"`))?.[1];
+  const approved = await fetch(`${protectedBroker.base}/authorize/consent`, {
+    method: "POST",
+    redirect: "manual",
+    headers: { origin: protectedBroker.base, "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ consent_id: field("consent_id"), csrf_token: field("csrf_token"),
+      decision: "approve" }),
+  });
+  const callback = approved.headers.get("location") ?? "";
+  check(callback.startsWith(`${base}/upstream-callback/protected?`), "consent sends the browser back to the app");
+  const done = await fetch(callback);
+  check(done.status === 200 && (await done.text()).includes("Signed in to protected"),
+    `the callback page says signed in (${done.status})`);
+  const signed = await until("the row to show signed in", async () => {
+    const r = await upstreamRow("protected");
+    return r?.signOut ? r : null;
+  });
+  check(signed.chips.includes("signed in"), "the upstream row shows signed in, with Sign out");
+  const tokens = JSON.parse(keychainLookup("oauth:protected") ?? "null");
+  check(typeof tokens?.access_token === "string" && tokens.access_token.length > 20,
+    "the upstream's tokens are in gnome-keyring");
+  check(!(await pageHtml()).includes(tokens?.access_token ?? "\0"), "and not in the window's DOM");
+  await wd.exec("document.querySelector('#upstreams').scrollIntoView()");
+  await screenshot("upstreams-window.png");
+
+  if (NOTIFY_LOG) {
+    const log = await until("the sign-in notification", () => {
+      const l = readFileSync(NOTIFY_LOG, "utf8").slice(notifyBefore);
+      return l.includes("Signed in to protected") ? l : null;
+    }, 10000).catch(() => "");
+    check(/member=Notify[\s\S]*string "Signed in to protected"/.test(log), "a Notify call for the sign-in");
+  }
+
+  step("sign out, then delete the secret");
+  await wd.click(await wd.find('#upstreams tbody tr[data-upstream="protected"] button.sign-out'));
+  await until("the row to offer Sign in again", async () => (await upstreamRow("protected"))?.signIn);
+  check(keychainLookup("oauth:protected") === null, "signing out deleted the tokens from gnome-keyring");
+  await wd.click(await wd.find(`#secrets tbody tr[data-secret="${E2E_SECRET}"] button.delete`));
+  await until("the secret to show as missing", async () => (await secretRow(E2E_SECRET))?.status === "missing");
+  check(keychainLookup(E2E_SECRET) === null, "Delete removed the entry from gnome-keyring");
 }
 
 console.log(failures === 0 ? `[e2e:${MODE}] PASS` : `[e2e:${MODE}] FAIL (${failures})`);

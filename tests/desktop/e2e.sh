@@ -2,25 +2,32 @@
 # Desktop end-to-end test: the real app under Xvfb, in its own D-Bus session, driven
 # through tauri-driver + WebKitWebDriver, with a real MCP client (TypeScript SDK).
 #
-#   tests/desktop/e2e.sh            # both runs: revoke in the grants window, then in the tray
-#   tests/desktop/e2e.sh window     # one run
-#   tests/desktop/e2e.sh tray
+#   tests/desktop/e2e.sh            # all runs: window, tray, upstreams
+#   tests/desktop/e2e.sh window     # revoke in the grants window (one run)
+#   tests/desktop/e2e.sh tray       # revoke from the tray menu
+#   tests/desktop/e2e.sh upstreams  # secrets and upstream sign-in, real gnome-keyring
 #
 # Needs: a desktop build (`cargo build`; APP overrides target/debug/mcp-broker), the
 # packages from .ci/install-desktop.sh, tauri-driver, and a node_modules with
 # @modelcontextprotocol/sdk and @modelcontextprotocol/server-everything (MCP_NODE_MODULES,
-# default /work/shared/acceptance/node_modules). Screenshots and logs go to RUN_DIR
+# default tests/clients/node_modules). Screenshots and logs go to RUN_DIR
 # (default target/desktop-e2e/<timestamp>/<mode>/).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 export APP="${APP:-$ROOT/target/debug/mcp-broker}"
-export MCP_NODE_MODULES="${MCP_NODE_MODULES:-/work/shared/acceptance/node_modules}"
+# The real-client tests' node_modules (tests/clients, `npm ci` there) has both packages.
+if [ -z "${MCP_NODE_MODULES:-}" ]; then
+  MCP_NODE_MODULES="$ROOT/tests/clients/node_modules"
+  [ -d "$MCP_NODE_MODULES/@modelcontextprotocol/sdk" ] || MCP_NODE_MODULES="$ROOT/../shared/acceptance/node_modules"
+fi
+export MCP_NODE_MODULES
 RUN_ROOT="${RUN_DIR:-$ROOT/target/desktop-e2e/$(date +%Y%m%d-%H%M%S)}"
 MODES=("$@")
-[ ${#MODES[@]} -eq 0 ] && MODES=(window tray)
+[ ${#MODES[@]} -eq 0 ] && MODES=(window tray upstreams)
 
 missing=()
-for tool in xvfb-run dbus-run-session dbus-monitor tauri-driver WebKitWebDriver trayer xdotool import node; do
+for tool in xvfb-run dbus-run-session dbus-monitor tauri-driver WebKitWebDriver trayer xdotool import node \
+    gnome-keyring-daemon secret-tool; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ -x "$APP" ] || missing+=("$APP (run cargo build)")
@@ -36,7 +43,7 @@ fi
 
 status=0
 for mode in "${MODES[@]}"; do
-  case "$mode" in window|tray) ;; *) echo "unknown mode: $mode (window|tray)" >&2; exit 2 ;; esac
+  case "$mode" in window|tray|upstreams) ;; *) echo "unknown mode: $mode (window|tray|upstreams)" >&2; exit 2 ;; esac
   run="$RUN_ROOT/$mode"
   mkdir -p "$run"
   echo "desktop e2e ($mode): run folder $run"

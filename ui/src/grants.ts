@@ -1,7 +1,18 @@
 // The grants window: what clients may reach which upstream, refreshed on the core's
 // events (`grants-changed`, `upstreams-changed`), never by polling.
 import { listen } from "@tauri-apps/api/event";
-import { type Grant, type Upstream, listGrants, listUpstreams, revokeGrant } from "./api";
+import {
+  type Grant,
+  type SecretEntry,
+  type Upstream,
+  deleteSecret,
+  listGrants,
+  listUpstreams,
+  revokeGrant,
+  setSecret,
+  signInUpstream,
+  signOutUpstream,
+} from "./api";
 
 const grantsBody = document.querySelector<HTMLTableSectionElement>("#grants tbody")!;
 const grantsTable = document.querySelector<HTMLTableElement>("#grants")!;
@@ -9,6 +20,14 @@ const noGrants = document.querySelector<HTMLParagraphElement>("#no-grants")!;
 const upstreamsBody = document.querySelector<HTMLTableSectionElement>("#upstreams tbody")!;
 const issuer = document.querySelector<HTMLParagraphElement>("#issuer")!;
 const errorBox = document.querySelector<HTMLParagraphElement>("#error")!;
+const signInNote = document.querySelector<HTMLParagraphElement>("#sign-in-note")!;
+const secretsBody = document.querySelector<HTMLTableSectionElement>("#secrets tbody")!;
+const secretsTable = document.querySelector<HTMLTableElement>("#secrets")!;
+const noSecrets = document.querySelector<HTMLParagraphElement>("#no-secrets")!;
+const keychainError = document.querySelector<HTMLParagraphElement>("#keychain-error")!;
+const secretForm = document.querySelector<HTMLFormElement>("#secret-form")!;
+const secretName = document.querySelector<HTMLInputElement>("#secret-name")!;
+const secretValue = document.querySelector<HTMLInputElement>("#secret-value")!;
 
 function cell(text: string, className?: string): HTMLTableCellElement {
   const td = document.createElement("td");
@@ -28,6 +47,37 @@ function when(unix: number | null): string {
 function showError(e: unknown) {
   errorBox.textContent = String(e);
   errorBox.hidden = false;
+}
+
+function clearError() {
+  errorBox.hidden = true;
+  errorBox.textContent = "";
+}
+
+function chip(text: string, className: string): HTMLSpanElement {
+  const span = document.createElement("span");
+  span.className = `chip ${className}`;
+  span.textContent = text;
+  return span;
+}
+
+function button(text: string, className: string, onClick: (b: HTMLButtonElement) => Promise<void>) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = className;
+  b.textContent = text;
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    clearError();
+    try {
+      await onClick(b);
+    } catch (e) {
+      showError(e);
+    } finally {
+      b.disabled = false;
+    }
+  });
+  return b;
 }
 
 function renderGrants(grants: Grant[]) {
@@ -71,6 +121,44 @@ function renderGrants(grants: Grant[]) {
   noGrants.hidden = grants.length !== 0;
 }
 
+function credentials(u: Upstream): HTMLTableCellElement {
+  const td = document.createElement("td");
+  td.className = "credentials";
+  for (const sec of u.secrets) {
+    const c = chip(`${sec.name}: ${sec.status}`, sec.status);
+    c.title = `${sec.place}, from the OS keychain`;
+    c.dataset.secret = sec.name;
+    td.append(c);
+  }
+  const s = u.sign_in;
+  if (s) {
+    const pending = s.login?.state === "pending";
+    if (s.signed_in) {
+      td.append(chip("signed in", "signed-in"));
+      td.append(
+        button("Sign out", "small sign-out", async () => {
+          await signOutUpstream(u.name);
+        }),
+      );
+    } else {
+      td.append(chip(pending ? "waiting for the browser…" : "not signed in", "signed-out"));
+      td.append(
+        button(pending ? "Sign in again" : "Sign in", "small primary sign-in", async () => {
+          const url = await signInUpstream(u.name);
+          signInNote.textContent = `Sign in to ${u.name} in your browser. If no browser opened, visit: ${url}`;
+          signInNote.hidden = false;
+          await refreshUpstreams();
+        }),
+      );
+    }
+    if (s.login?.state === "failed") {
+      td.append(chip(`sign-in failed: ${s.login.detail}`, "missing"));
+    }
+  }
+  if (!td.childElementCount) td.textContent = "—";
+  return td;
+}
+
 function renderUpstreams(upstreams: Upstream[]) {
   upstreamsBody.replaceChildren(
     ...upstreams.map((u) => {
@@ -80,12 +168,69 @@ function renderUpstreams(upstreams: Upstream[]) {
         cell(u.name),
         cell(u.endpoint, "sub-cell"),
         cell(String(u.sessions), "num sessions"),
-        cell(u.last_error ?? "—", u.last_error ? "err" : undefined),
+        credentials(u),
+        cell(u.last_error ?? "—", u.last_error ? "err last-error" : "last-error"),
       );
       return tr;
     }),
   );
+  // The note about a sign-in in progress goes once none is pending.
+  if (!upstreams.some((u) => u.sign_in?.login?.state === "pending")) signInNote.hidden = true;
 }
+
+function renderSecrets(secrets: SecretEntry[], error: string | null) {
+  secretsBody.replaceChildren(
+    ...secrets.map((s) => {
+      const tr = document.createElement("tr");
+      tr.dataset.secret = s.name;
+      const status = document.createElement("td");
+      status.className = "status";
+      status.append(chip(s.status, s.status));
+      const actions = document.createElement("td");
+      actions.append(
+        button(s.status === "stored" ? "Replace…" : "Set…", "small set", async () => {
+          secretName.value = s.name;
+          secretValue.focus();
+        }),
+      );
+      if (s.status !== "missing") {
+        actions.append(
+          button("Delete", "small revoke delete", async () => {
+            await deleteSecret(s.name);
+          }),
+        );
+      }
+      tr.append(
+        cell(s.name, "name"),
+        status,
+        cell(s.used_by.length ? s.used_by.join(", ") : "not used by any upstream", "sub-cell used-by"),
+        actions,
+      );
+      return tr;
+    }),
+  );
+  secretsTable.hidden = secrets.length === 0;
+  noSecrets.hidden = secrets.length !== 0;
+  keychainError.textContent = error ?? "";
+  keychainError.hidden = error === null;
+}
+
+secretForm.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const save = document.querySelector<HTMLButtonElement>("#secret-save")!;
+  save.disabled = true;
+  clearError();
+  try {
+    await setSecret(secretName.value.trim(), secretValue.value);
+    secretForm.reset();
+  } catch (e) {
+    showError(e);
+  } finally {
+    // The value leaves the page either way: it lives in the keychain or nowhere.
+    secretValue.value = "";
+    save.disabled = false;
+  }
+});
 
 async function refreshGrants() {
   try {
@@ -100,6 +245,7 @@ async function refreshUpstreams() {
     const o = await listUpstreams();
     issuer.textContent = `Listening on ${o.issuer}`;
     renderUpstreams(o.upstreams);
+    renderSecrets(o.secrets, o.keychain_error);
   } catch (e) {
     showError(e);
   }
