@@ -20,8 +20,9 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::config::Config;
 use crate::consent::{ConsentMode, ConsentRequest};
-use crate::events::GatewayEvent;
+use crate::events::{GatewayEvent, RevokeReason};
 use crate::gateway::Gateway;
+use crate::oauth::GrantId;
 
 /// What the shell remembers beyond the core: the last failure of each upstream, shown
 /// in the grants window (the core reports failures as events and keeps no history).
@@ -144,13 +145,52 @@ async fn ask_for_consent(app: tauri::AppHandle, mut rx: mpsc::UnboundedReceiver<
     }
 }
 
+/// The active grants as last seen: (client name, upstream) by id.
+type KnownGrants = HashMap<GrantId, (String, String)>;
+
+async fn active_grants(app: &tauri::AppHandle) -> Option<KnownGrants> {
+    let g = app.try_state::<Gateway>()?;
+    match g.active_grants().await {
+        Ok(list) => Some(
+            list.into_iter()
+                .map(|g| (g.id, (g.client_name, g.upstream)))
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!("cannot read the grants: {e}");
+            None
+        }
+    }
+}
+
+/// Grants that vanished without an event from this process were revoked by another one
+/// (`mcp-broker grants revoke`): they get the same "Access revoked" notification.
+async fn notice_external_revocations(app: &tauri::AppHandle, known: &mut KnownGrants) {
+    let Some(now) = active_grants(app).await else {
+        return;
+    };
+    for (id, (client_name, upstream)) in known.drain() {
+        if !now.contains_key(&id) {
+            notify::for_event(&GatewayEvent::GrantRevoked {
+                grant_id: id,
+                client_name,
+                upstream,
+                reason: RevokeReason::External,
+            });
+        }
+    }
+    *known = now;
+}
+
 /// Turns core events into window refreshes, tray rebuilds and notifications.
 async fn follow_events(app: tauri::AppHandle, mut rx: broadcast::Receiver<GatewayEvent>) {
+    let mut known = active_grants(&app).await.unwrap_or_default();
     loop {
         let ev = match rx.recv().await {
             Ok(ev) => ev,
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 // Missed some: refresh everything, which is always correct.
+                notice_external_revocations(&app, &mut known).await;
                 grants_changed(&app).await;
                 let _ = app.emit("upstreams-changed", ());
                 continue;
@@ -158,6 +198,21 @@ async fn follow_events(app: tauri::AppHandle, mut rx: broadcast::Receiver<Gatewa
             Err(broadcast::error::RecvError::Closed) => return,
         };
         notify::for_event(&ev);
+        match &ev {
+            GatewayEvent::GrantApproved {
+                grant_id,
+                client_name,
+                upstream,
+            } => {
+                known.insert(*grant_id, (client_name.clone(), upstream.clone()));
+            }
+            // Already announced: the later GrantsChanged must not announce it again.
+            GatewayEvent::GrantRevoked { grant_id, .. } => {
+                known.remove(grant_id);
+            }
+            GatewayEvent::GrantsChanged => notice_external_revocations(&app, &mut known).await,
+            _ => {}
+        }
         match ev {
             GatewayEvent::GrantApproved { .. }
             | GatewayEvent::GrantRevoked { .. }

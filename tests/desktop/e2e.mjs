@@ -449,6 +449,12 @@ async function revokeFromCli() {
     `return ![...document.querySelectorAll('#grants tbody tr')]
        .some(r => r.dataset.grantId === arguments[0]);`, [id]), 10000);
   check(true, "the grants window dropped the grant revoked by the CLI");
+  if (NOTIFY_LOG) {
+    const said = await until("the CLI revocation's notification", () =>
+      /string "Access revoked"\s+string "CLI Revoked Client can no longer use everything/
+        .test(readFileSync(NOTIFY_LOG, "utf8")), 10000).catch(() => false);
+    check(said, "a revocation by another process gets the same \"Access revoked\" notification");
+  }
   const res = await fetch(`${base}/mcp/${UPSTREAM}`, {
     method: "POST",
     headers: {
