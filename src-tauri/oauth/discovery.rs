@@ -2,7 +2,11 @@
 //! `resource_metadata` parameter of a 401's `WWW-Authenticate` (RFC 9728 §5.1), the
 //! well-known URLs (RFC 9728 §3.1, RFC 8414 §3.1), and the checks on the documents
 //! (RFC 9728 §3.3: `resource` is the URL we called; RFC 8414 §3.3: `issuer` is the server
-//! we asked; MCP authorization spec: PKCE S256 must be offered).
+//! we asked; MCP authorization spec: PKCE S256 must be offered), and on every URL those
+//! documents hand us (RFC 9700 §2.1 and the MCP security best practices on SSRF and on
+//! opening authorization URLs: https, or http on a loopback address, and nothing else; the
+//! authorization endpoint is opened in the user's browser, where a `file:` or custom-scheme
+//! URL would run something else).
 //!
 //! Must not import: reqwest, axum, tokio. The fetching is in `proxy::upstream_oauth`.
 
@@ -70,6 +74,29 @@ pub enum DiscoveryError {
     WrongIssuer { expected: String, found: String },
     #[error("the authorization server does not offer PKCE with S256")]
     NoPkce,
+    #[error("{what} {url:?} is not an https URL (http only on a loopback address)")]
+    UnsafeUrl { what: &'static str, url: String },
+}
+
+/// A URL the broker may fetch or open: https, or http to 127.0.0.1 / [::1] / localhost
+/// (a local upstream); no credentials in it, no fragment.
+pub fn check_url(what: &'static str, raw: &str) -> Result<Url, DiscoveryError> {
+    let bad = || DiscoveryError::UnsafeUrl {
+        what,
+        url: raw.chars().take(200).collect(),
+    };
+    let u = Url::parse(raw).map_err(|_| bad())?;
+    let loopback = matches!(u.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
+    let scheme_ok = u.scheme() == "https" || (u.scheme() == "http" && loopback);
+    if !scheme_ok
+        || u.host_str().is_none_or(str::is_empty)
+        || !u.username().is_empty()
+        || u.password().is_some()
+        || u.fragment().is_some()
+    {
+        return Err(bad());
+    }
+    Ok(u)
 }
 
 pub fn check_resource(meta: &ResourceMetadata, upstream: &Url) -> Result<String, DiscoveryError> {
@@ -80,10 +107,13 @@ pub fn check_resource(meta: &ResourceMetadata, upstream: &Url) -> Result<String,
             found: meta.resource.clone(),
         });
     }
-    meta.authorization_servers
+    let issuer = meta
+        .authorization_servers
         .first()
         .cloned()
-        .ok_or(DiscoveryError::NoServer)
+        .ok_or(DiscoveryError::NoServer)?;
+    check_url("the authorization server", &issuer)?;
+    Ok(issuer)
 }
 
 pub fn check_server(meta: &ServerMetadata, issuer: &str) -> Result<(), DiscoveryError> {
@@ -99,6 +129,14 @@ pub fn check_server(meta: &ServerMetadata, issuer: &str) -> Result<(), Discovery
         .any(|m| m == "S256")
     {
         return Err(DiscoveryError::NoPkce);
+    }
+    check_url("the authorization endpoint", &meta.authorization_endpoint)?;
+    check_url("the token endpoint", &meta.token_endpoint)?;
+    if let Some(r) = &meta.registration_endpoint {
+        check_url("the registration endpoint", r)?;
+    }
+    if let Some(r) = &meta.revocation_endpoint {
+        check_url("the revocation endpoint", r)?;
     }
     Ok(())
 }
@@ -156,9 +194,9 @@ mod tests {
 
     fn server(iss_supported: bool, pkce: &[&str]) -> ServerMetadata {
         ServerMetadata {
-            issuer: "http://as".into(),
-            authorization_endpoint: "http://as/authorize".into(),
-            token_endpoint: "http://as/token".into(),
+            issuer: "http://127.0.0.1:9".into(),
+            authorization_endpoint: "http://127.0.0.1:9/authorize".into(),
+            token_endpoint: "http://127.0.0.1:9/token".into(),
             registration_endpoint: None,
             revocation_endpoint: None,
             code_challenge_methods_supported: pkce.iter().map(|s| s.to_string()).collect(),
@@ -175,27 +213,59 @@ mod tests {
             scopes_supported: vec![],
         };
         assert_eq!(
-            check_resource(&prm("http://r/mcp/x", &["http://as"]), &up).unwrap(),
-            "http://as"
+            check_resource(&prm("http://r/mcp/x", &["http://127.0.0.1:9"]), &up).unwrap(),
+            "http://127.0.0.1:9"
         );
         assert!(matches!(
-            check_resource(&prm("http://evil/mcp/x", &["http://as"]), &up),
+            check_resource(&prm("http://evil/mcp/x", &["http://127.0.0.1:9"]), &up),
             Err(DiscoveryError::WrongResource { .. })
         ));
         assert_eq!(
             check_resource(&prm("http://r/mcp/x", &[]), &up),
             Err(DiscoveryError::NoServer)
         );
-        assert!(check_server(&server(true, &["S256"]), "http://as").is_ok());
+        assert!(check_server(&server(true, &["S256"]), "http://127.0.0.1:9").is_ok());
         assert_eq!(
-            check_server(&server(true, &["plain"]), "http://as"),
+            check_server(&server(true, &["plain"]), "http://127.0.0.1:9"),
             Err(DiscoveryError::NoPkce)
         );
         assert!(matches!(
             check_server(&server(true, &["S256"]), "http://other"),
             Err(DiscoveryError::WrongIssuer { .. })
         ));
-        assert!(check_iss(Some("http://as"), &server(true, &[])));
+        assert!(check_iss(Some("http://127.0.0.1:9"), &server(true, &[])));
+        // A server may only send us to https, or http on this machine.
+        assert!(matches!(
+            check_resource(&prm("http://r/mcp/x", &["http://169.254.169.254"]), &up),
+            Err(DiscoveryError::UnsafeUrl { .. })
+        ));
+        for bad in [
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "ms-settings:x",
+            "http://10.0.0.1/authorize",
+            "https://user:pw@as.example/authorize",
+            "https://as.example/authorize#x",
+            "not a url",
+        ] {
+            let mut m = server(true, &["S256"]);
+            m.authorization_endpoint = bad.into();
+            assert!(
+                matches!(
+                    check_server(&m, "http://127.0.0.1:9"),
+                    Err(DiscoveryError::UnsafeUrl { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let mut m = server(true, &["S256"]);
+        m.token_endpoint = "http://example.com/token".into();
+        assert!(check_server(&m, "http://127.0.0.1:9").is_err());
+        m.token_endpoint = "https://example.com/token".into();
+        m.revocation_endpoint = Some("gopher://x".into());
+        assert!(check_server(&m, "http://127.0.0.1:9").is_err());
+        m.revocation_endpoint = Some("https://example.com/revoke".into());
+        assert!(check_server(&m, "http://127.0.0.1:9").is_ok());
         assert!(!check_iss(Some("http://evil"), &server(false, &[])));
         assert!(!check_iss(None, &server(true, &[])));
         assert!(check_iss(None, &server(false, &[])));

@@ -25,7 +25,7 @@ use url::Url;
 
 use crate::gateway::now;
 use crate::oauth::discovery::{
-    ResourceMetadata, ServerMetadata, check_iss, check_resource, check_server,
+    ResourceMetadata, ServerMetadata, check_iss, check_resource, check_server, check_url,
     resource_metadata_param, well_known,
 };
 use crate::vault::{Secret, Vault};
@@ -279,7 +279,7 @@ impl UpstreamOAuth {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .find_map(resource_metadata_param)
-            .map(|s| Url::parse(&s).map_err(|e| format!("bad resource_metadata URL: {e}")))
+            .map(|s| check_url("the resource_metadata URL", &s).map_err(|e| e.to_string()))
             .transpose()?
             .unwrap_or_else(|| well_known(url, "oauth-protected-resource"));
         let prm: ResourceMetadata = self.get_json(&prm_url).await?;
