@@ -213,6 +213,7 @@ impl Gateway {
             loop {
                 tick.tick().await;
                 n += 1;
+                g.store.recheck_revocation_counter();
                 if n % (4 * 3600) == 1
                     && let Err(e) = g.store.purge_expired(now()).await
                 {

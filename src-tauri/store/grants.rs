@@ -114,10 +114,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        // After the commit, so that whoever sees the new epoch reads the revocation. This
-        // process forgets at once, even if the epoch file cannot be touched.
-        self.tokens.clear();
-        super::token_cache::TokenCache::bump(&self.dir)?;
+        // After the commit, so that whoever sees the new counter reads the revocation.
+        self.tokens.revoked()?;
         let name: Option<String> = row.get("client_name");
         let client_id: String = row.get("client_id");
         Ok(Some(RevokedGrant {

@@ -33,7 +33,6 @@ pub const DB_FILE: &str = "broker.db";
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
-    dir: std::path::PathBuf,
     tokens: std::sync::Arc<token_cache::TokenCache>,
 }
 
@@ -70,15 +69,13 @@ impl Store {
             .await?;
         restrict_permissions(&path);
         let tokens = std::sync::Arc::new(token_cache::TokenCache::new(dir));
-        // The epoch file must exist for the cache to be used at all.
-        if !dir.join(token_cache::EPOCH_FILE).exists() {
-            token_cache::TokenCache::bump(dir)?;
-        }
-        Ok(Store {
-            pool,
-            dir: dir.to_owned(),
-            tokens,
-        })
+        Ok(Store { pool, tokens })
+    }
+
+    /// Notices a revocation counter file that was deleted or replaced under a running
+    /// server (see `token_cache`); cheap enough for every maintenance tick.
+    pub fn recheck_revocation_counter(&self) {
+        self.tokens.recheck();
     }
 
     /// A store in a fresh temporary directory, for tests. The directory lives as long
@@ -359,6 +356,77 @@ mod tests {
             store.access_token(&hash).await.unwrap().is_none(),
             "the very next lookup sees the revocation"
         );
+    }
+
+    /// Caches `a-1` in `store`, lets a second store on the same dir (the CLI) revoke,
+    /// and checks that `store`'s very next lookup misses.
+    async fn revoked_elsewhere_is_seen_next(store: &Store, dir: &Path) {
+        let hash = TokenHash::of("a-1");
+        assert!(store.access_token(&hash).await.unwrap().is_some());
+        assert!(store.access_token(&hash).await.unwrap().is_some());
+        let grant = store.active_grants().await.unwrap()[0].id;
+        let cli = Store::open(dir).await.unwrap();
+        cli.revoke_grant(grant, NOW).await.unwrap().unwrap();
+        assert!(
+            store.access_token(&hash).await.unwrap().is_none(),
+            "the very next lookup sees the revocation"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_truncated_revocation_counter_is_grown_back_and_owner_only() {
+        let dir = TempDir::new().unwrap();
+        let counter = dir.0.join(token_cache::COUNTER_FILE);
+        std::fs::write(&counter, b"").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&counter, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let store = Store::open(&dir.0).await.unwrap();
+        let meta = std::fs::metadata(&counter).unwrap();
+        assert_eq!(meta.len(), 8);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        }
+        let (grant, _) = with_grant(&store).await;
+        store.insert_tokens(grant, &issued("1")).await.unwrap();
+        revoked_elsewhere_is_seen_next(&store, &dir.0).await;
+    }
+
+    #[tokio::test]
+    async fn a_replaced_revocation_counter_is_mapped_again() {
+        let (store, dir) = Store::open_temp().await.unwrap();
+        let (grant, _) = with_grant(&store).await;
+        store.insert_tokens(grant, &issued("1")).await.unwrap();
+        let hash = TokenHash::of("a-1");
+        assert!(store.access_token(&hash).await.unwrap().is_some());
+        // Someone deletes the file; the maintenance tick maps the one made next.
+        std::fs::remove_file(dir.0.join(token_cache::COUNTER_FILE)).unwrap();
+        store.recheck_revocation_counter();
+        revoked_elsewhere_is_seen_next(&store, &dir.0).await;
+    }
+
+    #[tokio::test]
+    async fn without_a_revocation_counter_nothing_is_cached() {
+        let dir = TempDir::new().unwrap();
+        // A directory where the file should be: it can be neither created nor mapped.
+        std::fs::create_dir_all(dir.0.join(token_cache::COUNTER_FILE)).unwrap();
+        let store = Store::open(&dir.0).await.unwrap();
+        let (grant, _) = with_grant(&store).await;
+        store.insert_tokens(grant, &issued("1")).await.unwrap();
+        let hash = TokenHash::of("a-1");
+        assert!(store.access_token(&hash).await.unwrap().is_some());
+        assert!(store.access_token(&hash).await.unwrap().is_some());
+        // Another process revokes by SQL alone (it cannot bump either): still seen.
+        let other = Store::open(&dir.0).await.unwrap();
+        assert!(
+            other.revoke_grant(grant, NOW).await.is_err(),
+            "the counter cannot be bumped"
+        );
+        assert!(store.access_token(&hash).await.unwrap().is_none());
     }
 
     #[tokio::test]
