@@ -5,7 +5,7 @@
 //! any process takes effect on the next request.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -50,12 +50,15 @@ fn prm_url(g: &Gateway, resource: &Resource) -> String {
     format!("{}/.well-known/oauth-protected-resource{path}", g.issuer)
 }
 
-pub async fn post(
-    State(g): State<Gateway>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn post(State(g): State<Gateway>, Path(name): Path<String>, req: Request) -> Response {
+    // The headers are moved out rather than cloned (the `HeaderMap` extractor clones):
+    // this is the path every proxied call takes.
+    let (mut parts, body) = req.into_parts();
+    let headers = std::mem::take(&mut parts.headers);
+    let body = match Bytes::from_request(Request::from_parts(parts, body), &g).await {
+        Ok(b) => b,
+        Err(rejection) => return rejection.into_response(),
+    };
     match authenticate(&g, &name, &headers, Some(&body)).await {
         Ok(caller) => streamable::post(&g.upstreams, &name, &caller, &headers, body).await,
         Err(r) => r,

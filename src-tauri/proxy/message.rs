@@ -17,27 +17,137 @@ struct Envelope<'a> {
     #[serde(borrow, default)]
     method: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow, default)]
-    params: Option<&'a RawValue>,
+    params: Option<Params<'a>>,
     #[serde(default)]
     result: Option<IgnoredAny>,
     #[serde(default)]
     error: Option<IgnoredAny>,
 }
 
-#[derive(Deserialize)]
+/// What routing needs from `params`, read in the same pass as the envelope. Params
+/// that are not an object (by-position, or garbage) simply carry none of it.
+#[derive(Default)]
 struct Params<'a> {
-    #[serde(rename = "_meta", borrow, default)]
-    meta: Option<Meta<'a>>,
-    #[serde(rename = "progressToken", borrow, default)]
+    /// `params._meta.progressToken`
+    meta_progress_token: Option<&'a RawValue>,
+    /// `params.progressToken`
     progress_token: Option<&'a RawValue>,
-    #[serde(rename = "requestId", borrow, default)]
+    /// `params.requestId`
     request_id: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
+enum ParamsKey {
+    #[serde(rename = "_meta")]
+    Meta,
+    #[serde(rename = "progressToken")]
+    ProgressToken,
+    #[serde(rename = "requestId")]
+    RequestId,
+    #[serde(other)]
+    Other,
+}
+
+/// `params._meta`: only its `progressToken`.
+#[derive(Default)]
 struct Meta<'a> {
-    #[serde(rename = "progressToken", borrow, default)]
     progress_token: Option<&'a RawValue>,
+}
+
+/// One field of an object that routing looks at.
+trait Fields<'a>: Default {
+    /// Reads the value of `key` if it is wanted; `Ok(false)` leaves it to be skipped.
+    fn field<A: serde::de::MapAccess<'a>>(
+        &mut self,
+        key: ParamsKey,
+        map: &mut A,
+    ) -> Result<bool, A::Error>;
+}
+
+impl<'a> Fields<'a> for Params<'a> {
+    fn field<A: serde::de::MapAccess<'a>>(
+        &mut self,
+        key: ParamsKey,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
+        match key {
+            ParamsKey::Meta => self.meta_progress_token = map.next_value::<Meta>()?.progress_token,
+            ParamsKey::ProgressToken => self.progress_token = Some(map.next_value()?),
+            ParamsKey::RequestId => self.request_id = Some(map.next_value()?),
+            ParamsKey::Other => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl<'a> Fields<'a> for Meta<'a> {
+    fn field<A: serde::de::MapAccess<'a>>(
+        &mut self,
+        key: ParamsKey,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
+        match key {
+            ParamsKey::ProgressToken => self.progress_token = Some(map.next_value()?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// Reads a JSON value that may be anything: an object yields its wanted fields, every
+/// other value is skipped and yields nothing.
+struct Tolerant<T>(std::marker::PhantomData<T>);
+
+impl<'a, T: Fields<'a>> serde::de::Visitor<'a> for Tolerant<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'a>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut out = T::default();
+        while let Some(key) = map.next_key::<ParamsKey>()? {
+            if !out.field(key, &mut map)? {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'a>>(self, mut seq: A) -> Result<T, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(T::default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok(T::default())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Params<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let p: Params<'de> = d.deserialize_any(Tolerant(std::marker::PhantomData))?;
+        Ok(p)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Meta<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m: Meta<'de> = d.deserialize_any(Tolerant(std::marker::PhantomData))?;
+        Ok(m)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,18 +212,13 @@ pub fn parse_one(raw: Bytes) -> Result<Message, ParseError> {
         (None, None) if env.error.is_some() => Kind::Response { id: "null".into() },
         _ => return Err(ParseError::NotJsonRpc),
     };
-    let mut progress_token = None;
-    let mut cancelled_id = None;
-    if let Some(p) = env.params
-        && let Ok(p) = serde_json::from_str::<Params>(p.get())
-    {
-        progress_token = match &kind {
-            Kind::Request { .. } => p.meta.and_then(|m| m.progress_token),
-            _ => p.progress_token,
-        }
-        .map(|r| Box::<str>::from(r.get()));
-        cancelled_id = p.request_id.map(|r| Box::<str>::from(r.get()));
+    let p = env.params.unwrap_or_default();
+    let progress_token = match &kind {
+        Kind::Request { .. } => p.meta_progress_token,
+        _ => p.progress_token,
     }
+    .map(|r| Box::<str>::from(r.get()));
+    let cancelled_id = p.request_id.map(|r| Box::<str>::from(r.get()));
     Ok(Message {
         raw,
         kind,
@@ -227,6 +332,40 @@ mod tests {
         let c =
             p(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2}}"#);
         assert_eq!(c.cancelled_id.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn params_of_any_shape_pass_through() {
+        for params in [
+            r#"[1,{"progressToken":"t"}]"#,
+            r#""text""#,
+            "null",
+            "3.5",
+            r#"{"_meta":[1,2],"x":{"progressToken":"deep"}}"#,
+            r#"{"_meta":"m","requestId":{"nested":[1]}}"#,
+        ] {
+            let raw = format!(r#"{{"jsonrpc":"2.0","id":7,"method":"x/y","params":{params}}}"#);
+            let m = p(&raw);
+            assert_eq!(m.method(), Some("x/y"), "{params}");
+            assert_eq!(m.progress_token, None, "{params}");
+            assert_eq!(&m.raw[..], raw.as_bytes());
+        }
+        let c = p(
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"x","requestId":"a\"b"}}"#,
+        );
+        assert_eq!(c.cancelled_id.as_deref(), Some(r#""a\"b""#));
+        let r = p(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"x":[{}],"progressToken":42},"name":"n"}}"#,
+        );
+        assert_eq!(r.progress_token.as_deref(), Some("42"));
+        // Broken JSON inside params is still a parse error.
+        assert_eq!(
+            parse_one(Bytes::from_static(
+                b"{\"jsonrpc\":\"2.0\",\"method\":\"a\",\"params\":[1,}"
+            ))
+            .unwrap_err(),
+            ParseError::Json
+        );
     }
 
     #[test]

@@ -34,7 +34,10 @@ pub const REQUEST_TIMEOUT: i64 = -32001;
 /// One SSE event for the client.
 #[derive(Debug, Clone)]
 pub struct SseItem {
-    pub event_id: String,
+    /// The stream and the event's place in it; the SSE id is `STREAM-SEQ`, formatted only
+    /// when the event goes out as SSE (most answers go back as plain JSON).
+    pub stream: u64,
+    pub seq: u64,
     pub data: Bytes,
     /// The final response to a request (lets a single-request POST answer as JSON).
     pub response: bool,
@@ -323,7 +326,8 @@ fn attach(s: &mut Stream, sid: u64, after: u64) -> mpsc::UnboundedReceiver<SseIt
     let (tx, rx) = mpsc::unbounded_channel();
     for (seq, data) in s.buffer.iter().filter(|(seq, _)| *seq > after) {
         let _ = tx.send(SseItem {
-            event_id: format!("{sid}-{seq}"),
+            stream: sid,
+            seq: *seq,
             data: data.clone(),
             response: false,
         });
@@ -371,7 +375,8 @@ fn deliver(st: &mut State, sid: u64, data: Bytes, response: bool) {
     if let Some(live) = &s.live {
         if live
             .send(SseItem {
-                event_id: format!("{sid}-{seq}"),
+                stream: sid,
+                seq,
                 data,
                 response,
             })

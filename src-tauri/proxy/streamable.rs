@@ -328,7 +328,7 @@ fn sse(first: Option<SseItem>, rx: mpsc::UnboundedReceiver<SseItem>) -> Response
         .map(|item| {
             Ok::<_, Infallible>(
                 Event::default()
-                    .id(item.event_id)
+                    .id(format!("{}-{}", item.stream, item.seq))
                     .data(String::from_utf8_lossy(&item.data)),
             )
         });
