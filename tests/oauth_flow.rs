@@ -727,6 +727,54 @@ async fn host_and_origin_guard_and_cors_scope() {
         r.headers()["access-control-allow-origin"],
         "http://localhost:6274"
     );
+    // An MCP client in a browser: preflight, then the headers it may read.
+    let pre = c
+        .request(reqwest::Method::OPTIONS, format!("{}/mcp/alpha", b.base))
+        .header("origin", "http://localhost:6274")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, mcp-session-id",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(pre.status().is_success(), "{}", pre.status());
+    assert_eq!(
+        pre.headers()["access-control-allow-origin"],
+        "http://localhost:6274"
+    );
+    let allowed = pre.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(allowed.contains("mcp-session-id"), "{allowed}");
+    let r = c
+        .post(format!("{}/mcp/alpha", b.base))
+        .header("origin", "http://localhost:6274")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://localhost:6274"
+    );
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(exposed.contains("www-authenticate"), "{exposed}");
+    // Without an Origin there is no CORS, but caches still learn the answer varies by it.
+    let r = c
+        .post(format!("{}/mcp/alpha", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let vary: Vec<_> = r.headers().get_all("vary").iter().collect();
+    assert!(
+        vary.iter().any(|v| v.to_str().unwrap().contains("origin")),
+        "{vary:?}"
+    );
     let pre = c
         .request(reqwest::Method::OPTIONS, format!("{}/authorize", b.base))
         .header("origin", "http://localhost:6274")

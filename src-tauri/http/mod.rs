@@ -93,7 +93,11 @@ pub fn router(gateway: Gateway) -> Front {
 
     let port = gateway.port;
     let router = Router::new()
-        .merge(oauth_cors.merge(mcp).layer(cors))
+        .merge(
+            oauth_cors
+                .merge(mcp)
+                .layer(CorsIfOrigin(std::sync::Arc::new(cors))),
+        )
         .merge(no_cors)
         .fallback(not_found)
         .with_state(gateway);
@@ -194,6 +198,74 @@ pub fn is_loopback_origin(origin: &str) -> bool {
                 && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         }
         None => false,
+    }
+}
+
+/// CORS (tower-http) for requests that carry an `Origin`, the only ones a browser's
+/// CORS check looks at. Others (every non-browser MCP client) skip it: building the
+/// CORS layer and its headers per request showed as several percent of the broker's
+/// CPU per proxied call. They still get the `Vary` that tower-http would add, so that
+/// no cache hands such a response to a cross-origin request.
+#[derive(Clone)]
+struct CorsIfOrigin(std::sync::Arc<CorsLayer>);
+
+impl<S> tower::Layer<S> for CorsIfOrigin {
+    type Service = CorsIfOriginService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        CorsIfOriginService {
+            cors: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct CorsIfOriginService<S> {
+    cors: std::sync::Arc<CorsLayer>,
+    inner: S,
+}
+
+const CORS_VARY: HeaderValue = HeaderValue::from_static(
+    "origin, access-control-request-method, access-control-request-headers",
+);
+
+fn with_cors_vary(res: Result<Response, Infallible>) -> Result<Response, Infallible> {
+    let Ok(mut res) = res;
+    res.headers_mut().append(header::VARY, CORS_VARY);
+    Ok(res)
+}
+
+impl<S> tower::Service<Request> for CorsIfOriginService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures_util::future::Either<
+        tower_http::cors::ResponseFuture<S::Future>,
+        futures_util::future::Map<
+            S::Future,
+            fn(Result<Response, Infallible>) -> Result<Response, Infallible>,
+        >,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        use futures_util::FutureExt;
+        use futures_util::future::Either;
+        if req.headers().contains_key(header::ORIGIN) {
+            // The service that was polled ready handles the request; its clone waits
+            // for the next poll_ready.
+            let clone = self.inner.clone();
+            let ready = std::mem::replace(&mut self.inner, clone);
+            let mut cors = tower::Layer::layer(&*self.cors, ready);
+            Either::Left(cors.call(req))
+        } else {
+            Either::Right(self.inner.call(req).map(with_cors_vary as fn(_) -> _))
+        }
     }
 }
 
