@@ -82,9 +82,24 @@ impl Counter {
                 file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             }
         }
-        // Growing only: a racing process that grew it already loses nothing.
+        // Growing only: a racing process that grew it already loses nothing. Real bytes,
+        // not `set_len`: a sparse page would be allocated by the first increment through
+        // the mapping, and on a full disk that is a SIGBUS instead of this clean error.
         if meta.len() < COUNTER_LEN as u64 {
-            file.set_len(COUNTER_LEN as u64)?;
+            let have = meta.len() as usize;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::FileExt;
+                file.write_all_at(&[0u8; COUNTER_LEN][have..], have as u64)?;
+            }
+            #[cfg(not(unix))]
+            {
+                use std::io::{Seek, SeekFrom, Write};
+                let mut f = &file;
+                f.seek(SeekFrom::Start(have as u64))?;
+                f.write_all(&[0u8; COUNTER_LEN][have..])?;
+            }
+            file.sync_data()?;
         }
         let map = memmap2::MmapOptions::new()
             .len(COUNTER_LEN)
