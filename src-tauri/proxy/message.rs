@@ -48,105 +48,60 @@ enum ParamsKey {
     Other,
 }
 
-/// `params._meta`: only its `progressToken`.
-#[derive(Default)]
-struct Meta<'a> {
-    progress_token: Option<&'a RawValue>,
-}
+/// Reads `params` (and, with the same visitor, `params._meta`, whose `progressToken`
+/// lands in `progress_token`) whatever its shape: an object yields its wanted fields,
+/// every other value is skipped and yields nothing.
+struct ParamsVisitor;
 
-/// One field of an object that routing looks at.
-trait Fields<'a>: Default {
-    /// Reads the value of `key` if it is wanted; `Ok(false)` leaves it to be skipped.
-    fn field<A: serde::de::MapAccess<'a>>(
-        &mut self,
-        key: ParamsKey,
-        map: &mut A,
-    ) -> Result<bool, A::Error>;
-}
-
-impl<'a> Fields<'a> for Params<'a> {
-    fn field<A: serde::de::MapAccess<'a>>(
-        &mut self,
-        key: ParamsKey,
-        map: &mut A,
-    ) -> Result<bool, A::Error> {
-        match key {
-            ParamsKey::Meta => self.meta_progress_token = map.next_value::<Meta>()?.progress_token,
-            ParamsKey::ProgressToken => self.progress_token = Some(map.next_value()?),
-            ParamsKey::RequestId => self.request_id = Some(map.next_value()?),
-            ParamsKey::Other => return Ok(false),
-        }
-        Ok(true)
-    }
-}
-
-impl<'a> Fields<'a> for Meta<'a> {
-    fn field<A: serde::de::MapAccess<'a>>(
-        &mut self,
-        key: ParamsKey,
-        map: &mut A,
-    ) -> Result<bool, A::Error> {
-        match key {
-            ParamsKey::ProgressToken => self.progress_token = Some(map.next_value()?),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-}
-
-/// Reads a JSON value that may be anything: an object yields its wanted fields, every
-/// other value is skipped and yields nothing.
-struct Tolerant<T>(std::marker::PhantomData<T>);
-
-impl<'a, T: Fields<'a>> serde::de::Visitor<'a> for Tolerant<T> {
-    type Value = T;
+impl<'a> serde::de::Visitor<'a> for ParamsVisitor {
+    type Value = Params<'a>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_map<A: serde::de::MapAccess<'a>>(self, mut map: A) -> Result<T, A::Error> {
-        let mut out = T::default();
+    fn visit_map<A: serde::de::MapAccess<'a>>(self, mut map: A) -> Result<Params<'a>, A::Error> {
+        let mut out = Params::default();
         while let Some(key) = map.next_key::<ParamsKey>()? {
-            if !out.field(key, &mut map)? {
-                map.next_value::<IgnoredAny>()?;
+            match key {
+                ParamsKey::Meta => {
+                    out.meta_progress_token = map.next_value::<Params>()?.progress_token
+                }
+                ParamsKey::ProgressToken => out.progress_token = Some(map.next_value()?),
+                ParamsKey::RequestId => out.request_id = Some(map.next_value()?),
+                ParamsKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
         Ok(out)
     }
-    fn visit_seq<A: serde::de::SeqAccess<'a>>(self, mut seq: A) -> Result<T, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'a>>(self, mut seq: A) -> Result<Params<'a>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(T::default())
+        Ok(Params::default())
     }
-    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
-        Ok(T::default())
+    fn visit_bool<E>(self, _: bool) -> Result<Params<'a>, E> {
+        Ok(Params::default())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<T, E> {
-        Ok(T::default())
+    fn visit_i64<E>(self, _: i64) -> Result<Params<'a>, E> {
+        Ok(Params::default())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<T, E> {
-        Ok(T::default())
+    fn visit_u64<E>(self, _: u64) -> Result<Params<'a>, E> {
+        Ok(Params::default())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<T, E> {
-        Ok(T::default())
+    fn visit_f64<E>(self, _: f64) -> Result<Params<'a>, E> {
+        Ok(Params::default())
     }
-    fn visit_str<E>(self, _: &str) -> Result<T, E> {
-        Ok(T::default())
+    fn visit_str<E>(self, _: &str) -> Result<Params<'a>, E> {
+        Ok(Params::default())
     }
-    fn visit_unit<E>(self) -> Result<T, E> {
-        Ok(T::default())
+    fn visit_unit<E>(self) -> Result<Params<'a>, E> {
+        Ok(Params::default())
     }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Params<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let p: Params<'de> = d.deserialize_any(Tolerant(std::marker::PhantomData))?;
+        let p: Params<'de> = d.deserialize_any(ParamsVisitor)?;
         Ok(p)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Meta<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let m: Meta<'de> = d.deserialize_any(Tolerant(std::marker::PhantomData))?;
-        Ok(m)
     }
 }
 
