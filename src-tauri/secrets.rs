@@ -22,6 +22,8 @@ pub enum SecretsError {
     Vault(VaultError),
     /// The index of names in the data dir could not be read or written.
     Index(String),
+    /// An empty value is a mistake (an empty pipe, a field left blank), never a secret.
+    Empty,
 }
 
 impl std::fmt::Display for SecretsError {
@@ -29,6 +31,7 @@ impl std::fmt::Display for SecretsError {
         match self {
             SecretsError::Vault(e) => e.fmt(f),
             SecretsError::Index(e) => write!(f, "the index of secret names: {e}"),
+            SecretsError::Empty => f.write_str("the value is empty; nothing was stored"),
         }
     }
 }
@@ -80,6 +83,9 @@ pub async fn put_value(
     value: Secret<String>,
 ) -> Result<(), SecretsError> {
     check_name(name).map_err(SecretsError::Vault)?;
+    if value.expose().is_empty() {
+        return Err(SecretsError::Empty);
+    }
     let n = name.to_owned();
     blocking(vault, move |v| v.set(&n, &value)).await
 }

@@ -74,9 +74,6 @@ fn read_value(name: &str) -> Result<Secret<String>, String> {
             value.pop();
         }
     }
-    if value.is_empty() {
-        return Err("the value is empty; nothing was stored".into());
-    }
     Ok(Secret::new(value))
 }
 

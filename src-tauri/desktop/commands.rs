@@ -176,11 +176,7 @@ pub async fn set_secret(
     name: String,
     value: String,
 ) -> Result<(), String> {
-    let value = Secret::new(value);
-    if value.expose().is_empty() {
-        return Err("the value is empty; nothing was stored".into());
-    }
-    secrets::set(&gateway.vault, &gateway.store, &name, value)
+    secrets::set(&gateway.vault, &gateway.store, &name, Secret::new(value))
         .await
         .map_err(|e| e.to_string())?;
     // A "secret missing" failure of an upstream that reads it is now out of date.
