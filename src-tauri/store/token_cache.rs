@@ -32,8 +32,6 @@ use crate::oauth::TokenHash;
 use crate::oauth::bearer::AccessRecord;
 
 pub const COUNTER_FILE: &str = "revocations.counter";
-/// What earlier builds used instead (a file whose length and mtime changed); removed.
-pub const OLD_EPOCH_FILE: &str = "revocations.epoch";
 const COUNTER_LEN: usize = std::mem::size_of::<u64>();
 const MAX_ENTRIES: usize = 10_000;
 
@@ -138,7 +136,6 @@ impl TokenCache {
     /// Maps the counter file in `dir`, creating it if needed. Without it nothing is
     /// cached, which is slower but correct.
     pub fn new(dir: &Path) -> TokenCache {
-        let _ = std::fs::remove_file(dir.join(OLD_EPOCH_FILE));
         let counter = match Counter::open(dir) {
             Ok(c) => Some(c),
             Err(e) => {
