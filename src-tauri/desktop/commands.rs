@@ -149,12 +149,7 @@ pub async fn list_upstreams(
                 .iter()
                 .find(|s| s.name == u.name)
                 .map_or(0, |s| s.sessions),
-            last_error: shell
-                .last_errors
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&u.name)
-                .cloned(),
+            last_error: shell.last_error(&u.name),
             secrets: uses,
             sign_in,
         });
@@ -180,12 +175,9 @@ pub async fn set_secret(
         .await
         .map_err(|e| e.to_string())?;
     // A "secret missing" failure of an upstream that reads it is now out of date.
-    {
-        let mut errors = shell.last_errors.lock().unwrap_or_else(|e| e.into_inner());
-        for u in &gateway.config.upstreams {
-            if u.secret_refs().iter().any(|(n, _)| *n == name) {
-                errors.remove(&u.name);
-            }
+    for u in &gateway.config.upstreams {
+        if u.secret_refs().iter().any(|(n, _)| *n == name) {
+            shell.clear_error(&u.name);
         }
     }
     gateway.emit(GatewayEvent::SecretsChanged);

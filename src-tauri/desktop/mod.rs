@@ -31,6 +31,21 @@ pub struct ShellState {
     last_errors: Mutex<HashMap<String, String>>,
 }
 
+impl ShellState {
+    fn errors(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.last_errors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn set_error(&self, upstream: String, reason: String) {
+        self.errors().insert(upstream, reason);
+    }
+    fn clear_error(&self, upstream: &str) {
+        self.errors().remove(upstream);
+    }
+    fn last_error(&self, upstream: &str) -> Option<String> {
+        self.errors().get(upstream).cloned()
+    }
+}
+
 /// Runs the desktop app until the user quits (tray "Quit") or SIGTERM; returns the
 /// process exit status.
 pub fn run(config: Config, data_dir: PathBuf, port: u16) -> i32 {
@@ -198,32 +213,26 @@ async fn follow_events(app: tauri::AppHandle, mut rx: broadcast::Receiver<Gatewa
             Err(broadcast::error::RecvError::Closed) => return,
         };
         notify::for_event(&ev);
-        match &ev {
+        match ev {
             GatewayEvent::GrantApproved {
                 grant_id,
                 client_name,
                 upstream,
             } => {
-                known.insert(*grant_id, (client_name.clone(), upstream.clone()));
+                known.insert(grant_id, (client_name, upstream));
+                grants_changed(&app).await;
             }
-            // Already announced: the later GrantsChanged must not announce it again.
             GatewayEvent::GrantRevoked { grant_id, .. } => {
-                known.remove(grant_id);
+                // Already announced: the later GrantsChanged must not announce it again.
+                known.remove(&grant_id);
+                grants_changed(&app).await;
             }
-            GatewayEvent::GrantsChanged => notice_external_revocations(&app, &mut known).await,
-            _ => {}
-        }
-        match ev {
-            GatewayEvent::GrantApproved { .. }
-            | GatewayEvent::GrantRevoked { .. }
-            | GatewayEvent::GrantsChanged => grants_changed(&app).await,
+            GatewayEvent::GrantsChanged => {
+                notice_external_revocations(&app, &mut known).await;
+                grants_changed(&app).await;
+            }
             GatewayEvent::UpstreamFailed { upstream, reason } => {
-                let state = app.state::<ShellState>();
-                state
-                    .last_errors
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(upstream, reason);
+                app.state::<ShellState>().set_error(upstream, reason);
                 let _ = app.emit("upstreams-changed", ());
             }
             GatewayEvent::UpstreamSignIn {
@@ -231,12 +240,7 @@ async fn follow_events(app: tauri::AppHandle, mut rx: broadcast::Receiver<Gatewa
                 signed_in: true,
             } => {
                 // The failure that asked for this sign-in is settled.
-                let state = app.state::<ShellState>();
-                state
-                    .last_errors
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&upstream);
+                app.state::<ShellState>().clear_error(&upstream);
                 let _ = app.emit("upstreams-changed", ());
             }
             GatewayEvent::SessionsChanged { .. }
