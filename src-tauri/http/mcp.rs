@@ -1,8 +1,8 @@
 //! `/mcp/NAME`: checks the bearer token on every request (RFC 6750, RFC 8707 audience),
 //! then hands the request to the proxy. Without a valid token: 401 with
 //! `WWW-Authenticate: Bearer resource_metadata="..."` (RFC 9728 §5.1), for POST, GET and
-//! DELETE alike. The token is looked up in the database each time, so a revocation from
-//! any process takes effect on the next request.
+//! DELETE alike. Lookups come from a cache that every revocation, from any process, empties
+//! (`store::token_cache`), so a revocation takes effect on the next request.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
