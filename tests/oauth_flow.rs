@@ -453,12 +453,8 @@ async fn replayed_code_and_bad_verifier() {
     let consent = open_consent(&c, &b.base, &reg, &challenge, Some(&resource), "a").await;
     let code = query_param(&decide(&c, &b.base, &consent, "approve").await, "code").unwrap();
     let wrong = format!("w{}", "y".repeat(50));
-    let e: serde_json::Value = c
-        .post(format!("{}/token", b.base))
-        .form(&form(&code, &wrong))
-        .send()
+    let e: serde_json::Value = post_token(&c, &b.base, &form(&code, &wrong))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -467,12 +463,8 @@ async fn replayed_code_and_bad_verifier() {
     // A fresh code, used twice: the second use fails and revokes the first's tokens.
     let consent = open_consent(&c, &b.base, &reg, &challenge, Some(&resource), "b").await;
     let code = query_param(&decide(&c, &b.base, &consent, "approve").await, "code").unwrap();
-    let t: serde_json::Value = c
-        .post(format!("{}/token", b.base))
-        .form(&form(&code, &verifier))
-        .send()
+    let t: serde_json::Value = post_token(&c, &b.base, &form(&code, &verifier))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -481,12 +473,7 @@ async fn replayed_code_and_bad_verifier() {
         mcp_status(&c, &b.mcp_url("alpha"), Some(&access)).await.0,
         400
     );
-    let r = c
-        .post(format!("{}/token", b.base))
-        .form(&form(&code, &verifier))
-        .send()
-        .await
-        .unwrap();
+    let r = post_token(&c, &b.base, &form(&code, &verifier)).await;
     assert_eq!(r.status(), 400);
     assert_eq!(
         r.json::<serde_json::Value>().await.unwrap()["error"],
@@ -506,15 +493,15 @@ async fn replayed_code_and_bad_verifier() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "no client authentication");
-    let r = c
-        .post(format!("{}/token", b.base))
-        .form(&[
+    let r = post_token(
+        &c,
+        &b.base,
+        &[
             ("grant_type", "password"),
             ("client_id", reg.client_id.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(
         r.json::<serde_json::Value>().await.unwrap()["error"],
         "unsupported_grant_type"
@@ -576,11 +563,7 @@ async fn confidential_clients_authenticate() {
             let mut f = form.to_vec();
             f.push(("client_id", &reg.client_id));
             f.push(("client_secret", &secret));
-            c.post(format!("{}/token", b.base))
-                .form(&f)
-                .send()
-                .await
-                .unwrap()
+            post_token(&c, &b.base, &f).await
         };
         assert_eq!(r.status(), 200, "{method}");
     }
@@ -659,16 +642,16 @@ async fn revocation_endpoint_and_cli_take_effect_at_once() {
         401,
         "next request after CLI revoke"
     );
-    let r = c
-        .post(format!("{}/token", b.base))
-        .form(&[
+    let r = post_token(
+        &c,
+        &b.base,
+        &[
             ("grant_type", "refresh_token"),
             ("refresh_token", t2.refresh.as_str()),
             ("client_id", reg2.client_id.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(
         r.json::<serde_json::Value>().await.unwrap()["error"],
         "invalid_grant"

@@ -125,6 +125,19 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// A form POSTed to the token endpoint, as a client sends it.
+pub async fn post_token<T: serde::Serialize + ?Sized>(
+    c: &reqwest::Client,
+    base: &str,
+    form: &T,
+) -> reqwest::Response {
+    c.post(format!("{base}/token"))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
 pub fn pkce() -> (String, String) {
     let verifier = format!("v{}", "x".repeat(50));
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
@@ -250,19 +263,19 @@ pub async fn authorize(c: &reqwest::Client, base: &str, upstream: &str) -> (Regi
     let consent = open_consent(c, base, &reg, &challenge, Some(&resource), "st").await;
     let loc = decide(c, base, &consent, "approve").await;
     let code = query_param(&loc, "code").expect("code in redirect");
-    let res = c
-        .post(format!("{base}/token"))
-        .form(&[
+    let res = post_token(
+        c,
+        base,
+        &[
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
             ("redirect_uri", reg.redirect_uri.as_str()),
             ("client_id", reg.client_id.as_str()),
             ("code_verifier", verifier.as_str()),
             ("resource", resource.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();
     let tokens = Tokens {
