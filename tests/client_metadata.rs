@@ -14,14 +14,14 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcp_broker::consent::ConsentMode;
 use mcp_broker::gateway::Gateway;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+mod support;
+use support::{hidden, http, pkce, post_token};
 
 // ---- captured logs -------------------------------------------------------------------
 
@@ -217,36 +217,24 @@ async fn start_broker(test_setting: Option<(&Path, &str)>) -> Broker {
     Broker {
         base,
         _dir: dir,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-    }
-}
-
-struct Pkce {
-    verifier: String,
-    challenge: String,
-}
-
-fn pkce() -> Pkce {
-    let verifier = mcp_broker::oauth::mint_secret();
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    Pkce {
-        verifier,
-        challenge,
+        http: http(),
     }
 }
 
 impl Broker {
-    async fn authorize(&self, client_id: &str, redirect_uri: &str, p: &Pkce) -> (u16, String) {
+    async fn authorize(
+        &self,
+        client_id: &str,
+        redirect_uri: &str,
+        challenge: &str,
+    ) -> (u16, String) {
         let mut u = url::Url::parse(&format!("{}/authorize", self.base)).unwrap();
         u.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", client_id)
             .append_pair("redirect_uri", redirect_uri)
             .append_pair("state", "st-1")
-            .append_pair("code_challenge", &p.challenge)
+            .append_pair("code_challenge", challenge)
             .append_pair("code_challenge_method", "S256")
             .append_pair("resource", &format!("{}/mcp/notes", self.base));
         let r = self.http.get(u).send().await.unwrap();
@@ -254,18 +242,13 @@ impl Broker {
     }
 
     async fn approve(&self, page: &str) -> String {
-        let field = |name: &str| {
-            let marker = format!("name=\"{name}\" value=\"");
-            let start = page.find(&marker).unwrap() + marker.len();
-            page[start..start + page[start..].find('"').unwrap()].to_owned()
-        };
         let r = self
             .http
             .post(format!("{}/authorize/consent", self.base))
             .header("Origin", &self.base)
             .form(&[
-                ("consent_id", field("consent_id")),
-                ("csrf_token", field("csrf_token")),
+                ("consent_id", hidden(page, "consent_id")),
+                ("csrf_token", hidden(page, "csrf_token")),
                 ("decision", "approve".into()),
             ])
             .send()
@@ -276,13 +259,7 @@ impl Broker {
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/token", self.base))
-            .form(form)
-            .send()
-            .await
-            .unwrap();
+        let r = post_token(&self.http, &self.base, form).await;
         (r.status().as_u16(), r.json().await.unwrap())
     }
 }
@@ -322,9 +299,9 @@ async fn client_id_metadata_documents() {
 
     // A document client: consent shows its name and its document's host.
     let client_id = docs.url("/good.json");
-    let p = pkce();
+    let (verifier, challenge) = pkce();
     let redirect = "http://127.0.0.1:53682/callback"; // any loopback port (RFC 8252 §7.3)
-    let (status, page) = broker.authorize(&client_id, redirect, &p).await;
+    let (status, page) = broker.authorize(&client_id, redirect, &challenge).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("CIMD Test App"), "{page}");
     assert!(page.contains(&format!("localhost:{}", docs.port)), "{page}");
@@ -342,7 +319,7 @@ async fn client_id_metadata_documents() {
             ("grant_type", "authorization_code"),
             ("code", &q["code"]),
             ("redirect_uri", redirect),
-            ("code_verifier", &p.verifier),
+            ("code_verifier", &verifier),
             ("client_id", &client_id),
         ])
         .await;
@@ -374,20 +351,20 @@ async fn client_id_metadata_documents() {
     );
 
     // Cached per Cache-Control (max-age=300): a second authorization fetches nothing.
-    let (status, _) = broker.authorize(&client_id, redirect, &pkce()).await;
+    let (status, _) = broker.authorize(&client_id, redirect, &pkce().1).await;
     assert_eq!(status, 200);
     assert_eq!(docs.hits("/good.json"), 1);
     // no-store: fetched every time.
     for n in 1..=2 {
         let (status, page) = broker
-            .authorize(&docs.url("/nostore.json"), redirect, &pkce())
+            .authorize(&docs.url("/nostore.json"), redirect, &pkce().1)
             .await;
         assert_eq!(status, 200, "{page}");
         assert_eq!(docs.hits("/nostore.json"), n);
     }
     // A redirect URI the document does not list is refused without redirecting.
     let (status, page) = broker
-        .authorize(&client_id, "http://127.0.0.1:5/elsewhere", &pkce())
+        .authorize(&client_id, "http://127.0.0.1:5/elsewhere", &pkce().1)
         .await;
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("redirect_uri is not registered"), "{page}");
@@ -423,7 +400,7 @@ async fn client_id_metadata_documents() {
     ];
     let good_hits = docs.hits("/good.json");
     for (id, want) in refusals {
-        let (status, page) = broker.authorize(&id, redirect, &pkce()).await;
+        let (status, page) = broker.authorize(&id, redirect, &pkce().1).await;
         assert_eq!(status, 400, "{id}: {page}");
         assert!(page.contains(want), "{id}: want {want:?} in {page}");
     }
@@ -436,7 +413,7 @@ async fn client_id_metadata_documents() {
     let plain = start_broker(None).await;
     let before = docs.hits("/nostore.json");
     let (status, page) = plain
-        .authorize(&docs.url("/nostore.json"), redirect, &pkce())
+        .authorize(&docs.url("/nostore.json"), redirect, &pkce().1)
         .await;
     assert_eq!(status, 400, "{page}");
     assert!(page.contains("private, loopback or link-local"), "{page}");
