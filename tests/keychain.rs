@@ -359,6 +359,35 @@ fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
     Some(&s[i..j])
 }
 
+/// The person approving on a broker's headless consent page: opens the authorization
+/// URL, submits Approve, and returns where the broker sends the browser.
+async fn approve(
+    http: &reqwest::Client,
+    base: &str,
+    authorize: url::Url,
+) -> Result<String, Failed> {
+    let page = http.get(authorize).send().await?.text().await?;
+    let consent_id = between(&page, "name=\"consent_id\" value=\"", "\"")
+        .ok_or_else(|| format!("no consent form: {page}"))?;
+    let csrf = between(&page, "name=\"csrf_token\" value=\"", "\"").ok_or("no csrf")?;
+    let res = http
+        .post(format!("{base}/authorize/consent"))
+        .header("origin", base)
+        .form(&[
+            ("consent_id", consent_id),
+            ("csrf_token", csrf),
+            ("decision", "approve"),
+        ])
+        .send()
+        .await?;
+    Ok(res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no redirect after approval")?
+        .to_owned())
+}
+
 /// The OAuth sign-in a client does, approving on the headless consent page; returns an
 /// access token for `/mcp/UPSTREAM`.
 async fn sign_in(http: &reqwest::Client, base: &str, upstream: &str) -> Result<String, Failed> {
@@ -393,26 +422,7 @@ async fn sign_in(http: &reqwest::Client, base: &str, upstream: &str) -> Result<S
             ("resource", &resource),
         ],
     )?;
-    let page = http.get(url).send().await?.text().await?;
-    let consent_id = between(&page, "name=\"consent_id\" value=\"", "\"")
-        .ok_or_else(|| format!("no consent form: {page}"))?;
-    let csrf = between(&page, "name=\"csrf_token\" value=\"", "\"").ok_or("no csrf")?;
-    let res = http
-        .post(format!("{base}/authorize/consent"))
-        .header("origin", base)
-        .form(&[
-            ("consent_id", consent_id),
-            ("csrf_token", csrf),
-            ("decision", "approve"),
-        ])
-        .send()
-        .await?;
-    let location = res
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .ok_or("no redirect after approval")?;
-    let location = url::Url::parse(location)?;
+    let location = url::Url::parse(&approve(http, base, url).await?)?;
     let code = location
         .query_pairs()
         .find(|(k, _)| k == "code")
@@ -861,26 +871,7 @@ async fn upstream_oauth_async() -> Result<(), Failed> {
         q.get("redirect_uri") == Some(&format!("{}/upstream-callback/protected", a.base)),
         "loopback callback on broker A",
     )?;
-    let page = http.get(au.clone()).send().await?.text().await?;
-    let consent_id = between(&page, "name=\"consent_id\" value=\"", "\"")
-        .ok_or_else(|| format!("no consent form: {page}"))?;
-    let csrf = between(&page, "name=\"csrf_token\" value=\"", "\"").ok_or("no csrf")?;
-    let res = http
-        .post(format!("{}/authorize/consent", b.base))
-        .header("origin", &b.base)
-        .form(&[
-            ("consent_id", consent_id),
-            ("csrf_token", csrf),
-            ("decision", "approve"),
-        ])
-        .send()
-        .await?;
-    let callback = res
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .ok_or("no redirect")?
-        .to_owned();
+    let callback = approve(&http, &b.base, au.clone()).await?;
     check(
         callback.starts_with(&format!("{}/upstream-callback/protected?", a.base)),
         &callback,

@@ -150,6 +150,17 @@ async function connect(provider) {
 const wd = new WebDriver(WD_URL);
 let notifyBefore = NOTIFY_LOG ? readFileSync(NOTIFY_LOG, "utf8").length : 0;
 
+// Waits for the consent window that is not `main`, switches to it, and waits until it
+// shows its question.
+async function consentWindow(main) {
+  const consent = await until("a consent window", async () =>
+    (await wd.handles()).find((h) => h !== main));
+  await wd.switchTo(consent);
+  await until("the consent window's details", () =>
+    wd.exec("return document.body.dataset.ready === 'true'"));
+  return consent;
+}
+
 // A consent window closes as soon as it is answered, so WebDriver may report "no such
 // window" for the very click or key press that answered it; what the browser gets next
 // is what the test checks.
@@ -219,11 +230,7 @@ try {
     check(firstError instanceof UnauthorizedError, "the first connect needs authorization");
     check(provider.browser !== null, "the client opened the authorization URL");
 
-    const consent = await until("a consent window", async () =>
-      (await wd.handles()).find((h) => h !== main));
-    await wd.switchTo(consent);
-    await until("the consent window's details", () =>
-      wd.exec("return document.body.dataset.ready === 'true'"));
+    const consent = await consentWindow(main);
     const shown = await wd.exec(`return {
         headline: document.querySelector('#headline').textContent,
         host: document.querySelector('#redirect-host').textContent,
@@ -391,11 +398,7 @@ async function denyRemoteClient() {
   });
   const browser = browse(`${base}/authorize?${q}`);
   const main = await wd.handle();
-  const consent = await until("a consent window", async () =>
-    (await wd.handles()).find((h) => h !== main));
-  await wd.switchTo(consent);
-  await until("the consent window's details", () =>
-    wd.exec("return document.body.dataset.ready === 'true'"));
+  await consentWindow(main);
   const shown = await wd.exec(`return {
       host: document.querySelector('#redirect-host').textContent,
       warning: document.querySelector('#warning').hidden ? null
@@ -425,11 +428,7 @@ async function revokeFromCli() {
     if (!(e instanceof UnauthorizedError)) throw e;
   });
   const main = await wd.handle();
-  const consent = await until("a consent window", async () =>
-    (await wd.handles()).find((h) => h !== main));
-  await wd.switchTo(consent);
-  await until("the consent window's details", () =>
-    wd.exec("return document.body.dataset.ready === 'true'"));
+  await consentWindow(main);
   await answer(wd.click(await wd.find("#approve")));
   const callback = await provider.browser;
   const t = new StreamableHTTPClientTransport(new URL(`${base}/mcp/${UPSTREAM}`), {
