@@ -65,27 +65,44 @@ fn not_running(base: &str) -> String {
     format!("cannot reach the broker at {base}: start it with `mcp-broker serve` (or pass --port)")
 }
 
+/// How the running broker answered a POST.
+enum Answer {
+    Ok(Value),
+    Refused(String),
+    /// Nobody listens there.
+    NoBroker,
+}
+
+async fn ask(http: &reqwest::Client, url: String) -> Answer {
+    let Ok(res) = http.post(url).send().await else {
+        return Answer::NoBroker;
+    };
+    let ok = res.status().is_success();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    if ok {
+        Answer::Ok(body)
+    } else {
+        Answer::Refused(
+            body["error"]
+                .as_str()
+                .unwrap_or("the broker refused")
+                .to_owned(),
+        )
+    }
+}
+
 async fn login_via(http: &reqwest::Client, base: &str, name: &str, no_browser: bool) -> i32 {
-    let res = match http
-        .post(format!("{base}/upstream-login/{name}"))
-        .send()
-        .await
-    {
-        Ok(r) => r,
-        Err(_) => {
+    let body = match ask(http, format!("{base}/upstream-login/{name}")).await {
+        Answer::Ok(b) => b,
+        Answer::Refused(e) => {
+            eprintln!("mcp-broker: cannot sign in to {name}: {e}");
+            return 1;
+        }
+        Answer::NoBroker => {
             eprintln!("mcp-broker: {}", not_running(base));
             return 1;
         }
     };
-    let ok = res.status().is_success();
-    let body: Value = res.json().await.unwrap_or(Value::Null);
-    if !ok {
-        eprintln!(
-            "mcp-broker: cannot sign in to {name}: {}",
-            body["error"].as_str().unwrap_or("the broker refused")
-        );
-        return 1;
-    }
     let Some(url) = body["authorize_url"].as_str() else {
         eprintln!("mcp-broker: the broker gave no sign-in URL");
         return 1;
@@ -127,24 +144,13 @@ async fn login_via(http: &reqwest::Client, base: &str, name: &str, no_browser: b
 }
 
 async fn logout_via(http: &reqwest::Client, base: &str, name: &str) -> i32 {
-    let signed_out = match http
-        .post(format!("{base}/upstream-logout/{name}"))
-        .send()
-        .await
-    {
-        Ok(res) => {
-            let ok = res.status().is_success();
-            let body: Value = res.json().await.unwrap_or(Value::Null);
-            if !ok {
-                eprintln!(
-                    "mcp-broker: cannot sign out of {name}: {}",
-                    body["error"].as_str().unwrap_or("the broker refused")
-                );
-                return 1;
-            }
-            body["signed_out"].as_bool().unwrap_or(false)
+    let signed_out = match ask(http, format!("{base}/upstream-logout/{name}")).await {
+        Answer::Ok(body) => body["signed_out"].as_bool().unwrap_or(false),
+        Answer::Refused(e) => {
+            eprintln!("mcp-broker: cannot sign out of {name}: {e}");
+            return 1;
         }
-        Err(_) => {
+        Answer::NoBroker => {
             // No broker running: revoke and delete here.
             let oauth = UpstreamOAuth::new(Arc::new(Vault::system()), http.clone());
             match oauth.logout(name).await {
