@@ -188,6 +188,15 @@ impl UpstreamConfig {
 }
 
 impl Config {
+    /// No upstreams and every setting at its default, as if `path` were an empty file.
+    pub fn empty(path: &Path) -> Config {
+        Config {
+            path: path.to_owned(),
+            settings: BrokerSettings::default(),
+            upstreams: Vec::new(),
+        }
+    }
+
     pub fn port(&self) -> u16 {
         self.settings.port.unwrap_or(DEFAULT_PORT)
     }

@@ -6,30 +6,31 @@
 //! The broker relays MCP messages to the upstream (a stdio child per session, or a remote
 //! Streamable HTTP server) and never forwards the client's token.
 //!
-//! Layout, from the inside out:
-//! - [`oauth`]: pure protocol decisions; no I/O, `now` passed in.
+//! Layout, from the inside out (a module imports only modules listed before it, except
+//! that front ends import the core):
+//! - [`oauth`]: pure protocol decisions; no I/O, `now` passed in. [`clock`]: the wall clock.
 //! - [`store`]: SQLite (sqlx); only hashes of issued secrets.
 //! - [`vault`]: secrets the broker uses, in the OS keychain; `Secret` prints `<redacted>`.
-//! - [`secrets`]: the user's upstream secrets: set, delete, list with where each is used.
-//! - [`consent`]: pending questions for the person.
+//! - [`secrets`]: the rules for the user's upstream secrets (keychain plus index of names).
+//! - [`consent`]: pending questions for the person and the one view of each.
 //! - [`client_metadata`]: fetching Client ID Metadata Documents (SSRF-guarded).
-//! - [`proxy`]: MCP sessions, upstream links, Streamable HTTP.
-//! - [`http`]: axum routes, the Host/Origin guard, error rendering in one place.
-//! - [`gateway`]: the handle everything else holds; user-level operations
-//!   ([`upstream_sign_in`]: the broker's own sign-in to remote upstreams).
-//! - [`bridge`]: `mcp-broker connect`, the stdio bridge for stdio-only clients.
-//! - [`cli`]: the `mcp-broker` command line; [`browser`]: opening a URL for the user.
-//! - [`clients`]: entries for MCP clients' own config files (`clients install`).
-//! - `desktop` (feature `desktop`): the Tauri shell, the only importer of tauri.
+//! - [`proxy`]: MCP sessions, upstream links, the Streamable HTTP transport.
+//! - [`gateway`]: the core and its API: every user-level operation is one method there.
+//! - [`app`]: the one start-up and shutdown path (headless and desktop alike).
+//! - Front ends, each parsing input, calling one Gateway method and rendering the outcome:
+//!   [`http`] (axum routes; errors rendered in `http::response`), [`cli`] (the command
+//!   line), `desktop` (feature `desktop`: the Tauri shell, the only importer of tauri),
+//!   [`bridge`] (`mcp-broker connect`, the stdio bridge for stdio-only clients).
+//! - [`clients`]: entries for MCP clients' own config files (`clients install`);
+//!   [`browser`]: opening a URL for the user.
 
-// Handlers return `Result<_, Response>` to bail out early; the error path is cold.
-#![allow(clippy::result_large_err)]
-
+pub mod app;
 pub mod bridge;
 pub mod browser;
 pub mod cli;
 pub mod client_metadata;
 pub mod clients;
+pub mod clock;
 pub mod config;
 pub mod consent;
 #[cfg(feature = "desktop")]
@@ -42,7 +43,6 @@ pub mod oauth;
 pub mod proxy;
 pub mod secrets;
 pub mod store;
-pub mod upstream_sign_in;
 pub mod vault;
 
 pub use error::{Error, Result};

@@ -23,11 +23,18 @@ pub fn for_event(ev: &GatewayEvent) {
             "Access granted".to_owned(),
             format!("{client_name} can now use {upstream}."),
         ),
-        // A replay has its own, louder notification (RefreshReplayed).
         GatewayEvent::GrantRevoked {
             reason: RevokeReason::Replay,
+            client_name,
+            upstream,
             ..
-        } => return,
+        } => (
+            "Possible token theft".to_owned(),
+            format!(
+                "A used code or refresh token of {client_name} for {upstream} came back. \
+                 The grant was revoked; approve the client again if this was you."
+            ),
+        ),
         GatewayEvent::GrantRevoked {
             client_name,
             upstream,
@@ -65,17 +72,6 @@ pub fn for_event(ev: &GatewayEvent) {
                 )
             }
         }
-        GatewayEvent::RefreshReplayed {
-            client_name,
-            upstream,
-            ..
-        } => (
-            "Possible token theft".to_owned(),
-            format!(
-                "A used refresh token of {client_name} for {upstream} came back. \
-                 The grant was revoked; approve the client again if this was you."
-            ),
-        ),
         _ => return,
     };
     show(summary, body);
