@@ -13,7 +13,7 @@
 //! - [`vault`]: secrets the broker uses, in the OS keychain; `Secret` prints `<redacted>`.
 //! - [`secrets`]: the rules for the user's upstream secrets (keychain plus index of names).
 //! - [`consent`]: pending questions for the person and the one view of each.
-//! - [`client_metadata`]: fetching Client ID Metadata Documents (SSRF-guarded).
+//! - [`cimd_fetch`]: fetching Client ID Metadata Documents (SSRF-guarded; the rules are `oauth::cimd`).
 //! - [`proxy`]: MCP sessions, upstream links, the Streamable HTTP transport.
 //! - [`gateway`]: the core and its API: every user-level operation is one method there.
 //! - [`app`]: the one start-up and shutdown path (headless and desktop alike).
@@ -28,7 +28,7 @@ pub mod app;
 pub mod bridge;
 pub mod browser;
 pub mod cli;
-pub mod client_metadata;
+pub mod cimd_fetch;
 pub mod clients;
 pub mod clock;
 pub mod config;

@@ -10,7 +10,7 @@ use crate::events::GatewayEvent;
 use crate::oauth::authorize::{
     AuthorizeError, AuthorizeRequest, code_redirect, error_redirect, validate_authorize,
 };
-use crate::oauth::client_metadata::is_metadata_client_id;
+use crate::oauth::cimd::is_metadata_client_id;
 use crate::oauth::{Client, ErrorCode, OAuthError, TokenHash, mint_secret};
 use crate::store::NewCode;
 

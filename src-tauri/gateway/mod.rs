@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use crate::client_metadata::ClientMetadataDocuments;
+use crate::cimd_fetch::ClientMetadataDocuments;
 use crate::clock::now;
 use crate::config::Config;
 use crate::consent::{ConsentMode, Consents};
