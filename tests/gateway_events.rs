@@ -102,22 +102,16 @@ async fn a_replayed_code_revokes_and_is_announced_once() {
     let consent = support::open_consent(&c, &b.base, &reg, &challenge, Some(&resource), "s").await;
     let loc = support::decide(&c, &b.base, &consent, "approve").await;
     let code = support::query_param(&loc, "code").unwrap();
-    let exchange = || {
-        post_token(
-            &c,
-            &b.base,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", reg.redirect_uri.as_str()),
-                ("client_id", reg.client_id.as_str()),
-                ("code_verifier", verifier.as_str()),
-                ("resource", resource.as_str()),
-            ],
-        )
-    };
-    assert_eq!(exchange().await.status(), 200);
-    assert_eq!(exchange().await.status(), 400);
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", reg.redirect_uri.as_str()),
+        ("client_id", reg.client_id.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("resource", resource.as_str()),
+    ];
+    assert_eq!(post_token(&c, &b.base, &form).await.status(), 200);
+    assert_eq!(post_token(&c, &b.base, &form).await.status(), 400);
     assert_eq!(
         revocations(&mut b.events, Duration::from_millis(1500)).await,
         vec![RevokeReason::Replay]
@@ -137,7 +131,11 @@ async fn revocations_by_the_cli_and_by_the_client_are_each_announced_once() {
         .arg(&b.data)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let res = c
         .post(format!("{}/revoke", b.base))
         .form(&[

@@ -104,7 +104,8 @@ pub fn run(config: Config, data_dir: PathBuf, port: u16) -> i32 {
             return 1;
         }
     };
-    let mut exit_code = 0;
+    // `run` ends the process itself, with the code given to `exit` (by Quit, or by the
+    // serving task after SIGTERM or a failure).
     app.run(|app, event| match event {
         // Closing the last window keeps the app in the tray; only Quit (an explicit
         // exit code) ends it.
@@ -119,14 +120,12 @@ pub fn run(config: Config, data_dir: PathBuf, port: u16) -> i32 {
                 .and_then(|s| s.0.lock().unwrap_or_else(|e| e.into_inner()).take());
             if let Some((stop, done)) = pending {
                 let _ = stop.send(());
-                if let Ok(code) = tauri::async_runtime::block_on(done) {
-                    exit_code = code;
-                }
+                let _ = tauri::async_runtime::block_on(done);
             }
         }
         _ => {}
     });
-    exit_code
+    0
 }
 
 /// Opens a consent window for each question the authorization endpoint asks.
