@@ -143,6 +143,7 @@ async fn ask_for_consent(app: tauri::AppHandle, mut rx: mpsc::UnboundedReceiver<
 
 /// Turns core events into window refreshes, tray rebuilds and notifications.
 async fn follow_events(app: tauri::AppHandle, mut rx: broadcast::Receiver<GatewayEvent>) {
+    let mut notifier = notify::Notifier::default();
     loop {
         let ev = match rx.recv().await {
             Ok(ev) => ev,
@@ -154,7 +155,7 @@ async fn follow_events(app: tauri::AppHandle, mut rx: broadcast::Receiver<Gatewa
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        notify::for_event(&ev);
+        notifier.for_event(&ev);
         match ev {
             GatewayEvent::GrantApproved { .. }
             | GatewayEvent::GrantRevoked { .. }
