@@ -27,8 +27,8 @@
 pub mod app;
 pub mod bridge;
 pub mod browser;
-pub mod cli;
 pub mod cimd_fetch;
+pub mod cli;
 pub mod clients;
 pub mod clock;
 pub mod config;

@@ -137,7 +137,11 @@ async fn revocations_by_the_cli_and_by_the_client_are_each_announced_once() {
         .arg(&b.data)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let res = c
         .post(format!("{}/revoke", b.base))
         .form(&[

@@ -1,10 +1,43 @@
-//! Registered clients.
+//! Registered clients: recorded at registration (RFC 7591) or from a Client ID Metadata
+//! Document, listed and deleted by the person, and purged when stale. A deleted client
+//! is never returned by [`Store::client`], so its next request answers `invalid_client`.
+//! The reserved client of personal access tokens is not a registration and is never
+//! returned either.
 
+use serde::Serialize;
 use sqlx::Row;
 
 use super::Store;
+use super::grants::{RevokedGrant, revoke_all_in};
 use crate::error::Result;
+use crate::oauth::cimd::is_metadata_client_id;
 use crate::oauth::{AuthMethod, Client, ClientId, TokenHash, UnixTime, register::Registration};
+
+/// One client registration, as the person sees it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RegisteredClient {
+    pub client_id: String,
+    pub client_name: String,
+    /// `dynamic` (RFC 7591) or `metadata_document` (its id is its document's URL).
+    pub kind: &'static str,
+    pub auth_method: String,
+    pub redirect_uris: Vec<String>,
+    pub created_at: UnixTime,
+    pub active_grants: i64,
+    /// The last use of any of its grants.
+    pub last_used_at: Option<UnixTime>,
+}
+
+/// A deleted registration: its name and the grants that went with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletedClient {
+    pub client_name: String,
+    pub revoked: Vec<RevokedGrant>,
+}
+
+// Every query of registrations has `auth_method != 'personal_token' AND deleted_at IS
+// NULL`: the personal tokens' reserved client is not a registration, and a deleted one
+// is gone.
 
 impl Store {
     pub async fn insert_client(
@@ -44,7 +77,8 @@ impl Store {
             "INSERT INTO clients (id, name, auth_method, secret_hash, redirect_uris, metadata, created_at)
              VALUES (?, ?, 'none', NULL, ?, ?, ?)
              ON CONFLICT(id) DO UPDATE SET name = excluded.name, auth_method = 'none',
-               secret_hash = NULL, redirect_uris = excluded.redirect_uris, metadata = excluded.metadata",
+               secret_hash = NULL, redirect_uris = excluded.redirect_uris, metadata = excluded.metadata,
+               deleted_at = NULL",
         )
         .bind(&c.id.0)
         .bind(&c.name)
@@ -58,7 +92,7 @@ impl Store {
 
     pub async fn client(&self, id: &str) -> Result<Option<Client>> {
         let row = sqlx::query(
-            "SELECT id, name, auth_method, secret_hash, redirect_uris FROM clients WHERE id = ?",
+            "SELECT id, name, auth_method, secret_hash, redirect_uris FROM clients WHERE id = ? AND auth_method != 'personal_token' AND deleted_at IS NULL"
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -74,5 +108,102 @@ impl Store {
             redirect_uris: serde_json::from_str(r.get::<&str, _>("redirect_uris"))
                 .unwrap_or_default(),
         }))
+    }
+
+    /// Every registration, oldest first.
+    pub async fn registrations(&self) -> Result<Vec<RegisteredClient>> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.name, c.auth_method, c.redirect_uris, c.created_at,
+                    (SELECT count(*) FROM grants g WHERE g.client_id = c.id AND g.revoked_at IS NULL) AS active,
+                    (SELECT max(g.last_used_at) FROM grants g WHERE g.client_id = c.id) AS last_used
+             FROM clients c WHERE auth_method != 'personal_token' AND deleted_at IS NULL ORDER BY c.created_at, c.id"
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let id: String = r.get("id");
+                RegisteredClient {
+                    kind: if is_metadata_client_id(&id) {
+                        "metadata_document"
+                    } else {
+                        "dynamic"
+                    },
+                    client_name: r.get("name"),
+                    auth_method: r.get("auth_method"),
+                    redirect_uris: serde_json::from_str(r.get::<&str, _>("redirect_uris"))
+                        .unwrap_or_default(),
+                    created_at: r.get("created_at"),
+                    active_grants: r.get("active"),
+                    last_used_at: r.get("last_used"),
+                    client_id: id,
+                }
+            })
+            .collect())
+    }
+
+    /// Deletes a registration and revokes its grants, in one transaction. The row stays
+    /// (marked deleted) while revoked grants still name it. `None`: no such registration.
+    pub async fn delete_client(&self, id: &str, now: UnixTime) -> Result<Option<DeletedClient>> {
+        let mut tx = self.write_tx().await?;
+        let name: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM clients WHERE id = ? AND auth_method != 'personal_token' AND deleted_at IS NULL"
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(name) = name else {
+            return Ok(None);
+        };
+        let revoked = revoke_all_in(&mut tx, Some(id), now).await?;
+        sqlx::query("UPDATE clients SET deleted_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM clients WHERE id = ? AND id NOT IN (SELECT client_id FROM grants)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        if !revoked.is_empty() {
+            self.tokens.revoked()?;
+        }
+        Ok(Some(DeletedClient {
+            client_name: if name.trim().is_empty() {
+                id.to_owned()
+            } else {
+                name
+            },
+            revoked,
+        }))
+    }
+
+    /// Registration is open to every local process, so registrations that hold no active
+    /// grant and saw no activity since `cutoff` go: removed when no grant ever named
+    /// them, marked deleted otherwise (revoked grants keep naming them). Deleted ones are
+    /// removed once nothing names them.
+    pub async fn purge_stale_registrations(&self, cutoff: UnixTime, now: UnixTime) -> Result<u64> {
+        let mut tx = self.write_tx().await?;
+        let marked = sqlx::query(
+            "UPDATE clients SET deleted_at = ?1 WHERE auth_method != 'personal_token' AND deleted_at IS NULL AND created_at < ?2
+               AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.client_id = clients.id
+                 AND (g.revoked_at IS NULL
+                      OR max(g.created_at, coalesce(g.last_used_at, 0), g.revoked_at) >= ?2))"
+        )
+        .bind(now)
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM clients WHERE deleted_at IS NOT NULL AND id NOT IN (SELECT client_id FROM grants)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(marked.rows_affected())
     }
 }
