@@ -110,13 +110,13 @@ impl Store {
         }))
     }
 
-    /// Every registration, oldest first.
+    /// Every registration, in the order they registered.
     pub async fn registrations(&self) -> Result<Vec<RegisteredClient>> {
         let rows = sqlx::query(
             "SELECT c.id, c.name, c.auth_method, c.redirect_uris, c.created_at,
                     (SELECT count(*) FROM grants g WHERE g.client_id = c.id AND g.revoked_at IS NULL) AS active,
                     (SELECT max(g.last_used_at) FROM grants g WHERE g.client_id = c.id) AS last_used
-             FROM clients c WHERE auth_method != 'personal_token' AND deleted_at IS NULL ORDER BY c.created_at, c.id"
+             FROM clients c WHERE auth_method != 'personal_token' AND deleted_at IS NULL ORDER BY c.rowid"
         )
         .fetch_all(&self.pool)
         .await?;
