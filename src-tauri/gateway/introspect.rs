@@ -24,7 +24,10 @@ impl Gateway {
         let served = self.served_resources();
         let t = now();
         let caller = match authorization {
-            Some(h) if h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer ") => {
+            Some(h)
+                if h.get(..7)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("bearer ")) =>
+            {
                 let token = parse_bearer(Some(h)).map_err(|_| not_allowed())?;
                 let rec = self.inner.store.access_token(&TokenHash::of(token)).await?;
                 personal_caller(rec.as_deref(), &served, t)?
