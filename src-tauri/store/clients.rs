@@ -207,3 +207,145 @@ impl Store {
         Ok(marked.rows_affected())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{IssuedTokens, NewCode, NewPersonalGrant};
+    use super::*;
+    use crate::oauth::register::validate_registration;
+    use crate::oauth::{GrantId, Resource, Scopes};
+
+    const NOW: UnixTime = 1_800_000_000;
+    const DAY: UnixTime = 86_400;
+
+    async fn client(store: &Store, id: &str, at: UnixTime) -> ClientId {
+        let reg =
+            validate_registration(&serde_json::json!({"redirect_uris": ["http://127.0.0.1/cb"]}))
+                .unwrap();
+        let id = ClientId(id.into());
+        store.insert_client(&id, &reg, None, at).await.unwrap();
+        id
+    }
+
+    async fn grant(store: &Store, client: &ClientId, at: UnixTime) -> GrantId {
+        let scopes = Scopes::single("mcp");
+        let resource = Resource("http://127.0.0.1:1/mcp/up".into());
+        let code = TokenHash::of(&format!("code-{client}-{at}"));
+        store
+            .approve(&NewCode {
+                client_id: client,
+                upstream: "up",
+                resource: &resource,
+                scopes: &scopes,
+                code: &code,
+                redirect_uri: "http://127.0.0.1/cb",
+                code_challenge: "ch",
+                expires_at: at + 60,
+                now: at,
+            })
+            .await
+            .unwrap()
+    }
+
+    fn ids(regs: &[RegisteredClient]) -> Vec<&str> {
+        regs.iter().map(|r| r.client_id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn stale_registrations_go_and_granted_or_recent_ones_stay() {
+        let (store, _dir) = Store::open_temp().await.unwrap();
+        client(&store, "never-granted", NOW - 2 * DAY).await;
+        let revoked_long_ago = client(&store, "revoked-long-ago", NOW - 3 * DAY).await;
+        let g = grant(&store, &revoked_long_ago, NOW - 3 * DAY).await;
+        store.revoke_grant(g, NOW - 2 * DAY).await.unwrap();
+        let revoked_recently = client(&store, "revoked-recently", NOW - 3 * DAY).await;
+        let g = grant(&store, &revoked_recently, NOW - 3 * DAY).await;
+        store.revoke_grant(g, NOW - 60).await.unwrap();
+        let active = client(&store, "active", NOW - 3 * DAY).await;
+        grant(&store, &active, NOW - 3 * DAY).await;
+        client(&store, "new", NOW - 60).await;
+
+        store
+            .purge_stale_registrations(NOW - DAY, NOW)
+            .await
+            .unwrap();
+        let regs = store.registrations().await.unwrap();
+        assert_eq!(ids(&regs), vec!["revoked-recently", "active", "new"]);
+        assert!(store.client("never-granted").await.unwrap().is_none());
+        assert!(
+            store.client("revoked-long-ago").await.unwrap().is_none(),
+            "marked deleted: its id is never valid again"
+        );
+        assert_eq!(regs[1].active_grants, 1);
+    }
+
+    #[tokio::test]
+    async fn deleting_revokes_every_grant_and_hides_the_client() {
+        let (store, _dir) = Store::open_temp().await.unwrap();
+        let c = client(&store, "c", NOW).await;
+        let g = grant(&store, &c, NOW).await;
+        store
+            .insert_tokens(
+                g,
+                &IssuedTokens {
+                    access: TokenHash::of("a"),
+                    access_expires_at: NOW + 60,
+                    refresh: TokenHash::of("r"),
+                    refresh_expires_at: NOW + 600,
+                    scopes: Scopes::single("mcp"),
+                    issued_at: NOW,
+                },
+            )
+            .await
+            .unwrap();
+        let deleted = store.delete_client("c", NOW).await.unwrap().unwrap();
+        assert_eq!(deleted.revoked.len(), 1);
+        assert!(store.client("c").await.unwrap().is_none());
+        assert!(
+            store
+                .access_token(&TokenHash::of("a"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(store.delete_client("c", NOW).await.unwrap().is_none());
+        assert!(store.registrations().await.unwrap().is_empty());
+        // A purge keeps the row (its revoked grant still names it); it stays hidden.
+        store.purge_stale_registrations(NOW, NOW).await.unwrap();
+        assert!(store.client("c").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_personal_tokens_client_is_not_a_registration() {
+        let (store, _dir) = Store::open_temp().await.unwrap();
+        let scopes = Scopes::single("mcp");
+        let resource = Resource("http://127.0.0.1:1/mcp/up".into());
+        store
+            .create_personal_grant(&NewPersonalGrant {
+                upstream: "up",
+                resource: &resource,
+                scopes: &scopes,
+                label: "script",
+                expires_at: None,
+                tools: &[],
+                token: &TokenHash::of("mcpb_pat_x"),
+                now: NOW - 3 * DAY,
+            })
+            .await
+            .unwrap();
+        let id = crate::oauth::personal::PERSONAL_CLIENT_ID;
+        assert!(store.client(id).await.unwrap().is_none());
+        assert!(store.registrations().await.unwrap().is_empty());
+        assert!(store.delete_client(id, NOW).await.unwrap().is_none());
+        store.purge_stale_registrations(NOW, NOW).await.unwrap();
+        let grants = store.active_grants().await.unwrap();
+        assert_eq!(grants.len(), 1, "a purge leaves personal tokens alone");
+        assert_eq!(grants[0].client_name, "script");
+        let rec = store
+            .access_token(&TokenHash::of("mcpb_pat_x"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.expires_at, crate::oauth::personal::NEVER_EXPIRES);
+    }
+}
