@@ -490,7 +490,9 @@ async fn a_deleted_registration_answers_invalid_client() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.headers().get("location").is_none());
-    assert!(r.text().await.unwrap().contains("unknown client_id"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("unknown client_id"), "{page}");
+    assert!(page.contains("so that it registers again"), "{page}");
 
     let ids: Vec<String> = registrations_json(&b)
         .iter()

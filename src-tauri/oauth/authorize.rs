@@ -80,9 +80,13 @@ pub fn validate_authorize(
         return Err(no_redirect("client_id is required"));
     };
     let Some(client) = client.filter(|c| c.id.0 == client_id) else {
+        // Shown to the person, since the client never sees it: a client whose registration
+        // was deleted or expired cannot learn it here, so say what gets it working again.
         return Err(AuthorizeError::DoNotRedirect(OAuthError::new(
             ErrorCode::InvalidClient,
-            "unknown client_id",
+            "unknown client_id: this application is not registered with mcp-broker (its \
+             registration may have been deleted or expired). Sign out of this server in the \
+             application, or remove its saved login, so that it registers again.",
         )));
     };
     let redirect_uri = match params.get("redirect_uri") {
