@@ -125,6 +125,16 @@ async fn a_personal_token_works_at_once_on_its_upstream_only_until_revoked() {
     assert_eq!(g["tools"], json!(["echo", "add"]));
     let expires = g["expires_at"].as_i64().unwrap();
     assert!((expires - now() - 30 * 86400).abs() < 60, "default 30 days");
+    let listed: Vec<Value> =
+        serde_json::from_slice(&b.cli(&["tokens", "list", "--json"]).stdout).unwrap();
+    assert_eq!(
+        listed, grants,
+        "tokens list shows the personal ones, as grants"
+    );
+    let text = stdout(&b.cli(&["tokens", "list"]));
+    assert!(text.contains("\tci script\talpha\t"), "{text}");
+    assert!(text.trim_end().ends_with("\techo,add"), "{text}");
+    assert!(!text.contains(&token), "never the token itself");
     let text = stdout(&b.cli(&["grants", "list"]));
     assert!(
         text.lines().next().unwrap().ends_with("\tKIND\tEXPIRES"),
@@ -163,6 +173,7 @@ async fn a_personal_token_works_at_once_on_its_upstream_only_until_revoked() {
         "refused from the next request on"
     );
     assert!(grants_json(&b).is_empty());
+    assert!(stdout(&b.cli(&["tokens", "list"])).starts_with("no personal access tokens"));
 }
 
 #[tokio::test]

@@ -160,6 +160,14 @@ pub enum TokensCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show active personal access tokens (never the tokens themselves).
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Print a JSON array (as `grants list --json`) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

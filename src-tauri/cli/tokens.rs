@@ -1,4 +1,5 @@
-//! `tokens create`: mints a personal access token through
+//! `tokens list` shows the active ones (as grants; the tokens themselves are never
+//! stored). `tokens create`: mints a personal access token through
 //! [`Gateway::create_personal_token`] next to (or without) a running broker, and prints
 //! it once. The token is bound to the resource `http://127.0.0.1:PORT/mcp/NAME`, so the
 //! port is the running broker's (from `broker.json`) unless `--port` says otherwise.
@@ -6,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::TokensCommand;
+use super::grants::time;
 use crate::bridge::locate;
 use crate::config::Config;
 use crate::gateway::{Gateway, GatewayError};
@@ -15,16 +17,19 @@ pub fn run(cmd: TokensCommand) -> i32 {
     let Some(rt) = super::runtime() else {
         return 1;
     };
-    let TokensCommand::Create {
-        upstream,
-        label,
-        expires,
-        tools,
-        config,
-        port,
-        data,
-        json,
-    } = cmd;
+    let (upstream, label, expires, tools, config, port, data, json) = match cmd {
+        TokensCommand::List { data, json } => return rt.block_on(list(&data.resolve(), json)),
+        TokensCommand::Create {
+            upstream,
+            label,
+            expires,
+            tools,
+            config,
+            port,
+            data,
+            json,
+        } => (upstream, label, expires, tools, config, port, data, json),
+    };
     let expiry = match Expiry::parse(&expires) {
         Ok(e) => e,
         Err(e) => {
@@ -85,7 +90,7 @@ pub fn run(cmd: TokensCommand) -> i32 {
         }
         let expires = created
             .expires_at
-            .map(|t| format!("expires {}", super::grants::time(t)))
+            .map(|t| format!("expires {}", time(t)))
             .unwrap_or_else(|| "never expires".into());
         eprintln!(
             "Personal access token for {} (grant {}, \"{}\", {expires}).\n\
@@ -118,4 +123,43 @@ fn load_config(path: Option<PathBuf>) -> Result<Config, i32> {
 async fn running_port(dir: &Path) -> Option<u16> {
     let http = reqwest::Client::builder().build().ok()?;
     locate::locate(dir, &http).await.ok().map(|i| i.port)
+}
+
+async fn list(dir: &Path, json: bool) -> i32 {
+    let tokens = match super::grants::open(dir).await {
+        Ok(Some(g)) => {
+            let r = g.personal_tokens().await;
+            g.shutdown().await;
+            match r {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("mcp-broker: cannot read personal tokens: {e}");
+                    return 1;
+                }
+            }
+        }
+        Ok(None) => Vec::new(),
+        Err(code) => return code,
+    };
+    if json {
+        return super::print_json(&tokens);
+    }
+    if tokens.is_empty() {
+        println!("no personal access tokens (create one with `mcp-broker tokens create`)");
+        return 0;
+    }
+    println!("ID\tLABEL\tUPSTREAM\tCREATED\tEXPIRES\tLAST_USED\tTOOLS");
+    for g in tokens.into_iter().map(|v| v.grant) {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            g.id,
+            g.client_name.replace(['\t', '\n'], " "),
+            g.upstream,
+            time(g.created_at),
+            g.expires_at.map(time).unwrap_or_else(|| "never".into()),
+            g.last_used_at.map(time).unwrap_or_else(|| "never".into()),
+            g.tools.map(|t| t.join(",")).unwrap_or_else(|| "all".into()),
+        );
+    }
+    0
 }

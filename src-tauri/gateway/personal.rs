@@ -10,9 +10,9 @@ use serde::Serialize;
 use crate::clock::now;
 use crate::oauth::personal::{self, Expiry};
 use crate::oauth::{DEFAULT_SCOPE, GrantId, Scopes, TokenHash, UnixTime};
-use crate::store::NewPersonalGrant;
+use crate::store::{GrantKind, NewPersonalGrant};
 
-use super::{Gateway, GatewayError};
+use super::{Gateway, GatewayError, GrantView};
 
 /// A freshly minted personal access token. `token` is shown once and never again.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -70,5 +70,12 @@ impl Gateway {
             label: spec.label,
             expires_at: spec.expires_at,
         })
+    }
+
+    /// The active personal access tokens (their grants), oldest first.
+    pub async fn personal_tokens(&self) -> Result<Vec<GrantView>, GatewayError> {
+        let mut grants = self.list_grants().await?;
+        grants.retain(|g| g.grant.kind == GrantKind::PersonalToken);
+        Ok(grants)
     }
 }
