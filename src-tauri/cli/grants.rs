@@ -44,20 +44,31 @@ pub(super) async fn open(dir: &Path) -> Result<Option<Gateway>, i32> {
     })
 }
 
+/// A list read through the core: empty when there is no database yet; on failure, the
+/// exit status after saying what could not be read.
+pub(super) async fn read_list<T>(
+    dir: &Path,
+    what: &str,
+    op: impl AsyncFnOnce(&Gateway) -> Result<Vec<T>, GatewayError>,
+) -> Result<Vec<T>, i32> {
+    let Some(g) = open(dir).await? else {
+        return Ok(Vec::new());
+    };
+    let r = op(&g).await;
+    g.shutdown().await;
+    r.map_err(|e| {
+        eprintln!("mcp-broker: cannot read {what}: {e}");
+        1
+    })
+}
+
 pub(super) fn time(t: i64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)).to_string()
 }
 
 async fn list(dir: &Path, json: bool) -> i32 {
-    let grants = match open(dir).await {
-        Ok(Some(g)) => match g.list_grants().await {
-            Ok(list) => list,
-            Err(e) => {
-                eprintln!("mcp-broker: cannot read grants: {e}");
-                return 1;
-            }
-        },
-        Ok(None) => Vec::new(),
+    let grants = match read_list(dir, "grants", async |g| g.list_grants().await).await {
+        Ok(list) => list,
         Err(code) => return code,
     };
     if json {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::RegistrationsCommand;
-use super::grants::{open, time};
+use super::grants::{open, read_list, time};
 use crate::gateway::GatewayError;
 
 pub fn run(cmd: RegistrationsCommand) -> i32 {
@@ -23,19 +23,8 @@ pub fn run(cmd: RegistrationsCommand) -> i32 {
 }
 
 async fn list(dir: &Path, json: bool) -> i32 {
-    let regs = match open(dir).await {
-        Ok(Some(g)) => {
-            let r = g.registrations().await;
-            g.shutdown().await;
-            match r {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("mcp-broker: cannot read registrations: {e}");
-                    return 1;
-                }
-            }
-        }
-        Ok(None) => Vec::new(),
+    let regs = match read_list(dir, "registrations", async |g| g.registrations().await).await {
+        Ok(list) => list,
         Err(code) => return code,
     };
     if json {

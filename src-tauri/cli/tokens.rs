@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::TokensCommand;
-use super::grants::time;
+use super::grants::{read_list, time};
 use crate::bridge::locate;
 use crate::config::Config;
 use crate::gateway::{Gateway, GatewayError};
@@ -126,19 +126,9 @@ async fn running_port(dir: &Path) -> Option<u16> {
 }
 
 async fn list(dir: &Path, json: bool) -> i32 {
-    let tokens = match super::grants::open(dir).await {
-        Ok(Some(g)) => {
-            let r = g.personal_tokens().await;
-            g.shutdown().await;
-            match r {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("mcp-broker: cannot read personal tokens: {e}");
-                    return 1;
-                }
-            }
-        }
-        Ok(None) => Vec::new(),
+    let read = read_list(dir, "personal tokens", async |g| g.personal_tokens().await);
+    let tokens = match read.await {
+        Ok(list) => list,
         Err(code) => return code,
     };
     if json {
