@@ -125,12 +125,6 @@ async fn a_personal_token_works_at_once_on_its_upstream_only_until_revoked() {
     assert_eq!(g["tools"], json!(["echo", "add"]));
     let expires = g["expires_at"].as_i64().unwrap();
     assert!((expires - now() - 30 * 86400).abs() < 60, "default 30 days");
-    let listed: Vec<Value> =
-        serde_json::from_slice(&b.cli(&["tokens", "list", "--json"]).stdout).unwrap();
-    assert_eq!(
-        listed, grants,
-        "tokens list shows the personal ones, as grants"
-    );
     let text = stdout(&b.cli(&["tokens", "list"]));
     assert!(text.contains("\tci script\talpha\t"), "{text}");
     assert!(text.trim_end().ends_with("\techo,add"), "{text}");
@@ -152,6 +146,13 @@ async fn a_personal_token_works_at_once_on_its_upstream_only_until_revoked() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(used.as_i64().is_some(), "last_used_at recorded");
+    let listed: Vec<Value> =
+        serde_json::from_slice(&b.cli(&["tokens", "list", "--json"]).stdout).unwrap();
+    assert_eq!(
+        listed,
+        grants_json(&b),
+        "tokens list shows the personal ones, as grants"
+    );
 
     // Only a hash is stored.
     for f in files_under(&b.data_dir()) {
