@@ -18,8 +18,10 @@
 //! - [`sign_in`]: the broker's own sign-in to remote upstreams.
 //!
 //! Every revocation (tray, window, CLI, `/revoke`, replay, revoke all, a deleted
-//! registration) ends in `Gateway::after_revocation`; a revocation made by another process is noticed by the one
-//! maintenance task ([`Gateway::spawn_maintenance`]), which announces it the same way.
+//! registration) ends in `Gateway::after_revocation`; a revocation made by another
+//! process is noticed by the one maintenance task ([`Gateway::spawn_maintenance`]), which
+//! announces it the same way. So is a grant another process created (a personal token
+//! made by the CLI): the store moves the same counter.
 
 pub mod authorize;
 mod error;

@@ -225,7 +225,11 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.tokens.revoked()?;
+        // The token exists now and must be shown: a running broker without the counter
+        // still notices through `data_version`, so a failure here is only logged.
+        if let Err(e) = self.tokens.revoked() {
+            tracing::warn!("cannot move the revocation counter for a new grant: {e}");
+        }
         Ok(GrantId(grant))
     }
 
