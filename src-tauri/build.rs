@@ -13,6 +13,8 @@ fn main() {
                     "list_grants",
                     "list_upstreams",
                     "revoke_grant",
+                    "revoke_all_grants",
+                    "create_personal_token",
                     "set_secret",
                     "delete_secret",
                     "sign_in_upstream",

@@ -49,6 +49,9 @@ pub struct BrokerSettings {
     pub session_idle_timeout_secs: Option<u64>,
     pub max_sessions_per_grant: Option<usize>,
     pub request_timeout_secs: Option<u64>,
+    /// How long a client registration with no active grant and no activity is kept
+    /// (default one day).
+    pub registration_ttl_secs: Option<u64>,
     /// Test only: see [`TestClientMetadata`]. Off unless present.
     pub test_client_metadata: Option<TestClientMetadata>,
 }
@@ -207,6 +210,14 @@ impl Config {
         self.settings
             .refresh_token_ttl_secs
             .unwrap_or(30 * 24 * 3600) as i64
+    }
+    pub fn registration_ttl(&self) -> Duration {
+        Duration::from_secs(
+            self.settings
+                .registration_ttl_secs
+                .unwrap_or(24 * 3600)
+                .max(1),
+        )
     }
     pub fn session_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.settings.session_idle_timeout_secs.unwrap_or(30 * 60))

@@ -44,17 +44,21 @@ pub struct ConsentView {
     pub scope: String,
     /// Asked for but not offered by the broker; granted without them.
     pub ignored_scopes: Option<String>,
+    /// Shown on every consent screen: what approving hands over.
+    pub access_warning: String,
 }
 
 impl ConsentView {
     pub fn of(req: &AuthorizeRequest) -> ConsentView {
         let ignored = req.requested_scopes.difference(&req.scopes);
+        let client_name = if req.client_name.is_empty() {
+            req.client_id.0.clone()
+        } else {
+            req.client_name.clone()
+        };
         ConsentView {
-            client_name: if req.client_name.is_empty() {
-                req.client_id.0.clone()
-            } else {
-                req.client_name.clone()
-            },
+            access_warning: access_warning(&client_name, &req.upstream),
+            client_name,
             client_id: req.client_id.0.clone(),
             described_by: req.client_host.clone(),
             redirect_host: redirect::display_host(&req.redirect_uri),
@@ -64,6 +68,15 @@ impl ConsentView {
             ignored_scopes: (!ignored.is_empty()).then(|| ignored.to_string()),
         }
     }
+}
+
+/// What approving means, said every time: the client acts as the person on the upstream.
+pub fn access_warning(client_name: &str, upstream: &str) -> String {
+    format!(
+        "Approving gives {client_name} access to the tools of {upstream} as you: it can \
+         call them with the accounts and keys mcp-broker uses for {upstream}, until you \
+         revoke this access."
+    )
 }
 
 /// A question for the desktop shell: open a consent window for this id.

@@ -14,25 +14,6 @@ command = "does-not-exist-alpha"
 command = "does-not-exist-beta"
 "#;
 
-/// A POST to /mcp/NAME that passes authentication gets 400 (no session), not 401.
-async fn mcp_status(c: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, String) {
-    let mut req = c
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let res = req.send().await.unwrap();
-    let www = res
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (res.status().as_u16(), www)
-}
-
 #[tokio::test]
 async fn discovery_documents_and_challenge() {
     let b = Broker::start(CONFIG);

@@ -1,7 +1,7 @@
-//! `grants list` and `grants revoke`: they work next to a running server (SQLite WAL lets
-//! both read and write), through the same core operations the server uses. The server
-//! notices a revocation on the next request and ends the grant's open sessions within a
-//! second.
+//! `grants list` and `grants revoke` (one grant, `--client`, `--all`): they work next to a
+//! running server (SQLite WAL lets both read and write), through the same core
+//! operations the server uses. The server notices a revocation on the next request and
+//! ends the grant's open sessions within a second.
 
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
@@ -10,7 +10,7 @@ use super::GrantsCommand;
 use crate::events::RevokeReason;
 use crate::gateway::{Gateway, GatewayError};
 use crate::oauth::GrantId;
-use crate::store::DB_FILE;
+use crate::store::{DB_FILE, GrantKind};
 
 pub fn run(cmd: GrantsCommand) -> i32 {
     let Some(rt) = super::runtime() else {
@@ -19,13 +19,18 @@ pub fn run(cmd: GrantsCommand) -> i32 {
     rt.block_on(async move {
         match cmd {
             GrantsCommand::List { data, json } => list(&data.resolve(), json).await,
-            GrantsCommand::Revoke { id, data } => revoke(&data.resolve(), &id).await,
+            GrantsCommand::Revoke {
+                id: Some(id), data, ..
+            } => revoke(&data.resolve(), &id).await,
+            GrantsCommand::Revoke { client, data, .. } => {
+                revoke_all(&data.resolve(), client.as_deref()).await
+            }
         }
     })
 }
 
 /// The core over the data dir, or `None` when there is no database yet.
-async fn open(dir: &Path) -> Result<Option<Gateway>, i32> {
+pub(super) async fn open(dir: &Path) -> Result<Option<Gateway>, i32> {
     if !dir.join(DB_FILE).exists() {
         return Ok(None);
     }
@@ -39,47 +44,59 @@ async fn open(dir: &Path) -> Result<Option<Gateway>, i32> {
     })
 }
 
-fn time(t: i64) -> String {
+/// A list read through the core: empty when there is no database yet; on failure, the
+/// exit status after saying what could not be read.
+pub(super) async fn read_list<T>(
+    dir: &Path,
+    what: &str,
+    op: impl AsyncFnOnce(&Gateway) -> Result<Vec<T>, GatewayError>,
+) -> Result<Vec<T>, i32> {
+    let Some(g) = open(dir).await? else {
+        return Ok(Vec::new());
+    };
+    let r = op(&g).await;
+    g.shutdown().await;
+    r.map_err(|e| {
+        eprintln!("mcp-broker: cannot read {what}: {e}");
+        1
+    })
+}
+
+pub(super) fn time(t: i64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)).to_string()
 }
 
 async fn list(dir: &Path, json: bool) -> i32 {
-    let grants = match open(dir).await {
-        Ok(Some(g)) => match g.list_grants().await {
-            Ok(list) => list,
-            Err(e) => {
-                eprintln!("mcp-broker: cannot read grants: {e}");
-                return 1;
-            }
-        },
-        Ok(None) => Vec::new(),
+    let grants = match read_list(dir, "grants", async |g| g.list_grants().await).await {
+        Ok(list) => list,
         Err(code) => return code,
     };
     if json {
-        match serde_json::to_string_pretty(&grants) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("mcp-broker: {e}");
-                return 1;
-            }
-        }
-        return 0;
+        return super::print_json(&grants);
     }
     if grants.is_empty() {
         println!("no active grants");
         return 0;
     }
-    println!("ID\tCLIENT_ID\tCLIENT_NAME\tUPSTREAM\tSCOPE\tCREATED\tLAST_USED");
+    // New columns go at the end, so scripts that cut fields keep working.
+    println!("ID\tCLIENT_ID\tCLIENT_NAME\tUPSTREAM\tSCOPE\tCREATED\tLAST_USED\tKIND\tEXPIRES");
     for g in grants.into_iter().map(|v| v.grant) {
+        let expires = match (g.kind, g.expires_at) {
+            (_, Some(t)) => time(t),
+            (GrantKind::PersonalToken, None) => "never".into(),
+            (GrantKind::Oauth, None) => "-".into(),
+        };
         println!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             g.id,
             g.client_id,
             g.client_name.replace(['\t', '\n'], " "),
             g.upstream,
             g.scope,
             time(g.created_at),
-            g.last_used_at.map(time).unwrap_or_else(|| "never".into())
+            g.last_used_at.map(time).unwrap_or_else(|| "never".into()),
+            g.kind.describe(),
+            expires,
         );
     }
     0
@@ -114,6 +131,45 @@ async fn revoke(dir: &Path, id: &str) -> i32 {
         Err(GatewayError::UnknownGrant(_)) => {
             eprintln!("mcp-broker: no active grant with id {n}");
             1
+        }
+        Err(e) => {
+            eprintln!("mcp-broker: revoking failed: {e}");
+            1
+        }
+    }
+}
+
+/// `--all` (`client: None`) or `--client CLIENT_ID`: one transaction, through
+/// [`Gateway::revoke_all`].
+async fn revoke_all(dir: &Path, client: Option<&str>) -> i32 {
+    let what = match client {
+        Some(c) => format!("no active grant of client {c}"),
+        None => "no active grants".to_owned(),
+    };
+    let gateway = match open(dir).await {
+        Ok(Some(g)) => g,
+        Ok(None) => {
+            println!("{what}");
+            return i32::from(client.is_some());
+        }
+        Err(code) => return code,
+    };
+    let outcome = gateway.revoke_all(client, RevokeReason::User).await;
+    gateway.shutdown().await;
+    match outcome {
+        Ok(revoked) if revoked.is_empty() => {
+            println!("{what}");
+            // Naming a client that holds nothing is likely a typo; "all" of nothing is not.
+            i32::from(client.is_some())
+        }
+        Ok(revoked) => {
+            for g in &revoked {
+                println!(
+                    "revoked grant {}: {} can no longer use {}",
+                    g.id, g.client_name, g.upstream
+                );
+            }
+            0
         }
         Err(e) => {
             eprintln!("mcp-broker: revoking failed: {e}");

@@ -1,12 +1,15 @@
-//! The command line: `serve`, `grants`, `secrets`, `upstream`, `clients`, `connect`. Thin:
+//! The command line: `serve`, `grants`, `tokens`, `registrations`, `secrets`, `upstream`,
+//! `clients`, `connect`. Thin:
 //! each command parses its arguments, calls one core operation and prints the outcome.
 //! Exit status 2 for bad usage or configuration, 1 for failures.
 
 mod clients;
 mod connect;
 mod grants;
+mod registrations;
 mod secrets;
 mod serve;
+mod tokens;
 mod upstream;
 
 use std::path::PathBuf;
@@ -32,6 +35,17 @@ pub enum Command {
     Grants {
         #[command(subcommand)]
         command: GrantsCommand,
+    },
+    /// Create personal access tokens: bearer tokens for one upstream, for clients that
+    /// cannot do OAuth (scripts, CLIs). They are listed and revoked as grants.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+    /// List or delete the clients that registered with the broker.
+    Registrations {
+        #[command(subcommand)]
+        command: RegistrationsCommand,
     },
     /// Sign the broker in to a remote upstream (OAuth), or out of it.
     Upstream {
@@ -99,10 +113,77 @@ pub enum GrantsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a grant; the running broker refuses its tokens from the next request on.
+    /// Revoke a grant, every grant of a client (--client), or every grant (--all); the
+    /// running broker refuses their tokens from the next request on.
     Revoke {
         /// The grant id, as shown by `grants list`.
-        id: String,
+        #[arg(required_unless_present_any = ["all", "client"], conflicts_with_all = ["all", "client"])]
+        id: Option<String>,
+        /// Revoke every active grant, personal tokens included.
+        #[arg(long, conflicts_with = "client")]
+        all: bool,
+        /// Revoke every active grant of this client id.
+        #[arg(long, value_name = "CLIENT_ID")]
+        client: Option<String>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokensCommand {
+    /// Create a personal access token for one upstream and print it (shown only once).
+    /// Use it as `Authorization: Bearer TOKEN` at http://127.0.0.1:PORT/mcp/NAME.
+    Create {
+        /// The upstream (server name in the configuration) the token is valid for.
+        #[arg(long)]
+        upstream: String,
+        /// What the token is for, as `grants list` shows it.
+        #[arg(long)]
+        label: String,
+        /// How long it works: a duration such as 30d, 12h, 90d, or never.
+        #[arg(long, default_value = "30d")]
+        expires: String,
+        /// The tools it is meant for, comma-separated (recorded; not enforced yet).
+        #[arg(long, value_delimiter = ',', value_name = "TOOL,...")]
+        tools: Vec<String>,
+        /// The configuration file (for the upstream names and the port).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The port of the broker the token is for. Default: the running broker's, else
+        /// [broker] port, else 7391.
+        #[arg(long)]
+        port: Option<u16>,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Print a JSON object (with the token) instead of the token alone.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show active personal access tokens (never the tokens themselves).
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Print a JSON array (as `grants list --json`) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RegistrationsCommand {
+    /// Show registered clients: id, name, kind, created, active grants, last used.
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a registration: its grants are revoked and its next request is refused
+    /// with invalid_client, so the client registers again.
+    Delete {
+        client_id: String,
         #[command(flatten)]
         data: DataDirArg,
     },
@@ -237,12 +318,28 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
+/// Prints `value` as pretty JSON on stdout; returns the exit status.
+fn print_json(value: &impl serde::Serialize) -> i32 {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => {
+            println!("{s}");
+            0
+        }
+        Err(e) => {
+            eprintln!("mcp-broker: {e}");
+            1
+        }
+    }
+}
+
 /// Runs the command line; returns the process exit status. `desktop` runs the desktop
 /// app (`None` in a build without it).
 pub fn run(cli: Cli, desktop: Option<crate::app::DesktopShell>) -> i32 {
     match cli.command {
         Command::Serve(args) => serve::run(args, desktop),
         Command::Grants { command } => grants::run(command),
+        Command::Tokens { command } => tokens::run(command),
+        Command::Registrations { command } => registrations::run(command),
         Command::Secrets { command } => secrets::run(command),
         Command::Upstream { command } => upstream::run(command),
         Command::Clients { command } => clients::run(command),

@@ -12,9 +12,11 @@ use tauri::{State, WebviewWindow};
 use super::windows::CONSENT_PREFIX;
 use crate::consent::{ConsentView, Decision};
 use crate::events::RevokeReason;
+use crate::gateway::personal::CreatedToken;
 use crate::gateway::upstreams::Overview;
 use crate::gateway::{Gateway, GatewayError, GrantView};
 use crate::oauth::GrantId;
+use crate::oauth::personal::Expiry;
 use crate::vault::Secret;
 
 /// What a failed command returns to the web view.
@@ -83,6 +85,27 @@ pub async fn revoke_grant(gateway: State<'_, Gateway>, id: i64) -> Outcome<()> {
         .revoke_grant(GrantId(id), RevokeReason::User)
         .await?;
     Ok(())
+}
+
+/// Revokes every active grant (the window asks for confirmation first); returns how many.
+#[tauri::command]
+pub async fn revoke_all_grants(gateway: State<'_, Gateway>) -> Outcome<usize> {
+    Ok(gateway.revoke_all(None, RevokeReason::User).await?.len())
+}
+
+/// Mints a personal access token; the window shows it once, with a copy button.
+/// `expires`: a duration such as `30d`, or `never`.
+#[tauri::command]
+pub async fn create_personal_token(
+    gateway: State<'_, Gateway>,
+    upstream: String,
+    label: String,
+    expires: String,
+) -> Outcome<CreatedToken> {
+    let expiry = Expiry::parse(&expires).map_err(GatewayError::from)?;
+    Ok(gateway
+        .create_personal_token(&upstream, &label, expiry, &[])
+        .await?)
 }
 
 fn consent_id(window: &WebviewWindow) -> Outcome<&str> {

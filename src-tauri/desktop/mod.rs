@@ -46,6 +46,8 @@ pub fn run(config: Config, data_dir: PathBuf, port: u16) -> i32 {
             commands::list_grants,
             commands::list_upstreams,
             commands::revoke_grant,
+            commands::revoke_all_grants,
+            commands::create_personal_token,
             commands::set_secret,
             commands::delete_secret,
             commands::sign_in_upstream,

@@ -1,8 +1,9 @@
 //! The tray icon and its menu: one "Revoke client → upstream" item per active grant,
+//! a "Revoke all…" submenu whose one item confirms it (a menu cannot ask otherwise),
 //! then "Open mcp-broker" and "Quit". The menu is rebuilt from the core's grant list on
 //! every grant change, so it never shows a grant the broker no longer honours.
 
-use tauri::menu::{Menu, MenuBuilder, MenuEvent, MenuItemBuilder};
+use tauri::menu::{Menu, MenuBuilder, MenuEvent, MenuItemBuilder, SubmenuBuilder};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager};
 
@@ -12,6 +13,7 @@ use crate::oauth::GrantId;
 
 const TRAY: &str = "main";
 const REVOKE_PREFIX: &str = "revoke:";
+const REVOKE_ALL: &str = "revoke-all";
 const OPEN: &str = "open";
 const QUIT: &str = "quit";
 
@@ -19,6 +21,7 @@ const QUIT: &str = "quit";
 #[derive(Debug, PartialEq)]
 enum TrayAction {
     Revoke(GrantId),
+    RevokeAll,
     Open,
     Quit,
 }
@@ -26,6 +29,7 @@ enum TrayAction {
 fn parse(id: &str) -> Option<TrayAction> {
     match id {
         OPEN => Some(TrayAction::Open),
+        REVOKE_ALL => Some(TrayAction::RevokeAll),
         QUIT => Some(TrayAction::Quit),
         _ => id
             .strip_prefix(REVOKE_PREFIX)?
@@ -91,6 +95,21 @@ fn menu(app: &AppHandle, grants: &[(GrantId, String)]) -> tauri::Result<Menu<tau
     for (id, label) in grants {
         b = b.item(&MenuItemBuilder::with_id(format!("{REVOKE_PREFIX}{id}"), label).build(app)?);
     }
+    if !grants.is_empty() {
+        let confirm = SubmenuBuilder::new(app, "Revoke all…")
+            .item(
+                &MenuItemBuilder::with_id(
+                    REVOKE_ALL,
+                    match grants.len() {
+                        1 => "Yes, revoke the one grant now".to_owned(),
+                        n => format!("Yes, revoke all {n} grants now"),
+                    },
+                )
+                .build(app)?,
+            )
+            .build()?;
+        b = b.separator().item(&confirm);
+    }
     b.separator()
         .item(&MenuItemBuilder::with_id(OPEN, "Open mcp-broker").build(app)?)
         .item(&MenuItemBuilder::with_id(QUIT, "Quit").build(app)?)
@@ -105,6 +124,16 @@ fn on_menu_event(app: &AppHandle, event: MenuEvent) {
     match action {
         TrayAction::Open => super::windows::show_main(app),
         TrayAction::Quit => app.exit(0),
+        TrayAction::RevokeAll => {
+            let Some(gateway) = app.try_state::<Gateway>().map(|g| g.inner().clone()) else {
+                return;
+            };
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = gateway.revoke_all(None, RevokeReason::User).await {
+                    tracing::error!("revoking all grants from the tray failed: {e}");
+                }
+            });
+        }
         TrayAction::Revoke(id) => {
             let Some(gateway) = app.try_state::<Gateway>().map(|g| g.inner().clone()) else {
                 return;
@@ -126,6 +155,7 @@ mod tests {
     fn menu_ids() {
         assert_eq!(parse("revoke:42"), Some(TrayAction::Revoke(GrantId(42))));
         assert_eq!(parse("open"), Some(TrayAction::Open));
+        assert_eq!(parse("revoke-all"), Some(TrayAction::RevokeAll));
         assert_eq!(parse("quit"), Some(TrayAction::Quit));
         assert_eq!(parse("revoke:"), None);
         assert_eq!(parse("revoke:x"), None);

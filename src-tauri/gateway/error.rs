@@ -2,6 +2,7 @@
 //! (an HTTP status and body in `http::response`, a `CommandError` in the desktop shell, an
 //! exit status in the CLI) without matching on text.
 
+use crate::oauth::personal::PersonalTokenError;
 use crate::oauth::{GrantId, OAuthError};
 use crate::secrets::SecretsError;
 
@@ -18,6 +19,10 @@ pub enum GatewayError {
     ConsentForged,
     #[error("no active grant with id {0}")]
     UnknownGrant(GrantId),
+    #[error("no client registration with id {0}")]
+    UnknownClient(String),
+    #[error(transparent)]
+    PersonalToken(#[from] PersonalTokenError),
     #[error("no remote upstream named {0}")]
     NotRemote(String),
     #[error("no upstream named {0}")]
@@ -40,6 +45,8 @@ impl GatewayError {
             GatewayError::ConsentGone => "consent_gone",
             GatewayError::ConsentForged => "consent_forged",
             GatewayError::UnknownGrant(_) => "unknown_grant",
+            GatewayError::UnknownClient(_) => "unknown_client",
+            GatewayError::PersonalToken(_) => "personal_token",
             GatewayError::NotRemote(_) => "not_remote",
             GatewayError::UnknownUpstream(_) => "unknown_upstream",
             GatewayError::SignIn { .. } => "sign_in",

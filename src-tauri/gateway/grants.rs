@@ -1,5 +1,6 @@
-//! Grants: listing them for the person, revoking them (the one revocation path), the
-//! token revocation endpoint (RFC 7009), and noticing what another process changed.
+//! Grants: listing them for the person, revoking them (one, one client's, or all: every
+//! path ends in [`Gateway::after_revocation`]), the token revocation endpoint (RFC 7009),
+//! and noticing what another process changed.
 //!
 //! A revocation made here emits [`GatewayEvent::GrantRevoked`] once. A revocation made by
 //! another process (`mcp-broker grants revoke`) moves the shared revocation counter;
@@ -50,17 +51,41 @@ impl Gateway {
         reason: RevokeReason,
     ) -> Result<RevokedGrant, GatewayError> {
         let revoked = self.inner.store.revoke_grant(id, now()).await?;
-        self.inner.upstreams.stop_for_grant(id).await;
-        let g = revoked.ok_or(GatewayError::UnknownGrant(id))?;
-        tracing::info!(grant = %id, upstream = %g.upstream, ?reason, "grant revoked");
-        self.forget_grant(id);
+        let Some(g) = revoked else {
+            self.inner.upstreams.stop_for_grant(id).await;
+            return Err(GatewayError::UnknownGrant(id));
+        };
+        self.after_revocation(&g, reason).await;
+        Ok(g)
+    }
+
+    /// Revokes every active grant (`client: None`) or every active grant of one client,
+    /// in one transaction, then ends their sessions and announces each once. Effective on
+    /// the next request, in this process and in a running broker alike.
+    pub async fn revoke_all(
+        &self,
+        client: Option<&str>,
+        reason: RevokeReason,
+    ) -> Result<Vec<RevokedGrant>, GatewayError> {
+        let revoked = self.inner.store.revoke_grants(client, now()).await?;
+        for g in &revoked {
+            self.after_revocation(g, reason).await;
+        }
+        Ok(revoked)
+    }
+
+    /// What follows every committed revocation: the grant's sessions end (children exit,
+    /// streams close) and listeners hear it once.
+    pub(super) async fn after_revocation(&self, g: &RevokedGrant, reason: RevokeReason) {
+        self.inner.upstreams.stop_for_grant(g.id).await;
+        tracing::info!(grant = %g.id, upstream = %g.upstream, ?reason, "grant revoked");
+        self.forget_grant(g.id);
         self.emit(GatewayEvent::GrantRevoked {
-            grant_id: id,
+            grant_id: g.id,
             client_name: g.client_name.clone(),
             upstream: g.upstream.clone(),
             reason,
         });
-        Ok(g)
     }
 
     /// `POST /revoke` (RFC 7009 §2.1). Revoking either token of a grant revokes the grant

@@ -7,22 +7,30 @@
 //! - [`authorize`]: `/authorize` and the consent decision (form or native window);
 //! - [`token`]: the code exchange and refresh rotation with replay handling;
 //! - [`register`]: dynamic client registration (RFC 7591);
-//! - [`grants`]: listing and revoking grants, the token revocation endpoint (RFC 7009),
-//!   and noticing what another process changed;
+//! - [`grants`]: listing and revoking grants (one, one client's, all), the token
+//!   revocation endpoint (RFC 7009), and noticing what another process changed;
+//! - [`personal`]: personal access tokens, minted by the person for one upstream;
+//! - [`introspect`]: token introspection (RFC 7662) for authenticated callers;
+//! - [`registrations`]: listing and deleting client registrations;
 //! - [`mcp`]: authenticating a request to `/mcp/NAME` (RFC 6750, RFC 8707);
 //! - [`upstreams`]: the upstream overview with sessions, credentials and last errors;
 //! - [`secrets`]: the user's upstream secrets in the OS keychain;
 //! - [`sign_in`]: the broker's own sign-in to remote upstreams.
 //!
-//! Every revocation (tray, window, CLI, `/revoke`, replay) ends in
-//! [`Gateway::revoke_grant`]; a revocation made by another process is noticed by the one
-//! maintenance task ([`Gateway::spawn_maintenance`]), which announces it the same way.
+//! Every revocation (tray, window, CLI, `/revoke`, replay, revoke all, a deleted
+//! registration) ends in `Gateway::after_revocation`; a revocation made by another
+//! process is noticed by the one maintenance task ([`Gateway::spawn_maintenance`]), which
+//! announces it the same way. So is a grant another process created (a personal token
+//! made by the CLI): the store moves the same counter.
 
 pub mod authorize;
 mod error;
 pub mod grants;
+pub mod introspect;
 pub mod mcp;
+pub mod personal;
 pub mod register;
+pub mod registrations;
 pub mod secrets;
 pub mod sign_in;
 pub mod token;
@@ -154,8 +162,14 @@ impl Gateway {
     /// operations, no server. `grants revoke` revokes through it, and the running server
     /// notices through the revocation counter.
     pub async fn offline(config: Config, data_dir: &Path) -> crate::Result<Gateway> {
-        let store = Store::open(data_dir).await?;
         let port = config.port();
+        Gateway::offline_on(config, data_dir, port).await
+    }
+
+    /// [`offline`](Self::offline) for a broker serving on `port`: what the resources of
+    /// tokens minted here are bound to (RFC 8707), so they work on that broker.
+    pub async fn offline_on(config: Config, data_dir: &Path, port: u16) -> crate::Result<Gateway> {
+        let store = Store::open(data_dir).await?;
         Ok(Gateway::new(
             config,
             data_dir,
@@ -194,6 +208,16 @@ impl Gateway {
             .iter()
             .find(|(n, _)| n == upstream)
             .map(|(_, r)| r)
+    }
+
+    /// The resources this broker serves now; tokens for any other (an old port) are dead.
+    fn served_resources(&self) -> Vec<Resource> {
+        self.inner
+            .authorize_ctx
+            .resources
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<GatewayEvent> {
@@ -241,6 +265,9 @@ impl Gateway {
             const TICK: Duration = Duration::from_millis(250);
             const PURGE_EVERY: Duration = Duration::from_secs(3600);
             const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+            // A registration TTL shorter than the purge period is honoured to the second.
+            let registration_ttl = g.inner.config.registration_ttl();
+            let purge_every = PURGE_EVERY.min(registration_ttl);
             let mut tick = tokio::time::interval(TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_purge: Option<tokio::time::Instant> = None;
@@ -249,10 +276,17 @@ impl Gateway {
             loop {
                 let at = tick.tick().await;
                 g.inner.store.recheck_revocation_counter();
-                if last_purge.is_none_or(|t| at - t >= PURGE_EVERY) {
+                if last_purge.is_none_or(|t| at - t >= purge_every) {
                     last_purge = Some(at);
-                    if let Err(e) = g.inner.store.purge_expired(now()).await {
+                    let t = now();
+                    if let Err(e) = g.inner.store.purge_expired(t).await {
                         tracing::warn!("purging expired tokens failed: {e}");
+                    }
+                    let cutoff = t - registration_ttl.as_secs() as i64;
+                    match g.inner.store.purge_stale_registrations(cutoff, t).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(count = n, "stale client registrations purged"),
+                        Err(e) => tracing::warn!("purging stale registrations failed: {e}"),
                     }
                 }
                 if at - last_housekeeping >= HOUSEKEEPING_EVERY {

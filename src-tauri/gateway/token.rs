@@ -24,6 +24,9 @@ pub struct Issued {
     pub token_type: &'static str,
     pub expires_in: i64,
     pub refresh_token: String,
+    /// Seconds the refresh token stays usable if unused (not in RFC 6749; the name other
+    /// authorization servers use), so a client knows when it must authorize again.
+    pub refresh_token_expires_in: i64,
     pub scope: String,
 }
 
@@ -94,15 +97,20 @@ impl Gateway {
                     )
                     .into());
                 };
-                let scopes =
-                    match check_refresh(&rec, &client_id, scope.as_deref(), resource.as_deref(), t)
-                    {
-                        Ok(s) => s,
-                        Err(RefreshRejection::Invalid(e)) => return Err(e.into()),
-                        Err(RefreshRejection::Replayed(grant)) => {
-                            return Err(self.refresh_replayed(grant).await);
-                        }
-                    };
+                let scopes = match check_refresh(
+                    &rec,
+                    &client_id,
+                    scope.as_deref(),
+                    resource.as_deref(),
+                    &self.served_resources(),
+                    t,
+                ) {
+                    Ok(s) => s,
+                    Err(RefreshRejection::Invalid(e)) => return Err(e.into()),
+                    Err(RefreshRejection::Replayed(grant)) => {
+                        return Err(self.refresh_replayed(grant).await);
+                    }
+                };
                 let (issued, stored) = self.mint(&scopes, t);
                 match self
                     .inner
@@ -146,12 +154,14 @@ impl Gateway {
             refresh: TokenHash::of(&refresh),
             refresh_expires_at: t + config.refresh_token_ttl(),
             scopes: scopes.clone(),
+            issued_at: t,
         };
         let issued = Issued {
             access_token: access,
             token_type: "Bearer",
             expires_in: config.access_token_ttl(),
             refresh_token: refresh,
+            refresh_token_expires_in: config.refresh_token_ttl(),
             scope: scopes.to_string(),
         };
         (issued, stored)

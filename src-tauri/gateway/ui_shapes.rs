@@ -7,11 +7,12 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::GrantView;
+use super::personal::CreatedToken;
 use super::upstreams::{Overview, SecretUse, SignInView, UpstreamView};
 use crate::consent::ConsentView;
 use crate::oauth::GrantId;
 use crate::secrets::{SecretEntry, SecretStatus};
-use crate::store::GrantSummary;
+use crate::store::{GrantKind, GrantSummary};
 
 const API_TS: &str = include_str!("../../ui/src/api.ts");
 
@@ -44,10 +45,25 @@ fn the_window_types_match_what_the_core_serializes() {
             scope: "mcp".into(),
             created_at: 1,
             last_used_at: None,
+            kind: GrantKind::PersonalToken,
+            label: Some("l".into()),
+            expires_at: None,
+            tools: None,
         },
         sessions: 0,
     };
     assert_eq!(keys(json!(grant)), ts_fields("Grant"));
+    assert_eq!(json!(grant)["kind"], "personal_token");
+    assert!(API_TS.contains(r#"export type GrantKind = "oauth" | "personal_token";"#));
+    let created = CreatedToken {
+        grant_id: GrantId(1),
+        token: "mcpb_pat_x".into(),
+        upstream: "u".into(),
+        resource: "r".into(),
+        label: "l".into(),
+        expires_at: Some(2),
+    };
+    assert_eq!(keys(json!(created)), ts_fields("CreatedToken"));
     let view = ConsentView {
         client_name: "n".into(),
         client_id: "c".into(),
@@ -57,6 +73,7 @@ fn the_window_types_match_what_the_core_serializes() {
         upstream: "u".into(),
         scope: "mcp".into(),
         ignored_scopes: None,
+        access_warning: "w".into(),
     };
     assert_eq!(keys(json!(view)), ts_fields("ConsentView"));
     let secret_use = SecretUse {

@@ -8,11 +8,12 @@
 //! `Host` that is not a loopback name with the broker's port, or an `Origin` that is not
 //! a loopback origin, is refused (MCP transport spec, "Security Warning": servers MUST
 //! validate `Origin`). CORS is granted to loopback origins on the metadata documents,
-//! `/register`, `/token`, `/revoke` and `/mcp/NAME`, never on `/authorize` or the consent
-//! form, whose POST must come from the broker's own origin.
+//! `/register`, `/token`, `/revoke`, `/introspect` and `/mcp/NAME`, never on `/authorize`
+//! or the consent form, whose POST must come from the broker's own origin.
 
 mod authorize;
 mod consent;
+mod introspect;
 mod mcp;
 mod metadata;
 mod pages;
@@ -73,6 +74,7 @@ pub fn router(gateway: Gateway) -> Front {
         .route("/register", post(register::register))
         .route("/token", post(token::token))
         .route("/revoke", post(revoke::revoke))
+        .route("/introspect", post(introspect::introspect))
         .layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT));
 
     let mcp = Router::new()

@@ -65,6 +65,7 @@ fn facts(v: &ConsentView) -> Markup {
                 }
             }
         }
+        p.warn { (v.access_warning) }
         @if !v.redirect_is_loopback {
             p.warn {
                 "After you approve, your browser goes to " b { (v.redirect_host) }
@@ -173,6 +174,7 @@ mod tests {
             upstream: "demo".into(),
             scope: "mcp email".into(),
             ignored_scopes: Some("email".into()),
+            access_warning: crate::consent::access_warning("<script>alert(1)</script>", "demo"),
         }
     }
 
@@ -201,5 +203,6 @@ mod tests {
         assert!(html.contains("Described by"));
         assert!(html.contains("not offered, ignored: email"));
         assert!(html.contains("which is not on this computer"));
+        assert!(html.contains("access to the tools of demo as you"));
     }
 }

@@ -80,9 +80,13 @@ pub fn validate_authorize(
         return Err(no_redirect("client_id is required"));
     };
     let Some(client) = client.filter(|c| c.id.0 == client_id) else {
+        // Shown to the person, since the client never sees it: a client whose registration
+        // was deleted or expired cannot learn it here, so say what gets it working again.
         return Err(AuthorizeError::DoNotRedirect(OAuthError::new(
             ErrorCode::InvalidClient,
-            "unknown client_id",
+            "unknown client_id: this application is not registered with mcp-broker (its \
+             registration may have been deleted or expired). Sign out of this server in the \
+             application, or remove its saved login, so that it registers again.",
         )));
     };
     let redirect_uri = match params.get("redirect_uri") {
@@ -190,15 +194,16 @@ pub fn validate_authorize(
     } else {
         requested_scopes
     };
-    // RFC 6749 §3.3: the server may grant less than requested and says so in the token
-    // response. Nothing granted at all is an error.
+    // RFC 6749 §3.3: the server "MAY fully or partially ignore the scope requested by
+    // the client" and says so in the token response. A client that asks only for scopes
+    // the broker does not offer (a generic client's `openid email profile`) gets the
+    // default, as when it also asks for `mcp`; the consent screen shows what was dropped.
     let scopes = requested_scopes.intersection(&ctx.supported_scopes);
-    if scopes.is_empty() {
-        return Err(fail(OAuthError::new(
-            ErrorCode::InvalidScope,
-            "none of the requested scopes is offered",
-        )));
-    }
+    let scopes = if scopes.is_empty() {
+        ctx.default_scopes.clone()
+    } else {
+        scopes
+    };
 
     let client_name = if client.name.is_empty() {
         client.id.0.clone()
@@ -392,7 +397,7 @@ mod tests {
                 ),
                 ErrorCode::InvalidTarget,
             ),
-            (q(&[("scope", "admin")], &[]), ErrorCode::InvalidScope),
+            (q(&[("scope", "bad\"quote")], &[]), ErrorCode::InvalidScope),
             (q(&[("state", "again")], &[]), ErrorCode::InvalidRequest),
         ];
         for (query, code) in cases {
@@ -432,6 +437,17 @@ mod tests {
             .unwrap();
         assert_eq!(r.requested_scopes.to_string(), "extra mcp");
         assert_eq!(r.scopes.to_string(), "mcp");
+        let only_unknown = validate_authorize(
+            &q(&[("scope", "openid email profile")], &[]),
+            Some(&client()),
+            &ctx(1),
+        )
+        .unwrap();
+        assert_eq!(only_unknown.scopes.to_string(), "mcp");
+        assert_eq!(
+            only_unknown.requested_scopes.to_string(),
+            "email openid profile"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Discovery documents: RFC 8414 authorization server metadata and RFC 9728 protected
-//! resource metadata. One issuer string is used everywhere, byte for byte (RFC 8414 §3.3,
-//! RFC 9207 §2.4), without a trailing slash.
+//! Discovery documents: RFC 8414 authorization server metadata (with the RFC 7662
+//! introspection endpoint) and RFC 9728 protected resource metadata. One issuer string
+//! is used everywhere, byte for byte (RFC 8414 §3.3, RFC 9207 §2.4), without a trailing
+//! slash.
 
 use serde_json::{Value, json};
 
@@ -16,12 +17,16 @@ pub fn authorization_server(issuer: &str, scopes: &Scopes, cimd_supported: bool)
         "token_endpoint": format!("{issuer}/token"),
         "registration_endpoint": format!("{issuer}/register"),
         "revocation_endpoint": format!("{issuer}/revoke"),
+        "introspection_endpoint": format!("{issuer}/introspect"),
         "scopes_supported": scopes.iter().collect::<Vec<_>>(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+        // RFC 7662 §2.1: callers authenticate. A personal access token as a bearer is
+        // accepted too; it has no name in the registry these values come from.
+        "introspection_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
         "client_id_metadata_document_supported": cimd_supported,
@@ -54,5 +59,9 @@ mod tests {
         assert_eq!(asm["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(prm["resource"], "http://127.0.0.1:4242/mcp/x");
         assert_eq!(asm["token_endpoint"], "http://127.0.0.1:4242/token");
+        assert_eq!(
+            asm["introspection_endpoint"],
+            "http://127.0.0.1:4242/introspect"
+        );
     }
 }

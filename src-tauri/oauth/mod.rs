@@ -5,7 +5,7 @@
 //! HTTP layer parses requests into these types and the store persists them.
 //!
 //! Specs: OAuth 2.1 (draft-ietf-oauth-v2-1), RFC 6749, RFC 7636 (PKCE), RFC 7591 (dynamic
-//! registration), RFC 7009 (revocation), RFC 8252 (native apps), RFC 8414 and RFC 9728
+//! registration), RFC 7009 (revocation), RFC 7662 (introspection), RFC 8252 (native apps), RFC 8414 and RFC 9728
 //! (metadata), RFC 8707 (resource indicators), RFC 9207 (`iss`), RFC 9700 (security BCP).
 
 pub mod authorize;
@@ -13,7 +13,9 @@ pub mod bearer;
 pub mod cimd;
 pub mod discovery;
 pub mod error;
+pub mod introspect;
 pub mod metadata;
+pub mod personal;
 pub mod pkce;
 pub mod redirect;
 pub mod register;

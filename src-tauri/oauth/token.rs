@@ -268,12 +268,16 @@ pub enum RefreshRejection {
     Invalid(OAuthError),
 }
 
-/// Checks a refresh request; returns the scopes of the new tokens.
+/// Checks a refresh request; returns the scopes of the new tokens. `served` are the
+/// resources this broker serves now: a grant for a resource it no longer serves (the
+/// broker moved to another port) is refused whether or not `resource` is sent, since
+/// tokens for it could never be used.
 pub fn check_refresh(
     rec: &RefreshRecord,
     client_id: &ClientId,
     scope: Option<&str>,
     resource: Option<&str>,
+    served: &[Resource],
     now: UnixTime,
 ) -> Result<Scopes, RefreshRejection> {
     let invalid = |e| Err(RefreshRejection::Invalid(e));
@@ -287,6 +291,11 @@ pub fn check_refresh(
     }
     if now >= rec.expires_at {
         return invalid(OAuthError::invalid_grant("refresh token expired"));
+    }
+    if !served.contains(&rec.resource) {
+        return invalid(OAuthError::invalid_grant(
+            "refresh token was issued for another address of this broker; authorize again",
+        ));
     }
     if let Some(r) = resource
         && !rec.resource.matches_param(r)
@@ -351,6 +360,9 @@ mod tests {
     }
     fn c1() -> ClientId {
         ClientId("c1".into())
+    }
+    fn served() -> Vec<Resource> {
+        vec![Resource("http://127.0.0.1:9/mcp/a".into())]
     }
 
     #[test]
@@ -516,7 +528,7 @@ mod tests {
     #[test]
     fn refresh_rotation_and_replay() {
         assert_eq!(
-            check_refresh(&refresh(), &c1(), None, None, NOW)
+            check_refresh(&refresh(), &c1(), None, None, &served(), NOW)
                 .unwrap()
                 .to_string(),
             "mcp"
@@ -526,18 +538,25 @@ mod tests {
             ..refresh()
         };
         assert_eq!(
-            check_refresh(&rotated, &c1(), None, None, NOW),
+            check_refresh(&rotated, &c1(), None, None, &served(), NOW),
             Err(RefreshRejection::Replayed(GrantId(7)))
         );
-        let expired = check_refresh(&refresh(), &c1(), None, None, NOW + 100);
+        let expired = check_refresh(&refresh(), &c1(), None, None, &served(), NOW + 100);
         assert!(
             matches!(expired, Err(RefreshRejection::Invalid(e)) if e.code == ErrorCode::InvalidGrant)
         );
-        let other = check_refresh(&refresh(), &ClientId("c2".into()), None, None, NOW);
+        let other = check_refresh(
+            &refresh(),
+            &ClientId("c2".into()),
+            None,
+            None,
+            &served(),
+            NOW,
+        );
         assert!(
             matches!(other, Err(RefreshRejection::Invalid(e)) if e.code == ErrorCode::InvalidGrant)
         );
-        let wider = check_refresh(&refresh(), &c1(), Some("mcp admin"), None, NOW);
+        let wider = check_refresh(&refresh(), &c1(), Some("mcp admin"), None, &served(), NOW);
         assert!(
             matches!(wider, Err(RefreshRejection::Invalid(e)) if e.code == ErrorCode::InvalidScope)
         );
@@ -546,10 +565,21 @@ mod tests {
             &c1(),
             None,
             Some("http://127.0.0.1:9/mcp/b"),
+            &served(),
             NOW,
         );
         assert!(
             matches!(aud, Err(RefreshRejection::Invalid(e)) if e.code == ErrorCode::InvalidTarget)
         );
+        // The broker now serves on port 10: the grant's resource is gone, with or
+        // without a `resource` parameter.
+        let moved = [Resource("http://127.0.0.1:10/mcp/a".into())];
+        for resource in [None, Some("http://127.0.0.1:9/mcp/a")] {
+            let r = check_refresh(&refresh(), &c1(), None, resource, &moved, NOW);
+            assert!(
+                matches!(r, Err(RefreshRejection::Invalid(e)) if e.code == ErrorCode::InvalidGrant),
+                "{resource:?}"
+            );
+        }
     }
 }

@@ -21,8 +21,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use clients::{DeletedClient, RegisteredClient};
 pub use codes::Redeemed;
-pub use grants::{GrantSummary, NewCode, RevokedGrant};
+pub use grants::{GrantKind, GrantSummary, NewCode, NewPersonalGrant, RevokedGrant};
 pub use tokens::{IssuedTokens, Rotation};
 
 use crate::error::Result;
@@ -102,15 +103,8 @@ impl Store {
             .bind(now)
             .execute(&self.pool)
             .await?;
-        // Registration is open to every local process; a client that never got a grant
-        // within a day is dropped so that registrations cannot pile up forever.
-        let c = sqlx::query(
-            "DELETE FROM clients WHERE created_at < ? AND id NOT IN (SELECT client_id FROM grants)",
-        )
-        .bind(now - 24 * 3600)
-        .execute(&self.pool)
-        .await?;
-        Ok(a.rows_affected() + b.rows_affected() + c.rows_affected())
+        // Stale registrations: `purge_stale_registrations` (clients.rs), on its own period.
+        Ok(a.rows_affected() + b.rows_affected())
     }
 
     /// A write transaction that takes the write lock up front. A deferred `BEGIN` that
@@ -204,6 +198,7 @@ mod tests {
             refresh: TokenHash::of(&format!("r-{n}")),
             refresh_expires_at: NOW + 7200,
             scopes: Scopes::single("mcp"),
+            issued_at: NOW,
         }
     }
 

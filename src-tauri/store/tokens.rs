@@ -6,6 +6,7 @@ use sqlx::Row;
 use super::Store;
 use crate::error::Result;
 use crate::oauth::bearer::AccessRecord;
+use crate::oauth::introspect::{TokenFacts, TokenKind};
 use crate::oauth::token::RefreshRecord;
 use crate::oauth::{ClientId, GrantId, Resource, Scopes, TokenHash, UnixTime};
 
@@ -17,6 +18,7 @@ pub struct IssuedTokens {
     pub refresh: TokenHash,
     pub refresh_expires_at: UnixTime,
     pub scopes: Scopes,
+    pub issued_at: UnixTime,
 }
 
 /// Outcome of rotating a refresh token.
@@ -117,6 +119,32 @@ impl Store {
         }))
     }
 
+    /// A token of either kind with its grant, if the grant is active: what
+    /// introspection (RFC 7662) needs to decide. Never cached: introspection is rare.
+    pub async fn token_facts(&self, hash: &TokenHash) -> Result<Option<TokenFacts>> {
+        let row = sqlx::query(
+            "SELECT t.grant_id, t.kind, t.scope, t.expires_at, t.issued_at, t.rotated_at, g.client_id, g.resource
+             FROM tokens t JOIN grants g ON g.id = t.grant_id
+             WHERE t.hash = ? AND g.revoked_at IS NULL",
+        )
+        .bind(hash.0.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| TokenFacts {
+            grant_id: GrantId(r.get("grant_id")),
+            client_id: ClientId(r.get("client_id")),
+            kind: match r.get::<&str, _>("kind") {
+                "refresh" => TokenKind::Refresh,
+                _ => TokenKind::Access,
+            },
+            resource: Resource(r.get("resource")),
+            scopes: Scopes::parse(r.get::<&str, _>("scope")).unwrap_or_default(),
+            expires_at: r.get("expires_at"),
+            issued_at: r.get("issued_at"),
+            rotated: r.get::<Option<i64>, _>("rotated_at").is_some(),
+        }))
+    }
+
     /// The grant a token (of either kind) belongs to, and the client it was issued to.
     pub async fn token_owner(&self, hash: &TokenHash) -> Result<Option<(GrantId, ClientId)>> {
         let row = sqlx::query(
@@ -136,15 +164,17 @@ async fn insert_pair(
     t: &IssuedTokens,
 ) -> Result<()> {
     let scope = t.scopes.to_string();
-    sqlx::query("INSERT INTO tokens (hash, kind, grant_id, scope, expires_at) VALUES (?, 'access', ?, ?, ?), (?, 'refresh', ?, ?, ?)")
+    sqlx::query("INSERT INTO tokens (hash, kind, grant_id, scope, expires_at, issued_at) VALUES (?, 'access', ?, ?, ?, ?), (?, 'refresh', ?, ?, ?, ?)")
         .bind(t.access.0.as_slice())
         .bind(grant.0)
         .bind(&scope)
         .bind(t.access_expires_at)
+        .bind(t.issued_at)
         .bind(t.refresh.0.as_slice())
         .bind(grant.0)
         .bind(&scope)
         .bind(t.refresh_expires_at)
+        .bind(t.issued_at)
         .execute(&mut *tx)
         .await?;
     Ok(())

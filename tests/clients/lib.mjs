@@ -100,8 +100,7 @@ export class Provider {
 }
 
 /** Connects the SDK client to url, running the OAuth flow on the first 401. */
-export async function connect(url) {
-  const provider = new Provider();
+export async function connect(url, provider = new Provider()) {
   const mk = () => new StreamableHTTPClientTransport(new URL(url), { authProvider: provider });
   const client = new Client({ name: 'mcp-broker-client-test', version: '1.0.0' });
   let transport = mk();

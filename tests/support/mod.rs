@@ -138,6 +138,45 @@ pub async fn post_token<T: serde::Serialize + ?Sized>(
         .unwrap()
 }
 
+/// The code exchange of a public client.
+pub async fn exchange_code(
+    c: &reqwest::Client,
+    base: &str,
+    reg: &Registered,
+    code: &str,
+    verifier: &str,
+) -> reqwest::Response {
+    post_token(
+        c,
+        base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", reg.redirect_uri.as_str()),
+            ("client_id", reg.client_id.as_str()),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+/// A refresh request of a public client, with `resource` when given.
+pub async fn refresh_public(
+    c: &reqwest::Client,
+    base: &str,
+    client_id: &str,
+    refresh_token: &str,
+    resource: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", client_id),
+    ];
+    form.extend(resource.map(|r| ("resource", r)));
+    post_token(c, base, &form).await
+}
+
 pub fn pkce() -> (String, String) {
     let verifier = format!("v{}", "x".repeat(50));
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
@@ -257,25 +296,47 @@ pub struct Tokens {
 
 /// The whole flow: register a public client, approve, exchange the code.
 pub async fn authorize(c: &reqwest::Client, base: &str, upstream: &str) -> (Registered, Tokens) {
-    let reg = register(c, base, "none").await;
+    authorize_as(c, base, upstream, "none").await
+}
+
+/// [`authorize`] for a client registered with `method` (`none`, `client_secret_basic`
+/// or `client_secret_post`), authenticating at the token endpoint accordingly.
+pub async fn authorize_as(
+    c: &reqwest::Client,
+    base: &str,
+    upstream: &str,
+    method: &str,
+) -> (Registered, Tokens) {
+    let reg = register(c, base, method).await;
     let (verifier, challenge) = pkce();
     let resource = format!("{base}/mcp/{upstream}");
     let consent = open_consent(c, base, &reg, &challenge, Some(&resource), "st").await;
     let loc = decide(c, base, &consent, "approve").await;
     let code = query_param(&loc, "code").expect("code in redirect");
-    let res = post_token(
-        c,
-        base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", reg.redirect_uri.as_str()),
-            ("client_id", reg.client_id.as_str()),
-            ("code_verifier", verifier.as_str()),
-            ("resource", resource.as_str()),
-        ],
-    )
-    .await;
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", reg.redirect_uri.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("resource", resource.as_str()),
+    ];
+    let secret = reg.client_secret.as_deref().unwrap_or_default();
+    let req = c.post(format!("{base}/token"));
+    let req = match method {
+        "client_secret_basic" => req.basic_auth(&reg.client_id, Some(secret)),
+        "client_secret_post" => {
+            form.extend([
+                ("client_id", reg.client_id.as_str()),
+                ("client_secret", secret),
+            ]);
+            req
+        }
+        _ => {
+            form.push(("client_id", reg.client_id.as_str()));
+            req
+        }
+    };
+    let res = req.form(&form).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();
     let tokens = Tokens {
@@ -284,6 +345,26 @@ pub async fn authorize(c: &reqwest::Client, base: &str, upstream: &str) -> (Regi
         body,
     };
     (reg, tokens)
+}
+
+/// A POST to /mcp/NAME: one that passes authentication gets 400 (no session), not 401.
+/// Returns the status and the `WWW-Authenticate` header.
+pub async fn mcp_status(c: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = c
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    let www = res
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (res.status().as_u16(), www)
 }
 
 /// Every file under `dir`, recursively.

@@ -13,7 +13,26 @@ export interface Grant {
   scope: string;
   created_at: number;
   last_used_at: number | null;
+  kind: GrantKind;
+  // A personal token's label (also its client_name).
+  label: string | null;
+  // When a personal token stops working; null: never (or an OAuth grant).
+  expires_at: number | null;
+  // The tools a personal token is meant for (null: all); not enforced yet.
+  tools: string[] | null;
   sessions: number;
+}
+
+export type GrantKind = "oauth" | "personal_token";
+
+// A personal access token just created: `token` is shown once, never again.
+export interface CreatedToken {
+  grant_id: number;
+  token: string;
+  upstream: string;
+  resource: string;
+  label: string;
+  expires_at: number | null;
 }
 
 export type SecretStatus = "stored" | "missing" | "unknown";
@@ -60,6 +79,7 @@ export interface ConsentView {
   upstream: string;
   scope: string;
   ignored_scopes: string | null;
+  access_warning: string;
 }
 
 /// What a failed command rejects with.
@@ -79,6 +99,11 @@ export function errorText(e: unknown): string {
 export const listGrants = () => invoke<Grant[]>("list_grants");
 export const listUpstreams = () => invoke<Overview>("list_upstreams");
 export const revokeGrant = (id: number) => invoke<void>("revoke_grant", { id });
+// Revokes every active grant; resolves to how many were revoked.
+export const revokeAllGrants = () => invoke<number>("revoke_all_grants");
+// `expires`: a duration such as "30d", or "never".
+export const createPersonalToken = (upstream: string, label: string, expires: string) =>
+  invoke<CreatedToken>("create_personal_token", { upstream, label, expires });
 export const setSecret = (name: string, value: string) =>
   invoke<void>("set_secret", { name, value });
 export const deleteSecret = (name: string) => invoke<boolean>("delete_secret", { name });

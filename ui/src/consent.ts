@@ -26,6 +26,7 @@ function show(d: ConsentView) {
     ignored.textContent = ` (not offered, ignored: ${d.ignored_scopes})`;
     ignored.hidden = false;
   }
+  $("#access-warning").textContent = d.access_warning;
   const warning = $<HTMLParagraphElement>("#warning");
   if (!d.redirect_is_loopback) {
     warning.textContent =

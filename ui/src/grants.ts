@@ -5,10 +5,12 @@ import {
   type Grant,
   type SecretEntry,
   type Upstream,
+  createPersonalToken,
   deleteSecret,
   errorText,
   listGrants,
   listUpstreams,
+  revokeAllGrants,
   revokeGrant,
   setSecret,
   signInUpstream,
@@ -29,6 +31,19 @@ const keychainError = document.querySelector<HTMLParagraphElement>("#keychain-er
 const secretForm = document.querySelector<HTMLFormElement>("#secret-form")!;
 const secretName = document.querySelector<HTMLInputElement>("#secret-name")!;
 const secretValue = document.querySelector<HTMLInputElement>("#secret-value")!;
+const revokeAll = document.querySelector<HTMLButtonElement>("#revoke-all")!;
+const revokeAllConfirm = document.querySelector<HTMLSpanElement>("#revoke-all-confirm")!;
+const revokeAllQuestion = document.querySelector<HTMLSpanElement>("#revoke-all-question")!;
+const revokeAllYes = document.querySelector<HTMLButtonElement>("#revoke-all-yes")!;
+const revokeAllNo = document.querySelector<HTMLButtonElement>("#revoke-all-no")!;
+const tokenForm = document.querySelector<HTMLFormElement>("#token-form")!;
+const tokenUpstream = document.querySelector<HTMLSelectElement>("#token-upstream")!;
+const tokenLabel = document.querySelector<HTMLInputElement>("#token-label")!;
+const tokenExpires = document.querySelector<HTMLSelectElement>("#token-expires")!;
+const tokenCreated = document.querySelector<HTMLDivElement>("#token-created")!;
+const tokenValue = document.querySelector<HTMLElement>("#token-value")!;
+const tokenResource = document.querySelector<HTMLElement>("#token-resource")!;
+const tokenCopy = document.querySelector<HTMLButtonElement>("#token-copy")!;
 
 function cell(text: string, className?: string): HTMLTableCellElement {
   const td = document.createElement("td");
@@ -89,7 +104,12 @@ function renderGrants(grants: Grant[]) {
       const client = cell(g.client_name, "client");
       const sub = document.createElement("span");
       sub.className = "sub";
-      sub.textContent = g.client_id;
+      if (g.kind === "personal_token") {
+        client.append(" ", chip("personal token", "unknown"));
+        sub.textContent = g.expires_at === null ? "never expires" : `expires ${when(g.expires_at)}`;
+      } else {
+        sub.textContent = g.client_id;
+      }
       client.append(sub);
       const revoke = document.createElement("button");
       revoke.type = "button";
@@ -120,6 +140,79 @@ function renderGrants(grants: Grant[]) {
   );
   grantsTable.hidden = grants.length === 0;
   noGrants.hidden = grants.length !== 0;
+  revokeAll.hidden = grants.length === 0 || !revokeAllConfirm.hidden;
+  revokeAllQuestion.textContent = `Revoke all ${grants.length} grants? Every client and token loses access at once.`;
+  if (grants.length === 0) revokeAllConfirm.hidden = true;
+}
+
+// "Revoke all" asks first, in the page: the button becomes a question with Yes / Cancel.
+revokeAll.addEventListener("click", () => {
+  revokeAll.hidden = true;
+  revokeAllConfirm.hidden = false;
+  revokeAllNo.focus();
+});
+revokeAllNo.addEventListener("click", () => {
+  revokeAllConfirm.hidden = true;
+  revokeAll.hidden = false;
+});
+revokeAllYes.addEventListener("click", async () => {
+  revokeAllYes.disabled = true;
+  clearError();
+  try {
+    await revokeAllGrants();
+    revokeAllConfirm.hidden = true;
+  } catch (e) {
+    showError(e);
+  } finally {
+    revokeAllYes.disabled = false;
+    await refreshGrants();
+  }
+});
+
+tokenForm.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const create = document.querySelector<HTMLButtonElement>("#token-create")!;
+  create.disabled = true;
+  clearError();
+  try {
+    const t = await createPersonalToken(tokenUpstream.value, tokenLabel.value.trim(), tokenExpires.value);
+    tokenValue.textContent = t.token;
+    tokenResource.textContent = t.resource;
+    tokenCreated.hidden = false;
+    tokenCopy.textContent = "Copy";
+    tokenForm.reset();
+  } catch (e) {
+    showError(e);
+  } finally {
+    create.disabled = false;
+  }
+});
+
+tokenCopy.addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText(tokenValue.textContent ?? "");
+    tokenCopy.textContent = "Copied";
+  } catch {
+    // No clipboard access: select the token so the person can copy it by hand.
+    const range = document.createRange();
+    range.selectNodeContents(tokenValue);
+    window.getSelection()?.removeAllRanges();
+    window.getSelection()?.addRange(range);
+    tokenCopy.textContent = "Press Ctrl+C";
+  }
+});
+
+function renderTokenUpstreams(upstreams: Upstream[]) {
+  const chosen = tokenUpstream.value;
+  tokenUpstream.replaceChildren(
+    ...upstreams.map((u) => {
+      const o = document.createElement("option");
+      o.value = u.name;
+      o.textContent = u.name;
+      o.selected = u.name === chosen;
+      return o;
+    }),
+  );
 }
 
 function credentials(u: Upstream): HTMLTableCellElement {
@@ -246,6 +339,7 @@ async function refreshUpstreams() {
     const o = await listUpstreams();
     issuer.textContent = `Listening on ${o.issuer}`;
     renderUpstreams(o.upstreams);
+    renderTokenUpstreams(o.upstreams);
     renderSecrets(o.secrets, o.keychain_error);
   } catch (e) {
     showError(e);
