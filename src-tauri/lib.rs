@@ -19,18 +19,25 @@
 //!   ([`upstream_sign_in`]: the broker's own sign-in to remote upstreams).
 //! - [`bridge`]: `mcp-broker connect`, the stdio bridge for stdio-only clients.
 //! - [`cli`]: the `mcp-broker` command line; [`browser`]: opening a URL for the user.
-//! - [`clients`]: entries for MCP clients' own config files (`clients install`).
+//! - [`client_apps`]: entries for MCP client apps' own config files (`clients install`),
+//!   and what importing their servers would do; [`client_import`] does it.
+//! - [`config`], [`config_edit`], [`config_watch`]: `config.toml` loaded, changed by the
+//!   app keeping the person's formatting, and watched for hand edits.
 //! - `desktop` (feature `desktop`): the Tauri shell, the only importer of tauri.
 
 // Handlers return `Result<_, Response>` to bail out early; the error path is cold.
 #![allow(clippy::result_large_err)]
 
+pub mod atomic_file;
 pub mod bridge;
 pub mod browser;
 pub mod cli;
+pub mod client_apps;
+pub mod client_import;
 pub mod client_metadata;
-pub mod clients;
 pub mod config;
+pub mod config_edit;
+pub mod config_watch;
 pub mod consent;
 #[cfg(feature = "desktop")]
 pub mod desktop;

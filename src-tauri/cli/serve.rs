@@ -7,6 +7,8 @@ use crate::consent::ConsentMode;
 use crate::gateway::Gateway;
 
 pub fn run(args: ServeArgs) -> i32 {
+    // Before loading: a first start (no config file) says so in the log.
+    init_tracing();
     let config_path = args.config.clone().unwrap_or_else(super::default_config);
     let config = match crate::config::load(&config_path) {
         Ok(c) => c,
@@ -17,7 +19,6 @@ pub fn run(args: ServeArgs) -> i32 {
     };
     let data_dir = args.data.resolve();
     let port = args.port.unwrap_or_else(|| config.port());
-    init_tracing();
     if !args.headless {
         #[cfg(feature = "desktop")]
         {

@@ -17,6 +17,8 @@
 //! gets `None` and writes nothing. Entries are keyed by the upstream's name; an entry of
 //! that name which this broker did not write is never overwritten.
 
+pub mod import;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
@@ -208,6 +210,35 @@ pub fn uninstall(
         servers.shift_remove(k);
     }
     Ok(Some((render(&root), gone)))
+}
+
+/// Replaces each entry `old` by `(new, value)` in its place (an import: the client's own
+/// entry becomes one that runs through the broker, under the broker's name). Entries not
+/// named stay as they were, in the same order.
+pub fn adopt(
+    existing: &str,
+    replaced: &[(String, String, Value)],
+) -> Result<String, ClientConfigError> {
+    let mut root = parse(Some(existing))?;
+    let Some(Value::Object(servers)) = root.get_mut(SERVERS_KEY) else {
+        return Err(ClientConfigError::ServersNotAnObject);
+    };
+    let old = std::mem::take(servers);
+    for (k, v) in old {
+        match replaced.iter().find(|(o, _, _)| *o == k) {
+            Some((_, new, value)) => servers.insert(new.clone(), value.clone()),
+            None => servers.insert(k, v),
+        };
+    }
+    Ok(render(&root))
+}
+
+/// `FILE.mcp-broker.bak`: the client's file as it was before the last change mcp-broker
+/// made to it.
+pub fn backup_path(file: &Path) -> PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(".mcp-broker.bak");
+    file.with_file_name(name)
 }
 
 /// What `--print` shows: the entries alone, as they would be merged.
