@@ -6,15 +6,16 @@
 //! 1. Everything is computed and checked first, writing nothing: the new `config.toml`
 //!    (loaded as the loader would), the client's new file and its backup, and that the
 //!    client's file is still the text the plan was made from.
-//! 2. The keychain: each value is stored. A locked or missing keychain fails here, and
-//!    the values already stored are deleted again, so nothing at all is written.
-//! 3. `config.toml`, in one rename. If that fails, the stored values are deleted.
+//! 2. The keychain: each value is stored (`upstream_edit::KeychainWrites`). A locked
+//!    or missing keychain fails here, and the entries already written are put back as
+//!    they were, so nothing at all is written.
+//! 3. `config.toml`, in one rename. If that fails, the keychain is put back.
 //! 4. The index of secret names in the data dir (for `secrets list`); a failure there
 //!    is only reported: the secrets work without it.
 //! 5. The client's file: its backup (`FILE.mcp-broker.bak`, with each moved value
 //!    replaced by a note naming its keychain entry: a backup holding the plaintext would
-//!    defeat the move), then the file itself in one rename. If that fails, step 3 and 2
-//!    are undone (the previous `config.toml` put back, the values deleted) and the error
+//!    defeat the move), then the file itself in one rename. If that fails, steps 3 and
+//!    2 are undone (the previous `config.toml` put back, the keychain too) and the error
 //!    says whether the undo worked; the client's file is then as it was.
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use crate::config::Config;
 use crate::config_edit::{Draft, EditError};
 use crate::secrets::{self, SecretsError};
 use crate::store::Store;
+use crate::upstream_edit::KeychainWrites;
 use crate::vault::Vault;
 
 /// What an import did.
@@ -59,7 +61,7 @@ pub enum ImportError {
     )]
     ClientChanged { file: PathBuf },
     /// The broker's configuration would be invalid, or could not be written. Nothing
-    /// was written (values already stored in the keychain were deleted again).
+    /// was written (the keychain was put back as it was).
     #[error("nothing was imported: {0}")]
     Config(EditError),
     /// Nothing was written.
@@ -108,20 +110,20 @@ pub async fn carry_out(
     }
 
     // 2. The keychain.
-    let mut stored: Vec<String> = Vec::new();
+    let mut writes = KeychainWrites::new(vault);
     for m in plan.servers.iter().flat_map(|s| &s.secrets) {
-        if let Err(e) = secrets::put_value(vault, &m.secret, m.value.clone()).await {
-            delete_values(vault, &stored).await;
-            return Err(ImportError::Keychain(e));
-        }
-        stored.push(m.secret.clone());
+        writes
+            .put(&m.secret, m.value.clone())
+            .await
+            .map_err(ImportError::Keychain)?;
     }
+    let stored: Vec<String> = writes.names().map(str::to_owned).collect();
 
     // 3. config.toml.
     let config = match draft.commit() {
         Ok(c) => c,
         Err(e) => {
-            delete_values(vault, &stored).await;
+            writes.undo().await;
             return Err(ImportError::Config(e));
         }
     };
@@ -138,7 +140,7 @@ pub async fn carry_out(
     let written = crate::atomic_file::replace(&backup, backup_text.as_bytes())
         .and_then(|()| crate::atomic_file::replace(client_file, after.as_bytes()));
     if let Err(source) = written {
-        let undo = undo(config_path, config_before.as_deref(), vault, &stored).await;
+        let undo = undo(config_path, config_before.as_deref(), &mut writes).await;
         return Err(ImportError::ClientWrite {
             file: client_file.to_owned(),
             source,
@@ -165,32 +167,15 @@ async fn record_names(data_dir: &Path, names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Best effort: a value that cannot be deleted is named in the log.
-async fn delete_values(vault: &Arc<Vault>, names: &[String]) -> Vec<String> {
-    let mut left = Vec::new();
-    for n in names {
-        if let Err(e) = secrets::remove_value(vault, n).await {
-            tracing::warn!("import undo: cannot delete {n} from the keychain: {e}");
-            left.push(n.clone());
-        }
-    }
-    left
-}
-
-/// Puts `config.toml` back and deletes the stored values; says what it managed.
-async fn undo(
-    config_path: &Path,
-    before: Option<&str>,
-    vault: &Arc<Vault>,
-    stored: &[String],
-) -> String {
+/// Puts `config.toml` and the keychain back; says what it managed.
+async fn undo(config_path: &Path, before: Option<&str>, writes: &mut KeychainWrites<'_>) -> String {
     let config_back = match before {
         Some(text) => crate::config_edit::write(config_path, text).map_err(|e| e.to_string()),
         None => std::fs::remove_file(config_path).map_err(|e| e.to_string()),
     };
     match config_back {
         Ok(()) => {
-            let left = delete_values(vault, stored).await;
+            let left = writes.undo().await;
             if left.is_empty() {
                 format!(
                     "{} and the keychain were put back as they were; nothing was imported",
@@ -198,7 +183,7 @@ async fn undo(
                 )
             } else {
                 format!(
-                    "{} was put back as it was, but these keychain entries could not be deleted: {}",
+                    "{} was put back as it was, but these keychain entries could not be put back: {}",
                     config_path.display(),
                     left.join(", ")
                 )

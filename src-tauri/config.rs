@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 /// URLs clients saved valid across restarts.
 pub const DEFAULT_PORT: u16 = 7391;
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerSettings {
     pub port: Option<u16>,
@@ -64,7 +64,7 @@ pub struct BrokerSettings {
 /// Test only (`[broker.test_client_metadata]`): when fetching Client ID Metadata
 /// Documents, also trust the CA in `ca_file` and allow these (otherwise refused,
 /// non-public) addresses. Logged as a warning whenever it is set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TestClientMetadata {
     pub ca_file: PathBuf,
@@ -253,6 +253,45 @@ impl Config {
     }
     pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
         self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+/// What changed between the configuration in force and a new one, for applying it live:
+/// `added` upstreams can be served at once, `changed` ones need their sessions ended (a
+/// session keeps the child or connection it started with), `removed` ones refuse new
+/// requests. Names are in the configuration's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigDiff {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    /// `[broker]` settings that only take effect after a restart (the port, token
+    /// lifetimes, limits) differ; the caller says so rather than applying half of them.
+    pub settings_need_restart: bool,
+}
+
+impl ConfigDiff {
+    pub fn between(old: &Config, new: &Config) -> ConfigDiff {
+        let mut d = ConfigDiff::default();
+        for u in &new.upstreams {
+            match old.upstream(&u.name) {
+                None => d.added.push(u.name.clone()),
+                Some(o) if o != u => d.changed.push(u.name.clone()),
+                Some(_) => {}
+            }
+        }
+        d.removed = old
+            .upstreams
+            .iter()
+            .filter(|u| new.upstream(&u.name).is_none())
+            .map(|u| u.name.clone())
+            .collect();
+        d.settings_need_restart = old.settings != new.settings;
+        d
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == ConfigDiff::default()
     }
 }
 
@@ -572,6 +611,24 @@ mod tests {
         );
         let back: Vec<ValueSource> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, v);
+    }
+
+    #[test]
+    fn diff_names_added_changed_and_removed_upstreams() {
+        let old = p("[servers.a]\ncommand = 'x'\n[servers.b]\ncommand = 'y'\n[servers.c]\nurl = 'https://c/'\n")
+            .unwrap();
+        let new = p("[servers.a]\ncommand = 'x'\n[servers.b]\ncommand = 'y'\nargs = ['1']\n[servers.d]\ncommand = 'z'\n")
+            .unwrap();
+        let d = ConfigDiff::between(&old, &new);
+        assert_eq!(d.added, ["d"]);
+        assert_eq!(d.changed, ["b"]);
+        assert_eq!(d.removed, ["c"]);
+        assert!(!d.settings_need_restart);
+        assert!(ConfigDiff::between(&new, &new).is_empty());
+        let moved = p("[broker]\nport = 9000\n[servers.a]\ncommand = 'x'\n").unwrap();
+        assert!(
+            ConfigDiff::between(&Config::empty(Path::new("c.toml")), &moved).settings_need_restart
+        );
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //! - [`client_apps`]: entries for MCP client apps' own config files (`clients install`),
 //!   and what importing their servers would do; [`client_import`] does it.
 //! - [`config`], [`config_edit`], [`config_watch`]: `config.toml` loaded, changed by the
-//!   app keeping the person's formatting, and watched for hand edits.
+//!   app keeping the person's formatting, and watched for hand edits; [`upstream_edit`]:
+//!   saving a server from the window, typed secrets into the keychain with it.
 //! - `desktop` (feature `desktop`): the Tauri shell, the only importer of tauri.
 
 // Handlers return `Result<_, Response>` to bail out early; the error path is cold.
@@ -49,6 +50,7 @@ pub mod oauth;
 pub mod proxy;
 pub mod secrets;
 pub mod store;
+pub mod upstream_edit;
 pub mod upstream_sign_in;
 pub mod vault;
 

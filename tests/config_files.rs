@@ -356,3 +356,173 @@ async fn the_watch_reports_hand_edits_as_the_loader_sees_them() {
     let e = next(&mut w).await.expect_err("removed");
     assert!(e.reason.contains("removed"), "{e}");
 }
+
+mod window_saves {
+    //! `upstream_edit::save`, as the window calls it: a real `config.toml`, a real
+    //! SQLite index, and the in-process keychain (`Vault::memory`; the real keychain is
+    //! covered by tests/keychain.rs through the same `secrets` calls).
+
+    use std::sync::Arc;
+
+    use mcp_broker::config::ValueSource;
+    use mcp_broker::config_edit::{EditError, ServerEntry};
+    use mcp_broker::store::Store;
+    use mcp_broker::upstream_edit::{KeychainWrites, SaveError, SaveMode, TypedSecret, save};
+    use mcp_broker::vault::{Secret, Vault};
+
+    fn with_secret(url: &str, secret: &str) -> ServerEntry {
+        ServerEntry::Remote {
+            url: url.into(),
+            headers: [(
+                "Authorization".to_owned(),
+                ValueSource::Secret {
+                    secret: secret.into(),
+                    prefix: Some("Bearer ".into()),
+                },
+            )]
+            .into(),
+            client_id: None,
+        }
+    }
+
+    fn typed(name: &str, value: &str) -> Vec<TypedSecret> {
+        vec![TypedSecret {
+            name: name.into(),
+            value: Secret::new(value.into()),
+        }]
+    }
+
+    fn held(vault: &Vault, name: &str) -> Option<String> {
+        vault.get(name).unwrap().map(|s| s.expose().clone())
+    }
+
+    #[tokio::test]
+    async fn a_typed_secret_goes_to_the_keychain_and_the_file_references_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "# mine\n[servers.a]\ncommand = \"x\"\n").unwrap();
+        let vault = Arc::new(Vault::memory());
+        let store = Store::open(&dir.path().join("data")).await.unwrap();
+
+        // Refused as the loader refuses it: nothing stored, the file as it was.
+        let e = save(
+            &path,
+            "linear",
+            &with_secret("http://linear.example/mcp", "linear"),
+            SaveMode::Add,
+            typed("linear", "lin-first"),
+            &vault,
+            &store,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, SaveError::Config(EditError::Invalid(c)) if c.key == "servers.linear.url"),
+            "{e}"
+        );
+        assert_eq!(held(&vault, "linear"), None);
+        let e = save(
+            &path,
+            "linear",
+            &with_secret("https://linear.example/mcp", "linear"),
+            SaveMode::Add,
+            typed("other", "v"),
+            &vault,
+            &store,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(e, SaveError::Unreferenced(ref n) if n == "other"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "# mine\n[servers.a]\ncommand = \"x\"\n"
+        );
+        assert!(store.secret_names().await.unwrap().is_empty());
+
+        let saved = save(
+            &path,
+            "linear",
+            &with_secret("https://linear.example/mcp", "linear"),
+            SaveMode::Add,
+            typed("linear", "lin-first"),
+            &vault,
+            &store,
+        )
+        .await
+        .unwrap();
+        assert!(saved.index_warning.is_none());
+        assert_eq!(saved.config.upstreams.len(), 2);
+        assert_eq!(held(&vault, "linear").as_deref(), Some("lin-first"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# mine\n"), "{text}");
+        assert!(
+            text.contains(
+                "headers = { Authorization = { secret = \"linear\", prefix = \"Bearer \" } }"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("lin-first"));
+        let names: Vec<String> = store
+            .secret_names()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["linear"]);
+
+        // A new value typed for the same server replaces the old one.
+        save(
+            &path,
+            "linear",
+            &with_secret("https://linear.example/v2/mcp", "linear"),
+            SaveMode::Replace,
+            typed("linear", "lin-second"),
+            &vault,
+            &store,
+        )
+        .await
+        .unwrap();
+        assert_eq!(held(&vault, "linear").as_deref(), Some("lin-second"));
+        // Adding the same name again is a clash, and stores nothing.
+        let e = save(
+            &path,
+            "linear",
+            &with_secret("https://x.example/mcp", "linear"),
+            SaveMode::Add,
+            typed("linear", "lin-third"),
+            &vault,
+            &store,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(e, SaveError::Config(EditError::NameTaken { .. })),
+            "{e}"
+        );
+        assert_eq!(held(&vault, "linear").as_deref(), Some("lin-second"));
+    }
+
+    #[tokio::test]
+    async fn keychain_writes_are_taken_back_as_they_were() {
+        let vault = Arc::new(Vault::memory());
+        vault.set("kept", &Secret::new("old".into())).unwrap();
+        let mut w = KeychainWrites::new(&vault);
+        w.put("kept", Secret::new("new".into())).await.unwrap();
+        w.put("fresh", Secret::new("v".into())).await.unwrap();
+        assert_eq!(held(&vault, "kept").as_deref(), Some("new"));
+        // A refused write (an empty value) takes back the earlier ones.
+        assert!(w.put("empty", Secret::new(String::new())).await.is_err());
+        assert_eq!(held(&vault, "kept").as_deref(), Some("old"));
+        assert_eq!(held(&vault, "fresh"), None);
+
+        let mut w = KeychainWrites::new(&vault);
+        w.put("fresh", Secret::new("v".into())).await.unwrap();
+        assert_eq!(w.names().collect::<Vec<_>>(), ["fresh"]);
+        assert!(w.undo().await.is_empty());
+        assert_eq!(held(&vault, "fresh"), None);
+    }
+}
