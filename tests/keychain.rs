@@ -50,6 +50,10 @@ fn main() {
             "imported_server_runs_through_the_broker_with_its_key",
             import_then_call,
         ),
+        keychain(
+            "import_asks_about_each_secret_on_a_terminal",
+            import_on_a_terminal,
+        ),
     ];
     if cfg!(target_os = "linux") {
         trials.push(Trial::test(
@@ -1383,6 +1387,74 @@ async fn import_then_call_async() -> Result<(), Failed> {
     check(
         dir_contains(&cli.data_dir, key.as_bytes())?.is_none(),
         "key in the data dir",
+    )?;
+    Ok(())
+}
+
+/// On a terminal (a pty from util-linux `script`), each value is asked about: the one
+/// declined stays a literal in config.toml (and still leaves the client's file), the
+/// one accepted moves to the keychain.
+fn import_on_a_terminal() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir()?;
+    let cli = Cli::in_dir(tmp.path());
+    let client_file = tmp.path().join("claude.json");
+    std::fs::copy(client_fixture("claude.json"), &client_file)?;
+    let config = tmp.path().join("config.toml");
+    let command = format!(
+        "{BIN} clients import claude-code --config {} --client-config {} --data-dir {}",
+        config.display(),
+        client_file.display(),
+        cli.data_dir.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env(mcp_broker::vault::SERVICE_ENV, &cli.service)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("util-linux `script` is needed for this test: {e}"))?;
+    // The servers in the plan's order: sentry's Authorization first, then notion's token.
+    child.stdin.take().unwrap().write_all(b"n\ny\n")?;
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    check(
+        out.status.success(),
+        format!("import on a terminal: {text}"),
+    )?;
+    check(
+        text.contains("Move header Authorization of sentry into the OS keychain as sentry.Authorization? [Y/n]")
+            && text.contains("kept as a literal value"),
+        format!("asked about sentry: {text}"),
+    )?;
+    check(
+        text.contains(
+            "Move env NOTION_TOKEN of notion into the OS keychain as notion.NOTION_TOKEN?",
+        ),
+        format!("asked about notion: {text}"),
+    )?;
+    check(
+        secret_tool_lookup(&cli.service, "notion.NOTION_TOKEN").as_deref()
+            == Some("ntn_fixtureCode_0123456789abcdefghij"),
+        "accepted: in the keychain",
+    )?;
+    check(
+        secret_tool_lookup(&cli.service, "sentry.Authorization").is_none(),
+        "declined: not in the keychain",
+    )?;
+    let toml = std::fs::read_to_string(&config)?;
+    check(
+        toml.contains("Authorization = \"Bearer sntrys_fixtureCode_7c6b5a4f3e2d1c0b9a8f\""),
+        format!("declined: literal in config.toml: {toml}"),
+    )?;
+    check(
+        !toml.contains("ntn_fixtureCode"),
+        "accepted: not in config.toml",
+    )?;
+    let client = std::fs::read(&client_file)?;
+    check(
+        !contains(&client, b"sntrys_fixtureCode") && !contains(&client, b"ntn_fixtureCode"),
+        "neither value left in the client's file",
     )?;
     Ok(())
 }
