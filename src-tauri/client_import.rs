@@ -18,6 +18,7 @@
 //!    2 are undone (the previous `config.toml` put back, the keychain too) and the error
 //!    says whether the undo worked; the client's file is then as it was.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -195,4 +196,21 @@ async fn undo(config_path: &Path, before: Option<&str>, writes: &mut KeychainWri
             config_path.display()
         ),
     }
+}
+
+/// Secret names the configuration references or the index knows: generated names avoid
+/// them. The index is read only when the data dir already has a database.
+pub async fn taken_secret_names(config: &Config, data_dir: &Path) -> BTreeSet<String> {
+    let mut taken: BTreeSet<String> = config
+        .upstreams
+        .iter()
+        .flat_map(|u| u.secret_refs().into_iter().map(|(s, _)| s.to_owned()))
+        .collect();
+    if data_dir.join(crate::store::DB_FILE).exists()
+        && let Ok(store) = crate::store::Store::open(data_dir).await
+        && let Ok(names) = store.secret_names().await
+    {
+        taken.extend(names.into_iter().map(|(n, _)| n));
+    }
+    taken
 }

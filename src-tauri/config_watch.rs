@@ -79,8 +79,9 @@ impl std::fmt::Debug for ConfigWatcher {
 
 impl ConfigWatcher {
     /// Watches `path`, creating its directory when missing (a first start has none).
-    /// Changes are compared with the text the file has now: start the watch right after
-    /// [`config::load`] so that what is in force and what is compared agree.
+    /// Changes are compared with the text the file has now. Start the watch before
+    /// [`config::load`]: an edit in between is then reported (once more, harmlessly, if
+    /// the load already saw it), where the other order could miss it.
     pub fn start(path: &Path, debounce: Duration) -> Result<ConfigWatcher, WatchError> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         let dir = match path.parent() {

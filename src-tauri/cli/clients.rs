@@ -9,7 +9,7 @@
 //! without `--yes` the import is refused. A name already configured in the broker is
 //! refused; `--rename CLIENT-NAME=NEW` imports under another name.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,9 +50,8 @@ fn client_file(app: ClientApp, flag: Option<PathBuf>) -> Result<PathBuf, String>
     if let Some(p) = flag {
         return Ok(p);
     }
-    let home = dirs::home_dir().ok_or("cannot find your home directory; pass --client-config")?;
-    let config_dir = dirs::config_dir().unwrap_or_else(|| home.join(".config"));
-    Ok(app.config_file(&home, &config_dir))
+    app.user_config_file()
+        .ok_or_else(|| "cannot find your home directory; pass --client-config".into())
 }
 
 fn install(app: ClientApp, only: &[String], print: bool, files: ClientFiles) -> i32 {
@@ -325,7 +324,7 @@ fn import(
         return 1;
     };
     let data_dir = data.resolve();
-    let taken = rt.block_on(taken_secret_names(&config, &data_dir));
+    let taken = rt.block_on(client_import::taken_secret_names(&config, &data_dir));
     let on_path = |c: &str| which::which(c).is_ok();
     let broker = import::Broker {
         config: &config,
@@ -416,23 +415,6 @@ fn import(
             }
         }
     }
-}
-
-/// Secret names the configuration references or the index knows: generated names avoid
-/// them. The index is read only when the data dir already has a database.
-async fn taken_secret_names(config: &Config, data_dir: &Path) -> BTreeSet<String> {
-    let mut taken: BTreeSet<String> = config
-        .upstreams
-        .iter()
-        .flat_map(|u| u.secret_refs().into_iter().map(|(s, _)| s.to_owned()))
-        .collect();
-    if data_dir.join(crate::store::DB_FILE).exists()
-        && let Ok(store) = crate::store::Store::open(data_dir).await
-        && let Ok(names) = store.secret_names().await
-    {
-        taken.extend(names.into_iter().map(|(n, _)| n));
-    }
-    taken
 }
 
 fn show_plan(plan: &ImportPlan, file: &Path) {

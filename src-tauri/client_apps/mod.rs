@@ -1,8 +1,10 @@
 //! The entries MCP clients need to reach the broker, and the JSON edit that puts them in
 //! (or takes them out of) a client's own configuration file.
 //!
-//! Pure: text in, text out. Must not import tokio, axum, sqlx or keyring; the CLI
-//! (`cli/clients.rs`) reads and writes the files.
+//! Pure: text in, text out (finding the user's home and config directories aside). Must
+//! not import tokio, axum, sqlx or keyring; the CLI (`cli/clients.rs`) and
+//! `client_import` read and write the files. [`import`] plans taking a client's own
+//! servers into the broker.
 //!
 //! What each client takes (from the clients' documentation, 2026):
 //! - Claude Desktop (`claude_desktop_config.json`, key `mcpServers`) starts **stdio**
@@ -58,6 +60,13 @@ impl ClientApp {
             },
             ClientApp::Cursor => home.join(".cursor").join("mcp.json"),
         }
+    }
+
+    /// [`ClientApp::config_file`] for this user (`dirs`); `None` without a home directory.
+    pub fn user_config_file(self) -> Option<PathBuf> {
+        let home = dirs::home_dir()?;
+        let config_dir = dirs::config_dir().unwrap_or_else(|| home.join(".config"));
+        Some(self.config_file(&home, &config_dir))
     }
 }
 
