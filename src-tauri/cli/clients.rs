@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::{ClientFiles, ClientsCommand, DataDirArg};
 use crate::client_apps::import::{self, ImportPlan, PlanError};
 use crate::client_apps::{self, BrokerTarget, ClientApp, backup_path};
-use crate::client_import::{self, ImportError};
+use crate::client_import::{self, ImportError, Imported};
 use crate::config::Config;
 use crate::config_edit::{Draft, EditError, ServerEntry};
 use crate::vault::Vault;
@@ -376,35 +376,7 @@ fn import(
     ));
     match done {
         Ok(done) => {
-            for s in &plan.servers {
-                println!(
-                    "imported {:?} as the broker's server {}",
-                    s.client_key, s.name
-                );
-            }
-            if !done.secrets.is_empty() {
-                println!(
-                    "moved {} value(s) into the OS keychain: {}",
-                    done.secrets.len(),
-                    done.secrets.join(", ")
-                );
-            }
-            if let Some(w) = &done.index_warning {
-                eprintln!("mcp-broker: warning: `secrets list` will not show them: {w}");
-            }
-            println!("wrote {}", config_path.display());
-            println!(
-                "{} now reaches them through the broker ({}); the previous file is saved as {}{}",
-                app.display_name(),
-                file.display(),
-                done.backup.display(),
-                if done.secrets.is_empty() {
-                    ""
-                } else {
-                    " without the moved values"
-                }
-            );
-            println!("restart {} to pick up the change", app.display_name());
+            show_imported(&plan, &done, &config_path, &file);
             0
         }
         Err(e) => {
@@ -415,6 +387,39 @@ fn import(
             }
         }
     }
+}
+
+fn show_imported(plan: &ImportPlan, done: &Imported, config_path: &Path, file: &Path) {
+    let app = plan.app;
+    for s in &plan.servers {
+        println!(
+            "imported {:?} as the broker's server {}",
+            s.client_key, s.name
+        );
+    }
+    if !done.secrets.is_empty() {
+        println!(
+            "moved {} value(s) into the OS keychain: {}",
+            done.secrets.len(),
+            done.secrets.join(", ")
+        );
+    }
+    if let Some(w) = &done.index_warning {
+        eprintln!("mcp-broker: warning: `secrets list` will not show them: {w}");
+    }
+    println!("wrote {}", config_path.display());
+    println!(
+        "{} now reaches them through the broker ({}); the previous file is saved as {}{}",
+        app.display_name(),
+        file.display(),
+        done.backup.display(),
+        if done.secrets.is_empty() {
+            ""
+        } else {
+            " without the moved values"
+        }
+    );
+    println!("restart {} to pick up the change", app.display_name());
 }
 
 fn show_plan(plan: &ImportPlan, file: &Path) {
