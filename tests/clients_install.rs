@@ -439,3 +439,19 @@ fn which_uvx() -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("uvx").is_file()))
 }
+
+#[test]
+fn install_with_no_servers_yet_says_what_to_do() {
+    let s = setup();
+    std::fs::remove_file(&s.broker_config).unwrap();
+    let file = s.copy("cursor-mcp.json", "mcp.json");
+    let before = std::fs::read(&file).unwrap();
+    let o = s.install("cursor", &file, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("no servers in") && text(&o).contains("clients import"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+}

@@ -65,6 +65,14 @@ fn install(app: ClientApp, only: &[String], print: bool, files: ClientFiles) -> 
         client_config,
         ..
     } = files;
+    if config.upstreams.is_empty() {
+        eprintln!(
+            "mcp-broker: no servers in {} yet, so nothing to install: {}",
+            config_path.display(),
+            crate::config::FIRST_STEPS
+        );
+        return 2;
+    }
     for name in only {
         if config.upstream(name).is_none() {
             eprintln!(
