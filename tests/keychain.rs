@@ -54,6 +54,10 @@ fn main() {
             "import_asks_about_each_secret_on_a_terminal",
             import_on_a_terminal,
         ),
+        keychain(
+            "import_with_a_locked_keychain_writes_nothing",
+            import_with_locked_keychain,
+        ),
     ];
     if cfg!(target_os = "linux") {
         trials.push(Trial::test(
@@ -1456,5 +1460,80 @@ fn import_on_a_terminal() -> Result<(), Failed> {
         !contains(&client, b"sntrys_fixtureCode") && !contains(&client, b"ntn_fixtureCode"),
         "neither value left in the client's file",
     )?;
+    Ok(())
+}
+
+/// With the login keyring locked (in a D-Bus session of its own, so the other tests'
+/// keyring stays unlocked) and nobody to answer the unlock prompt, the import is refused
+/// with the keychain's "locked" message and every file is as it was.
+fn import_with_locked_keychain() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir()?;
+    let client_file = tmp.path().join("claude.json");
+    std::fs::copy(client_fixture("claude.json"), &client_file)?;
+    let before = std::fs::read(&client_file)?;
+    let config = tmp.path().join("config.toml");
+    std::fs::write(&config, "# mine\n")?;
+    let data = tmp.path().join("data");
+    // Storing one item creates the login collection; then it is locked over D-Bus.
+    let script = r#"
+        set -eu
+        mkdir -p "$HOME"
+        eval "$(printf %s throwaway-pw | gnome-keyring-daemon --unlock --components=secrets)"
+        printf v | secret-tool store --label=probe service probe username probe
+        dbus-send --session --print-reply --dest=org.freedesktop.secrets /org/freedesktop/secrets \
+            org.freedesktop.Secret.Service.Lock array:objpath:/org/freedesktop/secrets/collection/login >/dev/null
+        if secret-tool lookup service probe username probe >/dev/null 2>&1; then
+            echo "the collection did not lock" >&2; exit 9
+        fi
+        exec "$BROKER" clients import claude-code --yes --config "$CONFIG" --client-config "$CLIENT" --data-dir "$DATA"
+    "#;
+    let home = tmp.path().join("home");
+    let mut child = Command::new("dbus-run-session")
+        .args(["--", "bash", "-c", script])
+        .env("HOME", &home)
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("BROKER", BIN)
+        .env("CONFIG", &config)
+        .env("CLIENT", &client_file)
+        .env("DATA", &data)
+        .env(mcp_broker::vault::SERVICE_ENV, test_service())
+        // A daemon of its own, not the one the other tests use.
+        .env_remove("GNOME_KEYRING_CONTROL")
+        // No display: the unlock prompt cannot be shown, as on a headless machine.
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait()?.is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return Err("the import hung on a locked keychain".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    check(out.status.code() == Some(1), format!("exit 1: {err}"))?;
+    check(
+        err.contains("nothing was imported: the OS keychain is locked"),
+        format!("says the keychain is locked: {err}"),
+    )?;
+    check(
+        std::fs::read(&client_file)? == before,
+        "client file untouched",
+    )?;
+    check(
+        std::fs::read_to_string(&config)? == "# mine\n",
+        "config untouched",
+    )?;
+    check(
+        !tmp.path().join("claude.json.mcp-broker.bak").exists(),
+        "no backup",
+    )?;
+    check(!data.exists(), "nothing in the data dir")?;
     Ok(())
 }
