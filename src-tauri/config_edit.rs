@@ -208,9 +208,15 @@ impl Draft {
         Ok(())
     }
 
-    /// The text the file would have.
+    /// The text the file would have. `toml_edit` writes `\n`; a file written with `\r\n`
+    /// (Windows editors) keeps its line endings.
     pub fn text(&self) -> String {
-        self.doc.to_string()
+        let text = self.doc.to_string();
+        if self.before.as_deref().is_some_and(|b| b.contains("\r\n")) {
+            text.replace("\r\n", "\n").replace('\n', "\r\n")
+        } else {
+            text
+        }
     }
 
     /// Renders and loads the result: the configuration it would be, or the loader's error.
@@ -514,6 +520,24 @@ mod tests {
             d.replace("a", &stdio("q")),
             Err(EditError::NoSuchServer { .. })
         ));
+    }
+
+    #[test]
+    fn files_without_a_final_newline_or_with_crlf() {
+        let mut d = draft("[broker]\nport = 7000");
+        d.add("a", &stdio("x")).unwrap();
+        let (text, c) = d.check().unwrap();
+        assert!(text.starts_with("[broker]\nport = 7000\n"), "{text:?}");
+        assert_eq!(c.upstreams.len(), 1);
+
+        let mut d = draft("# mine\r\n[servers.a]\r\ncommand = \"x\"\r\n");
+        d.add("b", &stdio("y")).unwrap();
+        let (text, c) = d.check().unwrap();
+        assert!(
+            text.starts_with("# mine\r\n[servers.a]\r\ncommand = \"x\"\r\n"),
+            "{text:?}"
+        );
+        assert_eq!(c.upstreams.len(), 2);
     }
 
     #[test]

@@ -544,8 +544,10 @@ fn split_scheme(v: &str) -> (Option<&str>, &str) {
     (None, v)
 }
 
-/// `UPSTREAM.KEY`, made safe for the keychain (`vault::check_name`) and unique.
-fn secret_name(upstream: &str, key: &str, taken: &BTreeSet<String>) -> String {
+/// `UPSTREAM.KEY`, made safe for the keychain (`vault::check_name`) and not in `taken`
+/// (a `.2`, `.3`, ... suffix otherwise). Also what the window proposes for a value typed
+/// into a password field.
+pub fn secret_name(upstream: &str, key: &str, taken: &BTreeSet<String>) -> String {
     let clean: String = key
         .chars()
         .map(|c| {
