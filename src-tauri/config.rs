@@ -223,7 +223,8 @@ impl UpstreamConfig {
 }
 
 impl Config {
-    /// The configuration of a first start: no upstreams, default settings.
+    /// No upstreams and every setting at its default, as if `path` were an empty file
+    /// (a first start).
     pub fn empty(path: &Path) -> Config {
         Config {
             path: path.to_owned(),
@@ -231,6 +232,7 @@ impl Config {
             upstreams: Vec::new(),
         }
     }
+
     pub fn port(&self) -> u16 {
         self.settings.port.unwrap_or(DEFAULT_PORT)
     }

@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::oauth::authorize::AuthorizeRequest;
-use crate::oauth::{constant_time_eq, mint_secret};
+use crate::oauth::{constant_time_eq, mint_secret, redirect};
 
 /// How long a consent question stays answerable; no answer counts as Deny.
 pub const CONSENT_TTL: Duration = Duration::from_secs(5 * 60);
@@ -25,19 +26,74 @@ pub enum Decision {
     Deny,
 }
 
-/// What a native consent window shows.
+/// What the person is shown before deciding, built once from the validated request and
+/// rendered by both the HTML page and the native window, so the two cannot disagree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConsentView {
+    /// The client's self-asserted name (its id when it gave none).
+    pub client_name: String,
+    pub client_id: String,
+    /// For a Client ID Metadata Document client: the host its document came from.
+    pub described_by: Option<String>,
+    /// Where the approval is sent: the redirect URI's host.
+    pub redirect_host: String,
+    /// False when the redirect leaves this machine: the screens warn.
+    pub redirect_is_loopback: bool,
+    pub upstream: String,
+    /// The scopes asked for, as the client asked.
+    pub scope: String,
+    /// Asked for but not offered by the broker; granted without them.
+    pub ignored_scopes: Option<String>,
+}
+
+impl ConsentView {
+    pub fn of(req: &AuthorizeRequest) -> ConsentView {
+        let ignored = req.requested_scopes.difference(&req.scopes);
+        ConsentView {
+            client_name: if req.client_name.is_empty() {
+                req.client_id.0.clone()
+            } else {
+                req.client_name.clone()
+            },
+            client_id: req.client_id.0.clone(),
+            described_by: req.client_host.clone(),
+            redirect_host: redirect::display_host(&req.redirect_uri),
+            redirect_is_loopback: redirect::is_loopback(&req.redirect_uri),
+            upstream: req.upstream.clone(),
+            scope: req.requested_scopes.to_string(),
+            ignored_scopes: (!ignored.is_empty()).then(|| ignored.to_string()),
+        }
+    }
+}
+
+/// A question for the desktop shell: open a consent window for this id.
 #[derive(Debug, Clone)]
 pub struct ConsentRequest {
     pub id: String,
-    pub request: AuthorizeRequest,
+    pub view: ConsentView,
 }
 
-struct Pending {
-    request: AuthorizeRequest,
-    csrf: String,
-    created: Instant,
-    /// For native consent: where the window's decision goes.
-    answer: Option<oneshot::Sender<Decision>>,
+enum Pending {
+    /// Answered by a POST of the HTML form, which must carry the CSRF token.
+    Form {
+        request: AuthorizeRequest,
+        csrf: String,
+        created: Instant,
+    },
+    /// Answered by a native window through the shell.
+    Native {
+        request: AuthorizeRequest,
+        created: Instant,
+        answer: oneshot::Sender<Decision>,
+    },
+}
+
+impl Pending {
+    fn created(&self) -> Instant {
+        match self {
+            Pending::Form { created, .. } | Pending::Native { created, .. } => *created,
+        }
+    }
 }
 
 /// Where consent questions are answered.
@@ -48,10 +104,20 @@ pub enum ConsentMode {
     Native(mpsc::UnboundedSender<ConsentRequest>),
 }
 
-pub struct ConsentBroker {
+/// How a browser that waits for a native decision stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitState {
+    Undecided,
+    /// Decided: send the browser here (the client's redirect URI with a code or error).
+    Decided(String),
+    /// Unknown or expired wait id.
+    Gone,
+}
+
+/// The open consent questions and the browsers waiting for native answers.
+pub struct Consents {
     pending: Mutex<HashMap<String, Pending>>,
-    /// Native consent: where the browser's waiting page goes next (None: undecided).
-    outcomes: Mutex<HashMap<String, (Instant, Option<String>)>>,
+    waits: Mutex<HashMap<String, (Instant, Option<String>)>>,
     mode: ConsentMode,
 }
 
@@ -62,13 +128,21 @@ pub enum ConsentLookupError {
     BadCsrf,
 }
 
-impl ConsentBroker {
+impl Consents {
     pub fn new(mode: ConsentMode) -> Self {
-        ConsentBroker {
+        Consents {
             pending: Mutex::new(HashMap::new()),
-            outcomes: Mutex::new(HashMap::new()),
+            waits: Mutex::new(HashMap::new()),
             mode,
         }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn waits(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<String>)>> {
+        self.waits.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn is_native(&self) -> bool {
@@ -76,17 +150,17 @@ impl ConsentBroker {
     }
 
     /// Registers a question for the HTML form; returns its id and CSRF token.
-    pub fn open(&self, request: AuthorizeRequest) -> (String, String) {
+    pub fn open_form(&self, request: AuthorizeRequest) -> (String, String) {
         let id = mint_secret();
         let csrf = mint_secret();
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.retain(|_, v| v.created.elapsed() < CONSENT_TTL);
+        let mut p = self.pending();
+        p.retain(|_, v| v.created().elapsed() < CONSENT_TTL);
         // Any local process can open consent pages; keep their number bounded.
         if p.len() >= MAX_PENDING {
             let oldest = p
                 .iter()
-                .filter(|(_, v)| v.answer.is_none())
-                .min_by_key(|(_, v)| v.created)
+                .filter(|(_, v)| matches!(v, Pending::Form { .. }))
+                .min_by_key(|(_, v)| v.created())
                 .map(|(k, _)| k.clone());
             if let Some(k) = oldest {
                 p.remove(&k);
@@ -94,34 +168,39 @@ impl ConsentBroker {
         }
         p.insert(
             id.clone(),
-            Pending {
+            Pending::Form {
                 request,
                 csrf: csrf.clone(),
                 created: Instant::now(),
-                answer: None,
             },
         );
         (id, csrf)
     }
 
     /// Consumes a question answered through the HTML form.
-    pub fn take(&self, id: &str, csrf: &str) -> Result<AuthorizeRequest, ConsentLookupError> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(entry) = p.get(id) else {
+    pub fn take_form(&self, id: &str, csrf: &str) -> Result<AuthorizeRequest, ConsentLookupError> {
+        let mut p = self.pending();
+        let Some(Pending::Form {
+            csrf: expected,
+            created,
+            ..
+        }) = p.get(id)
+        else {
             return Err(ConsentLookupError::Gone);
         };
-        if entry.created.elapsed() >= CONSENT_TTL || entry.answer.is_some() {
+        if created.elapsed() >= CONSENT_TTL {
             p.remove(id);
             return Err(ConsentLookupError::Gone);
         }
-        if !constant_time_eq(entry.csrf.as_bytes(), csrf.as_bytes()) {
+        if !constant_time_eq(expected.as_bytes(), csrf.as_bytes()) {
             // A wrong token burns the question: no guessing.
             p.remove(id);
             return Err(ConsentLookupError::BadCsrf);
         }
-        p.remove(id)
-            .map(|e| e.request)
-            .ok_or(ConsentLookupError::Gone)
+        match p.remove(id) {
+            Some(Pending::Form { request, .. }) => Ok(request),
+            _ => Err(ConsentLookupError::Gone),
+        }
     }
 
     /// Asks the native shell and waits for its decision; no answer within the TTL (or
@@ -131,31 +210,28 @@ impl ConsentBroker {
             return Decision::Deny;
         };
         let id = mint_secret();
-        let (answer_tx, answer_rx) = oneshot::channel();
-        {
-            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            p.insert(
-                id.clone(),
-                Pending {
-                    request: request.clone(),
-                    csrf: String::new(),
-                    created: Instant::now(),
-                    answer: Some(answer_tx),
-                },
-            );
-        }
+        let view = ConsentView::of(&request);
+        let (answer, answered) = oneshot::channel();
+        self.pending().insert(
+            id.clone(),
+            Pending::Native {
+                request,
+                created: Instant::now(),
+                answer,
+            },
+        );
         if tx
             .send(ConsentRequest {
                 id: id.clone(),
-                request,
+                view,
             })
             .is_err()
         {
-            self.forget(&id);
+            self.pending().remove(&id);
             return Decision::Deny;
         }
-        let d = tokio::time::timeout(CONSENT_TTL, answer_rx).await;
-        self.forget(&id);
+        let d = tokio::time::timeout(CONSENT_TTL, answered).await;
+        self.pending().remove(&id);
         match d {
             Ok(Ok(d)) => d,
             _ => Decision::Deny,
@@ -163,50 +239,53 @@ impl ConsentBroker {
     }
 
     /// The native shell's answer to [`ask_native`](Self::ask_native).
-    pub fn decide(&self, id: &str, decision: Decision) -> Result<(), ConsentLookupError> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = p
-            .get_mut(id)
-            .and_then(|e| e.answer.take())
-            .ok_or(ConsentLookupError::Gone)?;
-        p.remove(id);
-        tx.send(decision).map_err(|_| ConsentLookupError::Gone)
+    pub fn answer_native(&self, id: &str, decision: Decision) -> Result<(), ConsentLookupError> {
+        let mut p = self.pending();
+        if !matches!(p.get(id), Some(Pending::Native { .. })) {
+            return Err(ConsentLookupError::Gone);
+        }
+        match p.remove(id) {
+            Some(Pending::Native { answer, .. }) => {
+                answer.send(decision).map_err(|_| ConsentLookupError::Gone)
+            }
+            _ => Err(ConsentLookupError::Gone),
+        }
     }
 
-    /// The request behind a native question, for the window to show.
-    pub fn details(&self, id: &str) -> Option<AuthorizeRequest> {
-        let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.get(id)
-            .filter(|e| e.answer.is_some())
-            .map(|e| e.request.clone())
+    /// What a native window for this question shows.
+    pub fn native_view(&self, id: &str) -> Option<ConsentView> {
+        match self.pending().get(id) {
+            Some(Pending::Native { request, .. }) => Some(ConsentView::of(request)),
+            _ => None,
+        }
     }
 
-    pub fn set_outcome(&self, wait_id: &str, redirect: Option<String>) {
-        let mut o = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
-        o.retain(|_, (t, _)| t.elapsed() < 2 * CONSENT_TTL);
-        o.insert(wait_id.to_owned(), (Instant::now(), redirect));
+    /// A browser starts waiting for a native decision; returns its wait id.
+    pub fn start_wait(&self) -> String {
+        let id = mint_secret();
+        let mut w = self.waits();
+        w.retain(|_, (t, _)| t.elapsed() < 2 * CONSENT_TTL);
+        w.insert(id.clone(), (Instant::now(), None));
+        id
     }
 
-    pub fn outcome(&self, wait_id: &str) -> Option<Option<String>> {
-        self.outcomes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(wait_id)
-            .map(|(_, r)| r.clone())
+    pub fn finish_wait(&self, wait_id: &str, redirect: String) {
+        if let Some(slot) = self.waits().get_mut(wait_id) {
+            slot.1 = Some(redirect);
+        }
     }
 
-    pub fn clear_outcome(&self, wait_id: &str) {
-        self.outcomes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(wait_id);
-    }
-
-    fn forget(&self, id: &str) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+    /// How the wait stands; a decided wait is consumed (the redirect is given once).
+    pub fn poll_wait(&self, wait_id: &str) -> WaitState {
+        let mut w = self.waits();
+        match w.get(wait_id) {
+            None => WaitState::Gone,
+            Some((_, None)) => WaitState::Undecided,
+            Some((_, Some(_))) => match w.remove(wait_id) {
+                Some((_, Some(to))) => WaitState::Decided(to),
+                _ => WaitState::Gone,
+            },
+        }
     }
 }
 
@@ -232,27 +311,33 @@ mod tests {
 
     #[test]
     fn a_form_is_answered_once_and_a_wrong_token_burns_it() {
-        let b = ConsentBroker::new(ConsentMode::Page);
-        let (id, csrf) = b.open(req());
-        assert!(b.take(&id, &csrf).is_ok());
-        assert_eq!(b.take(&id, &csrf).unwrap_err(), ConsentLookupError::Gone);
-        let (id, csrf) = b.open(req());
+        let b = Consents::new(ConsentMode::Page);
+        let (id, csrf) = b.open_form(req());
+        assert!(b.take_form(&id, &csrf).is_ok());
         assert_eq!(
-            b.take(&id, "wrong").unwrap_err(),
+            b.take_form(&id, &csrf).unwrap_err(),
+            ConsentLookupError::Gone
+        );
+        let (id, csrf) = b.open_form(req());
+        assert_eq!(
+            b.take_form(&id, "wrong").unwrap_err(),
             ConsentLookupError::BadCsrf
         );
-        assert_eq!(b.take(&id, &csrf).unwrap_err(), ConsentLookupError::Gone);
+        assert_eq!(
+            b.take_form(&id, &csrf).unwrap_err(),
+            ConsentLookupError::Gone
+        );
     }
 
     #[test]
     fn pending_forms_are_bounded() {
-        let b = ConsentBroker::new(ConsentMode::Page);
-        let (first, csrf) = b.open(req());
+        let b = Consents::new(ConsentMode::Page);
+        let (first, csrf) = b.open_form(req());
         for _ in 0..MAX_PENDING {
-            b.open(req());
+            b.open_form(req());
         }
         assert_eq!(
-            b.take(&first, &csrf).unwrap_err(),
+            b.take_form(&first, &csrf).unwrap_err(),
             ConsentLookupError::Gone,
             "the oldest made room"
         );
@@ -262,13 +347,48 @@ mod tests {
     #[tokio::test]
     async fn native_questions_reach_the_shell_and_its_answer_comes_back() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let b = std::sync::Arc::new(ConsentBroker::new(ConsentMode::Native(tx)));
+        let b = std::sync::Arc::new(Consents::new(ConsentMode::Native(tx)));
         let b2 = b.clone();
         let asked = tokio::spawn(async move { b2.ask_native(req()).await });
         let q = rx.recv().await.unwrap();
-        assert_eq!(b.details(&q.id).unwrap().upstream, "u");
-        b.decide(&q.id, Decision::Approve).unwrap();
+        assert_eq!(q.view.upstream, "u");
+        assert_eq!(b.native_view(&q.id).unwrap(), q.view);
+        assert!(
+            b.take_form(&q.id, "").is_err(),
+            "a native question cannot be answered by the form"
+        );
+        b.answer_native(&q.id, Decision::Approve).unwrap();
         assert_eq!(asked.await.unwrap(), Decision::Approve);
-        assert!(b.decide(&q.id, Decision::Deny).is_err(), "answered once");
+        assert!(
+            b.answer_native(&q.id, Decision::Deny).is_err(),
+            "answered once"
+        );
+    }
+
+    #[test]
+    fn a_wait_gives_its_redirect_once() {
+        let b = Consents::new(ConsentMode::Page);
+        let id = b.start_wait();
+        assert_eq!(b.poll_wait(&id), WaitState::Undecided);
+        b.finish_wait(&id, "http://127.0.0.1/cb?code=x".into());
+        assert_eq!(
+            b.poll_wait(&id),
+            WaitState::Decided("http://127.0.0.1/cb?code=x".into())
+        );
+        assert_eq!(b.poll_wait(&id), WaitState::Gone);
+        assert_eq!(b.poll_wait("unknown"), WaitState::Gone);
+    }
+
+    #[test]
+    fn the_view_names_the_client_and_what_was_dropped() {
+        let mut r = req();
+        r.client_name = String::new();
+        r.requested_scopes = Scopes::parse("mcp email").unwrap();
+        r.redirect_uri = "https://example.com/cb".into();
+        let v = ConsentView::of(&r);
+        assert_eq!(v.client_name, "c", "the id stands in for a missing name");
+        assert_eq!(v.ignored_scopes.as_deref(), Some("email"));
+        assert!(!v.redirect_is_loopback);
+        assert_eq!(v.redirect_host, "example.com");
     }
 }

@@ -1,15 +1,12 @@
 //! What happened inside the broker, for whoever shows it to the user (the desktop
 //! shell's tray, grants window and notifications). Sent on a broadcast channel; a slow
-//! listener misses events rather than slowing the broker.
+//! listener misses events rather than slowing the broker. Each fact is one event: a
+//! replayed token is one `GrantRevoked` with `RevokeReason::Replay`, never two.
 
 use crate::oauth::GrantId;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum GatewayEvent {
-    ClientRegistered {
-        client_id: String,
-        client_name: String,
-    },
     GrantApproved {
         grant_id: GrantId,
         client_name: String,
@@ -21,14 +18,9 @@ pub enum GatewayEvent {
         upstream: String,
         reason: RevokeReason,
     },
-    /// A rotated-out refresh token came back: possible token theft.
-    RefreshReplayed {
-        grant_id: GrantId,
-        client_name: String,
-        upstream: String,
-    },
-    /// The set of active grants may have changed behind the broker's back (the CLI
-    /// revoked one in the database); listeners re-read the grants.
+    /// The set of active grants changed behind this process's back (the CLI revoked one
+    /// in the database); listeners re-read the grants. Each revocation found this way was
+    /// announced just before as a `GrantRevoked` with `RevokeReason::External`.
     GrantsChanged,
     SessionsChanged {
         upstream: String,
@@ -52,7 +44,7 @@ pub enum RevokeReason {
     User,
     /// The client revoked its own token (RFC 7009).
     Client,
-    /// A replayed code or refresh token.
+    /// A replayed code or refresh token: possible token theft.
     Replay,
     /// Another process (the CLI) revoked it in the database.
     External,

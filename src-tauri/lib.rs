@@ -6,36 +6,39 @@
 //! The broker relays MCP messages to the upstream (a stdio child per session, or a remote
 //! Streamable HTTP server) and never forwards the client's token.
 //!
-//! Layout, from the inside out:
-//! - [`oauth`]: pure protocol decisions; no I/O, `now` passed in.
+//! Layout, from the inside out (a module imports only modules listed before it, except
+//! that front ends import the core):
+//! - [`oauth`]: pure protocol decisions; no I/O, `now` passed in. [`clock`]: the wall clock.
 //! - [`store`]: SQLite (sqlx); only hashes of issued secrets.
 //! - [`vault`]: secrets the broker uses, in the OS keychain; `Secret` prints `<redacted>`.
-//! - [`secrets`]: the user's upstream secrets: set, delete, list with where each is used.
-//! - [`consent`]: pending questions for the person.
-//! - [`client_metadata`]: fetching Client ID Metadata Documents (SSRF-guarded).
-//! - [`proxy`]: MCP sessions, upstream links, Streamable HTTP.
-//! - [`http`]: axum routes, the Host/Origin guard, error rendering in one place.
-//! - [`gateway`]: the handle everything else holds; user-level operations
-//!   ([`upstream_sign_in`]: the broker's own sign-in to remote upstreams).
-//! - [`bridge`]: `mcp-broker connect`, the stdio bridge for stdio-only clients.
-//! - [`cli`]: the `mcp-broker` command line; [`browser`]: opening a URL for the user.
+//! - [`secrets`]: the rules for the user's upstream secrets (keychain plus index of names).
+//! - [`atomic_file`]: replacing a file in one rename (config.toml, clients' files).
+//! - [`config`], [`config_edit`], [`config_watch`]: `config.toml` loaded (a missing file is
+//!   a first start), changed by the app keeping the person's formatting, and watched for
+//!   hand edits; [`upstream_edit`]: saving a server from the window, typed secrets into
+//!   the keychain with it.
+//! - [`consent`]: pending questions for the person and the one view of each.
+//! - [`cimd_fetch`]: fetching Client ID Metadata Documents (SSRF-guarded; the rules are `oauth::cimd`).
+//! - [`proxy`]: MCP sessions, upstream links, the Streamable HTTP transport.
+//! - [`gateway`]: the core and its API: every user-level operation is one method there.
+//! - [`app`]: the one start-up and shutdown path (headless and desktop alike).
+//! - Front ends, each parsing input, calling one Gateway method and rendering the outcome:
+//!   [`http`] (axum routes; errors rendered in `http::response`), [`cli`] (the command
+//!   line), `desktop` (feature `desktop`: the Tauri shell, the only importer of tauri),
+//!   [`bridge`] (`mcp-broker connect`, the stdio bridge for stdio-only clients).
 //! - [`client_apps`]: entries for MCP client apps' own config files (`clients install`),
-//!   and what importing their servers would do; [`client_import`] does it.
-//! - [`config`], [`config_edit`], [`config_watch`]: `config.toml` loaded, changed by the
-//!   app keeping the person's formatting, and watched for hand edits; [`upstream_edit`]:
-//!   saving a server from the window, typed secrets into the keychain with it.
-//! - `desktop` (feature `desktop`): the Tauri shell, the only importer of tauri.
+//!   and what importing their servers would do; [`client_import`] does it;
+//!   [`browser`]: opening a URL for the user.
 
-// Handlers return `Result<_, Response>` to bail out early; the error path is cold.
-#![allow(clippy::result_large_err)]
-
+pub mod app;
 pub mod atomic_file;
 pub mod bridge;
 pub mod browser;
+pub mod cimd_fetch;
 pub mod cli;
 pub mod client_apps;
 pub mod client_import;
-pub mod client_metadata;
+pub mod clock;
 pub mod config;
 pub mod config_edit;
 pub mod config_watch;
@@ -51,7 +54,6 @@ pub mod proxy;
 pub mod secrets;
 pub mod store;
 pub mod upstream_edit;
-pub mod upstream_sign_in;
 pub mod vault;
 
 pub use error::{Error, Result};

@@ -1,8 +1,13 @@
-//! The `mcp-broker` binary: all behaviour lives in the library.
+//! The `mcp-broker` binary: all behaviour lives in the library. Here the command line
+//! is handed the desktop shell, so that neither imports the other.
 
 use clap::Parser;
 
 fn main() {
     let cli = mcp_broker::cli::Cli::parse();
-    std::process::exit(mcp_broker::cli::run(cli));
+    #[cfg(feature = "desktop")]
+    let desktop: Option<mcp_broker::app::DesktopShell> = Some(mcp_broker::desktop::run);
+    #[cfg(not(feature = "desktop"))]
+    let desktop: Option<mcp_broker::app::DesktopShell> = None;
+    std::process::exit(mcp_broker::cli::run(cli, desktop));
 }

@@ -10,30 +10,23 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::clock::now;
 use crate::config::Config;
-use crate::gateway::now;
 use crate::store::Store;
 use crate::vault::{Secret, Vault, VaultError, check_name};
 use std::sync::Arc;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     /// The keychain refused or is unreachable (the message says what to do).
+    #[error(transparent)]
     Vault(VaultError),
     /// The index of names in the data dir could not be read or written.
+    #[error("the index of secret names: {0}")]
     Index(String),
     /// An empty value is a mistake (an empty pipe, a field left blank), never a secret.
+    #[error("the value is empty; nothing was stored")]
     Empty,
-}
-
-impl std::fmt::Display for SecretsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SecretsError::Vault(e) => e.fmt(f),
-            SecretsError::Index(e) => write!(f, "the index of secret names: {e}"),
-            SecretsError::Empty => f.write_str("the value is empty; nothing was stored"),
-        }
-    }
 }
 
 /// Where a secret stands in the keychain.

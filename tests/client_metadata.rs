@@ -15,7 +15,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use mcp_broker::consent::ConsentMode;
-use mcp_broker::gateway::Gateway;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -209,11 +208,11 @@ async fn start_broker(test_setting: Option<(&Path, &str)>) -> Broker {
     }
     toml.push_str("[servers.notes]\nurl = \"https://notes.example.com/mcp\"\n");
     let config = mcp_broker::config::parse(&dir.path().join("c.toml"), &toml).unwrap();
-    let (g, listener) = Gateway::bind(config, dir.path(), 0, ConsentMode::Page)
+    let running = mcp_broker::app::start(config, dir.path().to_owned(), 0, ConsentMode::Page)
         .await
         .unwrap();
-    let base = g.issuer.clone();
-    tokio::spawn(mcp_broker::http::serve(listener, g, std::future::pending()));
+    let base = running.gateway().issuer().to_string();
+    tokio::spawn(running.until(std::future::pending()));
     Broker {
         base,
         _dir: dir,

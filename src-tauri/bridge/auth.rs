@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::gateway::now;
+use crate::clock::now;
 use crate::oauth::mint_secret;
 use crate::vault::{Secret, Vault, VaultError};
 

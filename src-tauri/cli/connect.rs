@@ -7,7 +7,7 @@ use super::DataDirArg;
 use crate::bridge::{auth::Auth, locate, relay::Relay};
 
 pub fn run(name: String, data: DataDirArg, client_name: String) -> i32 {
-    super::serve::init_tracing();
+    crate::app::init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

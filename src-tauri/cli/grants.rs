@@ -1,13 +1,16 @@
-//! `grants list` and `grants revoke`: they work on the database directly, next to a
-//! running server (SQLite WAL lets both read and write). The server notices a revocation
-//! on the next request, and ends the grant's open sessions within a second.
+//! `grants list` and `grants revoke`: they work next to a running server (SQLite WAL lets
+//! both read and write), through the same core operations the server uses. The server
+//! notices a revocation on the next request and ends the grant's open sessions within a
+//! second.
 
+use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::GrantsCommand;
-use crate::gateway::now;
+use crate::events::RevokeReason;
+use crate::gateway::{Gateway, GatewayError};
 use crate::oauth::GrantId;
-use crate::store::{DB_FILE, Store};
+use crate::store::DB_FILE;
 
 pub fn run(cmd: GrantsCommand) -> i32 {
     let Some(rt) = super::runtime() else {
@@ -21,11 +24,13 @@ pub fn run(cmd: GrantsCommand) -> i32 {
     })
 }
 
-async fn open(dir: &std::path::Path) -> Result<Option<Store>, i32> {
+/// The core over the data dir, or `None` when there is no database yet.
+async fn open(dir: &Path) -> Result<Option<Gateway>, i32> {
     if !dir.join(DB_FILE).exists() {
         return Ok(None);
     }
-    Store::open(dir).await.map(Some).map_err(|e| {
+    let config = crate::config::Config::empty(&super::default_config());
+    Gateway::offline(config, dir).await.map(Some).map_err(|e| {
         eprintln!(
             "mcp-broker: cannot open the database in {}: {e}",
             dir.display()
@@ -38,10 +43,10 @@ fn time(t: i64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)).to_string()
 }
 
-async fn list(dir: &std::path::Path, json: bool) -> i32 {
+async fn list(dir: &Path, json: bool) -> i32 {
     let grants = match open(dir).await {
-        Ok(Some(store)) => match store.active_grants().await {
-            Ok(g) => g,
+        Ok(Some(g)) => match g.list_grants().await {
+            Ok(list) => list,
             Err(e) => {
                 eprintln!("mcp-broker: cannot read grants: {e}");
                 return 1;
@@ -65,17 +70,12 @@ async fn list(dir: &std::path::Path, json: bool) -> i32 {
         return 0;
     }
     println!("ID\tCLIENT_ID\tCLIENT_NAME\tUPSTREAM\tSCOPE\tCREATED\tLAST_USED");
-    for g in grants {
-        let name = if g.client_name.is_empty() {
-            "-".to_owned()
-        } else {
-            g.client_name.replace(['\t', '\n'], " ")
-        };
+    for g in grants.into_iter().map(|v| v.grant) {
         println!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             g.id,
             g.client_id,
-            name,
+            g.client_name.replace(['\t', '\n'], " "),
             g.upstream,
             g.scope,
             time(g.created_at),
@@ -85,13 +85,13 @@ async fn list(dir: &std::path::Path, json: bool) -> i32 {
     0
 }
 
-async fn revoke(dir: &std::path::Path, id: &str) -> i32 {
+async fn revoke(dir: &Path, id: &str) -> i32 {
     let Ok(n) = id.parse::<i64>() else {
         eprintln!("mcp-broker: {id:?} is not a grant id (see `mcp-broker grants list`)");
         return 1;
     };
-    let store = match open(dir).await {
-        Ok(Some(s)) => s,
+    let gateway = match open(dir).await {
+        Ok(Some(g)) => g,
         Ok(None) => {
             eprintln!(
                 "mcp-broker: no active grant with id {n} (no database in {})",
@@ -101,15 +101,17 @@ async fn revoke(dir: &std::path::Path, id: &str) -> i32 {
         }
         Err(code) => return code,
     };
-    match store.revoke_grant(GrantId(n), now()).await {
-        Ok(Some(g)) => {
+    let outcome = gateway.revoke_grant(GrantId(n), RevokeReason::User).await;
+    gateway.shutdown().await;
+    match outcome {
+        Ok(g) => {
             println!(
                 "revoked grant {n}: {} can no longer use {}",
                 g.client_name, g.upstream
             );
             0
         }
-        Ok(None) => {
+        Err(GatewayError::UnknownGrant(_)) => {
             eprintln!("mcp-broker: no active grant with id {n}");
             1
         }

@@ -1,5 +1,6 @@
-//! The command line: `serve`, `grants list`, `grants revoke`, `secrets set|list|delete`. Thin: it parses arguments
-//! and calls the library. Exit status 2 for bad usage or configuration, 1 for failures.
+//! The command line: `serve`, `grants`, `secrets`, `upstream`, `clients`, `connect`. Thin:
+//! each command parses its arguments, calls one core operation and prints the outcome.
+//! Exit status 2 for bad usage or configuration, 1 for failures.
 
 mod clients;
 mod connect;
@@ -7,9 +8,6 @@ mod grants;
 mod secrets;
 mod serve;
 mod upstream;
-
-#[cfg(feature = "desktop")]
-pub(crate) use serve::shutdown_signal;
 
 use std::path::PathBuf;
 
@@ -270,10 +268,11 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-/// Runs the command line; returns the process exit status.
-pub fn run(cli: Cli) -> i32 {
+/// Runs the command line; returns the process exit status. `desktop` runs the desktop
+/// app (`None` in a build without it).
+pub fn run(cli: Cli, desktop: Option<crate::app::DesktopShell>) -> i32 {
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(args, desktop),
         Command::Grants { command } => grants::run(command),
         Command::Secrets { command } => secrets::run(command),
         Command::Upstream { command } => upstream::run(command),

@@ -1,8 +1,10 @@
 //! The desktop shell: a Tauri 2 app around the same [`Gateway`] the headless server
-//! runs. It owns the windows (grants, consent), the tray menu and notifications, and it
-//! reacts to [`GatewayEvent`]s; every decision and revocation goes through the Gateway.
+//! runs, started by the same [`app::start`]. It owns the windows (grants, consent), the
+//! tray menu and notifications, and it reacts to [`GatewayEvent`]s; every decision,
+//! revocation and listing is one Gateway call. It keeps no state of its own about grants
+//! or upstreams.
 //!
-//! Must not import: sqlx, axum, rmcp (go through `Gateway`). This module is the only
+//! Must not import: sqlx, axum, the store, `cli` (go through `Gateway` and `app`). This module is the only
 //! importer of tauri and notify-rust; `cargo check --no-default-features` proves it.
 
 mod commands;
@@ -10,44 +12,25 @@ mod notify;
 mod tray;
 mod windows;
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use tauri::{Emitter, Manager, RunEvent};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::app;
 use crate::config::Config;
-use crate::consent::{ConsentMode, ConsentRequest};
-use crate::events::{GatewayEvent, RevokeReason};
+use crate::consent::{ConsentMode, ConsentRequest, Decision};
+use crate::events::GatewayEvent;
 use crate::gateway::Gateway;
-use crate::oauth::GrantId;
 
-/// What the shell remembers beyond the core: the last failure of each upstream, shown
-/// in the grants window (the core reports failures as events and keeps no history).
-#[derive(Default)]
-pub struct ShellState {
-    last_errors: Mutex<HashMap<String, String>>,
-}
-
-impl ShellState {
-    fn errors(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.last_errors.lock().unwrap_or_else(|e| e.into_inner())
-    }
-    fn set_error(&self, upstream: String, reason: String) {
-        self.errors().insert(upstream, reason);
-    }
-    fn clear_error(&self, upstream: &str) {
-        self.errors().remove(upstream);
-    }
-    fn last_error(&self, upstream: &str) -> Option<String> {
-        self.errors().get(upstream).cloned()
-    }
-}
+/// How the shell stops the broker it started: the sender ends the serving task, whose
+/// shutdown (sessions, children, `broker.json`) completes before the receiver fires.
+struct Stop(Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<i32>)>>);
 
 /// Runs the desktop app until the user quits (tray "Quit") or SIGTERM; returns the
-/// process exit status.
+/// process exit status. The broker inside is started by [`app::start`], exactly as the
+/// headless one is.
 pub fn run(config: Config, data_dir: PathBuf, port: u16) -> i32 {
     let (consent_tx, consent_rx) = mpsc::unbounded_channel();
     let mut consent_rx = Some(consent_rx);
@@ -59,7 +42,6 @@ pub fn run(config: Config, data_dir: PathBuf, port: u16) -> i32 {
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
             windows::show_main(app);
         }))
-        .manage(ShellState::default())
         .invoke_handler(tauri::generate_handler![
             commands::list_grants,
             commands::list_upstreams,
@@ -77,59 +59,53 @@ pub fn run(config: Config, data_dir: PathBuf, port: u16) -> i32 {
             else {
                 return Err("setup ran twice".into());
             };
-            let bound = tauri::async_runtime::block_on(Gateway::bind(
+            let running = tauri::async_runtime::block_on(app::start(
                 config,
-                &data_dir,
+                data_dir.clone(),
                 port,
                 ConsentMode::Native(tx),
-            ));
-            let (gateway, listener) = match bound {
-                Ok(x) => x,
-                Err(e) => return Err(format!("cannot start on 127.0.0.1:{port}: {e}").into()),
-            };
+            ))?;
+            let gateway = running.gateway().clone();
             app.manage(gateway.clone());
             let handle = app.handle().clone();
             tray::create(&handle)?;
             windows::keep_main_in_tray(&handle);
-            // Subscribe before serving so no event from the first request is missed.
+            // Subscribed before the first request can be served to the shell.
             let events = gateway.subscribe();
-            let shutdown = {
-                let handle = handle.clone();
-                async move {
-                    crate::cli::shutdown_signal().await;
-                    tracing::info!("shutting down");
-                    handle.exit(0);
-                }
-            };
-            tauri::async_runtime::spawn(shutdown);
+            let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            let (done_tx, done_rx) = oneshot::channel::<i32>();
+            app.manage(Stop(Mutex::new(Some((stop_tx, done_rx)))));
             {
-                let gateway = gateway.clone();
+                let handle = handle.clone();
                 tauri::async_runtime::spawn(async move {
-                    gateway.spawn_maintenance();
-                    if let Err(e) =
-                        crate::http::serve(listener, gateway, std::future::pending()).await
-                    {
-                        tracing::error!("server failed: {e}");
-                    }
+                    let stop = async {
+                        tokio::select! {
+                            _ = app::shutdown_signal() => {}
+                            _ = stop_rx => {}
+                        }
+                    };
+                    let code = running.until(stop).await;
+                    let _ = done_tx.send(code);
+                    // SIGTERM or a failed server: leave the event loop too. After Quit
+                    // this exit request finds the app already leaving.
+                    handle.exit(code);
                 });
             }
             tauri::async_runtime::spawn(ask_for_consent(handle.clone(), rx));
             tauri::async_runtime::spawn(follow_events(handle.clone(), events));
             tauri::async_runtime::spawn(tray::rebuild(handle));
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "listening on {}", gateway.issuer);
-            let _ = out.flush();
-            tracing::info!(upstreams = gateway.config.upstreams.len(), data_dir = %gateway.data_dir.display(), "ready (desktop)");
             Ok(())
         })
         .build(tauri::generate_context!());
     let app = match app {
         Ok(app) => app,
         Err(e) => {
-            eprintln!("mcp-broker: {e}");
+            eprintln!("mcp-broker: cannot start: {e}");
             return 1;
         }
     };
+    // `run` ends the process itself, with the code given to `exit` (by Quit, or by the
+    // serving task after SIGTERM or a failure).
     app.run(|app, event| match event {
         // Closing the last window keeps the app in the tray; only Quit (an explicit
         // exit code) ends it.
@@ -137,9 +113,14 @@ pub fn run(config: Config, data_dir: PathBuf, port: u16) -> i32 {
             code: None, api, ..
         } => api.prevent_exit(),
         RunEvent::Exit => {
-            if let Some(g) = app.try_state::<Gateway>() {
-                // End every MCP session, and so every upstream child, before exiting.
-                tauri::async_runtime::block_on(g.shutdown());
+            // End every MCP session (and so every upstream child) and remove
+            // broker.json before the process goes.
+            let pending = app
+                .try_state::<Stop>()
+                .and_then(|s| s.0.lock().unwrap_or_else(|e| e.into_inner()).take());
+            if let Some((stop, done)) = pending {
+                let _ = stop.send(());
+                let _ = tauri::async_runtime::block_on(done);
             }
         }
         _ => {}
@@ -154,101 +135,37 @@ async fn ask_for_consent(app: tauri::AppHandle, mut rx: mpsc::UnboundedReceiver<
             tracing::error!("cannot open a consent window: {e}");
             // Without a window nobody can answer; deny now rather than after 5 minutes.
             if let Some(g) = app.try_state::<Gateway>() {
-                let _ = g.consent.decide(&req.id, crate::consent::Decision::Deny);
+                let _ = g.decide_native(&req.id, Decision::Deny);
             }
         }
     }
 }
 
-/// The active grants as last seen: (client name, upstream) by id.
-type KnownGrants = HashMap<GrantId, (String, String)>;
-
-async fn active_grants(app: &tauri::AppHandle) -> Option<KnownGrants> {
-    let g = app.try_state::<Gateway>()?;
-    match g.active_grants().await {
-        Ok(list) => Some(
-            list.into_iter()
-                .map(|g| (g.id, (g.client_name, g.upstream)))
-                .collect(),
-        ),
-        Err(e) => {
-            tracing::warn!("cannot read the grants: {e}");
-            None
-        }
-    }
-}
-
-/// Grants that vanished without an event from this process were revoked by another one
-/// (`mcp-broker grants revoke`): they get the same "Access revoked" notification.
-async fn notice_external_revocations(app: &tauri::AppHandle, known: &mut KnownGrants) {
-    let Some(now) = active_grants(app).await else {
-        return;
-    };
-    for (id, (client_name, upstream)) in known.drain() {
-        if !now.contains_key(&id) {
-            notify::for_event(&GatewayEvent::GrantRevoked {
-                grant_id: id,
-                client_name,
-                upstream,
-                reason: RevokeReason::External,
-            });
-        }
-    }
-    *known = now;
-}
-
 /// Turns core events into window refreshes, tray rebuilds and notifications.
 async fn follow_events(app: tauri::AppHandle, mut rx: broadcast::Receiver<GatewayEvent>) {
-    let mut known = active_grants(&app).await.unwrap_or_default();
+    let mut notifier = notify::Notifier::default();
     loop {
         let ev = match rx.recv().await {
             Ok(ev) => ev,
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 // Missed some: refresh everything, which is always correct.
-                notice_external_revocations(&app, &mut known).await;
                 grants_changed(&app).await;
                 let _ = app.emit("upstreams-changed", ());
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        notify::for_event(&ev);
+        notifier.for_event(&ev);
         match ev {
-            GatewayEvent::GrantApproved {
-                grant_id,
-                client_name,
-                upstream,
-            } => {
-                known.insert(grant_id, (client_name, upstream));
-                grants_changed(&app).await;
-            }
-            GatewayEvent::GrantRevoked { grant_id, .. } => {
-                // Already announced: the later GrantsChanged must not announce it again.
-                known.remove(&grant_id);
-                grants_changed(&app).await;
-            }
-            GatewayEvent::GrantsChanged => {
-                notice_external_revocations(&app, &mut known).await;
-                grants_changed(&app).await;
-            }
-            GatewayEvent::UpstreamFailed { upstream, reason } => {
-                app.state::<ShellState>().set_error(upstream, reason);
-                let _ = app.emit("upstreams-changed", ());
-            }
-            GatewayEvent::UpstreamSignIn {
-                upstream,
-                signed_in: true,
-            } => {
-                // The failure that asked for this sign-in is settled.
-                app.state::<ShellState>().clear_error(&upstream);
-                let _ = app.emit("upstreams-changed", ());
-            }
+            GatewayEvent::GrantApproved { .. }
+            | GatewayEvent::GrantRevoked { .. }
+            | GatewayEvent::GrantsChanged => grants_changed(&app).await,
             GatewayEvent::SessionsChanged { .. }
+            | GatewayEvent::UpstreamFailed { .. }
             | GatewayEvent::UpstreamSignIn { .. }
             | GatewayEvent::SecretsChanged => {
                 let _ = app.emit("upstreams-changed", ());
             }
-            GatewayEvent::RefreshReplayed { .. } | GatewayEvent::ClientRegistered { .. } => {}
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The tray icon and its menu: one "Revoke client → upstream" item per active grant,
-//! then "Open mcp-broker" and "Quit". The menu is rebuilt from the store on every grant
-//! change, so it never shows a grant the broker no longer honours.
+//! then "Open mcp-broker" and "Quit". The menu is rebuilt from the core's grant list on
+//! every grant change, so it never shows a grant the broker no longer honours.
 
 use tauri::menu::{Menu, MenuBuilder, MenuEvent, MenuItemBuilder};
 use tauri::tray::TrayIconBuilder;
@@ -54,7 +54,7 @@ pub async fn rebuild(app: AppHandle) {
     let Some(gateway) = app.try_state::<Gateway>().map(|g| g.inner().clone()) else {
         return;
     };
-    let grants = match gateway.active_grants().await {
+    let grants = match gateway.list_grants().await {
         Ok(g) => g,
         Err(e) => {
             tracing::warn!("cannot list grants for the tray: {e}");
@@ -63,13 +63,11 @@ pub async fn rebuild(app: AppHandle) {
     };
     let items: Vec<(GrantId, String)> = grants
         .into_iter()
-        .map(|g| {
-            let client = if g.client_name.is_empty() {
-                g.client_id
-            } else {
-                g.client_name
-            };
-            (g.id, format!("Revoke {client} → {}", g.upstream))
+        .map(|v| {
+            (
+                v.grant.id,
+                format!("Revoke {} → {}", v.grant.client_name, v.grant.upstream),
+            )
         })
         .collect();
     let r = menu(&app, &items).and_then(|m| match app.tray_by_id(TRAY) {

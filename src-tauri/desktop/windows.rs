@@ -48,8 +48,8 @@ pub fn open_consent(app: &AppHandle, id: &str) -> tauri::Result<()> {
         if let WindowEvent::Destroyed = e
             && let Some(g) = app2.try_state::<Gateway>()
         {
-            // Already answered is fine: `decide` then reports Gone, which is ignored.
-            let _ = g.consent.decide(&id2, Decision::Deny);
+            // Already answered is fine: the decision then reports Gone, which is ignored.
+            let _ = g.decide_native(&id2, Decision::Deny);
         }
     });
     let app = app.clone();

@@ -8,27 +8,21 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use super::response::HttpError;
 use crate::gateway::Gateway;
-use crate::oauth::metadata;
 
 pub async fn authorization_server(State(g): State<Gateway>) -> Response {
-    Json(metadata::authorization_server(
-        &g.issuer,
-        &g.scopes,
-        g.client_metadata.supported(),
-    ))
-    .into_response()
+    Json(g.authorization_server_metadata()).into_response()
 }
 
-pub async fn protected_resource(State(g): State<Gateway>, Path(name): Path<String>) -> Response {
-    match g.resource_for(&name) {
-        Some(r) => {
-            Json(metadata::protected_resource(r, &g.issuer, &g.scopes, &name)).into_response()
-        }
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({"error": "no such MCP server"})),
-        )
-            .into_response(),
-    }
+pub async fn protected_resource(
+    State(g): State<Gateway>,
+    Path(name): Path<String>,
+) -> Result<Response, HttpError> {
+    g.protected_resource_metadata(&name)
+        .map(|m| Json(m).into_response())
+        .ok_or(HttpError::Json {
+            status: StatusCode::NOT_FOUND,
+            message: "no such MCP server".into(),
+        })
 }

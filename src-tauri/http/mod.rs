@@ -1,5 +1,8 @@
-//! The HTTP front: the only code that knows axum. Routes, the Host/Origin guard against
-//! DNS rebinding and cross-site use, and CORS for loopback browser clients.
+//! The HTTP front: routes, the Host/Origin guard against DNS rebinding and cross-site
+//! use, and CORS for loopback browser clients. Each handler parses its request, calls
+//! one [`Gateway`] method and renders the outcome; errors are rendered in
+//! [`response`]. (The MCP transport's own streaming and JSON-RPC rendering is in
+//! `proxy::streamable`.)
 //!
 //! Every route is served on 127.0.0.1 only. Every request passes [`guard`] first: a
 //! `Host` that is not a loopback name with the broker's port, or an `Origin` that is not
@@ -91,7 +94,7 @@ pub fn router(gateway: Gateway) -> Front {
         .route("/upstream-callback/{name}", get(upstream_login::callback))
         .layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT));
 
-    let port = gateway.port;
+    let port = gateway.port();
     let router = Router::new()
         .merge(
             oauth_cors
@@ -184,6 +187,16 @@ fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
             None => Some((s, None)),
         }
     }
+}
+
+/// Whether an `Origin` is this broker's own origin (its consent page's).
+fn is_own_origin(origin: &str, port: u16) -> bool {
+    origin
+        .strip_prefix("http://")
+        .and_then(split_host_port)
+        .is_some_and(|(h, p)| {
+            is_loopback_name(h) && p.and_then(|p| p.parse::<u16>().ok()) == Some(port)
+        })
 }
 
 /// Whether an `Origin` is a loopback web origin (`http://localhost:*`,
@@ -309,8 +322,28 @@ fn forbidden(msg: &'static str) -> Response {
         .unwrap_or_default()
 }
 
+/// A form's fields in order, repeated ones kept (the OAuth checks refuse repeats).
+type FormPairs = Vec<(String, String)>;
+
+/// The form and `Authorization` header of a request to an OAuth endpoint (`/token`,
+/// `/revoke`): RFC 6749 §3.2 requires `application/x-www-form-urlencoded`.
+fn oauth_form<'h>(
+    headers: &'h axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<(FormPairs, Option<&'h str>), response::HttpError> {
+    let form = form_pairs(headers, body).ok_or_else(|| {
+        response::HttpError::OAuth(crate::oauth::OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ))
+    })?;
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    Ok((form, authorization))
+}
+
 /// Parses an `application/x-www-form-urlencoded` body into ordered pairs.
-fn form_pairs(headers: &axum::http::HeaderMap, body: &[u8]) -> Option<Vec<(String, String)>> {
+fn form_pairs(headers: &axum::http::HeaderMap, body: &[u8]) -> Option<FormPairs> {
     let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     let mime = ct.split(';').next()?.trim();
     if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
@@ -344,5 +377,15 @@ mod tests {
         ] {
             assert!(!is_loopback_origin(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn own_origin_is_a_loopback_name_with_this_port() {
+        assert!(is_own_origin("http://127.0.0.1:7391", 7391));
+        assert!(is_own_origin("http://localhost:7391", 7391));
+        assert!(is_own_origin("http://[::1]:7391", 7391));
+        assert!(!is_own_origin("http://127.0.0.1:7392", 7391));
+        assert!(!is_own_origin("http://127.0.0.1", 7391));
+        assert!(!is_own_origin("https://127.0.0.1:7391", 7391));
     }
 }

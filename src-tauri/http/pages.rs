@@ -1,27 +1,14 @@
 //! The HTML the broker shows a person: the headless consent form, the "waiting for your
-//! approval" page and error pages. Every value is HTML-escaped; pages cannot be framed
-//! (`X-Frame-Options: DENY`, CSP `frame-ancestors 'none'`) and load nothing external.
+//! approval" page and message pages. Built with maud, so every value is escaped by
+//! construction; pages cannot be framed (`X-Frame-Options: DENY`, CSP
+//! `frame-ancestors 'none'`) and load nothing external. The consent form shows the same
+//! [`ConsentView`] as the desktop's native window.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
 
-use crate::oauth::authorize::AuthorizeRequest;
-use crate::oauth::redirect;
-
-pub fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            _ => o.push(c),
-        }
-    }
-    o
-}
+use crate::consent::ConsentView;
 
 const STYLE: &str = "body{font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;background:#f4f5f7;color:#1d1f23;margin:0}\
 main{max-width:34rem;margin:3rem auto;background:#fff;border-radius:12px;box-shadow:0 2px 12px #0002;padding:2rem}\
@@ -34,13 +21,20 @@ button.approve{background:#1f6feb;border-color:#1f6feb;color:#fff}code{font-size
 
 /// `form_action`: where a form on the page may submit, including where the broker
 /// then redirects (browsers apply `form-action` to the redirect chain too).
-fn page(status: StatusCode, title: &str, body: &str, form_action: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
-        escape(title)
-    );
-    let mut res = (status, Html(html)).into_response();
+fn page(status: StatusCode, title: &str, body: Markup, form_action: &str) -> Response {
+    let doc = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width";
+                title { (title) }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body { main { (body) } }
+        }
+    };
+    let mut res = (status, Html(doc.into_string())).into_response();
     let h = res.headers_mut();
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     let csp = format!(
@@ -53,54 +47,52 @@ fn page(status: StatusCode, title: &str, body: &str, form_action: &str) -> Respo
     res
 }
 
+/// What both consent screens list about a request.
+fn facts(v: &ConsentView) -> Markup {
+    html! {
+        dl {
+            dt { "Application" } dd { (v.client_name) }
+            @if let Some(host) = &v.described_by {
+                dt { "Described by" } dd.host { (host) }
+            }
+            dt { "Client ID" } dd { code { (v.client_id) } }
+            dt { "Returns to" } dd.host { (v.redirect_host) }
+            dt { "Server" } dd { (v.upstream) }
+            dt { "Scope" } dd {
+                (v.scope)
+                @if let Some(ignored) = &v.ignored_scopes {
+                    " " small { "(not offered, ignored: " (ignored) ")" }
+                }
+            }
+        }
+        @if !v.redirect_is_loopback {
+            p.warn {
+                "After you approve, your browser goes to " b { (v.redirect_host) }
+                ", which is not on this computer. Approve only if you trust that site."
+            }
+        }
+    }
+}
+
 /// The headless consent form: a plain POST that works without JavaScript.
-pub fn consent(req: &AuthorizeRequest, consent_id: &str, csrf: &str) -> Response {
-    let host = redirect::display_host(&req.redirect_uri);
-    let warn = if redirect::is_loopback(&req.redirect_uri) {
-        String::new()
-    } else {
-        format!(
-            "<p class=\"warn\">After you approve, your browser goes to <b>{}</b>, which is not on this computer. \
-             Approve only if you trust that site.</p>",
-            escape(&host)
-        )
+pub fn consent(v: &ConsentView, consent_id: &str, csrf: &str, redirect_uri: &str) -> Response {
+    let body = html! {
+        h1 { "Allow " b { (v.client_name) } " to use " b { (v.upstream) } "?" }
+        p {
+            "An application asks for access to the MCP server " b { (v.upstream) }
+            " through mcp-broker. It will never see the server's own credentials."
+        }
+        (facts(v))
+        form method="post" action="/authorize/consent" {
+            input type="hidden" name="consent_id" value=(consent_id);
+            input type="hidden" name="csrf_token" value=(csrf);
+            div.buttons {
+                button type="submit" name="decision" value="deny" autofocus { "Deny" }
+                button.approve type="submit" name="decision" value="approve" { "Approve" }
+            }
+        }
     };
-    let ignored = req.requested_scopes.difference(&req.scopes);
-    let ignored = if ignored.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " <small>(not offered, ignored: {})</small>",
-            escape(&ignored.to_string())
-        )
-    };
-    let body = format!(
-        "<h1>Allow <b>{name}</b> to use <b>{upstream}</b>?</h1>\
-         <p>An application asks for access to the MCP server <b>{upstream}</b> through mcp-broker. \
-         It will never see the server's own credentials.</p>\
-         <dl><dt>Application</dt><dd>{name}</dd>\
-         {published}<dt>Client ID</dt><dd><code>{client_id}</code></dd>\
-         <dt>Returns to</dt><dd class=\"host\">{host}</dd>\
-         <dt>Server</dt><dd>{upstream}</dd>\
-         <dt>Scope</dt><dd>{scope}{ignored}</dd></dl>{warn}\
-         <form method=\"post\" action=\"/authorize/consent\">\
-         <input type=\"hidden\" name=\"consent_id\" value=\"{id}\">\
-         <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-         <div class=\"buttons\"><button type=\"submit\" name=\"decision\" value=\"deny\" autofocus>Deny</button>\
-         <button type=\"submit\" name=\"decision\" value=\"approve\" class=\"approve\">Approve</button></div></form>",
-        name = escape(&req.client_name),
-        published = match &req.client_host {
-            Some(h) => format!("<dt>Described by</dt><dd class=\"host\">{}</dd>", escape(h)),
-            None => String::new(),
-        },
-        upstream = escape(&req.upstream),
-        client_id = escape(&req.client_id.0),
-        host = escape(&host),
-        scope = escape(&req.requested_scopes.to_string()),
-        id = escape(consent_id),
-        csrf = escape(csrf),
-    );
-    let target = url::Url::parse(&req.redirect_uri)
+    let target = url::Url::parse(redirect_uri)
         .map(|u| u.origin().ascii_serialization())
         .unwrap_or_default();
     // Only an origin is safe to put in the policy (no spaces, quotes or semicolons).
@@ -112,50 +104,102 @@ pub fn consent(req: &AuthorizeRequest, consent_id: &str, csrf: &str) -> Response
     page(
         StatusCode::OK,
         "Allow access? - mcp-broker",
-        &body,
+        body,
         &form_action,
     )
 }
 
 /// Shown in the browser while the desktop app asks natively. Refreshes itself (no
 /// script) until the decision is made, then the server redirects.
-pub fn waiting(req: &AuthorizeRequest, wait_url: &str) -> Response {
-    let body = format!(
-        "<h1>Waiting for your approval in mcp-broker</h1><p><b>{}</b> asks to use <b>{}</b>. \
-         Answer in the mcp-broker window; this page continues by itself.</p>",
-        escape(&req.client_name),
-        escape(&req.upstream)
-    );
-    let mut res = page(
-        StatusCode::OK,
-        "Waiting for approval - mcp-broker",
-        &body,
-        "",
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!("2; url={wait_url}")) {
+pub fn waiting(v: &ConsentView, wait_url: &str) -> Response {
+    let body = html! {
+        h1 { "Waiting for your approval in mcp-broker" }
+        p {
+            b { (v.client_name) } " asks to use " b { (v.upstream) }
+            ". Answer in the mcp-broker window; this page continues by itself."
+        }
+    };
+    refreshing(
+        page(
+            StatusCode::OK,
+            "Waiting for approval - mcp-broker",
+            body,
+            "",
+        ),
+        wait_url,
+    )
+}
+
+/// The waiting page's later refreshes, while the window is still open.
+pub fn still_waiting(wait_url: &str) -> Response {
+    refreshing(
+        message(
+            StatusCode::OK,
+            "Waiting for your approval in mcp-broker",
+            "Answer in the mcp-broker window; this page continues by itself.",
+        ),
+        wait_url,
+    )
+}
+
+fn refreshing(mut res: Response, url: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("2; url={url}")) {
         res.headers_mut().insert("refresh", v);
     }
     res
 }
 
-pub fn error(status: StatusCode, title: &str, detail: &str) -> Response {
-    let body = format!(
-        "<h1>{}</h1><p>{}</p><p>You can close this tab and try again from the application.</p>",
-        escape(title),
-        escape(detail)
-    );
-    page(status, title, &body, "")
+/// A page that tells the person one thing: an error, or that a step is done.
+pub fn message(status: StatusCode, title: &str, detail: &str) -> Response {
+    let body = html! {
+        h1 { (title) }
+        p { (detail) }
+        p { "You can close this tab and continue in the application." }
+    };
+    page(status, title, body, "")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+    fn view() -> ConsentView {
+        ConsentView {
+            client_name: "<script>alert(1)</script>".into(),
+            client_id: "c\"1".into(),
+            described_by: Some("apps.example".into()),
+            redirect_host: "evil.example".into(),
+            redirect_is_loopback: false,
+            upstream: "demo".into(),
+            scope: "mcp email".into(),
+            ignored_scopes: Some("email".into()),
+        }
+    }
+
+    async fn text(res: Response) -> String {
+        let b = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_form_escapes_what_the_client_chose_and_shows_every_fact() {
+        let res = consent(&view(), "id", "csrf\"><x", "https://evil.example/cb");
+        assert_eq!(res.headers()[header::X_FRAME_OPTIONS], "DENY");
+        let csp = res.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.ends_with("form-action 'self' https://evil.example"),
+            "{csp}"
         );
+        let html = text(res).await;
+        assert!(!html.contains("<script>alert"), "names are escaped");
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(!html.contains("csrf\"><x"), "attributes are escaped");
+        assert!(html.contains("Described by"));
+        assert!(html.contains("not offered, ignored: email"));
+        assert!(html.contains("which is not on this computer"));
     }
 }

@@ -1,14 +1,129 @@
-//! Every error the broker returns over HTTP is rendered here, in one place:
+//! Every error the broker's own routes return over HTTP is decided here, in one place:
 //! OAuth errors as RFC 6749 §5.2 JSON, bearer failures as RFC 6750 §3 / RFC 9728 §5.1
-//! challenges, and plumbing errors as an opaque `server_error` (details go to the log).
+//! challenges, pages for a person, and plumbing errors as an opaque `server_error`
+//! (details go to the log). Handlers return `Result<Response, HttpError>`; which
+//! rendering a core error gets depends only on who reads it: [`HttpError::oauth`] for an
+//! OAuth client, [`HttpError::page`] for a browser, [`HttpError::local`] for the CLI.
+//! (The MCP transport's JSON-RPC errors are the proxy's; see `proxy::streamable`.)
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::pages;
+use crate::gateway::GatewayError;
 use crate::oauth::bearer::BearerError;
 use crate::oauth::{ErrorCode, OAuthError};
+
+#[derive(Debug)]
+pub enum HttpError {
+    /// For an OAuth client: JSON with `error` and `error_description`.
+    OAuth(OAuthError),
+    /// For a person in a browser.
+    Page {
+        status: StatusCode,
+        title: &'static str,
+        detail: String,
+    },
+    /// For a JSON client that is not an OAuth client (the local CLI): `{"error": ...}`.
+    Json { status: StatusCode, message: String },
+    /// A missing, invalid or insufficient bearer token at `/mcp/NAME`.
+    Bearer(Box<BearerChallenge>),
+    /// Plain text, for requests no client should make (unknown routes and servers).
+    Text {
+        status: StatusCode,
+        message: &'static str,
+    },
+}
+
+#[derive(Debug)]
+pub struct BearerChallenge {
+    pub error: BearerError,
+    pub resource_metadata: String,
+    /// The JSON-RPC request id, echoed so the client can pair the error.
+    pub id: Option<Value>,
+}
+
+impl HttpError {
+    pub fn text(status: StatusCode, message: &'static str) -> HttpError {
+        HttpError::Text { status, message }
+    }
+
+    pub fn page_with(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
+        HttpError::Page {
+            status,
+            title,
+            detail: detail.into(),
+        }
+    }
+
+    /// A core error, as an OAuth endpoint answers it.
+    pub fn oauth(e: GatewayError) -> HttpError {
+        match e {
+            GatewayError::OAuth(e) => HttpError::OAuth(e),
+            other => {
+                tracing::error!("internal error: {other}");
+                HttpError::OAuth(OAuthError::new(
+                    ErrorCode::ServerError,
+                    "internal error; see the broker's log",
+                ))
+            }
+        }
+    }
+
+    /// A core error, as a page a person reads.
+    pub fn page(e: GatewayError) -> HttpError {
+        match e {
+            GatewayError::ConsentGone => HttpError::page_with(
+                StatusCode::BAD_REQUEST,
+                "This request has expired",
+                "It was already answered, or it is more than five minutes old.",
+            ),
+            GatewayError::ConsentForged => HttpError::page_with(
+                StatusCode::FORBIDDEN,
+                "Request refused",
+                "The form's security token did not match.",
+            ),
+            GatewayError::OAuth(e) => HttpError::page_with(
+                StatusCode::BAD_REQUEST,
+                "This sign-in request is not valid",
+                e.description,
+            ),
+            GatewayError::SignIn { reason, .. } => {
+                HttpError::page_with(StatusCode::BAD_REQUEST, "Sign-in failed", reason)
+            }
+            GatewayError::NotRemote(name) | GatewayError::UnknownUpstream(name) => {
+                HttpError::page_with(
+                    StatusCode::NOT_FOUND,
+                    "Unknown server",
+                    format!("mcp-broker has no upstream named {name}."),
+                )
+            }
+            other => {
+                tracing::error!("internal error: {other}");
+                HttpError::page_with(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The broker could not complete this step; its log says why.",
+                )
+            }
+        }
+    }
+
+    /// A core error, as the local command line reads it.
+    pub fn local(e: GatewayError) -> HttpError {
+        let status = match &e {
+            GatewayError::NotRemote(_) | GatewayError::UnknownUpstream(_) => StatusCode::NOT_FOUND,
+            GatewayError::SignIn { .. } => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        HttpError::Json {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
 
 /// RFC 6749 §5.1: "Cache-Control: no-store" on every response carrying tokens or errors.
 pub fn no_store(mut res: Response) -> Response {
@@ -18,48 +133,57 @@ pub fn no_store(mut res: Response) -> Response {
     res
 }
 
-pub fn json_no_store(status: StatusCode, body: Value) -> Response {
+pub fn json_no_store(status: StatusCode, body: impl serde::Serialize) -> Response {
     no_store((status, Json(body)).into_response())
 }
 
-impl IntoResponse for OAuthError {
+/// A `302 Found` to `to`, never cached.
+pub fn redirect(to: &str) -> Response {
+    let mut res = (StatusCode::FOUND, [(header::LOCATION, to.to_owned())]).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let status = match self.code {
-            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        let mut res = json_no_store(
-            status,
-            json!({"error": self.code.as_str(), "error_description": self.description}),
-        );
-        if status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"mcp-broker\""),
-            );
+        match self {
+            HttpError::OAuth(e) => oauth_error(e),
+            HttpError::Page {
+                status,
+                title,
+                detail,
+            } => pages::message(status, title, &detail),
+            HttpError::Json { status, message } => {
+                (status, Json(json!({ "error": message }))).into_response()
+            }
+            HttpError::Bearer(c) => bearer_challenge(&c.error, &c.resource_metadata, c.id),
+            HttpError::Text { status, message } => (status, format!("{message}\n")).into_response(),
         }
-        res
     }
 }
 
-impl IntoResponse for crate::error::Error {
-    fn into_response(self) -> Response {
-        tracing::error!("internal error: {self}");
-        OAuthError::new(
-            ErrorCode::ServerError,
-            "internal error; see the broker's log",
-        )
-        .into_response()
+fn oauth_error(e: OAuthError) -> Response {
+    let status = match e.code {
+        ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut res = json_no_store(
+        status,
+        json!({"error": e.code.as_str(), "error_description": e.description}),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"mcp-broker\""),
+        );
     }
+    res
 }
 
 /// A 401/403 from the MCP endpoint, pointing at the protected resource metadata.
-pub fn bearer_challenge(
-    err: &BearerError,
-    resource_metadata: &str,
-    id: Option<&Value>,
-) -> Response {
+fn bearer_challenge(err: &BearerError, resource_metadata: &str, id: Option<Value>) -> Response {
     let (status, code, desc) = match err {
         BearerError::Missing => (StatusCode::UNAUTHORIZED, None, "authorization required"),
         BearerError::InvalidToken => (
@@ -82,7 +206,7 @@ pub fn bearer_challenge(
     }
     let body = json!({
         "jsonrpc": "2.0",
-        "id": id.cloned().unwrap_or(Value::Null),
+        "id": id.unwrap_or(Value::Null),
         "error": {"code": -32001, "message": desc},
     });
     let mut res = (status, Json(body)).into_response();
@@ -90,4 +214,44 @@ pub fn bearer_challenge(
         res.headers_mut().insert(header::WWW_AUTHENTICATE, hv);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_never_shows_its_cause_to_an_oauth_client() {
+        let e = GatewayError::Internal(crate::Error::Io(std::io::Error::other(
+            "/secret/path is full",
+        )));
+        let HttpError::OAuth(o) = HttpError::oauth(e) else {
+            panic!("an OAuth client gets OAuth JSON");
+        };
+        assert_eq!(o.code, ErrorCode::ServerError);
+        assert!(!o.description.contains("/secret/path"));
+    }
+
+    #[test]
+    fn oauth_errors_are_not_cached_and_invalid_client_is_401() {
+        let res = HttpError::OAuth(OAuthError::new(ErrorCode::InvalidClient, "x")).into_response();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn a_bearer_challenge_points_at_the_metadata_and_echoes_the_id() {
+        let res = HttpError::Bearer(Box::new(BearerChallenge {
+            error: BearerError::InvalidToken,
+            resource_metadata: "http://127.0.0.1:1/.well-known/oauth-protected-resource/mcp/x"
+                .into(),
+            id: Some(json!(7)),
+        }))
+        .into_response();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let h = res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(h.starts_with("Bearer resource_metadata=\"http://127.0.0.1:1/"));
+        assert!(h.contains("error=\"invalid_token\""));
+    }
 }

@@ -208,7 +208,7 @@ pub fn validate_authorize(
     Ok(AuthorizeRequest {
         client_id: client.id.clone(),
         client_name,
-        client_host: super::client_metadata::document_host(&client.id.0),
+        client_host: super::cimd::document_host(&client.id.0),
         redirect_uri,
         state,
         code_challenge: (*challenge).to_owned(),

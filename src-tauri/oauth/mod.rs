@@ -10,7 +10,7 @@
 
 pub mod authorize;
 pub mod bearer;
-pub mod client_metadata;
+pub mod cimd;
 pub mod discovery;
 pub mod error;
 pub mod metadata;

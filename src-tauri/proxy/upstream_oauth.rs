@@ -23,7 +23,7 @@ use oauth2::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::gateway::now;
+use crate::clock::now;
 use crate::oauth::discovery::{
     ResourceMetadata, ServerMetadata, check_iss, check_resource, check_server, check_url,
     resource_metadata_param, well_known,

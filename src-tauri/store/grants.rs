@@ -8,7 +8,7 @@ use super::Store;
 use crate::error::Result;
 use crate::oauth::{ClientId, GrantId, Resource, Scopes, UnixTime};
 
-/// One active grant, as the CLI and the desktop list it.
+/// One active grant. `client_name` is the client's name, or its id when it gave none.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct GrantSummary {
     pub id: GrantId,
@@ -28,22 +28,35 @@ pub struct RevokedGrant {
     pub upstream: String,
 }
 
+/// An approval to record: the grant it belongs to and its single-use code.
+#[derive(Debug, Clone, Copy)]
+pub struct NewCode<'a> {
+    pub client_id: &'a ClientId,
+    pub upstream: &'a str,
+    pub resource: &'a Resource,
+    pub scopes: &'a Scopes,
+    pub code: &'a crate::oauth::TokenHash,
+    pub redirect_uri: &'a str,
+    pub code_challenge: &'a str,
+    pub expires_at: UnixTime,
+    pub now: UnixTime,
+}
+
 impl Store {
     /// Records an approval: reuses the client's active grant for this resource (or
     /// creates one) and stores the authorization code, in one transaction.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn approve(
-        &self,
-        client_id: &ClientId,
-        upstream: &str,
-        resource: &Resource,
-        scopes: &Scopes,
-        code: &crate::oauth::TokenHash,
-        redirect_uri: &str,
-        code_challenge: &str,
-        code_expires_at: UnixTime,
-        now: UnixTime,
-    ) -> Result<GrantId> {
+    pub async fn approve(&self, c: &NewCode<'_>) -> Result<GrantId> {
+        let NewCode {
+            client_id,
+            upstream,
+            resource,
+            scopes,
+            code,
+            redirect_uri,
+            code_challenge,
+            expires_at: code_expires_at,
+            now,
+        } = *c;
         let mut tx = self.write_tx().await?;
         let existing: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM grants WHERE client_id = ? AND resource = ? AND revoked_at IS NULL",
@@ -127,7 +140,7 @@ impl Store {
 
     pub async fn active_grants(&self) -> Result<Vec<GrantSummary>> {
         let rows = sqlx::query(
-            "SELECT g.id, g.client_id, c.name, g.upstream, g.resource, g.scope, g.created_at, g.last_used_at
+            "SELECT g.id, g.client_id, COALESCE(NULLIF(trim(c.name), ''), g.client_id) AS name, g.upstream, g.resource, g.scope, g.created_at, g.last_used_at
              FROM grants g JOIN clients c ON c.id = g.client_id
              WHERE g.revoked_at IS NULL ORDER BY g.id",
         )

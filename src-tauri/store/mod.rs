@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 };
 
 pub use codes::Redeemed;
-pub use grants::{GrantSummary, RevokedGrant};
+pub use grants::{GrantSummary, NewCode, RevokedGrant};
 pub use tokens::{IssuedTokens, Rotation};
 
 use crate::error::Result;
@@ -76,6 +76,12 @@ impl Store {
     /// server (see `token_cache`); cheap enough for every maintenance tick.
     pub fn recheck_revocation_counter(&self) {
         self.tokens.recheck();
+    }
+
+    /// Moves whenever any process committed a revocation (`None` without a counter file):
+    /// how the running broker notices what the CLI changed, with one atomic read.
+    pub fn revocation_epoch(&self) -> token_cache::Epoch {
+        self.tokens.epoch()
     }
 
     /// A store in a fresh temporary directory, for tests. The directory lives as long
@@ -157,23 +163,35 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000;
 
+    const SCOPE: &str = "mcp";
+
+    fn new_code<'a>(client: &'a ClientId, r: &'a Resource, code: &'a TokenHash) -> NewCode<'a> {
+        static SCOPES: std::sync::LazyLock<Scopes> =
+            std::sync::LazyLock::new(|| Scopes::single(SCOPE));
+        NewCode {
+            client_id: client,
+            upstream: "up",
+            resource: r,
+            scopes: &SCOPES,
+            code,
+            redirect_uri: "http://127.0.0.1/cb",
+            code_challenge: "ch",
+            expires_at: NOW + 60,
+            now: NOW,
+        }
+    }
+
     async fn with_grant(store: &Store) -> (GrantId, TokenHash) {
         let reg = validate_registration(&serde_json::json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"})).unwrap();
         let client = ClientId("c1".into());
         store.insert_client(&client, &reg, None, NOW).await.unwrap();
         let code = TokenHash::of("code-1");
         let grant = store
-            .approve(
+            .approve(&new_code(
                 &client,
-                "up",
                 &Resource("http://127.0.0.1:1/mcp/up".into()),
-                &Scopes::single("mcp"),
                 &code,
-                "http://127.0.0.1/cb",
-                "ch",
-                NOW + 60,
-                NOW,
-            )
+            ))
             .await
             .unwrap();
         (grant, code)
@@ -317,18 +335,7 @@ mod tests {
                     s.insert_client(&client, &reg, None, NOW).await?;
                     let r = Resource("http://127.0.0.1:1/mcp/up".into());
                     let code = TokenHash::of(&format!("code-{i}"));
-                    s.approve(
-                        &client,
-                        "up",
-                        &r,
-                        &Scopes::single("mcp"),
-                        &code,
-                        "http://127.0.0.1/cb",
-                        "ch",
-                        NOW + 60,
-                        NOW,
-                    )
-                    .await
+                    s.approve(&new_code(&client, &r, &code)).await
                 })
             })
             .collect();

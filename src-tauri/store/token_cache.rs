@@ -172,6 +172,11 @@ impl TokenCache {
         (inner.entries.get(hash).cloned(), now)
     }
 
+    /// The counter as it stands: moves on every committed revocation by any process.
+    pub fn epoch(&self) -> Epoch {
+        self.inner().counter.as_ref().map(Counter::load)
+    }
+
     pub fn insert(&self, hash: TokenHash, rec: Arc<AccessRecord>, seen: Epoch) {
         let mut inner = self.inner();
         if seen.is_none() || inner.epoch != seen {

@@ -5,7 +5,8 @@
 // tray menu, clicked with xdotool), and expects the client's next request to get 401.
 //
 // Environment: APP (the mcp-broker binary), RUN_DIR (screenshots, config, data),
-// MODE (window | tray), WEBDRIVER_URL, NOTIFY_LOG (dbus-monitor output),
+// MODE (window | tray | upstreams | claude-desktop), PY (claude-desktop: a Python with the MCP
+// SDK), WEBDRIVER_URL, NOTIFY_LOG (dbus-monitor output),
 // MCP_NODE_MODULES (a node_modules holding @modelcontextprotocol/sdk).
 import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -205,6 +206,8 @@ try {
 
   if (MODE === "upstreams") {
     await upstreamsFlow();
+  } else if (MODE === "claude-desktop") {
+    await claudeDesktopFlow(main);
   } else {
     step("second launch: must hand over to the running app, not start a second server");
     const second = spawn(APP, appArgs, { stdio: ["ignore", "pipe", "pipe"] });
@@ -490,6 +493,83 @@ function trayMenu(keys, screenshotName) {
     x("key", k);
     execFileSync("sleep", ["0.3"]);
   }
+}
+
+// ---- MODE=claude-desktop: what Claude Desktop does with an entry from `clients install` ----
+// The Python MCP SDK's stdio client launches `mcp-broker connect everything`, which finds
+// this app through DATA_DIR/broker.json, opens the authorization URL in the "browser"
+// (follow_consent.py, a tab that waits for the native decision), and relays.
+async function claudeDesktopFlow(main) {
+  const py = need("PY");
+  check(JSON.parse(readFileSync(join(dataDir, "broker.json"), "utf8")).port === port,
+    "the desktop app announced itself in broker.json");
+  step("Claude Desktop launches `mcp-broker connect everything` (Python SDK stdio client)");
+  const child = spawn(py, [join(import.meta.dirname, "claude_desktop_client.py")], {
+    env: { ...process.env, APP, DATA_DIR: dataDir },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  const lines = [];
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => {
+    out += d;
+    const parts = out.split("\n");
+    out = parts.pop();
+    for (const l of parts) if (l.trim()) lines.push(JSON.parse(l));
+  });
+  child.stderr.on("data", (d) => (err += d));
+  const exited = new Promise((r) => child.on("exit", (code) => r(code)));
+  const stepDone = (name) => until(`the client's "${name}"`, () => lines.find((l) => l.step === name), 90000)
+    .catch((e) => {
+      writeFileSync(join(RUN_DIR, "client.stderr"), err);
+      throw e;
+    });
+  try {
+    await approveNative(main, "Claude Desktop (e2e)", "consent-window-claude-desktop.png");
+    const listed = await stepDone("listed");
+    check(listed.tools.includes("echo"), "tools/list answers through the bridge and the app");
+    const called = await stepDone("called");
+    check(called.text.includes("first call"), `tools/call answers (${called.text})`);
+    check(readFileSync(BROWSER_LOG, "utf8").includes(`${base}/authorize?`),
+      "the bridge sent the person's browser to the app's /authorize");
+    const row = await until("the bridge's grant row", () => wd.exec(
+      `const r = [...document.querySelectorAll('#grants tbody tr')]
+         .find(r => r.querySelector('.client').textContent.startsWith('Claude Desktop (e2e)'));
+       return r ? r.dataset.grantId : null;`));
+    check(Boolean(row), "the grants window lists the bridge's grant");
+
+    step("revoke from the tray; the bridge's next call asks for consent again");
+    await sleep(1000); // the tray menu was rebuilt for the new grant
+    trayMenu(["Down", "Return"]);
+    await until("the grant to leave the grants window", () => wd.exec(
+      `return ![...document.querySelectorAll('#grants tbody tr')].some(r => r.dataset.grantId === arguments[0]);`,
+      [row]));
+    check(true, "revoking from the tray removed the grant");
+    child.stdin.write("again\n");
+    await approveNative(main, "Claude Desktop (e2e)");
+    const again = await stepDone("called again");
+    check(again.text.includes("after revoke"), `the next call went through after a new consent (${again.text})`);
+    child.stdin.end();
+    const code = await Promise.race([exited, sleep(20000).then(() => "still running")]);
+    check(code === 0, `the stdio client finished cleanly (${code})`);
+  } finally {
+    child.kill("SIGTERM");
+    writeFileSync(join(RUN_DIR, "client.stderr"), err);
+  }
+}
+
+// Waits for a native consent window naming `client`, checks it, approves, and goes back
+// to the grants window.
+async function approveNative(main, client, screenshotName) {
+  await consentWindow(main);
+  const headline = await wd.exec("return document.querySelector('#headline').textContent");
+  check(headline.includes(client) && headline.includes(UPSTREAM),
+    `the native consent window asks about ${client} (${headline})`);
+  check(await wd.exec("return document.activeElement && document.activeElement.id === 'deny'"),
+    "focus starts on Deny");
+  if (screenshotName) await screenshot(screenshotName);
+  await answer(wd.click(await wd.find("#approve")));
+  await wd.switchTo(main);
 }
 
 // ---- MODE=upstreams: secrets and upstream sign-in from the grants window ----

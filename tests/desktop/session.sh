@@ -18,9 +18,10 @@ dbus-monitor --session "type=method_call,interface=org.freedesktop.Notifications
   > "$NOTIFY_LOG" 2>&1 &
 pids+=($!)
 
-if [ "$MODE" = upstreams ]; then
+if [ "$MODE" = upstreams ] || [ "$MODE" = claude-desktop ]; then
   # A throwaway, unlocked gnome-keyring in this D-Bus session (desktop.md 5a), and a
-  # "system browser" that only records the URLs the app asks it to open.
+  # "system browser": for upstreams one that only records the URLs the app asks it to
+  # open, for claude-desktop one that follows the waiting page like a browser tab.
   export XDG_DATA_HOME="$RUN_DIR/xdg-data"
   mkdir -p "$XDG_DATA_HOME"
   eval "$(printf %s throwaway-test-pw | gnome-keyring-daemon --unlock --components=secrets)"
@@ -28,10 +29,14 @@ if [ "$MODE" = upstreams ]; then
   export MCP_BROKER_KEYCHAIN_SERVICE="mcp-broker-e2e-$$"
   export BROWSER_LOG="$RUN_DIR/browser.log"
   : > "$BROWSER_LOG"
-  export BROWSER="$HERE/browser.sh"
+  if [ "$MODE" = upstreams ]; then
+    export BROWSER="$HERE/browser.sh"
+  else
+    export BROWSER="$HERE/follow_consent.py"
+  fi
 fi
 
-if [ "$MODE" = tray ]; then
+if [ "$MODE" = tray ] || [ "$MODE" = claude-desktop ]; then
   trayer --edge bottom --align right --widthtype request --height 32 \
     --transparent false --tint 0x808080 > "$RUN_DIR/trayer.log" 2>&1 &
   pids+=($!)

@@ -1,4 +1,7 @@
-// The shell's commands, typed. Mirrors src-tauri/desktop/commands.rs.
+// The shell's commands, typed. Mirrors the Gateway's views (src-tauri/gateway/,
+// src-tauri/consent.rs) as src-tauri/desktop/commands.rs returns them; the Rust test
+// `the_window_types_match_what_the_core_serializes` (src-tauri/gateway/ui_shapes.rs)
+// fails when a field differs.
 import { invoke } from "@tauri-apps/api/core";
 
 export interface Grant {
@@ -6,6 +9,7 @@ export interface Grant {
   client_id: string;
   client_name: string;
   upstream: string;
+  resource: string;
   scope: string;
   created_at: number;
   last_used_at: number | null;
@@ -47,22 +51,38 @@ export interface Overview {
   keychain_error: string | null;
 }
 
-export interface ConsentDetails {
+export interface ConsentView {
   client_name: string;
   client_id: string;
+  described_by: string | null;
   redirect_host: string;
   redirect_is_loopback: boolean;
   upstream: string;
   scope: string;
+  ignored_scopes: string | null;
+}
+
+/// What a failed command rejects with.
+export interface CommandError {
+  code: string;
+  message: string;
+}
+
+/// The one line to show for a failed command (or any other thrown value).
+export function errorText(e: unknown): string {
+  if (typeof e === "object" && e !== null && "message" in e) {
+    return String((e as CommandError).message);
+  }
+  return String(e);
 }
 
 export const listGrants = () => invoke<Grant[]>("list_grants");
 export const listUpstreams = () => invoke<Overview>("list_upstreams");
-export const revokeGrant = (id: number) => invoke<boolean>("revoke_grant", { id });
+export const revokeGrant = (id: number) => invoke<void>("revoke_grant", { id });
 export const setSecret = (name: string, value: string) =>
   invoke<void>("set_secret", { name, value });
 export const deleteSecret = (name: string) => invoke<boolean>("delete_secret", { name });
 export const signInUpstream = (name: string) => invoke<string>("sign_in_upstream", { name });
 export const signOutUpstream = (name: string) => invoke<boolean>("sign_out_upstream", { name });
-export const consentDetails = () => invoke<ConsentDetails>("consent_details");
+export const consentDetails = () => invoke<ConsentView>("consent_details");
 export const decideConsent = (approve: boolean) => invoke<void>("decide_consent", { approve });

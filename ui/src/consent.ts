@@ -1,6 +1,6 @@
 // A consent window: one authorization request, Approve or Deny. The window's label
 // (`consent-<id>`) names the request, so the page never handles the id itself.
-import { type ConsentDetails, consentDetails, decideConsent } from "./api";
+import { type ConsentView, consentDetails, decideConsent, errorText } from "./api";
 
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector<T>(sel)!;
 const deny = $<HTMLButtonElement>("#deny");
@@ -10,12 +10,22 @@ const errorBox = $<HTMLParagraphElement>("#error");
 // Focus starts on Deny: Enter on a window that popped up unexpectedly must not approve.
 deny.focus();
 
-function show(d: ConsentDetails) {
+function show(d: ConsentView) {
   $("#headline").textContent = `Allow “${d.client_name}” to use ${d.upstream}?`;
   $("#redirect-host").textContent = d.redirect_host;
   $("#client-id").textContent = d.client_id;
   $("#upstream").textContent = d.upstream;
   $("#scope").textContent = d.scope;
+  if (d.described_by !== null) {
+    $("#described-by").textContent = d.described_by;
+    $("#described-by-row").hidden = false;
+    $("#described-by-label").hidden = false;
+  }
+  if (d.ignored_scopes !== null) {
+    const ignored = $<HTMLElement>("#ignored-scopes");
+    ignored.textContent = ` (not offered, ignored: ${d.ignored_scopes})`;
+    ignored.hidden = false;
+  }
   const warning = $<HTMLParagraphElement>("#warning");
   if (!d.redirect_is_loopback) {
     warning.textContent =
@@ -31,7 +41,7 @@ async function decide(yes: boolean) {
   try {
     await decideConsent(yes); // the shell closes this window
   } catch (e) {
-    errorBox.textContent = String(e);
+    errorBox.textContent = errorText(e);
     errorBox.hidden = false;
   }
 }
@@ -44,7 +54,7 @@ try {
   document.body.dataset.ready = "true";
 } catch (e) {
   approve.disabled = true;
-  errorBox.textContent = `This request is no longer pending (${String(e)}).`;
+  errorBox.textContent = `This request is no longer pending (${errorText(e)}).`;
   errorBox.hidden = false;
 }
 deny.focus();

@@ -6,6 +6,7 @@ import {
   type SecretEntry,
   type Upstream,
   deleteSecret,
+  errorText,
   listGrants,
   listUpstreams,
   revokeGrant,
@@ -45,7 +46,7 @@ function when(unix: number | null): string {
 }
 
 function showError(e: unknown) {
-  errorBox.textContent = String(e);
+  errorBox.textContent = errorText(e);
   errorBox.hidden = false;
 }
 

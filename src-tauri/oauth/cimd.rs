@@ -4,7 +4,7 @@
 //!
 //! Pure: which URLs may be a `client_id`, which addresses may be fetched, what a fetched
 //! document must contain, and how long it may be cached. Must not import tokio, reqwest,
-//! axum or sqlx; `crate::client_metadata` does the fetching.
+//! axum or sqlx; `crate::cimd_fetch` does the fetching.
 
 use std::net::{IpAddr, Ipv4Addr};
 

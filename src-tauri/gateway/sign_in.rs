@@ -1,5 +1,6 @@
-//! The user-level operations around the broker's own sign-in to a remote upstream
-//! (the OAuth client side lives in `proxy::upstream_oauth`): start it, finish it when
+//! The broker's own sign-in to a remote upstream, as an OAuth client (RFC 6749 §4.1 with
+//! PKCE, RFC 8707 `resource`, RFC 9207 `iss`; the client side lives in
+//! `proxy::upstream_oauth`): start it, finish it when
 //! the browser comes back, sign out, and tell whether the broker holds a sign-in. The
 //! `/upstream-login` routes (for `mcp-broker upstream`) and the desktop app's "Sign in"
 //! button both go through here, so both announce the outcome the same way.
@@ -7,37 +8,38 @@
 use std::collections::HashMap;
 
 use crate::events::GatewayEvent;
-use crate::gateway::Gateway;
+use crate::proxy::upstream_oauth::LoginState;
 
-#[derive(Debug, PartialEq)]
-pub enum SignInError {
-    /// No remote (HTTP) upstream has this name.
-    NotRemote,
-    Failed(String),
-}
+use super::{Gateway, GatewayError};
 
-impl std::fmt::Display for SignInError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SignInError::NotRemote => f.write_str("no remote upstream has this name"),
-            SignInError::Failed(e) => f.write_str(e),
-        }
+fn failed(upstream: &str, reason: String) -> GatewayError {
+    GatewayError::SignIn {
+        upstream: upstream.to_owned(),
+        reason,
     }
 }
 
 impl Gateway {
     /// Discovers the upstream's authorization server, registers if needed (or uses the
     /// configured `client_id`), and returns the authorization URL to open in a browser.
-    pub async fn start_upstream_sign_in(&self, name: &str) -> Result<String, SignInError> {
-        let (url, client_id) = self.upstreams.remote(name).ok_or(SignInError::NotRemote)?;
-        self.upstreams
+    pub async fn start_upstream_sign_in(&self, name: &str) -> Result<String, GatewayError> {
+        let upstreams = &self.inner.upstreams;
+        let (url, client_id) = upstreams
+            .remote(name)
+            .ok_or_else(|| GatewayError::NotRemote(name.to_owned()))?;
+        upstreams
             .oauth
             .start_login(name, url, client_id)
             .await
             .map_err(|e| {
                 tracing::warn!(upstream = %name, "upstream sign-in could not start: {e}");
-                SignInError::Failed(e)
+                failed(name, e)
             })
+    }
+
+    /// How a sign-in started here or by `mcp-broker upstream login` stands.
+    pub fn upstream_sign_in_state(&self, name: &str) -> Option<LoginState> {
+        self.inner.upstreams.oauth.login_state(name)
     }
 
     /// The browser's return to the callback: checks and exchanges, then tells listeners.
@@ -45,8 +47,8 @@ impl Gateway {
         &self,
         name: &str,
         params: &HashMap<String, String>,
-    ) -> Result<(), String> {
-        let r = self.upstreams.oauth.finish_login(name, params).await;
+    ) -> Result<(), GatewayError> {
+        let r = self.inner.upstreams.oauth.finish_login(name, params).await;
         match &r {
             Ok(()) => self.emit(GatewayEvent::UpstreamSignIn {
                 upstream: name.to_owned(),
@@ -60,19 +62,21 @@ impl Gateway {
                 });
             }
         }
-        r
+        r.map_err(|e| failed(name, e))
     }
 
     /// Revokes (RFC 7009, where offered) and deletes the upstream's tokens. Returns
     /// whether there was a sign-in.
-    pub async fn upstream_sign_out(&self, name: &str) -> Result<bool, SignInError> {
-        self.upstreams.remote(name).ok_or(SignInError::NotRemote)?;
-        let was = self
-            .upstreams
+    pub async fn upstream_sign_out(&self, name: &str) -> Result<bool, GatewayError> {
+        let upstreams = &self.inner.upstreams;
+        upstreams
+            .remote(name)
+            .ok_or_else(|| GatewayError::NotRemote(name.to_owned()))?;
+        let was = upstreams
             .oauth
             .logout(name)
             .await
-            .map_err(SignInError::Failed)?;
+            .map_err(|e| failed(name, e))?;
         if was {
             self.emit(GatewayEvent::UpstreamSignIn {
                 upstream: name.to_owned(),
@@ -83,12 +87,15 @@ impl Gateway {
     }
 
     /// Whether the keychain holds a sign-in for this remote upstream.
-    pub async fn upstream_signed_in(&self, name: &str) -> Result<bool, SignInError> {
-        self.upstreams.remote(name).ok_or(SignInError::NotRemote)?;
-        self.upstreams
+    pub async fn upstream_signed_in(&self, name: &str) -> Result<bool, GatewayError> {
+        let upstreams = &self.inner.upstreams;
+        upstreams
+            .remote(name)
+            .ok_or_else(|| GatewayError::NotRemote(name.to_owned()))?;
+        upstreams
             .oauth
             .signed_in(name)
             .await
-            .map_err(SignInError::Failed)
+            .map_err(|e| failed(name, e))
     }
 }

@@ -1,5 +1,5 @@
 //! Fetching Client ID Metadata Documents for the authorization endpoint: the I/O half of
-//! `oauth::client_metadata` (which decides what is valid).
+//! `oauth::cimd` (which decides what is valid).
 //!
 //! SSRF defences (draft-ietf-oauth-client-id-metadata-document §8.6): only `https`; no
 //! proxy; redirects are never followed (draft §5: the document must come from the URL
@@ -23,7 +23,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::config::TestClientMetadata;
 use crate::oauth::Client;
-use crate::oauth::client_metadata::{
+use crate::oauth::cimd::{
     MAX_DOCUMENT_BYTES, MetadataError, cache_secs, is_public_address, literal_ip,
     parse_client_id_url, validate_document,
 };

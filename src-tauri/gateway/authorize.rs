@@ -1,0 +1,226 @@
+//! The authorization endpoint's flow (RFC 6749 §4.1.1-4.1.2, OAuth 2.1 §4.1): validate the
+//! request (`oauth::authorize`), ask the person (the headless form, or a native window
+//! through the desktop shell), and on Approve record the grant and a single-use code and
+//! send the browser back with `code`, `state` and `iss` (RFC 9207). Deny sends
+//! `error=access_denied` and records nothing.
+
+use crate::clock::now;
+use crate::consent::{ConsentLookupError, ConsentView, Decision, WaitState};
+use crate::events::GatewayEvent;
+use crate::oauth::authorize::{
+    AuthorizeError, AuthorizeRequest, code_redirect, error_redirect, validate_authorize,
+};
+use crate::oauth::cimd::is_metadata_client_id;
+use crate::oauth::{Client, ErrorCode, OAuthError, TokenHash, mint_secret};
+use crate::store::NewCode;
+
+use super::{Gateway, GatewayError};
+
+/// RFC 6749 §4.1.2: "A maximum authorization code lifetime of 10 minutes is
+/// RECOMMENDED"; the exchange follows the redirect at once, so two minutes is plenty.
+const CODE_TTL_SECS: i64 = 120;
+
+/// What `/authorize` does next.
+#[derive(Debug)]
+pub enum AuthorizeOutcome {
+    /// Show the consent form (headless).
+    Form {
+        view: ConsentView,
+        consent_id: String,
+        csrf: String,
+        /// The redirect URI, for the page's `form-action` policy.
+        redirect_uri: String,
+    },
+    /// A native window asks; the browser waits at `/authorize/wait?id=WAIT_ID`.
+    Wait { view: ConsentView, wait_id: String },
+    /// Send the browser back to the client (an error it may see, RFC 6749 §4.1.2.1).
+    Redirect(String),
+    /// The client or its redirect URI is not valid: an error page, never a redirect.
+    Refused(OAuthError),
+}
+
+impl Gateway {
+    /// `GET /authorize` with its query parameters.
+    pub async fn authorize(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<AuthorizeOutcome, GatewayError> {
+        let client_id = pairs
+            .iter()
+            .find(|(k, _)| k == "client_id")
+            .map(|(_, v)| v.as_str());
+        let client = match client_id {
+            Some(id) if is_metadata_client_id(id) => match self.metadata_client(id).await? {
+                Ok(c) => Some(c),
+                Err(refused) => return Ok(AuthorizeOutcome::Refused(refused)),
+            },
+            Some(id) => self.inner.store.client(id).await?,
+            None => None,
+        };
+        let req = match validate_authorize(pairs, client.as_ref(), &self.inner.authorize_ctx) {
+            Ok(r) => r,
+            Err(AuthorizeError::DoNotRedirect(e)) => return Ok(AuthorizeOutcome::Refused(e)),
+            Err(AuthorizeError::Redirect {
+                redirect_uri,
+                state,
+                error,
+            }) => {
+                return Ok(AuthorizeOutcome::Redirect(error_redirect(
+                    &redirect_uri,
+                    state.as_deref(),
+                    &error,
+                    self.issuer().as_str(),
+                )));
+            }
+        };
+        let view = ConsentView::of(&req);
+        if self.inner.consents.is_native() {
+            let wait_id = self.inner.consents.start_wait();
+            let g = self.clone();
+            let id = wait_id.clone();
+            // The window is answered whenever the person gets to it; the browser polls.
+            tokio::spawn(async move {
+                let decision = g.inner.consents.ask_native(req.clone()).await;
+                let to = g.decided(&req, decision).await;
+                g.inner.consents.finish_wait(&id, to);
+            });
+            return Ok(AuthorizeOutcome::Wait { view, wait_id });
+        }
+        let redirect_uri = req.redirect_uri.clone();
+        let (consent_id, csrf) = self.inner.consents.open_form(req);
+        Ok(AuthorizeOutcome::Form {
+            view,
+            consent_id,
+            csrf,
+            redirect_uri,
+        })
+    }
+
+    /// A `client_id` that is an `https` URL: fetch its Client ID Metadata Document and
+    /// record the client so that grants, tokens and `grants list` can name it. A document
+    /// that cannot be used refuses the request without a redirect (RFC 6749 §4.1.2.1: the
+    /// client is not known, so neither is a safe place to send the browser).
+    async fn metadata_client(
+        &self,
+        client_id: &str,
+    ) -> Result<Result<Client, OAuthError>, GatewayError> {
+        let client = match self.inner.client_metadata.client(client_id).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(client_id, "client metadata document refused: {e}");
+                return Ok(Err(OAuthError::invalid_request(e.to_string())));
+            }
+        };
+        self.inner
+            .store
+            .upsert_metadata_client(&client, now())
+            .await?;
+        Ok(Ok(client))
+    }
+
+    /// The HTML form's answer: consumes the question (its CSRF token must match) and
+    /// returns where to send the browser.
+    pub async fn decide_form(
+        &self,
+        consent_id: &str,
+        csrf: &str,
+        decision: Decision,
+    ) -> Result<String, GatewayError> {
+        let req = self
+            .inner
+            .consents
+            .take_form(consent_id, csrf)
+            .map_err(|e| match e {
+                ConsentLookupError::Gone => GatewayError::ConsentGone,
+                ConsentLookupError::BadCsrf => GatewayError::ConsentForged,
+            })?;
+        Ok(self.apply(&req, decision).await?)
+    }
+
+    /// A native window's answer; the waiting browser continues by itself.
+    pub fn decide_native(&self, consent_id: &str, decision: Decision) -> Result<(), GatewayError> {
+        self.inner
+            .consents
+            .answer_native(consent_id, decision)
+            .map_err(|_| GatewayError::ConsentGone)
+    }
+
+    /// What a native consent window shows.
+    pub fn consent_view(&self, consent_id: &str) -> Result<ConsentView, GatewayError> {
+        self.inner
+            .consents
+            .native_view(consent_id)
+            .ok_or(GatewayError::ConsentGone)
+    }
+
+    /// Polled by the browser while a native window asks.
+    pub fn consent_wait(&self, wait_id: &str) -> WaitState {
+        self.inner.consents.poll_wait(wait_id)
+    }
+
+    /// [`apply`](Self::apply) for a decision nobody waits on synchronously: a failure to
+    /// record it still sends the browser back, with `server_error`.
+    async fn decided(&self, req: &AuthorizeRequest, decision: Decision) -> String {
+        match self.apply(req, decision).await {
+            Ok(to) => to,
+            Err(e) => {
+                tracing::error!("recording the decision failed: {e}");
+                let e = OAuthError::new(
+                    ErrorCode::ServerError,
+                    "the broker could not save the decision",
+                );
+                error_redirect(
+                    &req.redirect_uri,
+                    req.state.as_deref(),
+                    &e,
+                    self.issuer().as_str(),
+                )
+            }
+        }
+    }
+
+    /// Applies a decision and returns where to send the browser.
+    async fn apply(&self, req: &AuthorizeRequest, decision: Decision) -> crate::Result<String> {
+        let issuer = self.issuer().as_str();
+        match decision {
+            Decision::Deny => {
+                tracing::info!(client_id = %req.client_id, upstream = %req.upstream, "consent denied");
+                let e = OAuthError::new(ErrorCode::AccessDenied, "the user denied access");
+                Ok(error_redirect(
+                    &req.redirect_uri,
+                    req.state.as_deref(),
+                    &e,
+                    issuer,
+                ))
+            }
+            Decision::Approve => {
+                let code = mint_secret();
+                let t = now();
+                let grant = self
+                    .inner
+                    .store
+                    .approve(&NewCode {
+                        client_id: &req.client_id,
+                        upstream: &req.upstream,
+                        resource: &req.resource,
+                        scopes: &req.scopes,
+                        code: &TokenHash::of(&code),
+                        redirect_uri: &req.redirect_uri,
+                        code_challenge: &req.code_challenge,
+                        expires_at: t + CODE_TTL_SECS,
+                        now: t,
+                    })
+                    .await?;
+                tracing::info!(grant = %grant, client_id = %req.client_id, upstream = %req.upstream, "consent approved");
+                let view = ConsentView::of(req);
+                self.known_grant(grant, &view.client_name, &req.upstream);
+                self.emit(GatewayEvent::GrantApproved {
+                    grant_id: grant,
+                    client_name: view.client_name,
+                    upstream: req.upstream.clone(),
+                });
+                Ok(code_redirect(req, &code, issuer))
+            }
+        }
+    }
+}

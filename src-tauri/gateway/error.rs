@@ -1,0 +1,50 @@
+//! Why a core operation did not happen, by kind, so that each front end can render it
+//! (an HTTP status and body in `http::response`, a `CommandError` in the desktop shell, an
+//! exit status in the CLI) without matching on text.
+
+use crate::oauth::{GrantId, OAuthError};
+use crate::secrets::SecretsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// An OAuth protocol refusal, for the client (RFC 6749 §5.2).
+    #[error("{}: {}", .0.code.as_str(), .0.description)]
+    OAuth(#[from] OAuthError),
+    /// A consent question that was already answered, expired, or never existed.
+    #[error("this request was already answered or has expired")]
+    ConsentGone,
+    /// A consent form whose single-use token did not match (the question is now void).
+    #[error("the form's security token did not match")]
+    ConsentForged,
+    #[error("no active grant with id {0}")]
+    UnknownGrant(GrantId),
+    #[error("no remote upstream named {0}")]
+    NotRemote(String),
+    #[error("no upstream named {0}")]
+    UnknownUpstream(String),
+    #[error("sign-in to {upstream} failed: {reason}")]
+    SignIn { upstream: String, reason: String },
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    /// Plumbing: the database, the disk, the keychain. Details go to the log.
+    #[error(transparent)]
+    Internal(#[from] crate::Error),
+}
+
+impl GatewayError {
+    /// A short, stable name for the kind, for front ends that branch on it (the desktop
+    /// window offers "Sign in" on `sign_in`, "Set" on `secrets`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::OAuth(_) => "oauth",
+            GatewayError::ConsentGone => "consent_gone",
+            GatewayError::ConsentForged => "consent_forged",
+            GatewayError::UnknownGrant(_) => "unknown_grant",
+            GatewayError::NotRemote(_) => "not_remote",
+            GatewayError::UnknownUpstream(_) => "unknown_upstream",
+            GatewayError::SignIn { .. } => "sign_in",
+            GatewayError::Secrets(_) => "secrets",
+            GatewayError::Internal(_) => "internal",
+        }
+    }
+}

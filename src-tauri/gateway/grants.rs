@@ -1,0 +1,191 @@
+//! Grants: listing them for the person, revoking them (the one revocation path), the
+//! token revocation endpoint (RFC 7009), and noticing what another process changed.
+//!
+//! A revocation made here emits [`GatewayEvent::GrantRevoked`] once. A revocation made by
+//! another process (`mcp-broker grants revoke`) moves the shared revocation counter;
+//! the maintenance tick sees it move, re-reads the active grants, ends the sessions of
+//! the ones that are gone and announces each once with [`RevokeReason::External`].
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::clock::now;
+use crate::events::{GatewayEvent, RevokeReason};
+use crate::oauth::token::{authenticate_client, client_credentials, single_params};
+use crate::oauth::{GrantId, OAuthError, TokenHash};
+use crate::store::{GrantSummary, RevokedGrant};
+
+use super::{Gateway, GatewayError};
+
+/// The active grants by id: (client display name, upstream).
+pub(super) type KnownGrants = HashMap<GrantId, (String, String)>;
+
+/// One active grant as every front end shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GrantView {
+    #[serde(flatten)]
+    pub grant: GrantSummary,
+    /// Open MCP sessions (0 in a process that serves nothing, such as the CLI).
+    pub sessions: usize,
+}
+
+impl Gateway {
+    pub async fn list_grants(&self) -> Result<Vec<GrantView>, GatewayError> {
+        let grants = self.inner.store.active_grants().await?;
+        Ok(grants
+            .into_iter()
+            .map(|grant| GrantView {
+                sessions: self.inner.upstreams.sessions_of_grant(grant.id),
+                grant,
+            })
+            .collect())
+    }
+
+    /// Revokes a grant: its tokens and codes are gone in one transaction, then its MCP
+    /// sessions end (children exit, streams close), and listeners hear it once.
+    pub async fn revoke_grant(
+        &self,
+        id: GrantId,
+        reason: RevokeReason,
+    ) -> Result<RevokedGrant, GatewayError> {
+        let revoked = self.inner.store.revoke_grant(id, now()).await?;
+        self.inner.upstreams.stop_for_grant(id).await;
+        let g = revoked.ok_or(GatewayError::UnknownGrant(id))?;
+        tracing::info!(grant = %id, upstream = %g.upstream, ?reason, "grant revoked");
+        self.forget_grant(id);
+        self.emit(GatewayEvent::GrantRevoked {
+            grant_id: id,
+            client_name: g.client_name.clone(),
+            upstream: g.upstream.clone(),
+            reason,
+        });
+        Ok(g)
+    }
+
+    /// `POST /revoke` (RFC 7009 §2.1). Revoking either token of a grant revokes the grant
+    /// (the client is signing out), so its sessions end too. An unknown token, or one of
+    /// another client, is not an error (§2.2), so this cannot probe other clients' tokens.
+    pub async fn revoke_token(
+        &self,
+        form: &[(String, String)],
+        authorization: Option<&str>,
+    ) -> Result<(), GatewayError> {
+        let params = single_params(form)?;
+        let creds = client_credentials(&params, authorization)?;
+        let client = self.inner.store.client(&creds.client_id).await?;
+        let client_id = authenticate_client(client.as_ref(), &creds)?;
+        let token = params
+            .get("token")
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        if let Some((grant, owner)) = self.inner.store.token_owner(&TokenHash::of(token)).await?
+            && owner == client_id
+        {
+            match self.revoke_grant(grant, RevokeReason::Client).await {
+                Ok(_) | Err(GatewayError::UnknownGrant(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records use of a grant, at most once a minute per grant (a write per request
+    /// would cost an fsync on the hot path).
+    pub(super) fn touch_grant(&self, id: GrantId) {
+        let t = now();
+        {
+            let mut m = self.inner.touched.lock().unwrap_or_else(|e| e.into_inner());
+            match m.get(&id) {
+                Some(last) if t - *last < 60 => return,
+                _ => {
+                    m.insert(id, t);
+                }
+            }
+        }
+        let store = self.inner.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_grant(id, t).await {
+                tracing::warn!(grant = %id, "could not record last use: {e}");
+            }
+        });
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Option<KnownGrants>> {
+        self.inner
+            .known_grants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn known_grant(&self, id: GrantId, client_name: &str, upstream: &str) {
+        if let Some(k) = self.known().as_mut() {
+            k.insert(id, (client_name.to_owned(), upstream.to_owned()));
+        }
+    }
+
+    fn forget_grant(&self, id: GrantId) {
+        if let Some(k) = self.known().as_mut() {
+            k.remove(&id);
+        }
+    }
+
+    /// One maintenance tick's look for changes made by another process. `last_seen` is
+    /// the revocation counter (or, without one, SQLite's `data_version`) at the last look.
+    pub(super) async fn notice_changes(&self, last_seen: &mut Option<i64>) {
+        let seen = match self.inner.store.revocation_epoch() {
+            Some(epoch) => epoch as i64,
+            None => match self.inner.store.data_version().await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!("reading data_version failed: {e}");
+                    return;
+                }
+            },
+        };
+        let first = last_seen.is_none();
+        if *last_seen == Some(seen) {
+            return;
+        }
+        let active = match self.inner.store.active_grants().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("reading the grants failed: {e}");
+                return;
+            }
+        };
+        *last_seen = Some(seen);
+        let now: KnownGrants = active
+            .into_iter()
+            .map(|g| (g.id, (g.client_name, g.upstream)))
+            .collect();
+        let gone: Vec<(GrantId, (String, String))> = {
+            let mut known = self.known();
+            let before = known.replace(now.clone()).unwrap_or_default();
+            if first {
+                Vec::new()
+            } else {
+                before
+                    .into_iter()
+                    .filter(|(id, _)| !now.contains_key(id))
+                    .collect()
+            }
+        };
+        for id in self.inner.upstreams.grants_with_sessions() {
+            if !now.contains_key(&id) {
+                tracing::info!(grant = %id, "grant revoked elsewhere; ending its sessions");
+                self.inner.upstreams.stop_for_grant(id).await;
+            }
+        }
+        for (grant_id, (client_name, upstream)) in gone {
+            self.emit(GatewayEvent::GrantRevoked {
+                grant_id,
+                client_name,
+                upstream,
+                reason: RevokeReason::External,
+            });
+        }
+        if !first {
+            self.emit(GatewayEvent::GrantsChanged);
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Authenticating a request to `/mcp/NAME` (RFC 6750 §2.1, RFC 8707 audience, RFC 9728
+//! §5.1 challenge). Lookups come from a cache that every revocation, from any process,
+//! empties (`store::token_cache`), so a revocation takes effect on the next request.
+
+use crate::clock::now;
+use crate::oauth::TokenHash;
+use crate::oauth::bearer::{BearerError, Caller, check_bearer, parse_bearer};
+
+use super::Gateway;
+
+/// Why a request to `/mcp/NAME` is refused.
+#[derive(Debug)]
+pub enum McpRefusal {
+    /// No upstream has this name.
+    UnknownUpstream,
+    /// A missing, invalid or insufficient token: challenge with the protected resource
+    /// metadata URL.
+    Bearer {
+        error: BearerError,
+        resource_metadata: String,
+    },
+    Internal(crate::Error),
+}
+
+impl Gateway {
+    /// Checks the `Authorization` header of a request to `/mcp/NAME`; on success the
+    /// caller's grant is recorded as used.
+    pub async fn authenticate(
+        &self,
+        upstream: &str,
+        authorization: Option<&str>,
+    ) -> Result<Caller, McpRefusal> {
+        let Some(resource) = self.resource_for(upstream) else {
+            return Err(McpRefusal::UnknownUpstream);
+        };
+        let refuse = |error| McpRefusal::Bearer {
+            error,
+            resource_metadata: self.protected_resource_metadata_url(upstream),
+        };
+        let token = parse_bearer(authorization).map_err(refuse)?;
+        let rec = self
+            .inner
+            .store
+            .access_token(&TokenHash::of(token))
+            .await
+            .map_err(McpRefusal::Internal)?;
+        let caller = check_bearer(
+            rec.as_deref(),
+            resource,
+            &self.inner.authorize_ctx.supported_scopes,
+            now(),
+        )
+        .map_err(refuse)?;
+        self.touch_grant(caller.grant_id);
+        Ok(caller)
+    }
+
+    /// RFC 9728 §3.1: the metadata URL with the resource's path inserted.
+    pub fn protected_resource_metadata_url(&self, upstream: &str) -> String {
+        format!(
+            "{}/.well-known/oauth-protected-resource/mcp/{upstream}",
+            self.issuer()
+        )
+    }
+
+    /// RFC 8414 §3 metadata of this authorization server.
+    pub fn authorization_server_metadata(&self) -> serde_json::Value {
+        crate::oauth::metadata::authorization_server(
+            self.issuer().as_str(),
+            &self.inner.authorize_ctx.supported_scopes,
+            self.inner.client_metadata.supported(),
+        )
+    }
+
+    /// RFC 9728 §3.2 metadata of `/mcp/NAME`, or `None` for an unknown upstream.
+    pub fn protected_resource_metadata(&self, upstream: &str) -> Option<serde_json::Value> {
+        let r = self.resource_for(upstream)?;
+        Some(crate::oauth::metadata::protected_resource(
+            r,
+            self.issuer().as_str(),
+            &self.inner.authorize_ctx.supported_scopes,
+            upstream,
+        ))
+    }
+}

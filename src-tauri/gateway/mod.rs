@@ -1,0 +1,283 @@
+//! `Gateway`: the broker's core and its one API. The HTTP layer, the desktop shell and the
+//! command line each parse their input, call one method here and render the outcome; none
+//! of them touches the store, the keychain or the upstream sessions directly, so every
+//! user-level operation exists once.
+//!
+//! The operations, one file per flow:
+//! - [`authorize`]: `/authorize` and the consent decision (form or native window);
+//! - [`token`]: the code exchange and refresh rotation with replay handling;
+//! - [`register`]: dynamic client registration (RFC 7591);
+//! - [`grants`]: listing and revoking grants, the token revocation endpoint (RFC 7009),
+//!   and noticing what another process changed;
+//! - [`mcp`]: authenticating a request to `/mcp/NAME` (RFC 6750, RFC 8707);
+//! - [`upstreams`]: the upstream overview with sessions, credentials and last errors;
+//! - [`secrets`]: the user's upstream secrets in the OS keychain;
+//! - [`sign_in`]: the broker's own sign-in to remote upstreams.
+//!
+//! Every revocation (tray, window, CLI, `/revoke`, replay) ends in
+//! [`Gateway::revoke_grant`]; a revocation made by another process is noticed by the one
+//! maintenance task ([`Gateway::spawn_maintenance`]), which announces it the same way.
+
+pub mod authorize;
+mod error;
+pub mod grants;
+pub mod mcp;
+pub mod register;
+pub mod secrets;
+pub mod sign_in;
+pub mod token;
+#[cfg(test)]
+mod ui_shapes;
+pub mod upstreams;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::cimd_fetch::ClientMetadataDocuments;
+use crate::clock::now;
+use crate::config::Config;
+use crate::consent::{ConsentMode, Consents};
+use crate::events::GatewayEvent;
+use crate::oauth::authorize::AuthorizeContext;
+use crate::oauth::{DEFAULT_SCOPE, GrantId, Resource, Scopes, UnixTime};
+use crate::proxy::Upstreams;
+use crate::store::Store;
+use crate::vault::Vault;
+
+pub use error::GatewayError;
+pub use grants::GrantView;
+
+/// The broker's own address, `http://127.0.0.1:PORT`: the issuer in every metadata
+/// document and redirect (RFC 8414 §2, RFC 9207), and the base of every resource URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer(String);
+
+impl Issuer {
+    pub fn loopback(port: u16) -> Issuer {
+        Issuer(format!("http://127.0.0.1:{port}"))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The resource URL of an upstream (RFC 8707): `ISSUER/mcp/NAME`.
+    pub fn resource(&self, upstream: &str) -> Resource {
+        Resource(format!("{}/mcp/{upstream}", self.0))
+    }
+}
+
+impl std::fmt::Display for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    port: u16,
+    issuer: Issuer,
+    data_dir: PathBuf,
+    store: Store,
+    consents: Consents,
+    upstreams: Arc<Upstreams>,
+    /// The OS keychain (upstream secrets and upstream OAuth tokens).
+    vault: Arc<Vault>,
+    events: broadcast::Sender<GatewayEvent>,
+    authorize_ctx: AuthorizeContext,
+    /// Client ID Metadata Documents (`client_id` URLs), fetched and cached.
+    client_metadata: ClientMetadataDocuments,
+    /// When `last_used_at` was last written per grant: written at most once a minute.
+    touched: Mutex<HashMap<GrantId, UnixTime>>,
+    /// The active grants as this process last saw them: what a change is measured against.
+    known_grants: Mutex<Option<grants::KnownGrants>>,
+    /// The last failure of each upstream, until it is settled (a sign-in, a secret set).
+    last_errors: Mutex<HashMap<String, String>>,
+}
+
+impl Gateway {
+    /// The core over an opened store, serving at `port`. The caller binds (see
+    /// [`crate::app::start`]); the CLI uses a gateway without a server for its operations.
+    pub fn new(
+        config: Config,
+        data_dir: &Path,
+        port: u16,
+        store: Store,
+        consent: ConsentMode,
+        vault: Arc<Vault>,
+    ) -> Gateway {
+        let issuer = Issuer::loopback(port);
+        let scopes = Scopes::single(DEFAULT_SCOPE);
+        let resources = config
+            .upstreams
+            .iter()
+            .map(|u| (u.name.clone(), issuer.resource(&u.name)))
+            .collect();
+        let (events, _) = broadcast::channel(256);
+        let upstreams = Upstreams::new(&config, data_dir, events.clone(), vault.clone());
+        upstreams.oauth.set_base(issuer.as_str());
+        let client_metadata =
+            ClientMetadataDocuments::new(config.settings.test_client_metadata.as_ref());
+        let inner = Inner {
+            client_metadata,
+            authorize_ctx: AuthorizeContext {
+                resources,
+                supported_scopes: scopes.clone(),
+                default_scopes: scopes,
+            },
+            config,
+            port,
+            issuer,
+            data_dir: data_dir.to_owned(),
+            store,
+            consents: Consents::new(consent),
+            upstreams,
+            vault,
+            events,
+            touched: Mutex::new(HashMap::new()),
+            known_grants: Mutex::new(None),
+            last_errors: Mutex::new(HashMap::new()),
+        };
+        Gateway {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// A gateway for a one-off command next to (or without) a running server: the same
+    /// operations, no server. `grants revoke` revokes through it, and the running server
+    /// notices through the revocation counter.
+    pub async fn offline(config: Config, data_dir: &Path) -> crate::Result<Gateway> {
+        let store = Store::open(data_dir).await?;
+        let port = config.port();
+        Ok(Gateway::new(
+            config,
+            data_dir,
+            port,
+            store,
+            ConsentMode::Page,
+            Arc::new(Vault::system()),
+        ))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.inner.port
+    }
+
+    pub fn issuer(&self) -> &Issuer {
+        &self.inner.issuer
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The upstream sessions, for the MCP transport in `http/`.
+    pub(crate) fn upstreams(&self) -> &Upstreams {
+        &self.inner.upstreams
+    }
+
+    pub fn resource_for(&self, upstream: &str) -> Option<&Resource> {
+        self.inner
+            .authorize_ctx
+            .resources
+            .iter()
+            .find(|(n, _)| n == upstream)
+            .map(|(_, r)| r)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<GatewayEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, ev: GatewayEvent) {
+        let _ = self.inner.events.send(ev);
+    }
+
+    fn last_errors(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.inner
+            .last_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Background upkeep, one task: notices what other processes changed (revocations by
+    /// the CLI end their sessions and are announced), closes idle sessions, and purges
+    /// expired codes and tokens.
+    pub fn spawn_maintenance(&self) {
+        let g = self.clone();
+        // Failures arrive as events (the proxy's sessions send them too): remember the
+        // last one per upstream for the overview until a sign-in settles it.
+        let mut events = self.subscribe();
+        let g2 = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(GatewayEvent::UpstreamFailed { upstream, reason }) => {
+                        g2.last_errors().insert(upstream, reason);
+                    }
+                    Ok(GatewayEvent::UpstreamSignIn {
+                        upstream,
+                        signed_in: true,
+                    }) => {
+                        g2.last_errors().remove(&upstream);
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        tokio::spawn(async move {
+            const TICK: Duration = Duration::from_millis(250);
+            const PURGE_EVERY: Duration = Duration::from_secs(3600);
+            const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_purge: Option<tokio::time::Instant> = None;
+            let mut last_housekeeping = tokio::time::Instant::now();
+            let mut last_seen = None;
+            loop {
+                let at = tick.tick().await;
+                g.inner.store.recheck_revocation_counter();
+                if last_purge.is_none_or(|t| at - t >= PURGE_EVERY) {
+                    last_purge = Some(at);
+                    if let Err(e) = g.inner.store.purge_expired(now()).await {
+                        tracing::warn!("purging expired tokens failed: {e}");
+                    }
+                }
+                if at - last_housekeeping >= HOUSEKEEPING_EVERY {
+                    last_housekeeping = at;
+                    g.inner.upstreams.housekeeping().await;
+                }
+                g.notice_changes(&mut last_seen).await;
+            }
+        });
+    }
+
+    pub async fn shutdown(&self) {
+        self.inner.upstreams.shutdown().await;
+        self.inner.store.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issuer_and_resources_are_spelled_one_way() {
+        let i = Issuer::loopback(7391);
+        assert_eq!(i.as_str(), "http://127.0.0.1:7391");
+        assert_eq!(i.resource("demo").0, "http://127.0.0.1:7391/mcp/demo");
+    }
+}

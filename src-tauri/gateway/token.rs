@@ -1,0 +1,159 @@
+//! The token endpoint's flows (RFC 6749 §3.2, §4.1.3, §6; OAuth 2.1 §4.3): the
+//! authorization-code exchange and refresh-token rotation. The decisions come from
+//! `oauth::token`; this file fetches the records, mints tokens and stores only their
+//! hashes. A replayed code or refresh token revokes the grant (announced once, as a
+//! revocation for [`RevokeReason::Replay`]).
+
+use serde::Serialize;
+
+use crate::clock::now;
+use crate::events::RevokeReason;
+use crate::oauth::token::{
+    RefreshRejection, TokenRequest, authenticate_client, check_code_exchange, check_refresh,
+    parse_token_request,
+};
+use crate::oauth::{GrantId, OAuthError, Scopes, TokenHash, mint_secret};
+use crate::store::{IssuedTokens, Redeemed, Rotation};
+
+use super::{Gateway, GatewayError};
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Serialize)]
+pub struct Issued {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub scope: String,
+}
+
+impl Gateway {
+    /// `POST /token`: the form's pairs and the `Authorization` header, if any.
+    pub async fn exchange(
+        &self,
+        form: &[(String, String)],
+        authorization: Option<&str>,
+    ) -> Result<Issued, GatewayError> {
+        let (req, creds) = parse_token_request(form, authorization)?;
+        let client = self.inner.store.client(&creds.client_id).await?;
+        let client_id = authenticate_client(client.as_ref(), &creds)?;
+        let t = now();
+        match req {
+            TokenRequest::AuthorizationCode {
+                code,
+                redirect_uri,
+                code_verifier,
+                resource,
+            } => {
+                let rec = match self
+                    .inner
+                    .store
+                    .redeem_code(&TokenHash::of(&code), t)
+                    .await?
+                {
+                    Redeemed::Fresh(rec) => rec,
+                    Redeemed::AlreadyUsed(grant) => {
+                        // RFC 6749 §4.1.2: "If an authorization code is used more than once,
+                        // the authorization server MUST deny the request and SHOULD revoke
+                        // (when possible) all tokens previously issued based on that
+                        // authorization code."
+                        tracing::warn!(grant = %grant, "authorization code replayed; revoking the grant");
+                        return Err(self
+                            .replayed(grant, "authorization code already used")
+                            .await);
+                    }
+                    Redeemed::Unknown => {
+                        return Err(OAuthError::invalid_grant("unknown authorization code").into());
+                    }
+                };
+                check_code_exchange(
+                    &rec,
+                    &client_id,
+                    redirect_uri.as_deref(),
+                    code_verifier.as_deref(),
+                    resource.as_deref(),
+                    t,
+                )?;
+                let (issued, stored) = self.mint(&rec.scopes, t);
+                self.inner
+                    .store
+                    .insert_tokens(rec.grant_id, &stored)
+                    .await?;
+                tracing::info!(grant = %rec.grant_id, client_id = %client_id, "tokens issued");
+                Ok(issued)
+            }
+            TokenRequest::RefreshToken {
+                refresh_token,
+                scope,
+                resource,
+            } => {
+                let old = TokenHash::of(&refresh_token);
+                let Some(rec) = self.inner.store.refresh_token(&old).await? else {
+                    return Err(OAuthError::invalid_grant(
+                        "unknown, expired or revoked refresh token",
+                    )
+                    .into());
+                };
+                let scopes =
+                    match check_refresh(&rec, &client_id, scope.as_deref(), resource.as_deref(), t)
+                    {
+                        Ok(s) => s,
+                        Err(RefreshRejection::Invalid(e)) => return Err(e.into()),
+                        Err(RefreshRejection::Replayed(grant)) => {
+                            return Err(self.refresh_replayed(grant).await);
+                        }
+                    };
+                let (issued, stored) = self.mint(&scopes, t);
+                match self
+                    .inner
+                    .store
+                    .rotate_refresh(&old, rec.grant_id, &stored, t)
+                    .await?
+                {
+                    Rotation::Rotated => Ok(issued),
+                    Rotation::Lost => Err(self.refresh_replayed(rec.grant_id).await),
+                }
+            }
+        }
+    }
+
+    /// OAuth 2.1 §4.3.1: a rotated-out refresh token used again means one of the two
+    /// parties holding it is not the client; revoke the grant.
+    async fn refresh_replayed(&self, grant: GrantId) -> GatewayError {
+        tracing::warn!(grant = %grant, "refresh token replayed; revoking the grant");
+        self.replayed(
+            grant,
+            "refresh token already used; the grant has been revoked",
+        )
+        .await
+    }
+
+    async fn replayed(&self, grant: GrantId, why: &'static str) -> GatewayError {
+        match self.revoke_grant(grant, RevokeReason::Replay).await {
+            // Already revoked (a second replay): nothing more to announce.
+            Ok(_) | Err(GatewayError::UnknownGrant(_)) => OAuthError::invalid_grant(why).into(),
+            Err(e) => e,
+        }
+    }
+
+    fn mint(&self, scopes: &Scopes, t: i64) -> (Issued, IssuedTokens) {
+        let access = mint_secret();
+        let refresh = mint_secret();
+        let config = &self.inner.config;
+        let stored = IssuedTokens {
+            access: TokenHash::of(&access),
+            access_expires_at: t + config.access_token_ttl(),
+            refresh: TokenHash::of(&refresh),
+            refresh_expires_at: t + config.refresh_token_ttl(),
+            scopes: scopes.clone(),
+        };
+        let issued = Issued {
+            access_token: access,
+            token_type: "Bearer",
+            expires_in: config.access_token_ttl(),
+            refresh_token: refresh,
+            scope: scopes.to_string(),
+        };
+        (issued, stored)
+    }
+}

@@ -1,0 +1,155 @@
+//! The upstreams as a person sees them: how each is reached, its open sessions, the
+//! keychain secrets it reads, whether the broker holds a sign-in, and its last failure.
+//! One overview for the desktop window and any other front end.
+
+use serde::Serialize;
+
+use crate::config::Transport;
+use crate::proxy::upstream_oauth::LoginState;
+use crate::secrets::{SecretEntry, SecretStatus};
+
+use super::{Gateway, GatewayError};
+
+#[derive(Debug, Serialize)]
+pub struct UpstreamView {
+    pub name: String,
+    /// How it is reached, without anything that could be a secret.
+    pub endpoint: String,
+    pub sessions: usize,
+    pub last_error: Option<String>,
+    /// The keychain secrets this upstream reads, with their status.
+    pub secrets: Vec<SecretUse>,
+    /// For a remote upstream that may sign in with OAuth (no `Authorization` header
+    /// configured): whether the broker holds a sign-in.
+    pub sign_in: Option<SignInView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SecretUse {
+    pub name: String,
+    /// `env GITHUB_TOKEN`, `header Authorization`.
+    pub place: String,
+    pub status: SecretStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SignInView {
+    /// `None`: the keychain could not be asked.
+    pub signed_in: Option<bool>,
+    /// A sign-in started here or by `mcp-broker upstream login`, and how it ended.
+    pub login: Option<LoginState>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    pub issuer: String,
+    pub upstreams: Vec<UpstreamView>,
+    /// Every secret name the configuration uses or the keychain index knows. Names and
+    /// statuses only: no value ever leaves the keychain through here.
+    pub secrets: Vec<SecretEntry>,
+    /// Why the keychain could not be asked, in one line with what to do.
+    pub keychain_error: Option<String>,
+}
+
+impl Gateway {
+    pub async fn overview(&self) -> Result<Overview, GatewayError> {
+        let (secrets, keychain_error) = self.secrets().await?;
+        let mut keychain_error = keychain_error.map(|e| e.to_string());
+        let status = self.inner.upstreams.status();
+        let mut upstreams = Vec::with_capacity(self.config().upstreams.len());
+        for u in &self.config().upstreams {
+            let uses = u
+                .secret_refs()
+                .into_iter()
+                .map(|(name, place)| SecretUse {
+                    status: secrets
+                        .iter()
+                        .find(|e| e.name == name)
+                        .map_or(SecretStatus::Unknown, |e| e.status),
+                    name: name.to_owned(),
+                    place,
+                })
+                .collect();
+            let sign_in = match &u.transport {
+                Transport::Http { headers, .. }
+                    if !headers
+                        .keys()
+                        .any(|h| h.eq_ignore_ascii_case("authorization")) =>
+                {
+                    let signed_in = match self.upstream_signed_in(&u.name).await {
+                        Ok(b) => Some(b),
+                        Err(e) => {
+                            keychain_error.get_or_insert_with(|| e.to_string());
+                            None
+                        }
+                    };
+                    Some(SignInView {
+                        signed_in,
+                        login: self.inner.upstreams.oauth.login_state(&u.name),
+                    })
+                }
+                _ => None,
+            };
+            upstreams.push(UpstreamView {
+                name: u.name.clone(),
+                endpoint: endpoint(&u.transport),
+                sessions: status
+                    .iter()
+                    .find(|s| s.name == u.name)
+                    .map_or(0, |s| s.sessions),
+                last_error: self.last_errors().get(&u.name).cloned(),
+                secrets: uses,
+                sign_in,
+            });
+        }
+        Ok(Overview {
+            issuer: self.issuer().to_string(),
+            upstreams,
+            secrets,
+            keychain_error,
+        })
+    }
+}
+
+/// How an upstream is reached, without anything that could be a secret: the program's
+/// file name (not its arguments), or the URL without query or credentials.
+fn endpoint(t: &Transport) -> String {
+    match t {
+        Transport::Stdio { command, .. } => {
+            let name = std::path::Path::new(command)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| command.clone());
+            format!("stdio: {name}")
+        }
+        Transport::Http { url, .. } => {
+            let mut u = url.clone();
+            u.set_query(None);
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_never_shows_arguments_or_credentials() {
+        let stdio = Transport::Stdio {
+            command: "/usr/bin/npx".into(),
+            args: vec!["--token=secret".into()],
+            env: Default::default(),
+            cwd: None,
+        };
+        assert_eq!(endpoint(&stdio), "stdio: npx");
+        let http = Transport::Http {
+            url: url::Url::parse("https://user:pw@mcp.example.com/mcp?key=secret").unwrap(),
+            headers: Default::default(),
+            client_id: None,
+        };
+        assert_eq!(endpoint(&http), "https://mcp.example.com/mcp");
+    }
+}

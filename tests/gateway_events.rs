@@ -1,0 +1,152 @@
+//! The core announces each fact once: a replayed code or refresh token revokes the grant
+//! and is announced as one `GrantRevoked { reason: Replay }`; a revocation by another
+//! process (`mcp-broker grants revoke`) is noticed by the running broker and announced
+//! once as `External`; a client's own RFC 7009 revocation once as `Client`. The broker
+//! runs in-process (the same `app::start` the binary uses) so the events can be watched,
+//! and is driven over real HTTP.
+
+mod support;
+
+use std::time::Duration;
+
+use mcp_broker::consent::ConsentMode;
+use mcp_broker::events::{GatewayEvent, RevokeReason};
+use support::{BIN, authorize, http, post_token};
+use tokio::sync::broadcast;
+
+struct InProcess {
+    base: String,
+    data: std::path::PathBuf,
+    events: broadcast::Receiver<GatewayEvent>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> InProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let config = mcp_broker::config::parse(
+        &dir.path().join("c.toml"),
+        "[servers.notes]\nurl = \"https://notes.example.com/mcp\"\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let running = mcp_broker::app::start(config, data.clone(), 0, ConsentMode::Page)
+        .await
+        .unwrap();
+    let base = running.gateway().issuer().to_string();
+    let events = running.gateway().subscribe();
+    tokio::spawn(running.until(std::future::pending()));
+    InProcess {
+        base,
+        data,
+        events,
+        _dir: dir,
+    }
+}
+
+/// Every revocation announced within `wait` (long enough for several maintenance ticks,
+/// so a second announcement of the same fact would show).
+async fn revocations(
+    rx: &mut broadcast::Receiver<GatewayEvent>,
+    wait: Duration,
+) -> Vec<RevokeReason> {
+    let mut out = Vec::new();
+    let end = tokio::time::Instant::now() + wait;
+    while let Ok(Ok(ev)) = tokio::time::timeout_at(end, rx.recv()).await {
+        if let GatewayEvent::GrantRevoked { reason, .. } = ev {
+            out.push(reason);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_refresh_token_revokes_and_is_announced_once() {
+    let mut b = start().await;
+    let c = http();
+    let (reg, tokens) = authorize(&c, &b.base, "notes").await;
+    let refresh = |t: String| {
+        let (c, base, id) = (c.clone(), b.base.clone(), reg.client_id.clone());
+        async move {
+            post_token(
+                &c,
+                &base,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", t.as_str()),
+                    ("client_id", id.as_str()),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(refresh(tokens.refresh.clone()).await.status(), 200);
+    let replay = refresh(tokens.refresh.clone()).await;
+    assert_eq!(replay.status(), 400);
+    let body: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+    // A second replay finds the grant gone: refused, not announced again.
+    assert_eq!(refresh(tokens.refresh).await.status(), 400);
+    assert_eq!(
+        revocations(&mut b.events, Duration::from_millis(1500)).await,
+        vec![RevokeReason::Replay]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_code_revokes_and_is_announced_once() {
+    let mut b = start().await;
+    let c = http();
+    let reg = support::register(&c, &b.base, "none").await;
+    let (verifier, challenge) = support::pkce();
+    let resource = format!("{}/mcp/notes", b.base);
+    let consent = support::open_consent(&c, &b.base, &reg, &challenge, Some(&resource), "s").await;
+    let loc = support::decide(&c, &b.base, &consent, "approve").await;
+    let code = support::query_param(&loc, "code").unwrap();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", reg.redirect_uri.as_str()),
+        ("client_id", reg.client_id.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("resource", resource.as_str()),
+    ];
+    assert_eq!(post_token(&c, &b.base, &form).await.status(), 200);
+    assert_eq!(post_token(&c, &b.base, &form).await.status(), 400);
+    assert_eq!(
+        revocations(&mut b.events, Duration::from_millis(1500)).await,
+        vec![RevokeReason::Replay]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_by_the_cli_and_by_the_client_are_each_announced_once() {
+    let mut b = start().await;
+    let c = http();
+    let (_, _) = authorize(&c, &b.base, "notes").await;
+    let (reg2, tokens2) = authorize(&c, &b.base, "notes").await;
+    // Let the maintenance tick learn the grants first.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let out = std::process::Command::new(BIN)
+        .args(["grants", "revoke", "1", "--data-dir"])
+        .arg(&b.data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = c
+        .post(format!("{}/revoke", b.base))
+        .form(&[
+            ("token", tokens2.refresh.as_str()),
+            ("client_id", reg2.client_id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut seen = revocations(&mut b.events, Duration::from_millis(2000)).await;
+    seen.sort_by_key(|r| format!("{r:?}"));
+    assert_eq!(seen, vec![RevokeReason::Client, RevokeReason::External]);
+}
