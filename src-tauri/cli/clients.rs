@@ -19,7 +19,7 @@ use crate::client_apps::import::{self, ImportPlan, PlanError};
 use crate::client_apps::{self, BrokerTarget, ClientApp, backup_path};
 use crate::client_import::{self, ImportError, Imported};
 use crate::config::Config;
-use crate::config_edit::{Draft, EditError, ServerEntry};
+use crate::config_edit::{Draft, EditError};
 use crate::vault::Vault;
 
 pub fn run(cmd: ClientsCommand) -> i32 {
@@ -431,16 +431,13 @@ fn show_imported(plan: &ImportPlan, done: &Imported, config_path: &Path, file: &
 }
 
 fn show_plan(plan: &ImportPlan, file: &Path) {
-    println!("{} ({}):", plan.app.display_name(), file.display());
-    for s in &plan.servers {
-        let what = match &s.entry {
-            ServerEntry::Stdio { command, .. } => format!("stdio, runs {command}"),
-            ServerEntry::Remote { url, .. } => format!("remote, {url}"),
-        };
+    let view = plan.view();
+    println!("{} ({}):", view.client, file.display());
+    for s in &view.servers {
         if s.name == s.client_key {
-            println!("  import {} ({what})", s.name);
+            println!("  import {} ({})", s.name, s.what);
         } else {
-            println!("  import {:?} as {} ({what})", s.client_key, s.name);
+            println!("  import {:?} as {} ({})", s.client_key, s.name, s.what);
         }
         for m in &s.secrets {
             println!(
@@ -452,8 +449,8 @@ fn show_plan(plan: &ImportPlan, file: &Path) {
             println!("    warning: {w}");
         }
     }
-    for (key, why) in &plan.skipped {
-        println!("  skip {key:?}: {why}");
+    for s in &view.skipped {
+        println!("  skip {:?}: {}", s.client_key, s.reason);
     }
 }
 

@@ -569,7 +569,74 @@ pub fn secret_name(upstream: &str, key: &str, taken: &BTreeSet<String>) -> Strin
     name
 }
 
+/// What the window shows of a plan: every name, place and warning, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlanView {
+    pub client: String,
+    pub servers: Vec<ServerView>,
+    pub skipped: Vec<SkippedView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerView {
+    pub client_key: String,
+    pub name: String,
+    /// `stdio, runs COMMAND` or `remote, URL`.
+    pub what: String,
+    pub secrets: Vec<SecretView>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SecretView {
+    pub secret: String,
+    pub place: String,
+    pub because: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedView {
+    pub client_key: String,
+    pub reason: String,
+}
+
 impl ImportPlan {
+    pub fn view(&self) -> PlanView {
+        PlanView {
+            client: self.app.display_name().to_owned(),
+            servers: self
+                .servers
+                .iter()
+                .map(|s| ServerView {
+                    client_key: s.client_key.clone(),
+                    name: s.name.clone(),
+                    what: match &s.entry {
+                        ServerEntry::Stdio { command, .. } => format!("stdio, runs {command}"),
+                        ServerEntry::Remote { url, .. } => format!("remote, {url}"),
+                    },
+                    secrets: s
+                        .secrets
+                        .iter()
+                        .map(|m| SecretView {
+                            secret: m.secret.clone(),
+                            place: m.place.clone(),
+                            because: m.because.to_owned(),
+                        })
+                        .collect(),
+                    warnings: s.warnings.clone(),
+                })
+                .collect(),
+            skipped: self
+                .skipped
+                .iter()
+                .map(|(k, r)| SkippedView {
+                    client_key: k.clone(),
+                    reason: r.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// The client's file afterwards: each imported entry replaced, in its place, by one
     /// that runs through the broker (named as in the broker); everything else as it was.
     pub fn client_text_after(&self, target: &BrokerTarget) -> Result<String, ClientConfigError> {
@@ -732,9 +799,22 @@ mod tests {
     fn the_plan_never_prints_a_value() {
         let cfg = config("");
         let p = plan_all(&cfg, &[]).unwrap();
-        let shown = format!("{p:?}");
-        assert!(!shown.contains("ghp_abc"), "{shown}");
-        assert!(!shown.contains("lin_api_0123"), "{shown}");
+        let view = p.view();
+        let json = serde_json::to_string(&view).unwrap();
+        for shown in [format!("{p:?}"), format!("{view:?}"), json] {
+            assert!(!shown.contains("ghp_abc"), "{shown}");
+            assert!(!shown.contains("lin_api_0123"), "{shown}");
+        }
+        assert_eq!(view.servers[0].what, "stdio, runs docker");
+        assert_eq!(
+            view.servers[1].secrets[0],
+            SecretView {
+                secret: "linear.Authorization".into(),
+                place: "header Authorization".into(),
+                because: "its name".into()
+            }
+        );
+        assert_eq!(view.skipped[1].client_key, "mine");
     }
 
     #[test]
