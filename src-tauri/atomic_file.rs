@@ -15,6 +15,15 @@ pub const PRIVATE: u32 = 0o600;
 /// Writes `bytes` to `file` in one rename, creating missing parent directories. An
 /// existing file keeps its permissions; a new one gets mode 0600 (on Unix).
 pub fn replace(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    // A symlink (dotfiles kept in a repository) stays a symlink: its target is replaced.
+    let target;
+    let file = match std::fs::symlink_metadata(file) {
+        Ok(m) if m.file_type().is_symlink() => {
+            target = std::fs::canonicalize(file)?;
+            target.as_path()
+        }
+        _ => file,
+    };
     let dir = parent(file);
     std::fs::create_dir_all(&dir)?;
     let existing = match std::fs::metadata(file) {
@@ -81,5 +90,24 @@ mod tests {
         assert_eq!(std::fs::read(&f).unwrap(), b"two");
         // No temporary files left beside it.
         assert_eq!(std::fs::read_dir(f.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_stays_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("dotfiles").join("config.toml");
+        std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+        std::fs::write(&real, "old").unwrap();
+        let link = dir.path().join("config.toml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        replace(&link, b"new").unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
     }
 }

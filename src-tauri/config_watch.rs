@@ -84,6 +84,11 @@ impl ConfigWatcher {
     /// the load already saw it), where the other order could miss it.
     pub fn start(path: &Path, debounce: Duration) -> Result<ConfigWatcher, WatchError> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        // A symlinked config (dotfiles) is edited where it really is.
+        let path = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(&path).unwrap_or(path),
+            _ => path,
+        };
         let dir = match path.parent() {
             Some(d) => d.to_owned(),
             None => {

@@ -526,3 +526,35 @@ mod window_saves {
         assert_eq!(held(&vault, "fresh"), None);
     }
 }
+
+/// A config kept elsewhere (a dotfiles repository) and linked into place: edits of the
+/// real file are seen, and the app's own writes keep the link.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlinked_config_is_watched_and_edited_where_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("dotfiles").join("mcp-broker.toml");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::write(&real, "# kept in git\n").unwrap();
+    let link = dir.path().join("conf").join("config.toml");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let mut w = ConfigWatcher::start(&link, Duration::from_millis(150)).unwrap();
+
+    std::fs::write(&real, "# kept in git\n[servers.a]\ncommand = \"x\"\n").unwrap();
+    assert_eq!(next(&mut w).await.expect("valid").upstreams.len(), 1);
+
+    config_edit::add_server(&link, "b", &stdio("y", &[])).unwrap();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::read_to_string(&real)
+            .unwrap()
+            .starts_with("# kept in git\n")
+    );
+    assert_eq!(next(&mut w).await.expect("app edit").upstreams.len(), 2);
+}
