@@ -531,9 +531,13 @@ fn ask(question: &str) -> Result<bool, String> {
     let _ = out.write_all(question.as_bytes());
     let _ = out.flush();
     let mut line = String::new();
-    std::io::stdin()
+    let n = std::io::stdin()
         .read_line(&mut line)
         .map_err(|e| format!("cannot read the answer: {e}"))?;
+    if n == 0 {
+        // Ctrl-D is not a yes.
+        return Err("no answer (end of input); nothing was imported".into());
+    }
     let a = line.trim().to_ascii_lowercase();
     Ok(!(a == "n" || a == "no"))
 }
