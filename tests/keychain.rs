@@ -1474,12 +1474,14 @@ fn import_with_locked_keychain() -> Result<(), Failed> {
     let config = tmp.path().join("config.toml");
     std::fs::write(&config, "# mine\n")?;
     let data = tmp.path().join("data");
-    // Storing one item creates the login collection; then it is locked over D-Bus.
+    // Storing one item creates the login collection; then it is locked over D-Bus. The
+    // store may already find it locked: when the bus starts a daemon of its own before
+    // the unlocked one has registered, that daemon's login keyring starts locked.
     let script = r#"
         set -eu
         mkdir -p "$HOME"
         eval "$(printf %s throwaway-pw | gnome-keyring-daemon --unlock --components=secrets)"
-        printf v | secret-tool store --label=probe service probe username probe
+        printf v | secret-tool store --label=probe service probe username probe 2>/dev/null || true
         dbus-send --session --print-reply --dest=org.freedesktop.secrets /org/freedesktop/secrets \
             org.freedesktop.Secret.Service.Lock array:objpath:/org/freedesktop/secrets/collection/login >/dev/null
         if secret-tool lookup service probe username probe >/dev/null 2>&1; then
