@@ -2,6 +2,14 @@
 //! broker's own settings. Parsing reports one line naming the file, the key and the
 //! reason, and never panics.
 //!
+//! A file that does not exist is an empty configuration (no upstreams), at the default
+//! path and at any path given with `--config` alike: that is a first start, and the first
+//! change made through `config_edit` creates the file there (mode 0600). [`load`] logs
+//! one line saying so, naming the path, so a mistyped `--config` is still visible. A file
+//! that exists but cannot be read or is invalid is an error. `config_edit` (writes) and
+//! `config_watch` (hand edits) validate through [`parse`], so every path gives the same
+//! messages.
+//!
 //! ```toml
 //! [broker]                 # optional
 //! port = 7391
@@ -34,13 +42,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Used when neither `--port` nor `[broker] port` is given. A fixed port keeps the MCP
 /// URLs clients saved valid across restarts.
 pub const DEFAULT_PORT: u16 = 7391;
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerSettings {
     pub port: Option<u16>,
@@ -59,7 +67,7 @@ pub struct BrokerSettings {
 /// Test only (`[broker.test_client_metadata]`): when fetching Client ID Metadata
 /// Documents, also trust the CA in `ca_file` and allow these (otherwise refused,
 /// non-public) addresses. Logged as a warning whenever it is set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TestClientMetadata {
     pub ca_file: PathBuf,
@@ -81,6 +89,30 @@ pub enum ValueSource {
         secret: String,
         prefix: Option<String>,
     },
+}
+
+/// The same shapes as in the file: a string, `{ env }` or `{ secret, prefix? }` (what
+/// the desktop window sends and receives).
+impl Serialize for ValueSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            ValueSource::Literal(v) => s.serialize_str(v),
+            ValueSource::Env { env } => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("env", env)?;
+                m.end()
+            }
+            ValueSource::Secret { secret, prefix } => {
+                let mut m = s.serialize_map(Some(1 + usize::from(prefix.is_some())))?;
+                m.serialize_entry("secret", secret)?;
+                if let Some(p) = prefix {
+                    m.serialize_entry("prefix", p)?;
+                }
+                m.end()
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -170,6 +202,9 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
 }
 
+/// What to tell a person whose configuration has no upstreams yet.
+pub const FIRST_STEPS: &str = "add one in the app's window, with a [servers.NAME] table in the file, or import the servers your MCP clients already have with `mcp-broker clients import claude-desktop|claude-code|cursor`";
+
 impl UpstreamConfig {
     /// The keychain secrets this upstream reads: `(secret name, where)`, where is
     /// `env VAR` or `header NAME`.
@@ -191,7 +226,8 @@ impl UpstreamConfig {
 }
 
 impl Config {
-    /// No upstreams and every setting at its default, as if `path` were an empty file.
+    /// No upstreams and every setting at its default, as if `path` were an empty file
+    /// (a first start).
     pub fn empty(path: &Path) -> Config {
         Config {
             path: path.to_owned(),
@@ -233,6 +269,45 @@ impl Config {
     }
 }
 
+/// What changed between the configuration in force and a new one, for applying it live:
+/// `added` upstreams can be served at once, `changed` ones need their sessions ended (a
+/// session keeps the child or connection it started with), `removed` ones refuse new
+/// requests. Names are in the configuration's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigDiff {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    /// `[broker]` settings that only take effect after a restart (the port, token
+    /// lifetimes, limits) differ; the caller says so rather than applying half of them.
+    pub settings_need_restart: bool,
+}
+
+impl ConfigDiff {
+    pub fn between(old: &Config, new: &Config) -> ConfigDiff {
+        let mut d = ConfigDiff::default();
+        for u in &new.upstreams {
+            match old.upstream(&u.name) {
+                None => d.added.push(u.name.clone()),
+                Some(o) if o != u => d.changed.push(u.name.clone()),
+                Some(_) => {}
+            }
+        }
+        d.removed = old
+            .upstreams
+            .iter()
+            .filter(|u| new.upstream(&u.name).is_none())
+            .map(|u| u.name.clone())
+            .collect();
+        d.settings_need_restart = old.settings != new.settings;
+        d
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == ConfigDiff::default()
+    }
+}
+
 /// A configuration problem, rendered as one line: `FILE: KEY: REASON`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
@@ -264,15 +339,35 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The configuration in `path`; an empty one when there is no file (see the module docs).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let err = |key: &str, reason: String| ConfigError {
-        file: path.to_owned(),
-        key: key.to_owned(),
-        reason,
+    let config = match read(path)? {
+        Some(text) => parse(path, &text)?,
+        None => {
+            tracing::info!(
+                "no config at {}; no upstreams yet: {FIRST_STEPS}",
+                path.display()
+            );
+            return Ok(Config::empty(path));
+        }
     };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| err("", format!("cannot read file: {e}")))?;
-    parse(path, &text)
+    if config.upstreams.is_empty() {
+        tracing::info!("{} has no upstreams yet: {FIRST_STEPS}", path.display());
+    }
+    Ok(config)
+}
+
+/// The file's text, or `None` when it does not exist.
+pub fn read(path: &Path) -> Result<Option<String>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ConfigError {
+            file: path.to_owned(),
+            key: String::new(),
+            reason: format!("cannot read file: {e}"),
+        }),
+    }
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -297,12 +392,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         return Err(err(
             "broker.port",
             "must be a fixed port (1-65535); use --port 0 for a random one".into(),
-        ));
-    }
-    if raw.servers.is_empty() {
-        return Err(err(
-            "servers",
-            "no upstream configured; add a [servers.NAME] table".into(),
         ));
     }
     let mut upstreams = Vec::new();
@@ -492,6 +581,70 @@ mod tests {
     }
 
     #[test]
+    fn no_servers_is_a_valid_configuration() {
+        for text in [
+            "",
+            "# nothing yet\n",
+            "[broker]\nport = 7000\n",
+            "[servers]\n",
+        ] {
+            let c = p(text).unwrap();
+            assert!(c.upstreams.is_empty(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_an_empty_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("config.toml");
+        let c = load(&path).unwrap();
+        assert!(c.upstreams.is_empty());
+        assert_eq!(c.path, path);
+        assert_eq!(c.port(), DEFAULT_PORT);
+        assert!(!path.exists(), "loading creates nothing");
+        // A file that exists but cannot be read is still an error.
+        let e = load(dir.path()).unwrap_err();
+        assert!(e.reason.contains("cannot read file"), "{e}");
+    }
+
+    #[test]
+    fn value_sources_serialize_as_in_the_file() {
+        let v = [
+            ValueSource::Literal("x".into()),
+            ValueSource::Env { env: "HOME".into() },
+            ValueSource::Secret {
+                secret: "gh".into(),
+                prefix: Some("Bearer ".into()),
+            },
+        ];
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(
+            json,
+            r#"["x",{"env":"HOME"},{"secret":"gh","prefix":"Bearer "}]"#
+        );
+        let back: Vec<ValueSource> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn diff_names_added_changed_and_removed_upstreams() {
+        let old = p("[servers.a]\ncommand = 'x'\n[servers.b]\ncommand = 'y'\n[servers.c]\nurl = 'https://c/'\n")
+            .unwrap();
+        let new = p("[servers.a]\ncommand = 'x'\n[servers.b]\ncommand = 'y'\nargs = ['1']\n[servers.d]\ncommand = 'z'\n")
+            .unwrap();
+        let d = ConfigDiff::between(&old, &new);
+        assert_eq!(d.added, ["d"]);
+        assert_eq!(d.changed, ["b"]);
+        assert_eq!(d.removed, ["c"]);
+        assert!(!d.settings_need_restart);
+        assert!(ConfigDiff::between(&new, &new).is_empty());
+        let moved = p("[broker]\nport = 9000\n[servers.a]\ncommand = 'x'\n").unwrap();
+        assert!(
+            ConfigDiff::between(&Config::empty(Path::new("c.toml")), &moved).settings_need_restart
+        );
+    }
+
+    #[test]
     fn errors_name_file_key_and_reason() {
         let cases = [
             ("[servers.A]\ncommand='x'", "servers.A", "[a-z0-9-]+"),
@@ -520,7 +673,6 @@ mod tests {
                 "broker.port",
                 "fixed port",
             ),
-            ("", "servers", "no upstream"),
             (
                 "[servers.a]\ncommand='x'\nclient_id='c'",
                 "servers.a.client_id",

@@ -12,6 +12,11 @@
 //! - [`store`]: SQLite (sqlx); only hashes of issued secrets.
 //! - [`vault`]: secrets the broker uses, in the OS keychain; `Secret` prints `<redacted>`.
 //! - [`secrets`]: the rules for the user's upstream secrets (keychain plus index of names).
+//! - [`atomic_file`]: replacing a file in one rename (config.toml, clients' files).
+//! - [`config`], [`config_edit`], [`config_watch`]: `config.toml` loaded (a missing file is
+//!   a first start), changed by the app keeping the person's formatting, and watched for
+//!   hand edits; [`upstream_edit`]: saving a server from the window, typed secrets into
+//!   the keychain with it.
 //! - [`consent`]: pending questions for the person and the one view of each.
 //! - [`cimd_fetch`]: fetching Client ID Metadata Documents (SSRF-guarded; the rules are `oauth::cimd`).
 //! - [`proxy`]: MCP sessions, upstream links, the Streamable HTTP transport.
@@ -21,17 +26,22 @@
 //!   [`http`] (axum routes; errors rendered in `http::response`), [`cli`] (the command
 //!   line), `desktop` (feature `desktop`: the Tauri shell, the only importer of tauri),
 //!   [`bridge`] (`mcp-broker connect`, the stdio bridge for stdio-only clients).
-//! - [`clients`]: entries for MCP clients' own config files (`clients install`);
+//! - [`client_apps`]: entries for MCP client apps' own config files (`clients install`),
+//!   and what importing their servers would do; [`client_import`] does it;
 //!   [`browser`]: opening a URL for the user.
 
 pub mod app;
+pub mod atomic_file;
 pub mod bridge;
 pub mod browser;
 pub mod cimd_fetch;
 pub mod cli;
-pub mod clients;
+pub mod client_apps;
+pub mod client_import;
 pub mod clock;
 pub mod config;
+pub mod config_edit;
+pub mod config_watch;
 pub mod consent;
 #[cfg(feature = "desktop")]
 pub mod desktop;
@@ -43,6 +53,7 @@ pub mod oauth;
 pub mod proxy;
 pub mod secrets;
 pub mod store;
+pub mod upstream_edit;
 pub mod vault;
 
 pub use error::{Error, Result};

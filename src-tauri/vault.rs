@@ -196,6 +196,11 @@ fn entry(service: &str, name: &str) -> Result<keyring::Entry, VaultError> {
 fn map_err(e: keyring::Error) -> VaultError {
     let text = e.to_string().replace('\n', " ");
     match e {
+        // gnome-keyring answers a write to a locked collection it cannot prompt for
+        // with a plain D-Bus error ("Cannot create an item in a locked collection").
+        keyring::Error::PlatformFailure(_) if text.contains("locked collection") => {
+            VaultError::Locked(text)
+        }
         keyring::Error::PlatformFailure(_) => VaultError::Unavailable(text),
         keyring::Error::NoStorageAccess(_) => VaultError::Locked(text),
         _ => VaultError::Failed(text),

@@ -2,6 +2,12 @@
 //! every other entry survives (same values, same order), a second run changes nothing
 //! byte for byte, a backup is written, invalid JSON and foreign same-name entries are
 //! refused with the file untouched, and uninstall removes only the broker's entries.
+//!
+//! `clients import` where no keychain is needed: a dry run prints the plan (never a
+//! value) and writes nothing; without a terminal and without `--yes` it is refused;
+//! invalid JSON and a clashing name are refused with every file untouched; an import
+//! with no secrets to move goes all the way. Imports that move keys into the keychain
+//! are in tests/keychain.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -247,4 +253,205 @@ fn missing_file_is_created_and_print_writes_nothing() {
         "{}",
         text(&o)
     );
+}
+
+fn import_fixture(name: &str) -> PathBuf {
+    fixture(&format!("import/{name}"))
+}
+
+impl Setup {
+    fn import(&self, app: &str, file: &Path, extra: &[&str]) -> Output {
+        let cfg = self.broker_config.to_str().unwrap().to_owned();
+        let data = self.dir.path().join("data");
+        let mut args = vec![
+            "clients",
+            "import",
+            app,
+            "--config",
+            &cfg,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = Command::new(BIN);
+        cmd.args(&args)
+            .arg("--client-config")
+            .arg(file)
+            .env_remove("MCP_BROKER_CLIENT_CONFIG")
+            // No keychain: any attempt to use one would fail the import.
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+            .stdin(std::process::Stdio::null());
+        cmd.output().unwrap()
+    }
+}
+
+/// Every file in the temp dir, by name, with its bytes.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn import_dry_run_shows_the_plan_and_writes_nothing() {
+    let s = setup();
+    let file = s.dir.path().join("claude_desktop_config.json");
+    std::fs::copy(import_fixture("claude_desktop_config.json"), &file).unwrap();
+    let before = snapshot(s.dir.path());
+    let o = s.import("claude-desktop", &file, &["--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    for expected in [
+        "import github (stdio, runs docker)",
+        "env GITHUB_PERSONAL_ACCESS_TOKEN -> OS keychain as github.GITHUB_PERSONAL_ACCESS_TOKEN (a secret by its name)",
+        "import \"Brave_Search\" as brave-search",
+        "env BRAVE_API_KEY -> OS keychain as brave-search.BRAVE_API_KEY",
+        "[servers.brave-search]",
+        "env = { BRAVE_API_KEY = { secret = \"brave-search.BRAVE_API_KEY\" }, LOG_LEVEL = \"info\" }",
+        "\"connect\"",
+        "dry run: nothing was written",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in {out}");
+    }
+    assert!(
+        !out.contains("ghp_Fixture") && !out.contains("BSAfixture"),
+        "{out}"
+    );
+    assert_eq!(snapshot(s.dir.path()), before, "nothing written");
+    assert!(!s.dir.path().join("data").exists());
+}
+
+#[test]
+fn import_without_a_terminal_or_yes_is_refused() {
+    let s = setup();
+    let file = s.dir.path().join("claude.json");
+    std::fs::copy(import_fixture("claude.json"), &file).unwrap();
+    let before = snapshot(s.dir.path());
+    let o = s.import("claude-code", &file, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("stdin is not a terminal") && err.contains("--yes"),
+        "{err}"
+    );
+    assert_eq!(snapshot(s.dir.path()), before);
+}
+
+#[test]
+fn import_refuses_invalid_json_and_clashing_names() {
+    let s = setup();
+    let file = s.copy("broken.json", "mcp.json");
+    let before = snapshot(s.dir.path());
+    let o = s.import("cursor", &file, &["--yes"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not valid JSON"), "{}", text(&o));
+    assert_eq!(snapshot(s.dir.path()), before);
+
+    // The broker already has "notes"; the client has its own "notes".
+    let file = s.dir.path().join("cursor.json");
+    std::fs::write(
+        &file,
+        r#"{"mcpServers": {"notes": {"url": "https://other.example/mcp"}, "nope": {"args": []}}}"#,
+    )
+    .unwrap();
+    let before = snapshot(s.dir.path());
+    let o = s.import("cursor", &file, &["--yes"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("a server named \"notes\" is already configured")
+            && text(&o).contains("--rename notes=NEW-NAME"),
+        "{}",
+        text(&o)
+    );
+    let o = s.import("cursor", &file, &["--yes", "--server", "nope"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("cannot be imported"), "{}", text(&o));
+    let o = s.import("cursor", &file, &["--yes", "--server", "missing"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("no server named \"missing\""),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(snapshot(s.dir.path()), before);
+
+    // Renamed, it goes through (no secret to move, so no keychain needed).
+    let o = s.import("cursor", &file, &["--yes", "--rename", "notes=other-notes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let after = parse(&file);
+    assert_eq!(
+        after["mcpServers"]["other-notes"],
+        json!({"url": "http://127.0.0.1:7391/mcp/other-notes"})
+    );
+    assert!(after["mcpServers"].get("notes").is_none());
+    assert_eq!(after["mcpServers"]["nope"], json!({"args": []}));
+    let c = mcp_broker::config::load(&s.broker_config).unwrap();
+    assert!(c.upstream("other-notes").is_some() && c.upstream("notes").is_some());
+}
+
+/// The original fixtures hold no plaintext keys: the import needs no keychain, and goes
+/// all the way on a first start (no broker config yet).
+#[test]
+fn import_without_secrets_needs_no_keychain() {
+    let s = setup();
+    std::fs::remove_file(&s.broker_config).unwrap();
+    let file = s.copy("cursor-mcp.json", "mcp.json");
+    let original = std::fs::read(&file).unwrap();
+    let o = s.import("cursor", &file, &["--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not on the broker's PATH") || which_uvx(),
+        "warns about uvx: {}",
+        text(&o)
+    );
+    let c = mcp_broker::config::load(&s.broker_config).unwrap();
+    assert_eq!(
+        c.upstreams
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect::<Vec<_>>(),
+        ["linear", "time"]
+    );
+    let after = parse(&file);
+    assert_eq!(
+        after,
+        json!({"mcpServers": {
+            "linear": {"url": "http://127.0.0.1:7391/mcp/linear"},
+            "time": {"url": "http://127.0.0.1:7391/mcp/time"}
+        }})
+    );
+    // With nothing moved, the backup is the file as it was.
+    let backup = s.dir.path().join("mcp.json.mcp-broker.bak");
+    assert_eq!(std::fs::read(&backup).unwrap(), original);
+}
+
+fn which_uvx() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("uvx").is_file()))
+}
+
+#[test]
+fn install_with_no_servers_yet_says_what_to_do() {
+    let s = setup();
+    std::fs::remove_file(&s.broker_config).unwrap();
+    let file = s.copy("cursor-mcp.json", "mcp.json");
+    let before = std::fs::read(&file).unwrap();
+    let o = s.install("cursor", &file, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("no servers in") && text(&o).contains("clients import"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), before);
 }

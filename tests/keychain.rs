@@ -43,11 +43,30 @@ fn main() {
             upstreams_receive_secrets,
         ),
         keychain("upstream_oauth_end_to_end", upstream_oauth),
+        keychain("import_claude_desktop_moves_keys", import_claude_desktop),
+        keychain("import_claude_code_moves_keys", import_claude_code),
+        keychain("import_cursor_moves_keys", import_cursor),
+        keychain(
+            "imported_server_runs_through_the_broker_with_its_key",
+            import_then_call,
+        ),
+        keychain(
+            "import_asks_about_each_secret_on_a_terminal",
+            import_on_a_terminal,
+        ),
+        keychain(
+            "import_with_a_locked_keychain_writes_nothing",
+            import_with_locked_keychain,
+        ),
     ];
     if cfg!(target_os = "linux") {
         trials.push(Trial::test(
             "no_keychain_gives_one_clear_line",
             no_keychain_one_line,
+        ));
+        trials.push(Trial::test(
+            "import_without_keychain_writes_nothing",
+            import_without_keychain,
         ));
     }
     libtest_mimic::run(&args, trials).exit();
@@ -125,7 +144,21 @@ struct Cli {
     data_dir: PathBuf,
 }
 
+/// The stdio upstream that reports its environment.
+const ENV_UPSTREAM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/env_upstream.py"
+);
+
 impl Cli {
+    /// A keychain service of its own and a data dir in `tmp`.
+    fn in_dir(tmp: &Path) -> Cli {
+        Cli {
+            service: test_service(),
+            data_dir: tmp.join("data"),
+        }
+    }
+
     fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
@@ -159,10 +192,7 @@ impl Cli {
 
 fn cli_set_list_delete() -> Result<(), Failed> {
     let tmp = tempfile::tempdir()?;
-    let cli = Cli {
-        service: test_service(),
-        data_dir: tmp.path().join("data"),
-    };
+    let cli = Cli::in_dir(tmp.path());
     let value = format!("cli-{}", random_hex(20));
     let config = tmp.path().join("c.toml");
     std::fs::write(
@@ -576,16 +606,10 @@ fn upstreams_receive_secrets() -> Result<(), Failed> {
 
 async fn upstreams_receive_secrets_async() -> Result<(), Failed> {
     let tmp = tempfile::tempdir()?;
-    let cli = Cli {
-        service: test_service(),
-        data_dir: tmp.path().join("data"),
-    };
+    let cli = Cli::in_dir(tmp.path());
     let gh_value = format!("ghp-{}", random_hex(32));
     let linear_value = format!("lin-{}", random_hex(32));
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/env_upstream.py"
-    );
+    let fixture = ENV_UPSTREAM;
     let (remote_url, seen) = header_recorder().await?;
     let config = tmp.path().join("config.toml");
     std::fs::write(
@@ -782,10 +806,7 @@ fn stored_tokens(service: &str, upstream: &str) -> Option<Value> {
 /// logout` the next call says that sign-in is needed.
 async fn upstream_oauth_async() -> Result<(), Failed> {
     let tmp = tempfile::tempdir()?;
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/env_upstream.py"
-    );
+    let fixture = ENV_UPSTREAM;
     // Broker B: the protected upstream, with 4-second access tokens.
     let config_b = tmp.path().join("b.toml");
     std::fs::write(
@@ -1007,5 +1028,514 @@ async fn upstream_oauth_async() -> Result<(), Failed> {
             check(!log_text.contains(v), "upstream token in broker A's log")?;
         }
     }
+    Ok(())
+}
+
+fn client_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/clients/import")
+        .join(name)
+}
+
+/// What one import from a fixture must have done.
+struct Expected<'a> {
+    app: &'a str,
+    fixture: &'a str,
+    /// The broker's servers afterwards, in the configuration's (sorted) order.
+    upstreams: &'a [&'a str],
+    /// (keychain entry, the plaintext value the fixture held).
+    moved: &'a [(&'a str, &'a str)],
+    /// (the client's name, the broker's name) of each imported entry.
+    renamed: &'a [(&'a str, &'a str)],
+}
+
+/// `clients import APP --yes` on a copy of the fixture with a first-start broker (no
+/// config file): every plaintext key is in the keychain and in no file (client file,
+/// its backup, config.toml, data dir) nor the output; the client's entries run through
+/// the broker; everything else in the client's file is as it was.
+fn import_case(x: &Expected) -> Result<(), Failed> {
+    let tmp = tempfile::tempdir()?;
+    let cli = Cli::in_dir(tmp.path());
+    let client_file = tmp.path().join(x.fixture);
+    std::fs::copy(client_fixture(x.fixture), &client_file)?;
+    let original: Value = serde_json::from_slice(&std::fs::read(&client_file)?)?;
+    let config = tmp.path().join("broker").join("config.toml");
+    let import = || {
+        cli.run(
+            &[
+                "clients",
+                "import",
+                x.app,
+                "--yes",
+                "--config",
+                config.to_str().unwrap(),
+                "--client-config",
+                client_file.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    let (code, out, err) = import();
+    check(code == 0, format!("import failed: {out}\n{err}"))?;
+
+    // The keychain has each value, exactly.
+    for (name, value) in x.moved {
+        check(
+            secret_tool_lookup(&cli.service, name).as_deref() == Some(*value),
+            format!("{name} is in the keychain"),
+        )?;
+    }
+    // ... and no file has it any more.
+    let backup = tmp.path().join(format!("{}.mcp-broker.bak", x.fixture));
+    check(backup.exists(), "a backup was written")?;
+    for (_, value) in x.moved {
+        for f in [&client_file, &backup, &config] {
+            check(
+                !contains(&std::fs::read(f)?, value.as_bytes()),
+                format!("plaintext key left in {}", f.display()),
+            )?;
+        }
+        check(
+            dir_contains(&cli.data_dir, value.as_bytes())?.is_none(),
+            "plaintext key in the data dir",
+        )?;
+        check(
+            !out.contains(value) && !err.contains(value),
+            "plaintext key printed",
+        )?;
+    }
+
+    // The broker's configuration has the servers, reading the keychain entries.
+    let c = mcp_broker::config::load(&config)?;
+    let names: Vec<&str> = c.upstreams.iter().map(|u| u.name.as_str()).collect();
+    check(names == x.upstreams, format!("upstreams: {names:?}"))?;
+    let refs: Vec<String> = c
+        .upstreams
+        .iter()
+        .flat_map(|u| u.secret_refs().into_iter().map(|(s, _)| s.to_owned()))
+        .collect();
+    for (name, _) in x.moved {
+        check(refs.iter().any(|r| r == name), format!("{name} referenced"))?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config)?.permissions().mode() & 0o777;
+        check(mode == 0o600, format!("config.toml mode {mode:o}"))?;
+    }
+
+    // The client's entries go through the broker; the rest of its file is as it was.
+    let after: Value = serde_json::from_slice(&std::fs::read(&client_file)?)?;
+    for (k, v) in original.as_object().unwrap() {
+        if k != "mcpServers" {
+            check(after.get(k) == Some(v), format!("key {k} kept"))?;
+        }
+    }
+    let servers = after["mcpServers"].as_object().ok_or("mcpServers")?;
+    for (old, new) in x.renamed {
+        check(
+            old == new || !servers.contains_key(*old),
+            format!("{old} renamed"),
+        )?;
+        let e = &servers[*new];
+        let ok = match x.app {
+            "claude-desktop" => {
+                e["command"]
+                    .as_str()
+                    .is_some_and(|c| c.ends_with("mcp-broker"))
+                    && e["args"][0] == "connect"
+                    && e["args"][1] == *new
+                    && e["args"][2] == "--data-dir"
+            }
+            "claude-code" => {
+                *e == json!({"type": "http", "url": format!("http://127.0.0.1:7391/mcp/{new}")})
+            }
+            _ => *e == json!({"url": format!("http://127.0.0.1:7391/mcp/{new}")}),
+        };
+        check(ok, format!("{new}'s entry runs through the broker: {e}"))?;
+    }
+
+    // `secrets list` shows them as stored and where they are used.
+    let (code, out, _) = cli.run(
+        &["secrets", "list", "--config", config.to_str().unwrap()],
+        None,
+    );
+    check(code == 0, &out)?;
+    for (name, _) in x.moved {
+        check(
+            out.contains(&format!("{name}\tstored\t")),
+            format!("list: {out}"),
+        )?;
+    }
+
+    // Importing again finds nothing left to import, and writes nothing.
+    let before = std::fs::read(&client_file)?;
+    let (code, out, err) = import();
+    check(
+        code == 0 && out.contains("nothing to import"),
+        format!("second import: {out}{err}"),
+    )?;
+    check(
+        std::fs::read(&client_file)? == before,
+        "second import wrote",
+    )?;
+    Ok(())
+}
+
+fn import_claude_desktop() -> Result<(), Failed> {
+    import_case(&Expected {
+        app: "claude-desktop",
+        fixture: "claude_desktop_config.json",
+        upstreams: &["brave-search", "filesystem", "github"],
+        moved: &[
+            (
+                "github.GITHUB_PERSONAL_ACCESS_TOKEN",
+                "ghp_FixtureDesktop0a1b2c3d4e5f6a7b8c9d0e1f2",
+            ),
+            (
+                "brave-search.BRAVE_API_KEY",
+                "BSAfixture-desktop-brave-9f8e7d6c5b4a",
+            ),
+        ],
+        renamed: &[
+            ("github", "github"),
+            ("filesystem", "filesystem"),
+            ("Brave_Search", "brave-search"),
+        ],
+    })
+}
+
+fn import_claude_code() -> Result<(), Failed> {
+    import_case(&Expected {
+        app: "claude-code",
+        fixture: "claude.json",
+        upstreams: &["notion", "playwright", "sentry"],
+        moved: &[
+            // The scheme stays in config.toml as the prefix; the keychain has the token.
+            (
+                "sentry.Authorization",
+                "sntrys_fixtureCode_7c6b5a4f3e2d1c0b9a8f",
+            ),
+            (
+                "notion.NOTION_TOKEN",
+                "ntn_fixtureCode_0123456789abcdefghij",
+            ),
+        ],
+        renamed: &[
+            ("sentry", "sentry"),
+            ("notion", "notion"),
+            ("playwright", "playwright"),
+        ],
+    })
+}
+
+fn import_cursor() -> Result<(), Failed> {
+    import_case(&Expected {
+        app: "cursor",
+        fixture: "cursor-mcp.json",
+        upstreams: &["linear", "stripe", "time"],
+        moved: &[
+            ("linear.X-Api-Key", "lin_api_fixtureCursor0123456789abcdef"),
+            (
+                "stripe.STRIPE_SECRET_KEY",
+                "sk_test_fixtureCursor51Habcdefghij0123",
+            ),
+        ],
+        renamed: &[("linear", "linear"), ("stripe", "stripe"), ("time", "time")],
+    })
+}
+
+/// Without a keychain, the import is refused before anything is written: the client's
+/// file, the broker's configuration and the data dir are as they were.
+fn import_without_keychain() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir()?;
+    let client_file = tmp.path().join("claude.json");
+    std::fs::copy(client_fixture("claude.json"), &client_file)?;
+    let before = std::fs::read(&client_file)?;
+    let config = tmp.path().join("config.toml");
+    std::fs::write(&config, "# mine\n[servers.other]\ncommand = \"x\"\n")?;
+    let config_before = std::fs::read(&config)?;
+    let data = tmp.path().join("data");
+    let out = Command::new(BIN)
+        .args(["clients", "import", "claude-code", "--yes", "--config"])
+        .arg(&config)
+        .arg("--client-config")
+        .arg(&client_file)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .env(mcp_broker::vault::SERVICE_ENV, test_service())
+        .env_remove("DISPLAY")
+        .stdin(Stdio::null())
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    check(out.status.code() == Some(1), format!("exit 1: {err}"))?;
+    check(
+        err.contains("nothing was imported") && err.contains("never falls back"),
+        format!("says why: {err}"),
+    )?;
+    check(
+        std::fs::read(&client_file)? == before,
+        "client file untouched",
+    )?;
+    check(std::fs::read(&config)? == config_before, "config untouched")?;
+    check(
+        !tmp.path().join("claude.json.mcp-broker.bak").exists(),
+        "no backup written",
+    )?;
+    check(!data.exists(), "nothing in the data dir")?;
+    Ok(())
+}
+
+fn import_then_call() -> Result<(), Failed> {
+    tokio::runtime::Runtime::new()?.block_on(import_then_call_async())
+}
+
+/// A Claude Code user's stdio server with its key in plaintext: after the import the
+/// broker starts it with the key from the keychain, reached at the URL the client's
+/// entry now holds.
+async fn import_then_call_async() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir()?;
+    let cli = Cli::in_dir(tmp.path());
+    let key = format!("sk-import-{}", random_hex(24));
+    let fixture = ENV_UPSTREAM;
+    let client_file = tmp.path().join("claude.json");
+    std::fs::write(
+        &client_file,
+        serde_json::to_string_pretty(&json!({
+            "mcpServers": {
+                "envy": {"type": "stdio", "command": python(), "args": [fixture],
+                          "env": {"SERVICE_API_KEY": key, "PLAIN": "visible"}}
+            }
+        }))?,
+    )?;
+    // A free port, so that the entry's URL and the broker agree.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port()
+        .to_string();
+    let config = tmp.path().join("config.toml");
+    let (code, out, err) = cli.run(
+        &[
+            "clients",
+            "import",
+            "claude-code",
+            "--yes",
+            "--port",
+            &port,
+            "--config",
+            config.to_str().unwrap(),
+            "--client-config",
+            client_file.to_str().unwrap(),
+        ],
+        None,
+    );
+    check(code == 0, format!("{out}{err}"))?;
+    let after: Value = serde_json::from_slice(&std::fs::read(&client_file)?)?;
+    let url = after["mcpServers"]["envy"]["url"]
+        .as_str()
+        .ok_or("entry has a url")?
+        .to_owned();
+
+    let mut broker = Command::new(BIN)
+        .args(["serve", "--headless", "--port", &port, "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&cli.data_dir)
+        .env(mcp_broker::vault::SERVICE_ENV, &cli.service)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(tmp.path().join("serve.log"))?)
+        .spawn()?;
+    let mut first = String::new();
+    BufReader::new(broker.stdout.take().unwrap()).read_line(&mut first)?;
+    let base = first
+        .trim()
+        .strip_prefix("listening on ")
+        .map(str::to_owned);
+    let result = async {
+        let base = base.ok_or_else(|| format!("broker did not start: {first:?}"))?;
+        check(
+            url == format!("{base}/mcp/envy"),
+            format!("{url} is the broker's"),
+        )?;
+        let http = http();
+        let tok = sign_in(&http, &base, "envy").await?;
+        let mut mcp = Mcp::new(&http, &base, "envy", &tok);
+        let init = mcp.open().await?;
+        check(init.get("result").is_some(), format!("initialize: {init}"))?;
+        check(
+            mcp.tool_text("env", json!({"name": "SERVICE_API_KEY"}))
+                .await?
+                == key,
+            "the server gets its key from the keychain",
+        )?;
+        check(
+            mcp.tool_text("env", json!({"name": "PLAIN"})).await? == "visible",
+            "plain values stay literal",
+        )?;
+        Ok::<(), Failed>(())
+    }
+    .await;
+    unsafe {
+        libc::kill(broker.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = broker.wait();
+    result?;
+    for f in [&client_file, &config] {
+        check(
+            !contains(&std::fs::read(f)?, key.as_bytes()),
+            format!("key left in {}", f.display()),
+        )?;
+    }
+    check(
+        dir_contains(&cli.data_dir, key.as_bytes())?.is_none(),
+        "key in the data dir",
+    )?;
+    Ok(())
+}
+
+/// On a terminal (a pty from util-linux `script`), each value is asked about: the one
+/// declined stays a literal in config.toml (and still leaves the client's file), the
+/// one accepted moves to the keychain.
+fn import_on_a_terminal() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir()?;
+    let cli = Cli::in_dir(tmp.path());
+    let client_file = tmp.path().join("claude.json");
+    std::fs::copy(client_fixture("claude.json"), &client_file)?;
+    let config = tmp.path().join("config.toml");
+    let command = format!(
+        "{BIN} clients import claude-code --config {} --client-config {} --data-dir {}",
+        config.display(),
+        client_file.display(),
+        cli.data_dir.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env(mcp_broker::vault::SERVICE_ENV, &cli.service)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("util-linux `script` is needed for this test: {e}"))?;
+    // The servers in the plan's order: sentry's Authorization first, then notion's token.
+    child.stdin.take().unwrap().write_all(b"n\ny\n")?;
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    check(
+        out.status.success(),
+        format!("import on a terminal: {text}"),
+    )?;
+    check(
+        text.contains("Move header Authorization of sentry into the OS keychain as sentry.Authorization? [Y/n]")
+            && text.contains("kept as a literal value"),
+        format!("asked about sentry: {text}"),
+    )?;
+    check(
+        text.contains(
+            "Move env NOTION_TOKEN of notion into the OS keychain as notion.NOTION_TOKEN?",
+        ),
+        format!("asked about notion: {text}"),
+    )?;
+    check(
+        secret_tool_lookup(&cli.service, "notion.NOTION_TOKEN").as_deref()
+            == Some("ntn_fixtureCode_0123456789abcdefghij"),
+        "accepted: in the keychain",
+    )?;
+    check(
+        secret_tool_lookup(&cli.service, "sentry.Authorization").is_none(),
+        "declined: not in the keychain",
+    )?;
+    let toml = std::fs::read_to_string(&config)?;
+    check(
+        toml.contains("Authorization = \"Bearer sntrys_fixtureCode_7c6b5a4f3e2d1c0b9a8f\""),
+        format!("declined: literal in config.toml: {toml}"),
+    )?;
+    check(
+        !toml.contains("ntn_fixtureCode"),
+        "accepted: not in config.toml",
+    )?;
+    let client = std::fs::read(&client_file)?;
+    check(
+        !contains(&client, b"sntrys_fixtureCode") && !contains(&client, b"ntn_fixtureCode"),
+        "neither value left in the client's file",
+    )?;
+    Ok(())
+}
+
+/// With the login keyring locked (in a D-Bus session of its own, so the other tests'
+/// keyring stays unlocked) and nobody to answer the unlock prompt, the import is refused
+/// with the keychain's "locked" message and every file is as it was.
+fn import_with_locked_keychain() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir()?;
+    let client_file = tmp.path().join("claude.json");
+    std::fs::copy(client_fixture("claude.json"), &client_file)?;
+    let before = std::fs::read(&client_file)?;
+    let config = tmp.path().join("config.toml");
+    std::fs::write(&config, "# mine\n")?;
+    let data = tmp.path().join("data");
+    // Storing one item creates the login collection; then it is locked over D-Bus. The
+    // store may already find it locked: when the bus starts a daemon of its own before
+    // the unlocked one has registered, that daemon's login keyring starts locked.
+    let script = r#"
+        set -eu
+        mkdir -p "$HOME"
+        eval "$(printf %s throwaway-pw | gnome-keyring-daemon --unlock --components=secrets)"
+        printf v | secret-tool store --label=probe service probe username probe 2>/dev/null || true
+        dbus-send --session --print-reply --dest=org.freedesktop.secrets /org/freedesktop/secrets \
+            org.freedesktop.Secret.Service.Lock array:objpath:/org/freedesktop/secrets/collection/login >/dev/null
+        if secret-tool lookup service probe username probe >/dev/null 2>&1; then
+            echo "the collection did not lock" >&2; exit 9
+        fi
+        exec "$BROKER" clients import claude-code --yes --config "$CONFIG" --client-config "$CLIENT" --data-dir "$DATA"
+    "#;
+    let home = tmp.path().join("home");
+    let mut child = Command::new("dbus-run-session")
+        .args(["--", "bash", "-c", script])
+        .env("HOME", &home)
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("BROKER", BIN)
+        .env("CONFIG", &config)
+        .env("CLIENT", &client_file)
+        .env("DATA", &data)
+        .env(mcp_broker::vault::SERVICE_ENV, test_service())
+        // A daemon of its own, not the one the other tests use.
+        .env_remove("GNOME_KEYRING_CONTROL")
+        // No display: the unlock prompt cannot be shown, as on a headless machine.
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait()?.is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return Err("the import hung on a locked keychain".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    check(out.status.code() == Some(1), format!("exit 1: {err}"))?;
+    check(
+        err.contains("nothing was imported: the OS keychain is locked"),
+        format!("says the keychain is locked: {err}"),
+    )?;
+    check(
+        std::fs::read(&client_file)? == before,
+        "client file untouched",
+    )?;
+    check(
+        std::fs::read_to_string(&config)? == "# mine\n",
+        "config untouched",
+    )?;
+    check(
+        !tmp.path().join("claude.json.mcp-broker.bak").exists(),
+        "no backup",
+    )?;
+    check(!data.exists(), "nothing in the data dir")?;
     Ok(())
 }

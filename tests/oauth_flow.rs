@@ -867,12 +867,21 @@ fn bad_config_exits_2_with_one_line() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("c.toml") && err.contains(needle), "{err}");
     }
+    // A file that exists but cannot be read (here: a directory) is an error too. A
+    // missing file is a first start instead (tests/config_files.rs).
     let out = std::process::Command::new(BIN)
-        .args(["serve", "--headless", "--config", "/nonexistent/c.toml"])
+        .args(["serve", "--headless", "--port", "0", "--config"])
+        .arg(dir.path())
+        .arg("--data-dir")
+        .arg(dir.path().join("d"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/c.toml"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&dir.path().display().to_string()) && err.contains("cannot read file"),
+        "{err}"
+    );
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

@@ -68,7 +68,8 @@ pub enum Command {
         #[arg(long, default_value = "mcp-broker connect (stdio client)")]
         client_name: String,
     },
-    /// Add the broker's servers to an MCP client's configuration, or remove them.
+    /// Add the broker's servers to an MCP client's configuration, remove them, or import
+    /// the client's own servers into the broker.
     Clients {
         #[command(subcommand)]
         command: ClientsCommand,
@@ -256,29 +257,43 @@ pub enum ClientsCommand {
     Install {
         /// claude-desktop (through `mcp-broker connect`), claude-code or cursor.
         #[arg(value_enum)]
-        client: crate::clients::ClientApp,
+        client: crate::client_apps::ClientApp,
         /// Only this server (repeatable). Default: every configured server.
         #[arg(long, value_name = "NAME")]
         server: Vec<String>,
         /// Print the entries instead of writing the client's file.
         #[arg(long)]
         print: bool,
-        /// The broker's configuration file (TOML).
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
         #[command(flatten)]
-        data: DataDirArg,
-        /// The broker's port in the URLs. Default: [broker] port, else 7391.
+        files: ClientFiles,
+    },
+    /// Import the MCP servers a client already has: add them to the broker's
+    /// configuration, move their secret-looking env and header values into the OS
+    /// keychain, and make the client's entries go through the broker.
+    Import {
+        #[arg(value_enum)]
+        client: crate::client_apps::ClientApp,
+        /// Only this server, by the client's name for it (repeatable). Default: all.
+        #[arg(long, value_name = "NAME")]
+        server: Vec<String>,
+        /// Import the client's server NAME as the broker's server NEW (repeatable): for
+        /// a name already configured in the broker.
+        #[arg(long, value_name = "NAME=NEW")]
+        rename: Vec<String>,
+        /// Show what would change, write nothing.
         #[arg(long)]
-        port: Option<u16>,
-        /// The client's config file, instead of its standard location.
-        #[arg(long, value_name = "FILE", env = "MCP_BROKER_CLIENT_CONFIG")]
-        client_config: Option<PathBuf>,
+        dry_run: bool,
+        /// Move every value listed into the keychain without asking (needed when stdin
+        /// is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        files: ClientFiles,
     },
     /// Remove the entries `clients install` wrote; every other entry stays.
     Uninstall {
         #[arg(value_enum)]
-        client: crate::clients::ClientApp,
+        client: crate::client_apps::ClientApp,
         /// Only this server (repeatable). Default: every entry mcp-broker wrote.
         #[arg(long, value_name = "NAME")]
         server: Vec<String>,
@@ -286,6 +301,22 @@ pub enum ClientsCommand {
         #[arg(long, value_name = "FILE", env = "MCP_BROKER_CLIENT_CONFIG")]
         client_config: Option<PathBuf>,
     },
+}
+
+/// Where `clients install` and `clients import` read and write.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClientFiles {
+    /// The broker's configuration file (TOML); a missing one is empty.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// The broker's port in the URLs. Default: [broker] port, else 7391.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The client's config file, instead of its standard location.
+    #[arg(long, value_name = "FILE", env = "MCP_BROKER_CLIENT_CONFIG")]
+    pub client_config: Option<PathBuf>,
 }
 
 pub fn default_data_dir() -> PathBuf {

@@ -6,6 +6,8 @@ use crate::app::{self, DesktopShell};
 use crate::consent::ConsentMode;
 
 pub fn run(args: ServeArgs, desktop: Option<DesktopShell>) -> i32 {
+    // Before loading: a first start (no config file) says so in the log.
+    app::init_tracing();
     let config_path = args.config.clone().unwrap_or_else(super::default_config);
     let config = match crate::config::load(&config_path) {
         Ok(c) => c,
@@ -16,7 +18,6 @@ pub fn run(args: ServeArgs, desktop: Option<DesktopShell>) -> i32 {
     };
     let data_dir = args.data.resolve();
     let port = args.port.unwrap_or_else(|| config.port());
-    app::init_tracing();
     if !args.headless {
         return match desktop {
             Some(shell) => shell(config, data_dir, port),

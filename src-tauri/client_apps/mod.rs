@@ -1,8 +1,10 @@
 //! The entries MCP clients need to reach the broker, and the JSON edit that puts them in
 //! (or takes them out of) a client's own configuration file.
 //!
-//! Pure: text in, text out. Must not import tokio, axum, sqlx or keyring; the CLI
-//! (`cli/clients.rs`) reads and writes the files.
+//! Pure: text in, text out (finding the user's home and config directories aside). Must
+//! not import tokio, axum, sqlx or keyring; the CLI (`cli/clients.rs`) and
+//! `client_import` read and write the files. [`import`] plans taking a client's own
+//! servers into the broker.
 //!
 //! What each client takes (from the clients' documentation, 2026):
 //! - Claude Desktop (`claude_desktop_config.json`, key `mcpServers`) starts **stdio**
@@ -16,6 +18,8 @@
 //! `preserve_order`), and is idempotent: when the entries are already there the caller
 //! gets `None` and writes nothing. Entries are keyed by the upstream's name; an entry of
 //! that name which this broker did not write is never overwritten.
+
+pub mod import;
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +60,13 @@ impl ClientApp {
             },
             ClientApp::Cursor => home.join(".cursor").join("mcp.json"),
         }
+    }
+
+    /// [`ClientApp::config_file`] for this user (`dirs`); `None` without a home directory.
+    pub fn user_config_file(self) -> Option<PathBuf> {
+        let home = dirs::home_dir()?;
+        let config_dir = dirs::config_dir().unwrap_or_else(|| home.join(".config"));
+        Some(self.config_file(&home, &config_dir))
     }
 }
 
@@ -208,6 +219,35 @@ pub fn uninstall(
         servers.shift_remove(k);
     }
     Ok(Some((render(&root), gone)))
+}
+
+/// Replaces each entry `old` by `(new, value)` in its place (an import: the client's own
+/// entry becomes one that runs through the broker, under the broker's name). Entries not
+/// named stay as they were, in the same order.
+pub fn adopt(
+    existing: &str,
+    replaced: &[(String, String, Value)],
+) -> Result<String, ClientConfigError> {
+    let mut root = parse(Some(existing))?;
+    let Some(Value::Object(servers)) = root.get_mut(SERVERS_KEY) else {
+        return Err(ClientConfigError::ServersNotAnObject);
+    };
+    let old = std::mem::take(servers);
+    for (k, v) in old {
+        match replaced.iter().find(|(o, _, _)| *o == k) {
+            Some((_, new, value)) => servers.insert(new.clone(), value.clone()),
+            None => servers.insert(k, v),
+        };
+    }
+    Ok(render(&root))
+}
+
+/// `FILE.mcp-broker.bak`: the client's file as it was before the last change mcp-broker
+/// made to it.
+pub fn backup_path(file: &Path) -> PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(".mcp-broker.bak");
+    file.with_file_name(name)
 }
 
 /// What `--print` shows: the entries alone, as they would be merged.
