@@ -8,6 +8,9 @@
 //!
 //! Layout, from the inside out:
 //! - [`oauth`]: pure protocol decisions; no I/O, `now` passed in.
+//! - [`oauth_client`]: the client side of OAuth (discovery, registration, PKCE, refresh,
+//!   the loopback redirect), for the bridge and for remote upstreams.
+//! - [`mcp_client`]: the client half of MCP Streamable HTTP.
 //! - [`store`]: SQLite (sqlx); only hashes of issued secrets.
 //! - [`vault`]: secrets the broker uses, in the OS keychain; `Secret` prints `<redacted>`.
 //! - [`secrets`]: the user's upstream secrets: set, delete, list with where each is used.
@@ -38,7 +41,9 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod http;
+pub mod mcp_client;
 pub mod oauth;
+pub mod oauth_client;
 pub mod proxy;
 pub mod secrets;
 pub mod store;
