@@ -46,16 +46,9 @@ pub enum Command {
         command: SecretsCommand,
     },
     /// Run as a stdio MCP server that relays to the running broker's server NAME (for
-    /// clients that only launch stdio servers, such as Claude Desktop).
-    Connect {
-        /// The server's name in the broker's configuration.
-        name: String,
-        #[command(flatten)]
-        data: DataDirArg,
-        /// The name the consent page shows for this connection.
-        #[arg(long, default_value = "mcp-broker connect (stdio client)")]
-        client_name: String,
-    },
+    /// clients that only launch stdio servers, such as Claude Desktop); starts the
+    /// broker when none runs.
+    Connect(connect::ConnectArgs),
     /// Add the broker's servers to an MCP client's configuration, or remove them.
     Clients {
         #[command(subcommand)]
@@ -247,10 +240,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Secrets { command } => secrets::run(command),
         Command::Upstream { command } => upstream::run(command),
         Command::Clients { command } => clients::run(command),
-        Command::Connect {
-            name,
-            data,
-            client_name,
-        } => connect::run(name, data, client_name),
+        Command::Connect(args) => connect::run(args),
     }
 }

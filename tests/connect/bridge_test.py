@@ -52,11 +52,19 @@ def text_of(res) -> str:
     return " ".join(getattr(c, "text", "") for c in res.content)
 
 
-# 1. No broker running: a clear error and exit 1.
-r = subprocess.run([BROKER, "connect", "everything", "--data-dir", str(data)], capture_output=True, text=True,
-                   stdin=subprocess.DEVNULL, timeout=30)
-check(r.returncode == 1 and "no mcp-broker is running" in r.stderr, "no running broker: exit 1 with a clear error",
+# 1. No broker running and --no-start: a clear error and exit 1.
+r = subprocess.run([BROKER, "connect", "everything", "--no-start", "--data-dir", str(data)], capture_output=True,
+                   text=True, stdin=subprocess.DEVNULL, timeout=30)
+check(r.returncode == 1 and "no mcp-broker is running" in r.stderr, "no running broker, --no-start: exit 1 with a clear error",
       (r.returncode, r.stderr))
+# 2. No broker running and none can start (no configuration file): the bridge starts one, sees it exit, and
+# says why and where its log is, within the bound.
+t0 = time.monotonic()
+r = subprocess.run([BROKER, "connect", "everything", "--config", str(work / "missing.toml"), "--data-dir", str(data)],
+                   capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=90)
+check(r.returncode == 1 and "exited" in r.stderr and "missing.toml" in r.stderr and "broker.log" in r.stderr
+      and time.monotonic() - t0 < 30, "a broker that cannot start: exit 1 naming the cause and the log",
+      (r.returncode, r.stderr, time.monotonic() - t0))
 
 broker_log = open(work / "broker.log", "w")
 broker = subprocess.Popen([BROKER, "serve", "--headless", "--config", str(config), "--data-dir", str(data),
