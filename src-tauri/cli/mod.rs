@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// Port on 127.0.0.1 (0 picks a free one). Default: [broker] port, else 7391.
     #[arg(long)]
     pub port: Option<u16>,
+    /// Start the desktop app minimised to the tray (at login, or started by `connect`).
+    #[arg(long)]
+    pub minimized: bool,
 }
 
 #[derive(clap::Args, Debug, Clone)]

@@ -1,0 +1,131 @@
+"""tests/connect, Claude Desktop's start: with no broker running, ten stdio clients (the
+Python `mcp` SDK) launch `mcp-broker connect demo` at once, as Claude Desktop does when it
+opens. Exactly one broker process must result (started detached by one of the bridges,
+logging to DATA_DIR/logs/broker.log); after consent, all ten list the demo server's tools;
+the broker outlives the bridges. Run by tests/connect/suite.sh (throwaway D-Bus session and
+keychain). Prints PASS/FAIL lines; exit 1 on any FAIL."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+BROKER = os.environ["BROKER"]
+HERE = Path(os.environ["HERE"])
+DEMO = HERE.parent / "demo" / "demo_server.py"
+BRIDGES = 10
+failures: list[str] = []
+
+
+def check(ok: bool, what: str, detail: object = "") -> None:
+    print(("PASS" if ok else "FAIL") + f" [many bridges] {what}" + ("" if ok else f" -- {detail}"), flush=True)
+    if not ok:
+        failures.append(what)
+
+
+work = Path(tempfile.mkdtemp(prefix="many-bridges-"))
+data = work / "data"
+consent_log = work / "consents.log"
+# The broker a bridge starts reads the user's usual configuration file.
+os.environ["XDG_CONFIG_HOME"] = str(work / "config")
+(work / "config" / "mcp-broker").mkdir(parents=True)
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+(work / "config" / "mcp-broker" / "config.toml").write_text(
+    f"[broker]\nport = {port}\n\n[servers.demo]\ncommand = {json.dumps(sys.executable)}\n"
+    f"args = [{json.dumps(str(DEMO))}]\n")
+os.environ["CONSENT_LOG"] = str(consent_log)
+os.environ["BROWSER"] = f"{sys.executable} {HERE / 'approve.py'}"
+# No display: the headless broker is the one to start.
+for v in ("DISPLAY", "WAYLAND_DISPLAY"):
+    os.environ.pop(v, None)
+
+
+def brokers() -> set[int]:
+    """Every `mcp-broker serve` process for this data dir."""
+    found = set()
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in argv and str(data).encode() in argv:
+            found.add(int(p.name))
+    return found
+
+
+seen: set[int] = set()
+watching = True
+
+
+def watch() -> None:
+    while watching:
+        seen.update(brokers())
+        time.sleep(0.05)
+
+
+check(not brokers(), "no broker runs before the bridges start")
+watcher = threading.Thread(target=watch, daemon=True)
+watcher.start()
+listed: dict[int, list[str]] = {}
+
+
+async def bridge(i: int) -> None:
+    params = StdioServerParameters(command=BROKER, args=["connect", "demo", "--data-dir", str(data)],
+                                   env=dict(os.environ))
+    try:
+        async with Client(params, read_timeout_seconds=120) as c:
+            listed[i] = [t.name for t in (await c.list_tools()).tools]
+    except Exception as e:  # noqa: BLE001 - reported as a failure below
+        listed[i] = [f"error: {e!r}"]
+
+
+async def main() -> None:
+    t0 = time.monotonic()
+    with anyio.fail_after(180):
+        async with anyio.create_task_group() as tg:
+            for i in range(BRIDGES):
+                tg.start_soon(bridge, i)
+    print(f"  ten bridges connected and listed tools in {time.monotonic() - t0:.1f} s", flush=True)
+
+
+try:
+    anyio.run(main)
+except Exception as e:
+    check(False, "test run", repr(e))
+watching = False
+watcher.join()
+ok = [i for i, names in listed.items() if "echo" in names]
+check(len(ok) == BRIDGES, f"all {BRIDGES} bridges list the demo tools", listed)
+running = brokers()
+check(len(seen) == 1 and running == seen, "exactly one broker process was ever started",
+      (sorted(seen), sorted(running)))
+info = json.loads((data / "broker.json").read_text()) if (data / "broker.json").exists() else {}
+check(running == {info.get("pid")} and info.get("port") == port,
+      "broker.json names that broker, on the configured port; it outlives the bridges", (info, sorted(running)))
+consents = consent_log.read_text().splitlines() if consent_log.exists() else []
+check(len(consents) == BRIDGES and all(c.startswith("approve 200") for c in consents),
+      "each bridge asked for consent once and got it", consents)
+log = data / "logs" / "broker.log"
+check(log.exists() and "listening on http://127.0.0.1:" in log.read_text(), "the broker logs to DATA_DIR/logs/broker.log",
+      log.read_text()[-500:] if log.exists() else "no log")
+for pid in running:
+    os.kill(pid, signal.SIGTERM)
+deadline = time.monotonic() + 15
+while brokers() and time.monotonic() < deadline:
+    time.sleep(0.1)
+check(not brokers() and not (data / "broker.json").exists(), "SIGTERM ends it and removes broker.json")
+print("many bridges: all passed" if not failures else f"many bridges: failures: {failures}; logs in {work}")
+sys.exit(1 if failures else 0)
