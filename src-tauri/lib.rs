@@ -21,6 +21,7 @@
 //! - [`gateway`]: the handle everything else holds; user-level operations
 //!   ([`upstream_sign_in`]: the broker's own sign-in to remote upstreams).
 //! - [`bridge`]: `mcp-broker connect`, the stdio bridge for stdio-only clients.
+//! - [`autostart`]: starting at login (the XDG autostart entry, or the OS's login item).
 //! - [`cli`]: the `mcp-broker` command line; [`browser`]: opening a URL for the user.
 //! - [`clients`]: entries for MCP clients' own config files (`clients install`).
 //! - `desktop` (feature `desktop`): the Tauri shell, the only importer of tauri.
@@ -28,6 +29,7 @@
 // Handlers return `Result<_, Response>` to bail out early; the error path is cold.
 #![allow(clippy::result_large_err)]
 
+pub mod autostart;
 pub mod bridge;
 pub mod browser;
 pub mod cli;
@@ -51,4 +53,7 @@ pub mod upstream_sign_in;
 pub mod vault;
 
 pub use error::{Error, Result};
+
+/// The version, from Cargo.toml (the one place it is set; Tauri's bundle takes it too).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use gateway::Gateway;

@@ -1,6 +1,9 @@
-//! The command line: `serve`, `grants list`, `grants revoke`, `secrets set|list|delete`. Thin: it parses arguments
+//! The command line: `serve`, `grants list`, `grants revoke`, `secrets set|list|delete`,
+//! `upstream login|logout`, `connect`, `clients install|uninstall`, `autostart on|off|status`,
+//! `--version`. Thin: it parses arguments
 //! and calls the library. Exit status 2 for bad usage or configuration, 1 for failures.
 
+mod autostart;
 mod clients;
 mod connect;
 mod grants;
@@ -13,12 +16,11 @@ pub(crate) use serve::shutdown_signal;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "mcp-broker",
-    version,
     about = "Local OAuth 2.1 consent and token broker for MCP servers"
 )]
 pub struct Cli {
@@ -49,6 +51,11 @@ pub enum Command {
     /// clients that only launch stdio servers, such as Claude Desktop); starts the
     /// broker when none runs.
     Connect(connect::ConnectArgs),
+    /// Start mcp-broker at login (minimised to the tray), or not; or say whether it does.
+    Autostart {
+        #[command(subcommand)]
+        command: autostart::AutostartCommand,
+    },
     /// Add the broker's servers to an MCP client's configuration, or remove them.
     Clients {
         #[command(subcommand)]
@@ -205,6 +212,26 @@ pub enum ClientsCommand {
     },
 }
 
+/// What `mcp-broker --version` prints after the name: the version (set once, in
+/// Cargo.toml) and the data dir used when `--data-dir` is not given.
+pub fn version_text() -> String {
+    format!(
+        "{}\ndata dir: {}",
+        crate::VERSION,
+        default_data_dir().display()
+    )
+}
+
+/// Parses the command line (exits on bad usage, `--help` and `--version`).
+pub fn parse() -> Cli {
+    let version = version_text();
+    let matches = Cli::command()
+        .version(version.clone())
+        .long_version(version)
+        .get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 pub fn default_data_dir() -> PathBuf {
     dirs::data_dir()
         .unwrap_or_else(std::env::temp_dir)
@@ -244,5 +271,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Upstream { command } => upstream::run(command),
         Command::Clients { command } => clients::run(command),
         Command::Connect(args) => connect::run(args),
+        Command::Autostart { command } => autostart::run(command),
     }
 }

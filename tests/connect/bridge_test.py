@@ -8,40 +8,36 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import anyio
 from mcp import Client, StdioServerParameters, types
 
+import checks
+
 BROKER = os.environ["BROKER"]
 EVERYTHING = os.environ["EVERYTHING"]
 HERE = Path(os.environ["HERE"])
 SERVICE = os.environ["MCP_BROKER_KEYCHAIN_SERVICE"]
-failures: list[str] = []
+failures = checks.failures
 
 
 def check(ok: bool, what: str, detail: object = "") -> None:
-    print(("PASS" if ok else "FAIL") + f" [connect] {what}" + ("" if ok else f" -- {detail}"), flush=True)
-    if not ok:
-        failures.append(what)
+    checks.check("connect", ok, what, detail)
 
 
-work = Path(tempfile.mkdtemp(prefix="connect-test-"))
+work = checks.workdir("connect-test-")
 data = work / "data"
 config = work / "broker.toml"
-consent_log = work / "consents.log"
 decision_file = work / "decision"
 node = subprocess.run(["sh", "-c", "command -v node"], capture_output=True, text=True).stdout.strip()
 config.write_text(f'[servers.everything]\ncommand = {json.dumps(node)}\nargs = [{json.dumps(EVERYTHING)}, "stdio"]\n')
-os.environ["CONSENT_LOG"] = str(consent_log)
 os.environ["DECISION_FILE"] = str(decision_file)
-os.environ["BROWSER"] = f"{sys.executable} {HERE / 'approve.py'}"
 
 
 def consents() -> list[str]:
-    return consent_log.read_text().splitlines() if consent_log.exists() else []
+    return checks.consents(work)
 
 
 def broker_cli(*args: str) -> subprocess.CompletedProcess:

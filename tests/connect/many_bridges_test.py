@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,22 +18,21 @@ from pathlib import Path
 import anyio
 from mcp import Client, StdioServerParameters
 
+import checks
+
 BROKER = os.environ["BROKER"]
 HERE = Path(os.environ["HERE"])
 DEMO = HERE.parent / "demo" / "demo_server.py"
 BRIDGES = 10
-failures: list[str] = []
+failures = checks.failures
 
 
 def check(ok: bool, what: str, detail: object = "") -> None:
-    print(("PASS" if ok else "FAIL") + f" [many bridges] {what}" + ("" if ok else f" -- {detail}"), flush=True)
-    if not ok:
-        failures.append(what)
+    checks.check("many bridges", ok, what, detail)
 
 
-work = Path(tempfile.mkdtemp(prefix="many-bridges-"))
+work = checks.workdir("many-bridges-")
 data = work / "data"
-consent_log = work / "consents.log"
 # The broker a bridge starts reads the user's usual configuration file.
 os.environ["XDG_CONFIG_HOME"] = str(work / "config")
 (work / "config" / "mcp-broker").mkdir(parents=True)
@@ -44,8 +42,6 @@ with socket.socket() as s:
 (work / "config" / "mcp-broker" / "config.toml").write_text(
     f"[broker]\nport = {port}\n\n[servers.demo]\ncommand = {json.dumps(sys.executable)}\n"
     f"args = [{json.dumps(str(DEMO))}]\n")
-os.environ["CONSENT_LOG"] = str(consent_log)
-os.environ["BROWSER"] = f"{sys.executable} {HERE / 'approve.py'}"
 # No display: the headless broker is the one to start.
 for v in ("DISPLAY", "WAYLAND_DISPLAY"):
     os.environ.pop(v, None)
@@ -115,7 +111,7 @@ check(len(seen) == 1 and running == seen, "exactly one broker process was ever s
 info = json.loads((data / "broker.json").read_text()) if (data / "broker.json").exists() else {}
 check(running == {info.get("pid")} and info.get("port") == port,
       "broker.json names that broker, on the configured port; it outlives the bridges", (info, sorted(running)))
-consents = consent_log.read_text().splitlines() if consent_log.exists() else []
+consents = checks.consents(work)
 check(len(consents) == BRIDGES and all(c.startswith("approve 200") for c in consents),
       "each bridge asked for consent once and got it", consents)
 log = data / "logs" / "broker.log"
