@@ -21,11 +21,12 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "mcp-broker",
-    about = "Local OAuth 2.1 consent and token broker for MCP servers"
+    about = "Local OAuth 2.1 consent and token broker for MCP servers",
+    after_help = "With no command: the desktop app (`serve`), as the app menu, Finder or the Start menu launch it."
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -264,7 +265,16 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 
 /// Runs the command line; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return serve::run(ServeArgs {
+            headless: false,
+            config: None,
+            data: DataDirArg { data_dir: None },
+            port: None,
+            minimized: false,
+        });
+    };
+    match command {
         Command::Serve(args) => serve::run(args),
         Command::Grants { command } => grants::run(command),
         Command::Secrets { command } => secrets::run(command),
