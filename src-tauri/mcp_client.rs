@@ -252,3 +252,198 @@ impl StreamableHttp {
         self.forget_session();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::http::{HeaderMap as Headers, StatusCode as Status};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::post;
+
+    use super::*;
+
+    /// A POST's method and the headers the client sent with it.
+    type Sent = (String, Option<String>, Option<String>, Option<String>);
+
+    /// What the test server saw.
+    #[derive(Default)]
+    struct Seen {
+        headers: Mutex<Vec<Sent>>,
+        session_ended: std::sync::atomic::AtomicBool,
+        deleted: Mutex<Option<String>>,
+    }
+
+    fn header(h: &Headers, name: &str) -> Option<String> {
+        h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    }
+
+    /// A Streamable HTTP server in miniature: `initialize` opens session `s1`; `sse`
+    /// answers with an event stream; notifications get 202; `fail` gets a JSON-RPC error
+    /// with 400; once the session is ended, requests carrying it get 404.
+    async fn server(seen: Arc<Seen>) -> Url {
+        let on_post = {
+            let seen = seen.clone();
+            move |h: Headers, body: String| {
+                let seen = seen.clone();
+                async move {
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    let method = v["method"].as_str().unwrap_or("").to_owned();
+                    let sid = header(&h, SESSION);
+                    seen.headers.lock().unwrap().push((
+                        method.clone(),
+                        sid.clone(),
+                        header(&h, VERSION),
+                        header(&h, "authorization"),
+                    ));
+                    let ended = seen.session_ended.load(std::sync::atomic::Ordering::SeqCst);
+                    let reply: Response = match method.as_str() {
+                        "initialize" => (
+                            [(SESSION, "s1"), ("content-type", "application/json")],
+                            r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18"}}"#,
+                        )
+                            .into_response(),
+                        _ if sid.is_some() && ended => Status::NOT_FOUND.into_response(),
+                        "sse" => (
+                            [("content-type", "text/event-stream")],
+                            "id: 1\ndata: {\"a\":1}\n\n: keep-alive\n\nid: 2\ndata: {\"b\":2}\n\n",
+                        )
+                            .into_response(),
+                        "fail" => (
+                            Status::BAD_REQUEST,
+                            r#"{"jsonrpc":"2.0","id":3,"error":{"code":-32600,"message":"no"}}"#,
+                        )
+                            .into_response(),
+                        _ => Status::ACCEPTED.into_response(),
+                    };
+                    reply
+                }
+            }
+        };
+        let on_get = |h: Headers| async move {
+            if header(&h, "last-event-id").as_deref() == Some("7") {
+                return Status::METHOD_NOT_ALLOWED.into_response();
+            }
+            (
+                [("content-type", "text/event-stream")],
+                "id: 7\ndata: {\"method\":\"notifications/x\"}\n\n",
+            )
+                .into_response()
+        };
+        let on_delete = {
+            let seen = seen.clone();
+            move |h: Headers| {
+                let seen = seen.clone();
+                async move {
+                    *seen.deleted.lock().unwrap() = header(&h, SESSION);
+                    Status::OK
+                }
+            }
+        };
+        let app = axum::Router::new().route("/mcp", post(on_post).get(on_get).delete(on_delete));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Url::parse(&format!("http://127.0.0.1:{port}/mcp")).unwrap()
+    }
+
+    async fn all(answer: Answer) -> Vec<String> {
+        let Answer::Messages(mut m) = answer else {
+            panic!("expected messages");
+        };
+        let mut out = vec![];
+        while let Some(x) = m.next().await {
+            out.push(x.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_session_from_initialize_to_delete() {
+        let seen = Arc::new(Seen::default());
+        let url = server(seen.clone()).await;
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let c = StreamableHttp::new(http, url, HeaderMap::new());
+        let post = |m: &str, id: Option<u32>| {
+            let body = match id {
+                Some(id) => format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{m}"}}"#),
+                None => format!(r#"{{"jsonrpc":"2.0","method":"{m}"}}"#),
+            };
+            c.post(body, Some("tok"))
+        };
+
+        let init = all(post("initialize", Some(1)).await.unwrap()).await;
+        assert!(init[0].contains("2025-06-18"));
+        assert_eq!(c.session_id().as_deref(), Some("s1"));
+        c.set_protocol_version("2025-06-18");
+
+        // SSE: every event's data in order, keep-alives skipped.
+        assert_eq!(
+            all(post("sse", Some(2)).await.unwrap()).await,
+            [r#"{"a":1}"#, r#"{"b":2}"#]
+        );
+        assert!(matches!(
+            post("notifications/initialized", None).await.unwrap(),
+            Answer::Accepted
+        ));
+        match post("fail", Some(3)).await.unwrap() {
+            Answer::Refused { status, body } => {
+                assert_eq!(status, 400);
+                assert!(body.contains("-32600"));
+            }
+            _ => panic!("expected Refused"),
+        }
+        // Every request after initialize carries the session, the version and the token.
+        let headers = seen.headers.lock().unwrap().clone();
+        assert_eq!(
+            headers[0],
+            ("initialize".into(), None, None, Some("Bearer tok".into()))
+        );
+        for (m, sid, v, auth) in &headers[1..] {
+            assert_eq!(
+                (sid.as_deref(), v.as_deref(), auth.as_deref()),
+                (Some("s1"), Some("2025-06-18"), Some("Bearer tok")),
+                "{m}"
+            );
+        }
+
+        // The standalone stream, then resuming after its last event.
+        let Listen::Stream(mut s) = c.listen(Some("tok"), None).await.unwrap() else {
+            panic!("expected the GET stream");
+        };
+        assert!(s.next().await.unwrap().unwrap().contains("notifications/x"));
+        assert!(s.next().await.is_none());
+        assert_eq!(s.last_event_id(), Some("7"));
+        assert!(matches!(
+            c.listen(Some("tok"), s.last_event_id()).await.unwrap(),
+            Listen::NotOffered
+        ));
+
+        // The server ends the session: a 404 to a request that carried it.
+        seen.session_ended
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            post("tools/list", Some(4)).await.unwrap(),
+            Answer::SessionEnded
+        ));
+        c.end_session(Some("tok")).await;
+        assert_eq!(seen.deleted.lock().unwrap().as_deref(), Some("s1"));
+        assert_eq!(c.session_id(), None);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_an_error_not_an_answer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let c = StreamableHttp::new(
+            reqwest::Client::builder().no_proxy().build().unwrap(),
+            Url::parse(&format!("http://127.0.0.1:{port}/mcp")).unwrap(),
+            HeaderMap::new(),
+        );
+        assert!(matches!(
+            c.post("{}".into(), None).await,
+            Err(McpClientError::Unreachable(_))
+        ));
+    }
+}
