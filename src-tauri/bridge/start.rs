@@ -3,9 +3,11 @@
 //!
 //! One bridge starts it, the others wait: whoever takes the lock file
 //! `DATA_DIR/broker.lock` looks again for a running broker and, if there is still none,
-//! starts one and waits until it answers; the others block on the lock and then find it.
-//! The lock is an OS file lock (released when its holder exits, even by a crash), so a
-//! stale lock file never blocks anyone.
+//! starts one and waits until it answers; the others poll for the broker while the lock is
+//! taken. The lock is an OS file lock that the started broker inherits, so it is held from
+//! the moment one bridge decides to start a broker until that broker exits: a bridge that
+//! is killed while the broker starts does not let another bridge start a second one, and
+//! a broker that crashed (or a lock file left behind) blocks nobody.
 //!
 //! The broker started is the desktop app (minimised to the tray) where there is a display
 //! session and the binary has it, else the headless server. Either way it runs detached
@@ -99,12 +101,12 @@ pub async fn ensure_running(
         Err(LocateError::NoAnswer(..)) => return wait_for(data_dir, http, deadline, None).await,
         Err(e) => return Err(e.into()),
     }
-    let _lock = take_lock(data_dir, deadline).await?;
-    // Another bridge may have started it while this one waited for the lock.
-    if let Ok(b) = locate::locate(data_dir, http).await {
-        return Ok(b);
-    }
-    let child = spawn(launch, data_dir, config, &log)?;
+    let lock = match lock_or_find(data_dir, http, deadline).await? {
+        Turn::Found(b) => return Ok(b),
+        Turn::Start(lock) => lock,
+    };
+    let child = spawn(launch, data_dir, config, &log, &lock)?;
+    drop(lock);
     tracing::info!(
         pid = child.id(),
         ?launch,
@@ -153,8 +155,20 @@ async fn wait_for(
     }
 }
 
-/// Takes `DATA_DIR/broker.lock`, waiting for another holder until `deadline`.
-async fn take_lock(data_dir: &Path, deadline: Instant) -> Result<File, StartError> {
+enum Turn {
+    /// A broker runs (started by another bridge, or by hand).
+    Found(BrokerInfo),
+    /// This bridge holds the lock and no broker runs: start one.
+    Start(File),
+}
+
+/// Takes `DATA_DIR/broker.lock`, or finds the broker that its holder started, by
+/// `deadline`.
+async fn lock_or_find(
+    data_dir: &Path,
+    http: &reqwest::Client,
+    deadline: Instant,
+) -> Result<Turn, StartError> {
     let path = data_dir.join(LOCK_FILE);
     let lock_err = |e| StartError::Lock(path.clone(), e);
     std::fs::create_dir_all(data_dir).map_err(lock_err)?;
@@ -164,27 +178,39 @@ async fn take_lock(data_dir: &Path, deadline: Instant) -> Result<File, StartErro
         .write(true)
         .open(&path)
         .map_err(lock_err)?;
+    let started = Instant::now();
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(file),
+            // Look again: a broker may have come up while another bridge held the lock.
+            Ok(()) => {
+                return Ok(match locate::locate(data_dir, http).await {
+                    Ok(b) => Turn::Found(b),
+                    Err(_) => Turn::Start(file),
+                });
+            }
             Err(std::fs::TryLockError::WouldBlock) => {}
             Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
         }
+        if let Ok(b) = locate::locate(data_dir, http).await {
+            return Ok(Turn::Found(b));
+        }
         if Instant::now() >= deadline {
             return Err(StartError::Timeout {
-                secs: 0,
+                secs: started.elapsed().as_secs().max(1),
                 log: data_dir.join(LOG_FILE),
             });
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
 }
 
+/// Starts the broker, detached, holding `lock` for as long as it runs.
 fn spawn(
     launch: Launch,
     data_dir: &Path,
     config: Option<&Path>,
     log: &Path,
+    lock: &File,
 ) -> Result<tokio::process::Child, StartError> {
     let exe = std::env::current_exe().map_err(StartError::Spawn)?;
     if let Some(dir) = log.parent() {
@@ -204,15 +230,25 @@ fn spawn(
         // The broker outlives this bridge: never kill it when the handle goes.
         .kill_on_drop(false);
     #[cfg(unix)]
-    // SAFETY: setsid is async-signal-safe and touches no memory of this process. A new
-    // session: no controlling terminal, and no signal meant for the client's process
-    // group (Claude Desktop ending its servers) reaches the broker.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
+    {
+        use std::os::fd::AsRawFd;
+        let lock_fd = lock.as_raw_fd();
+        // SAFETY: setsid and fcntl are async-signal-safe and touch no memory of this
+        // process. A new session: no controlling terminal, and no signal meant for the
+        // client's process group (Claude Desktop ending its servers) reaches the broker.
+        // The lock's descriptor stays open across exec, so the broker holds the lock.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                if libc::fcntl(lock_fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
+    #[cfg(not(unix))]
+    let _ = lock;
     cmd.spawn().map_err(StartError::Spawn)
 }
 
@@ -252,16 +288,23 @@ mod tests {
         );
     }
 
+    /// While another process holds the lock, a bridge waits (and gives up at the
+    /// deadline); once it is free, the bridge takes it.
     #[tokio::test]
     async fn one_holder_of_the_lock_at_a_time() {
         let d = tempfile::tempdir().unwrap();
-        let first = take_lock(d.path(), Instant::now()).await.unwrap();
-        let soon = Instant::now() + Duration::from_millis(300);
+        let http = reqwest::Client::new();
+        let first = lock_or_find(d.path(), &http, Instant::now()).await.unwrap();
+        assert!(matches!(first, Turn::Start(_)));
+        let soon = Instant::now() + Duration::from_millis(400);
         assert!(matches!(
-            take_lock(d.path(), soon).await,
+            lock_or_find(d.path(), &http, soon).await,
             Err(StartError::Timeout { .. })
         ));
         drop(first);
-        assert!(take_lock(d.path(), Instant::now()).await.is_ok());
+        assert!(matches!(
+            lock_or_find(d.path(), &http, Instant::now()).await,
+            Ok(Turn::Start(_))
+        ));
     }
 }
