@@ -69,6 +69,10 @@ line = broker.stdout.readline()
 check(line.startswith("listening on http://127.0.0.1:"), "broker starts", line)
 info = json.loads((data / "broker.json").read_text())
 check(info["pid"] == broker.pid and line.strip().endswith(f":{info['port']}"), "broker.json names the broker", info)
+r = subprocess.run([BROKER, "connect", "nosuch", "--data-dir", str(data)], capture_output=True, text=True,
+                   stdin=subprocess.DEVNULL, timeout=30)
+check(r.returncode == 1 and 'has no server named "nosuch"' in r.stderr, "an unknown server name: exit 1 saying so",
+      (r.returncode, r.stderr))
 
 
 def params() -> StdioServerParameters:
