@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -47,8 +48,8 @@ for v in ("DISPLAY", "WAYLAND_DISPLAY"):
     os.environ.pop(v, None)
 
 
-def serve_processes() -> dict[int, int]:
-    """Every process whose command line is `mcp-broker serve ... DATA`, with its parent."""
+def serve_processes(data_dir: Path) -> dict[int, int]:
+    """Every process whose command line is `mcp-broker serve ... DATA_DIR`, with its parent."""
     found = {}
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
@@ -58,28 +59,48 @@ def serve_processes() -> dict[int, int]:
             ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if b"serve" in argv and str(data).encode() in argv:
+        if b"serve" in argv and str(data_dir).encode() in argv:
             found[int(p.name)] = ppid
     return found
 
 
-def brokers() -> set[int]:
-    return set(serve_processes())
+class Watch:
+    """Every broker process started for a data dir while it watches (every 50 ms)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir, self.seen, self.on = data_dir, {}, True
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while self.on:
+            self.seen.update(serve_processes(self.data_dir))
+            time.sleep(0.05)
+
+    def started(self) -> set[int]:
+        self.on = False
+        self.thread.join()
+        # A child the broker forks for an upstream server shows the broker's command line
+        # until it execs: not a broker.
+        return {pid for pid, ppid in self.seen.items() if ppid not in self.seen}
 
 
-seen: dict[int, int] = {}
-watching = True
+def brokers(data_dir: Path) -> set[int]:
+    return set(serve_processes(data_dir))
 
 
-def watch() -> None:
-    while watching:
-        seen.update(serve_processes())
-        time.sleep(0.05)
+def stop(data_dir: Path) -> bool:
+    """SIGTERM to the brokers of data_dir; whether they ended and removed broker.json."""
+    for pid in brokers(data_dir):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while brokers(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not brokers(data_dir) and not (data_dir / "broker.json").exists()
 
 
-check(not brokers(), "no broker runs before the bridges start")
-watcher = threading.Thread(target=watch, daemon=True)
-watcher.start()
+check(not brokers(data), "no broker runs before the bridges start")
+watch = Watch(data)
 listed: dict[int, list[str]] = {}
 
 
@@ -106,16 +127,12 @@ try:
     anyio.run(main)
 except Exception as e:
     check(False, "test run", repr(e))
-watching = False
-watcher.join()
+started = watch.started()
 ok = [i for i, names in listed.items() if "echo" in names]
 check(len(ok) == BRIDGES, f"all {BRIDGES} bridges list the demo tools", listed)
-running = brokers()
-# A child the broker forks for an upstream server shows the broker's command line until it
-# execs: not a broker.
-started = {pid for pid, ppid in seen.items() if ppid not in seen}
+running = brokers(data)
 check(len(started) == 1 and running == started, "exactly one broker process was ever started",
-      (seen, sorted(running)))
+      (watch.seen, sorted(running)))
 info = json.loads((data / "broker.json").read_text()) if (data / "broker.json").exists() else {}
 check(running == {info.get("pid")} and info.get("port") == port,
       "broker.json names that broker, on the configured port; it outlives the bridges", (info, sorted(running)))
@@ -125,11 +142,28 @@ check(len(consents) == BRIDGES and all(c.startswith("approve 200") for c in cons
 log = data / "logs" / "broker.log"
 check(log.exists() and "listening on http://127.0.0.1:" in log.read_text(), "the broker logs to DATA_DIR/logs/broker.log",
       log.read_text()[-500:] if log.exists() else "no log")
-for pid in running:
-    os.kill(pid, signal.SIGTERM)
-deadline = time.monotonic() + 15
-while brokers() and time.monotonic() < deadline:
-    time.sleep(0.1)
-check(not brokers() and not (data / "broker.json").exists(), "SIGTERM ends it and removes broker.json")
+check(stop(data), "SIGTERM ends it and removes broker.json")
+
+# A bridge killed while the broker it started is still starting (Claude Desktop quitting
+# at that moment): the broker holds the start lock, so the next bridge waits for that
+# broker instead of starting a second one.
+data2 = work / "data2"
+watch = Watch(data2)
+first = subprocess.Popen([BROKER, "connect", "demo", "--data-dir", str(data2)], stdin=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+deadline = time.monotonic() + 30
+while not brokers(data2) and time.monotonic() < deadline:
+    time.sleep(0.005)
+first.kill()
+first.wait()
+early = not (data2 / "broker.json").exists()
+second = subprocess.run([BROKER, "connect", "demo", "--data-dir", str(data2)], input="", capture_output=True,
+                        text=True, timeout=120)
+started = watch.started()
+check(second.returncode == 0 and len(started) == 1 and brokers(data2) == started,
+      "a bridge killed while its broker starts: the next bridge uses that broker, no second one",
+      (second.returncode, second.stderr[-500:], watch.seen, early))
+print(f"  (the first bridge was killed {'before' if early else 'after'} its broker was ready)", flush=True)
+check(stop(data2), "that broker ends on SIGTERM too")
 print("many bridges: all passed" if not failures else f"many bridges: failures: {failures}; logs in {work}")
 sys.exit(1 if failures else 0)
