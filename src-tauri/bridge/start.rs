@@ -252,12 +252,19 @@ fn spawn(
     cmd.spawn().map_err(StartError::Spawn)
 }
 
+/// The line of the log that says why the broker stopped: the last one that reads like an
+/// error (a panic is followed by backtrace notes), else the last one.
 fn last_line(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.chars().take(300).collect())
+    let lines = || text.lines().rev().filter(|l| !l.trim().is_empty());
+    let why = |l: &&str| {
+        let l = l.to_ascii_lowercase();
+        ["error", "cannot", "failed"].iter().any(|w| l.contains(w))
+    };
+    lines()
+        .find(why)
+        .or_else(|| lines().next())
+        .map(|l| l.trim().chars().take(300).collect())
 }
 
 #[cfg(test)]
@@ -286,6 +293,24 @@ mod tests {
             .map(std::ffi::OsString::from)
             .to_vec()
         );
+    }
+
+    #[test]
+    fn the_log_line_that_says_why() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("broker.log");
+        std::fs::write(
+            &log,
+            "listening on x\n\nthread 'main' panicked at app.rs:1:1:\nFailed to setup app: cannot start on 127.0.0.1:7391: Address already in use\nstack backtrace:\nnote: Some details are omitted\n\n",
+        )
+        .unwrap();
+        assert_eq!(
+            last_line(&log).unwrap(),
+            "Failed to setup app: cannot start on 127.0.0.1:7391: Address already in use"
+        );
+        std::fs::write(&log, "one\ntwo\n").unwrap();
+        assert_eq!(last_line(&log).unwrap(), "two");
+        assert_eq!(last_line(&d.path().join("none")), None);
     }
 
     /// While another process holds the lock, a bridge waits (and gives up at the

@@ -7,8 +7,8 @@
 # desktop build (target/debug, default features) it packages (`tauri bundle --debug`:
 # the binary the desktop e2e tested, no second build). Release packages: `tauri build`.
 #   bash tests/package/suite.sh
-# Hook for the desktop e2e against the installed binary: PACKAGE_E2E="window" (scenarios
-# of tests/desktop/e2e.sh) runs them with APP=/usr/bin/mcp-broker before removal.
+# Then one desktop e2e scenario runs against the installed binary (APP=/usr/bin/mcp-broker):
+# PACKAGE_E2E names the scenarios of tests/desktop/e2e.sh (default "window"; empty: none).
 # CARGO_ARGS="--no-default-features": a quick check of the packaging alone, on the headless
 # binary (no desktop build).
 # Needs: root (or sudo) for dpkg, node/npm, what .ci/install-desktop.sh installs.
@@ -67,7 +67,9 @@ for size in 32x32 128x128; do
 done
 pass "the icons are in the hicolor theme"
 
-if [ -n "${PACKAGE_E2E:-}" ]; then
+PACKAGE_E2E=${PACKAGE_E2E-window}
+[ ${#cargo_args[@]} -eq 0 ] || PACKAGE_E2E=""  # a headless-only binary has no app to drive
+if [ -n "$PACKAGE_E2E" ]; then
     # shellcheck disable=SC2086 # scenario names, space separated
     APP=/usr/bin/mcp-broker bash tests/desktop/e2e.sh $PACKAGE_E2E || fail "desktop e2e ($PACKAGE_E2E) against the installed binary"
     pass "desktop e2e ($PACKAGE_E2E) against the installed binary"
