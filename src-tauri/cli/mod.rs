@@ -1,7 +1,7 @@
 //! The command line: `serve`, `grants list`, `grants revoke`, `secrets set|list|delete`,
 //! `upstream login|logout`, `connect`, `clients install|uninstall`, `autostart on|off|status`,
-//! `--version`. Thin: it parses arguments
-//! and calls the library. Exit status 2 for bad usage or configuration, 1 for failures.
+//! `--version`. Thin: it parses arguments and calls the library. Exit status 2 for bad
+//! usage or configuration, 1 for failures.
 
 mod autostart;
 mod clients;
