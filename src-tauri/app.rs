@@ -22,8 +22,18 @@ use crate::store::Store;
 use crate::vault::Vault;
 
 /// How a front end runs the desktop app, handed in by `main` so that the command line
-/// never imports the desktop shell: (config, data dir, port, minimised) → exit status.
-pub type DesktopShell = fn(Config, PathBuf, u16) -> i32;
+/// never imports the desktop shell.
+pub type DesktopShell = fn(DesktopStart) -> i32;
+
+/// What the desktop app starts with.
+pub struct DesktopStart {
+    pub config: Config,
+    pub data_dir: PathBuf,
+    pub port: u16,
+    /// Start in the tray without showing the window (a start at login, or by
+    /// `mcp-broker connect`).
+    pub minimized: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -9,6 +9,9 @@
 //! Layout, from the inside out (a module imports only modules listed before it, except
 //! that front ends import the core):
 //! - [`oauth`]: pure protocol decisions; no I/O, `now` passed in. [`clock`]: the wall clock.
+//! - [`oauth_client`]: the client side of OAuth (discovery, registration, PKCE, refresh,
+//!   the loopback redirect), for the bridge and for remote upstreams; [`mcp_client`]: the
+//!   client half of MCP Streamable HTTP.
 //! - [`store`]: SQLite (sqlx); only hashes of issued secrets.
 //! - [`vault`]: secrets the broker uses, in the OS keychain; `Secret` prints `<redacted>`.
 //! - [`secrets`]: the rules for the user's upstream secrets (keychain plus index of names).
@@ -25,13 +28,16 @@
 //! - Front ends, each parsing input, calling one Gateway method and rendering the outcome:
 //!   [`http`] (axum routes; errors rendered in `http::response`), [`cli`] (the command
 //!   line), `desktop` (feature `desktop`: the Tauri shell, the only importer of tauri),
-//!   [`bridge`] (`mcp-broker connect`, the stdio bridge for stdio-only clients).
+//!   [`bridge`] (`mcp-broker connect`, the stdio bridge for stdio-only clients, which
+//!   starts the broker when none runs).
+//! - [`autostart`]: starting at login (the XDG autostart entry, or the OS's login item).
 //! - [`client_apps`]: entries for MCP client apps' own config files (`clients install`),
 //!   and what importing their servers would do; [`client_import`] does it;
 //!   [`browser`]: opening a URL for the user.
 
 pub mod app;
 pub mod atomic_file;
+pub mod autostart;
 pub mod bridge;
 pub mod browser;
 pub mod cimd_fetch;
@@ -49,7 +55,9 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod http;
+pub mod mcp_client;
 pub mod oauth;
+pub mod oauth_client;
 pub mod proxy;
 pub mod secrets;
 pub mod store;
@@ -57,4 +65,7 @@ pub mod upstream_edit;
 pub mod vault;
 
 pub use error::{Error, Result};
+
+/// The version, from Cargo.toml (the one place it is set; Tauri's bundle takes it too).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use gateway::Gateway;

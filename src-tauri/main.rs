@@ -1,10 +1,8 @@
 //! The `mcp-broker` binary: all behaviour lives in the library. Here the command line
 //! is handed the desktop shell, so that neither imports the other.
 
-use clap::Parser;
-
 fn main() {
-    let cli = mcp_broker::cli::Cli::parse();
+    let cli = mcp_broker::cli::parse();
     #[cfg(feature = "desktop")]
     let desktop: Option<mcp_broker::app::DesktopShell> = Some(mcp_broker::desktop::run);
     #[cfg(not(feature = "desktop"))]

@@ -2,7 +2,8 @@
 //! stdin is one JSON-RPC message and is POSTed to `/mcp/NAME`; every message the broker
 //! sends back (a JSON body, each event of an SSE body, each event of the GET stream) is
 //! written to stdout as one line. Messages are relayed as they came; the relay looks only
-//! at `method` and `id` to know what needs an answer.
+//! at `method` and `id` to know what needs an answer. The HTTP side is
+//! [`crate::mcp_client::StreamableHttp`].
 //!
 //! Requests are sent concurrently (a `tools/call` may wait on a server-to-client request
 //! that the client answers with another POST); notifications and responses are sent in
@@ -13,24 +14,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::auth::Auth;
-
-const SESSION: &str = "mcp-session-id";
-const VERSION: &str = "mcp-protocol-version";
+use crate::mcp_client::{Answer, Listen, Messages, StreamableHttp};
 
 pub struct Relay {
-    http: reqwest::Client,
-    endpoint: String,
+    broker: StreamableHttp,
     auth: Auth,
-    session: Mutex<Option<String>>,
-    protocol_version: Mutex<Option<String>>,
     /// The client's `initialize`, replayed when the broker ends the session.
     initialize: Mutex<Option<String>>,
     reinit: tokio::sync::Mutex<()>,
@@ -59,11 +52,8 @@ impl Relay {
             }
         });
         let relay = Arc::new(Relay {
-            http,
-            endpoint: auth.resource().to_owned(),
+            broker: StreamableHttp::new(http, auth.resource().clone(), Default::default()),
             auth,
-            session: Mutex::new(None),
-            protocol_version: Mutex::new(None),
             initialize: Mutex::new(None),
             reinit: tokio::sync::Mutex::new(()),
             out,
@@ -94,7 +84,7 @@ impl Relay {
                 *relay.initialize.lock().unwrap_or_else(|e| e.into_inner()) = Some(line.clone());
                 // Everything after initialize needs its session id: wait for it.
                 relay.deliver(line, &msg).await;
-                if !stream_started && relay.session_id().is_some() {
+                if !stream_started && relay.broker.session_id().is_some() {
                     stream_started = true;
                     let r = relay.clone();
                     tasks.spawn(async move { r.listen().await });
@@ -109,7 +99,9 @@ impl Relay {
         }
         // stdin closed: the client is done. End the session politely.
         tasks.abort_all();
-        relay.end_session().await;
+        if let Ok(token) = relay.auth.access_token().await {
+            relay.broker.end_session(Some(&token)).await;
+        }
         drop(relay);
         let _ = writer.await;
         0
@@ -117,36 +109,6 @@ impl Relay {
 
     fn emit(&self, v: Value) {
         let _ = self.out.send(v.to_string());
-    }
-
-    fn session_id(&self) -> Option<String> {
-        self.session
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn request(&self, method: reqwest::Method, token: &str) -> reqwest::RequestBuilder {
-        let mut b = self
-            .http
-            .request(method, &self.endpoint)
-            .bearer_auth(token)
-            .header(
-                reqwest::header::ACCEPT,
-                "application/json, text/event-stream",
-            );
-        if let Some(s) = self.session_id() {
-            b = b.header(SESSION, s);
-        }
-        if let Some(v) = self
-            .protocol_version
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            b = b.header(VERSION, v);
-        }
-        b
     }
 
     /// Sends one message and relays the answer; on failure, answers a request with a
@@ -170,100 +132,80 @@ impl Relay {
         let mut renewed = false;
         let mut reinitialized = false;
         loop {
-            let sent_session = self.session_id();
-            let res = match self
-                .request(reqwest::Method::POST, &token)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_owned())
-                .send()
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => return Outcome::Failed(format!("the broker did not answer: {e}")),
+            let sent_session = self.broker.session_id();
+            let answer = match self.broker.post(body.to_owned(), Some(&token)).await {
+                Ok(a) => a,
+                Err(e) => return Outcome::Failed(e.to_string()),
             };
-            match res.status() {
-                StatusCode::UNAUTHORIZED if !renewed => {
+            match answer {
+                Answer::Unauthorized if !renewed => {
                     renewed = true;
                     match self.auth.recover(&token).await {
                         Ok(t) => token = t,
                         Err(e) => return Outcome::Failed(e.to_string()),
                     }
-                    continue;
                 }
-                StatusCode::NOT_FOUND if !is_init && sent_session.is_some() && !reinitialized => {
+                Answer::SessionEnded if !is_init && !reinitialized => {
                     reinitialized = true;
                     if let Err(e) = self.reinitialize(sent_session.as_deref()).await {
                         return Outcome::Failed(e);
                     }
-                    continue;
                 }
-                s if s.is_success() => {
+                Answer::Accepted => {
                     self.auth.succeeded().await;
-                    if let Some(sid) = res.headers().get(SESSION).and_then(|v| v.to_str().ok()) {
-                        *self.session.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(sid.to_owned());
-                    }
-                    if s == StatusCode::ACCEPTED || !forward && !is_init {
-                        return Outcome::Done;
-                    }
-                    self.relay_body(res, is_init, forward).await;
                     return Outcome::Done;
                 }
-                s => {
-                    let text = res.text().await.unwrap_or_default();
+                Answer::Messages(messages) => {
+                    self.auth.succeeded().await;
+                    if forward || is_init {
+                        self.relay_messages(messages, is_init, forward).await;
+                    }
+                    return Outcome::Done;
+                }
+                Answer::Unauthorized => {
+                    return Outcome::Failed("the broker answered HTTP 401 Unauthorized".into());
+                }
+                Answer::SessionEnded => {
+                    return Outcome::Failed("the broker answered HTTP 404 Not Found".into());
+                }
+                Answer::Refused { status, body } => {
                     // A JSON-RPC error body from the broker is an answer: pass it on.
                     if forward
-                        && serde_json::from_str::<Value>(&text).is_ok_and(|v| {
+                        && serde_json::from_str::<Value>(&body).is_ok_and(|v| {
                             v.get("jsonrpc").is_some() && v.get("id").is_some_and(|i| !i.is_null())
                         })
                     {
-                        let _ = self.out.send(text);
+                        let _ = self.out.send(body);
                         return Outcome::Done;
                     }
-                    return Outcome::Failed(format!("the broker answered HTTP {s}"));
+                    return Outcome::Failed(format!("the broker answered HTTP {status}"));
                 }
             }
         }
     }
 
-    /// Relays a JSON body or each event of an SSE body; notes the negotiated protocol
-    /// version from an `initialize` result.
-    async fn relay_body(&self, res: reqwest::Response, is_init: bool, forward: bool) {
-        let sse = res
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("text/event-stream"));
-        let handle = |data: String| {
-            if is_init
-                && let Ok(v) = serde_json::from_str::<Value>(&data)
-                && let Some(pv) = v.pointer("/result/protocolVersion").and_then(Value::as_str)
-            {
-                *self
-                    .protocol_version
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(pv.to_owned());
-            }
-            if forward {
-                let _ = self.out.send(data);
-            }
-        };
-        if sse {
-            let mut events = res.bytes_stream().eventsource();
-            while let Some(ev) = events.next().await {
-                match ev {
-                    Ok(ev) if !ev.data.trim().is_empty() => handle(ev.data),
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!("event stream ended: {e}");
-                        break;
+    /// Relays every message of an answer; notes the negotiated protocol version from an
+    /// `initialize` result.
+    async fn relay_messages(&self, mut messages: Messages, is_init: bool, forward: bool) {
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(data) => {
+                    if is_init
+                        && let Ok(v) = serde_json::from_str::<Value>(&data)
+                        && let Some(pv) =
+                            v.pointer("/result/protocolVersion").and_then(Value::as_str)
+                    {
+                        self.broker.set_protocol_version(pv);
+                    }
+                    if forward {
+                        let _ = self.out.send(data);
                     }
                 }
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    break;
+                }
             }
-        } else if let Ok(text) = res.text().await
-            && !text.trim().is_empty()
-        {
-            handle(text);
         }
     }
 
@@ -271,7 +213,7 @@ impl Relay {
     /// not forwarded, the client already has one) and `notifications/initialized`.
     async fn reinitialize(&self, stale: Option<&str>) -> Result<(), String> {
         let _guard = self.reinit.lock().await;
-        if self.session_id().as_deref() != stale {
+        if self.broker.session_id().as_deref() != stale {
             return Ok(()); // another request already did it
         }
         let Some(init) = self
@@ -283,7 +225,7 @@ impl Relay {
             return Err("the session ended before it was initialized".into());
         };
         tracing::info!("the broker ended the MCP session; starting a new one");
-        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.broker.forget_session();
         let msg: Value = serde_json::from_str(&init).map_err(|e| e.to_string())?;
         if let Outcome::Failed(e) = Box::pin(self.send(&init, &msg, false)).await {
             return Err(e);
@@ -306,43 +248,19 @@ impl Relay {
                     continue;
                 }
             };
-            let res = self
-                .request(reqwest::Method::GET, &token)
-                .header(reqwest::header::ACCEPT, "text/event-stream")
-                .send()
-                .await;
-            match res {
-                Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => return,
-                Ok(r) if r.status().is_success() => {
+            match self.broker.listen(Some(&token), None).await {
+                Ok(Listen::NotOffered) => return,
+                Ok(Listen::Stream(mut messages)) => {
                     delay = Duration::from_millis(200);
-                    let mut events = r.bytes_stream().eventsource();
-                    while let Some(Ok(ev)) = events.next().await {
-                        if !ev.data.trim().is_empty() {
-                            let _ = self.out.send(ev.data);
-                        }
+                    while let Some(Ok(data)) = messages.next().await {
+                        let _ = self.out.send(data);
                     }
                 }
-                Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
-                    // Renewal is left to the next POST, which may ask for consent.
-                }
-                _ => {}
+                // 401: renewal is left to the next POST, which may ask for consent.
+                Ok(Listen::Unauthorized | Listen::Refused(_)) | Err(_) => {}
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
-    }
-
-    async fn end_session(&self) {
-        if self.session_id().is_none() {
-            return;
-        }
-        let Ok(token) = self.auth.access_token().await else {
-            return;
-        };
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            self.request(reqwest::Method::DELETE, &token).send(),
-        )
-        .await;
     }
 }

@@ -1,12 +1,36 @@
 //! `connect NAME`: the stdio bridge (see `crate::bridge`). Its stdout is the MCP channel,
-//! so everything it has to say goes to stderr. Exit status 1 when no broker runs.
+//! so everything it has to say goes to stderr. Exit status 1 when no broker runs and
+//! none could be started.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::DataDirArg;
+use crate::bridge::start::{Launch, StartError, ensure_running};
 use crate::bridge::{auth::Auth, locate, relay::Relay};
+use crate::oauth_client::OAuthClientError;
 
-pub fn run(name: String, data: DataDirArg, client_name: String) -> i32 {
+/// How long a bridge waits for a broker to start (its own, or another bridge's).
+const START_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(clap::Args, Debug)]
+pub struct ConnectArgs {
+    /// The server's name in the broker's configuration.
+    pub name: String,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// The name the consent page shows for this connection.
+    #[arg(long, default_value = "mcp-broker connect (stdio client)")]
+    pub client_name: String,
+    /// The configuration file for a broker this command starts (default: the usual one).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Fail when no broker is running instead of starting one.
+    #[arg(long)]
+    pub no_start: bool,
+}
+
+pub fn run(args: ConnectArgs) -> i32 {
     crate::app::init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -19,7 +43,8 @@ pub fn run(name: String, data: DataDirArg, client_name: String) -> i32 {
             return 1;
         }
     };
-    let data_dir = data.resolve();
+    let data_dir = args.data.resolve();
+    let name = args.name;
     rt.block_on(async move {
         let http = match reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -33,48 +58,47 @@ pub fn run(name: String, data: DataDirArg, client_name: String) -> i32 {
                 return 1;
             }
         };
-        let broker = match locate::locate(&data_dir, &http).await {
+        let found = if args.no_start {
+            locate::locate(&data_dir, &http)
+                .await
+                .map_err(StartError::from)
+        } else {
+            ensure_running(
+                &data_dir,
+                args.config.as_deref(),
+                Launch::for_this_session(),
+                &http,
+                START_WAIT,
+            )
+            .await
+        };
+        let broker = match found {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("mcp-broker connect: {e}");
                 return 1;
             }
         };
-        let prm = format!(
-            "{}/.well-known/oauth-protected-resource/mcp/{name}",
-            broker.issuer
-        );
-        match http.get(&prm).send().await {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+        let auth = match Auth::load(
+            http.clone(),
+            &broker.issuer,
+            broker.port,
+            &name,
+            &args.client_name,
+        )
+        .await
+        {
+            Ok(a) => a,
+            Err(crate::bridge::auth::AuthError::OAuth(OAuthClientError::Status {
+                status: reqwest::StatusCode::NOT_FOUND,
+                ..
+            })) => {
                 eprintln!(
                     "mcp-broker connect: the broker at {} has no server named {name:?}",
                     broker.issuer
                 );
                 return 1;
             }
-            Ok(r) => {
-                eprintln!(
-                    "mcp-broker connect: the broker answered HTTP {}",
-                    r.status()
-                );
-                return 1;
-            }
-            Err(e) => {
-                eprintln!("mcp-broker connect: the broker did not answer: {e}");
-                return 1;
-            }
-        }
-        let auth = match Auth::load(
-            http.clone(),
-            &broker.issuer,
-            broker.port,
-            &name,
-            &client_name,
-        )
-        .await
-        {
-            Ok(a) => a,
             Err(e) => {
                 eprintln!("mcp-broker connect: {e}");
                 return 1;

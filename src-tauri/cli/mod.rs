@@ -1,8 +1,9 @@
 //! The command line: `serve`, `grants`, `tokens`, `registrations`, `secrets`, `upstream`,
-//! `clients`, `connect`. Thin:
-//! each command parses its arguments, calls one core operation and prints the outcome.
-//! Exit status 2 for bad usage or configuration, 1 for failures.
+//! `clients`, `connect`, `autostart`, `--version`. Thin: each command parses its
+//! arguments, calls one core operation and prints the outcome. Exit status 2 for bad
+//! usage or configuration, 1 for failures.
 
+mod autostart;
 mod clients;
 mod connect;
 mod grants;
@@ -14,17 +15,17 @@ mod upstream;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "mcp-broker",
-    version,
-    about = "Local OAuth 2.1 consent and token broker for MCP servers"
+    about = "Local OAuth 2.1 consent and token broker for MCP servers",
+    after_help = "With no command: the desktop app (`serve`), as the app menu, Finder or the Start menu launch it."
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -58,15 +59,13 @@ pub enum Command {
         command: SecretsCommand,
     },
     /// Run as a stdio MCP server that relays to the running broker's server NAME (for
-    /// clients that only launch stdio servers, such as Claude Desktop).
-    Connect {
-        /// The server's name in the broker's configuration.
-        name: String,
-        #[command(flatten)]
-        data: DataDirArg,
-        /// The name the consent page shows for this connection.
-        #[arg(long, default_value = "mcp-broker connect (stdio client)")]
-        client_name: String,
+    /// clients that only launch stdio servers, such as Claude Desktop); starts the
+    /// broker when none runs.
+    Connect(connect::ConnectArgs),
+    /// Start mcp-broker at login (minimised to the tray), or not; or say whether it does.
+    Autostart {
+        #[command(subcommand)]
+        command: autostart::AutostartCommand,
     },
     /// Add the broker's servers to an MCP client's configuration, remove them, or import
     /// the client's own servers into the broker.
@@ -89,6 +88,9 @@ pub struct ServeArgs {
     /// Port on 127.0.0.1 (0 picks a free one). Default: [broker] port, else 7391.
     #[arg(long)]
     pub port: Option<u16>,
+    /// Start the desktop app minimised to the tray (at login, or started by `connect`).
+    #[arg(long)]
+    pub minimized: bool,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -319,6 +321,26 @@ pub struct ClientFiles {
     pub client_config: Option<PathBuf>,
 }
 
+/// What `mcp-broker --version` prints after the name: the version (set once, in
+/// Cargo.toml) and the data dir used when `--data-dir` is not given.
+pub fn version_text() -> String {
+    format!(
+        "{}\ndata dir: {}",
+        crate::VERSION,
+        default_data_dir().display()
+    )
+}
+
+/// Parses the command line (exits on bad usage, `--help` and `--version`).
+pub fn parse() -> Cli {
+    let version = version_text();
+    let matches = Cli::command()
+        .version(version.clone())
+        .long_version(version)
+        .get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 pub fn default_data_dir() -> PathBuf {
     dirs::data_dir()
         .unwrap_or_else(std::env::temp_dir)
@@ -366,7 +388,19 @@ fn print_json(value: &impl serde::Serialize) -> i32 {
 /// Runs the command line; returns the process exit status. `desktop` runs the desktop
 /// app (`None` in a build without it).
 pub fn run(cli: Cli, desktop: Option<crate::app::DesktopShell>) -> i32 {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return serve::run(
+            ServeArgs {
+                headless: false,
+                config: None,
+                data: DataDirArg { data_dir: None },
+                port: None,
+                minimized: false,
+            },
+            desktop,
+        );
+    };
+    match command {
         Command::Serve(args) => serve::run(args, desktop),
         Command::Grants { command } => grants::run(command),
         Command::Tokens { command } => tokens::run(command),
@@ -374,10 +408,7 @@ pub fn run(cli: Cli, desktop: Option<crate::app::DesktopShell>) -> i32 {
         Command::Secrets { command } => secrets::run(command),
         Command::Upstream { command } => upstream::run(command),
         Command::Clients { command } => clients::run(command),
-        Command::Connect {
-            name,
-            data,
-            client_name,
-        } => connect::run(name, data, client_name),
+        Command::Connect(args) => connect::run(args),
+        Command::Autostart { command } => autostart::run(command),
     }
 }

@@ -20,7 +20,12 @@ pub fn run(args: ServeArgs, desktop: Option<DesktopShell>) -> i32 {
     let port = args.port.unwrap_or_else(|| config.port());
     if !args.headless {
         return match desktop {
-            Some(shell) => shell(config, data_dir, port),
+            Some(shell) => shell(app::DesktopStart {
+                config,
+                data_dir,
+                port,
+                minimized: args.minimized,
+            }),
             None => {
                 eprintln!(
                     "mcp-broker: built without the desktop app; run `mcp-broker serve --headless`"

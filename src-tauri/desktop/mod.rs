@@ -12,14 +12,12 @@ mod notify;
 mod tray;
 mod windows;
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 use tauri::{Emitter, Manager, RunEvent};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::app;
-use crate::config::Config;
 use crate::consent::{ConsentMode, ConsentRequest, Decision};
 use crate::events::GatewayEvent;
 use crate::gateway::Gateway;
@@ -31,7 +29,13 @@ struct Stop(Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<i32>)>>);
 /// Runs the desktop app until the user quits (tray "Quit") or SIGTERM; returns the
 /// process exit status. The broker inside is started by [`app::start`], exactly as the
 /// headless one is.
-pub fn run(config: Config, data_dir: PathBuf, port: u16) -> i32 {
+pub fn run(start: app::DesktopStart) -> i32 {
+    let app::DesktopStart {
+        config,
+        data_dir,
+        port,
+        minimized,
+    } = start;
     let (consent_tx, consent_rx) = mpsc::unbounded_channel();
     let mut consent_rx = Some(consent_rx);
     let mut consent_tx = Some(consent_tx);
@@ -72,6 +76,9 @@ pub fn run(config: Config, data_dir: PathBuf, port: u16) -> i32 {
             let handle = app.handle().clone();
             tray::create(&handle)?;
             windows::keep_main_in_tray(&handle);
+            if minimized {
+                windows::hide_main(&handle);
+            }
             // Subscribed before the first request can be served to the shell.
             let events = gateway.subscribe();
             let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -18,6 +18,13 @@ pub fn show_main(app: &AppHandle) {
     }
 }
 
+/// Started minimised: the app lives in the tray until the person opens it.
+pub fn hide_main(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window(MAIN) {
+        let _ = w.hide();
+    }
+}
+
 /// Closing the grants window hides it; the app lives on in the tray.
 pub fn keep_main_in_tray(app: &AppHandle) {
     if let Some(w) = app.get_webview_window(MAIN) {

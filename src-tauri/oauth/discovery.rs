@@ -150,6 +150,20 @@ pub fn check_iss(iss: Option<&str>, meta: &ServerMetadata) -> bool {
     }
 }
 
+/// A server at `http://127.0.0.1:9`, for tests here and in `oauth_client`.
+#[cfg(test)]
+pub(crate) fn sample_server(iss_supported: bool, pkce: &[&str]) -> ServerMetadata {
+    ServerMetadata {
+        issuer: "http://127.0.0.1:9".into(),
+        authorization_endpoint: "http://127.0.0.1:9/authorize".into(),
+        token_endpoint: "http://127.0.0.1:9/token".into(),
+        registration_endpoint: None,
+        revocation_endpoint: None,
+        code_challenge_methods_supported: pkce.iter().map(|s| s.to_string()).collect(),
+        authorization_response_iss_parameter_supported: iss_supported,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,18 +206,6 @@ mod tests {
         );
     }
 
-    fn server(iss_supported: bool, pkce: &[&str]) -> ServerMetadata {
-        ServerMetadata {
-            issuer: "http://127.0.0.1:9".into(),
-            authorization_endpoint: "http://127.0.0.1:9/authorize".into(),
-            token_endpoint: "http://127.0.0.1:9/token".into(),
-            registration_endpoint: None,
-            revocation_endpoint: None,
-            code_challenge_methods_supported: pkce.iter().map(|s| s.to_string()).collect(),
-            authorization_response_iss_parameter_supported: iss_supported,
-        }
-    }
-
     #[test]
     fn checks_documents() {
         let up = Url::parse("http://r/mcp/x").unwrap();
@@ -224,16 +226,19 @@ mod tests {
             check_resource(&prm("http://r/mcp/x", &[]), &up),
             Err(DiscoveryError::NoServer)
         );
-        assert!(check_server(&server(true, &["S256"]), "http://127.0.0.1:9").is_ok());
+        assert!(check_server(&sample_server(true, &["S256"]), "http://127.0.0.1:9").is_ok());
         assert_eq!(
-            check_server(&server(true, &["plain"]), "http://127.0.0.1:9"),
+            check_server(&sample_server(true, &["plain"]), "http://127.0.0.1:9"),
             Err(DiscoveryError::NoPkce)
         );
         assert!(matches!(
-            check_server(&server(true, &["S256"]), "http://other"),
+            check_server(&sample_server(true, &["S256"]), "http://other"),
             Err(DiscoveryError::WrongIssuer { .. })
         ));
-        assert!(check_iss(Some("http://127.0.0.1:9"), &server(true, &[])));
+        assert!(check_iss(
+            Some("http://127.0.0.1:9"),
+            &sample_server(true, &[])
+        ));
         // A server may only send us to https, or http on this machine.
         assert!(matches!(
             check_resource(&prm("http://r/mcp/x", &["http://169.254.169.254"]), &up),
@@ -248,7 +253,7 @@ mod tests {
             "https://as.example/authorize#x",
             "not a url",
         ] {
-            let mut m = server(true, &["S256"]);
+            let mut m = sample_server(true, &["S256"]);
             m.authorization_endpoint = bad.into();
             assert!(
                 matches!(
@@ -258,7 +263,7 @@ mod tests {
                 "{bad}"
             );
         }
-        let mut m = server(true, &["S256"]);
+        let mut m = sample_server(true, &["S256"]);
         m.token_endpoint = "http://example.com/token".into();
         assert!(check_server(&m, "http://127.0.0.1:9").is_err());
         m.token_endpoint = "https://example.com/token".into();
@@ -266,8 +271,8 @@ mod tests {
         assert!(check_server(&m, "http://127.0.0.1:9").is_err());
         m.revocation_endpoint = Some("https://example.com/revoke".into());
         assert!(check_server(&m, "http://127.0.0.1:9").is_ok());
-        assert!(!check_iss(Some("http://evil"), &server(false, &[])));
-        assert!(!check_iss(None, &server(true, &[])));
-        assert!(check_iss(None, &server(false, &[])));
+        assert!(!check_iss(Some("http://evil"), &sample_server(false, &[])));
+        assert!(!check_iss(None, &sample_server(true, &[])));
+        assert!(check_iss(None, &sample_server(false, &[])));
     }
 }

@@ -1,8 +1,8 @@
 //! The broker as an OAuth client of a remote upstream (MCP authorization spec; RFC 9728
 //! and RFC 8414 discovery, RFC 7591 registration, PKCE S256 per RFC 7636, `resource` per
-//! RFC 8707, `iss` per RFC 9207, revocation per RFC 7009), with the `oauth2` crate for the
-//! authorization URL, the code exchange and refresh. Discovery and registration are
-//! plain reqwest calls (`oauth2` has neither); revocation too (see [`UpstreamOAuth::logout`]).
+//! RFC 8707, `iss` per RFC 9207, revocation per RFC 7009) through [`crate::oauth_client`],
+//! the OAuth client the stdio bridge uses too. Revocation is a plain reqwest call (see
+//! [`UpstreamOAuth::logout`]).
 //!
 //! Sign-in is started by `mcp-broker upstream login NAME` (through the running broker,
 //! because the redirect comes back to the broker itself: `/upstream-callback/NAME`). The
@@ -15,19 +15,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use oauth2::basic::BasicClient;
-use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, CsrfToken, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, RefreshToken, Scope, TokenResponse, TokenUrl,
-};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::clock::now;
-use crate::oauth::discovery::{
-    ResourceMetadata, ServerMetadata, check_iss, check_resource, check_server, check_url,
-    resource_metadata_param, well_known,
-};
+use crate::oauth::discovery::{check_url, resource_metadata_param};
+use crate::oauth_client::{PendingAuthorization, Registration, discover, refresh, register};
 use crate::vault::{Secret, Vault};
 
 /// When to refresh a token that lives `secs`: 30 s before it expires, or after three
@@ -54,11 +47,7 @@ struct Tokens {
 
 struct Pending {
     upstream: String,
-    verifier: String,
-    client_id: String,
-    server: ServerMetadata,
-    resource: String,
-    redirect_uri: String,
+    authorization: PendingAuthorization,
     started: Instant,
 }
 
@@ -213,22 +202,14 @@ impl UpstreamOAuth {
         let Some(rt) = &t.refresh_token else {
             return Err(sign_in_needed(upstream));
         };
-        let client = BasicClient::new(ClientId::new(t.client_id.clone()))
-            .set_token_uri(TokenUrl::new(t.token_endpoint.clone()).map_err(|e| e.to_string())?);
-        let res = client
-            .exchange_refresh_token(&RefreshToken::new(rt.clone()))
-            .add_extra_param("resource", t.resource.clone())
-            .request_async(&self.http)
+        let res = refresh(&self.http, &t.token_endpoint, &t.client_id, rt, &t.resource)
             .await
             .map_err(|e| format!("the upstream refused to refresh the sign-in: {e}"))?;
         let fresh = Tokens {
-            access_token: res.access_token().secret().clone(),
+            access_token: res.access_token,
             // RFC 6749 §6: a server that does not rotate keeps the old refresh token valid.
-            refresh_token: res
-                .refresh_token()
-                .map(|r| r.secret().clone())
-                .or_else(|| t.refresh_token.clone()),
-            refresh_at: refresh_at(res.expires_in()),
+            refresh_token: res.refresh_token.or_else(|| t.refresh_token.clone()),
+            refresh_at: refresh_at(res.expires_in),
             ..t.clone()
         };
         self.save(upstream, &fresh).await?;
@@ -273,61 +254,49 @@ impl UpstreamOAuth {
                 probe.status()
             ));
         }
-        let prm_url = probe
+        let hint = probe
             .headers()
             .get_all("www-authenticate")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .find_map(resource_metadata_param)
             .map(|s| check_url("the resource_metadata URL", &s).map_err(|e| e.to_string()))
-            .transpose()?
-            .unwrap_or_else(|| well_known(url, "oauth-protected-resource"));
-        let prm: ResourceMetadata = self.get_json(&prm_url).await?;
-        let issuer = check_resource(&prm, url).map_err(|e| e.to_string())?;
-        let issuer_url = Url::parse(&issuer).map_err(|e| format!("bad issuer {issuer}: {e}"))?;
-        let server: ServerMetadata = match self
-            .get_json(&well_known(&issuer_url, "oauth-authorization-server"))
+            .transpose()?;
+        let found = discover(&self.http, url, hint)
             .await
-        {
-            Ok(m) => m,
-            Err(_) => {
-                self.get_json(&well_known(&issuer_url, "openid-configuration"))
-                    .await?
-            }
-        };
-        check_server(&server, &issuer).map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?;
 
         let redirect_uri = format!("{base}/upstream-callback/{upstream}");
         let client_id = match client_id {
             Some(c) => c.to_owned(),
-            None => self.register(&server, &redirect_uri).await?,
-        };
-        let client = BasicClient::new(ClientId::new(client_id.clone()))
-            .set_auth_uri(
-                AuthUrl::new(server.authorization_endpoint.clone()).map_err(|e| e.to_string())?,
+            None => register(
+                &self.http,
+                &found.server,
+                &Registration {
+                    client_name: "mcp-broker",
+                    redirect_uris: vec![redirect_uri.clone()],
+                    application_type: None,
+                },
             )
-            .set_redirect_uri(RedirectUrl::new(redirect_uri.clone()).map_err(|e| e.to_string())?);
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let mut req = client
-            .authorize_url(CsrfToken::new_random)
-            .set_pkce_challenge(challenge)
-            .add_extra_param("resource", prm.resource.clone());
-        for s in &prm.scopes_supported {
-            req = req.add_scope(Scope::new(s.clone()));
-        }
-        let (auth_url, state) = req.url();
+            .await
+            .map_err(|e| e.to_string())?,
+        };
+        let (auth_url, authorization) = PendingAuthorization::start(
+            &found.server,
+            &client_id,
+            &redirect_uri,
+            &found.resource.resource,
+            &found.resource.scopes_supported,
+        )
+        .map_err(|e| e.to_string())?;
         {
             let mut p = lock(&self.pending);
             p.retain(|_, v| v.started.elapsed() < LOGIN_TTL);
             p.insert(
-                state.secret().clone(),
+                authorization.state.clone(),
                 Pending {
                     upstream: upstream.to_owned(),
-                    verifier: verifier.secret().clone(),
-                    client_id,
-                    server,
-                    resource: prm.resource.clone(),
-                    redirect_uri,
+                    authorization,
                     started: Instant::now(),
                 },
             );
@@ -335,58 +304,6 @@ impl UpstreamOAuth {
         lock(&self.logins).insert(upstream.to_owned(), LoginState::Pending);
         tracing::info!(upstream, "upstream sign-in started");
         Ok(auth_url.to_string())
-    }
-
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &Url) -> Result<T, String> {
-        let res = self
-            .http
-            .get(url.clone())
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| format!("cannot fetch {url}: {e}"))?;
-        if !res.status().is_success() {
-            return Err(format!("{url} answered HTTP {}", res.status()));
-        }
-        res.json()
-            .await
-            .map_err(|e| format!("{url} is not the expected document: {e}"))
-    }
-
-    /// RFC 7591 dynamic registration as a public client.
-    async fn register(
-        &self,
-        server: &ServerMetadata,
-        redirect_uri: &str,
-    ) -> Result<String, String> {
-        let endpoint = server.registration_endpoint.as_deref().ok_or(
-            "the authorization server offers no dynamic registration; set `client_id` for this upstream",
-        )?;
-        #[derive(Deserialize)]
-        struct Registered {
-            client_id: String,
-        }
-        let res = self
-            .http
-            .post(endpoint)
-            .json(&serde_json::json!({
-                "client_name": "mcp-broker",
-                "redirect_uris": [redirect_uri],
-                "token_endpoint_auth_method": "none",
-                "grant_types": ["authorization_code", "refresh_token"],
-                "response_types": ["code"],
-            }))
-            .send()
-            .await
-            .map_err(|e| format!("registration failed: {e}"))?;
-        if !res.status().is_success() {
-            return Err(format!("registration failed: HTTP {}", res.status()));
-        }
-        Ok(res
-            .json::<Registered>()
-            .await
-            .map_err(|e| format!("registration answer unusable: {e}"))?
-            .client_id)
     }
 
     /// The browser's return to `/upstream-callback/NAME`: checks `state` and `iss`,
@@ -427,31 +344,16 @@ impl UpstreamOAuth {
         p: &Pending,
         params: &HashMap<String, String>,
     ) -> Result<(), String> {
-        if !check_iss(params.get("iss").map(String::as_str), &p.server) {
-            return Err(
-                "the answer came from the wrong authorization server (iss mismatch)".into(),
-            );
-        }
-        if let Some(e) = params.get("error") {
-            return Err(format!("the authorization server refused: {e}"));
-        }
-        let code = params.get("code").ok_or("the answer carries no code")?;
-        let client = BasicClient::new(ClientId::new(p.client_id.clone()))
-            .set_token_uri(
-                TokenUrl::new(p.server.token_endpoint.clone()).map_err(|e| e.to_string())?,
-            )
-            .set_redirect_uri(RedirectUrl::new(p.redirect_uri.clone()).map_err(|e| e.to_string())?);
-        let res = client
-            .exchange_code(AuthorizationCode::new(code.clone()))
-            .set_pkce_verifier(PkceCodeVerifier::new(p.verifier.clone()))
-            .add_extra_param("resource", p.resource.clone())
-            .request_async(&self.http)
+        let p = &p.authorization;
+        let code = p.code_from(params).map_err(|e| e.to_string())?;
+        let res = p
+            .exchange(&self.http, &code)
             .await
             .map_err(|e| format!("the code exchange failed: {e}"))?;
         let tokens = Tokens {
-            access_token: res.access_token().secret().clone(),
-            refresh_token: res.refresh_token().map(|r| r.secret().clone()),
-            refresh_at: refresh_at(res.expires_in()),
+            access_token: res.access_token,
+            refresh_token: res.refresh_token,
+            refresh_at: refresh_at(res.expires_in),
             client_id: p.client_id.clone(),
             token_endpoint: p.server.token_endpoint.clone(),
             revocation_endpoint: p.server.revocation_endpoint.clone(),

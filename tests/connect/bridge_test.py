@@ -8,40 +8,36 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import anyio
 from mcp import Client, StdioServerParameters, types
 
+import checks
+
 BROKER = os.environ["BROKER"]
 EVERYTHING = os.environ["EVERYTHING"]
 HERE = Path(os.environ["HERE"])
 SERVICE = os.environ["MCP_BROKER_KEYCHAIN_SERVICE"]
-failures: list[str] = []
+failures = checks.failures
 
 
 def check(ok: bool, what: str, detail: object = "") -> None:
-    print(("PASS" if ok else "FAIL") + f" [connect] {what}" + ("" if ok else f" -- {detail}"), flush=True)
-    if not ok:
-        failures.append(what)
+    checks.check("connect", ok, what, detail)
 
 
-work = Path(tempfile.mkdtemp(prefix="connect-test-"))
+work = checks.workdir("connect-test-")
 data = work / "data"
 config = work / "broker.toml"
-consent_log = work / "consents.log"
 decision_file = work / "decision"
 node = subprocess.run(["sh", "-c", "command -v node"], capture_output=True, text=True).stdout.strip()
 config.write_text(f'[servers.everything]\ncommand = {json.dumps(node)}\nargs = [{json.dumps(EVERYTHING)}, "stdio"]\n')
-os.environ["CONSENT_LOG"] = str(consent_log)
 os.environ["DECISION_FILE"] = str(decision_file)
-os.environ["BROWSER"] = f"{sys.executable} {HERE / 'approve.py'}"
 
 
 def consents() -> list[str]:
-    return consent_log.read_text().splitlines() if consent_log.exists() else []
+    return checks.consents(work)
 
 
 def broker_cli(*args: str) -> subprocess.CompletedProcess:
@@ -52,11 +48,19 @@ def text_of(res) -> str:
     return " ".join(getattr(c, "text", "") for c in res.content)
 
 
-# 1. No broker running: a clear error and exit 1.
-r = subprocess.run([BROKER, "connect", "everything", "--data-dir", str(data)], capture_output=True, text=True,
-                   stdin=subprocess.DEVNULL, timeout=30)
-check(r.returncode == 1 and "no mcp-broker is running" in r.stderr, "no running broker: exit 1 with a clear error",
+# 1. No broker running and --no-start: a clear error and exit 1.
+r = subprocess.run([BROKER, "connect", "everything", "--no-start", "--data-dir", str(data)], capture_output=True,
+                   text=True, stdin=subprocess.DEVNULL, timeout=30)
+check(r.returncode == 1 and "no mcp-broker is running" in r.stderr, "no running broker, --no-start: exit 1 with a clear error",
       (r.returncode, r.stderr))
+# 2. No broker running and none can start (no configuration file): the bridge starts one, sees it exit, and
+# says why and where its log is, within the bound.
+t0 = time.monotonic()
+r = subprocess.run([BROKER, "connect", "everything", "--config", str(work / "missing.toml"), "--data-dir", str(data)],
+                   capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=90)
+check(r.returncode == 1 and "exited" in r.stderr and "missing.toml" in r.stderr and "broker.log" in r.stderr
+      and time.monotonic() - t0 < 30, "a broker that cannot start: exit 1 naming the cause and the log",
+      (r.returncode, r.stderr, time.monotonic() - t0))
 
 broker_log = open(work / "broker.log", "w")
 broker = subprocess.Popen([BROKER, "serve", "--headless", "--config", str(config), "--data-dir", str(data),
@@ -65,6 +69,10 @@ line = broker.stdout.readline()
 check(line.startswith("listening on http://127.0.0.1:"), "broker starts", line)
 info = json.loads((data / "broker.json").read_text())
 check(info["pid"] == broker.pid and line.strip().endswith(f":{info['port']}"), "broker.json names the broker", info)
+r = subprocess.run([BROKER, "connect", "nosuch", "--data-dir", str(data)], capture_output=True, text=True,
+                   stdin=subprocess.DEVNULL, timeout=30)
+check(r.returncode == 1 and 'has no server named "nosuch"' in r.stderr, "an unknown server name: exit 1 saying so",
+      (r.returncode, r.stderr))
 
 
 def params() -> StdioServerParameters:
