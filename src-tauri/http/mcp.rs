@@ -57,7 +57,7 @@ pub async fn post(State(g): State<Gateway>, Path(name): Path<String>, req: Reque
     let headers = std::mem::take(&mut parts.headers);
     let body = match Bytes::from_request(Request::from_parts(parts, body), &g).await {
         Ok(b) => b,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => return streamable::unreadable_body(rejection.status()),
     };
     match authenticate(&g, &name, &headers, Some(&body)).await {
         Ok(caller) => streamable::post(&g.upstreams, &name, &caller, &headers, body).await,

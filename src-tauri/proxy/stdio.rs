@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,8 +18,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::message::{Message, parse_one, to_single_line};
-use super::session::{EndReason, Session};
+use super::link::{Inbound, Inbox};
+use super::message::{Message, cancelled_notification, parse_one, to_single_line};
 use crate::events::GatewayEvent;
 use crate::vault::Secret;
 
@@ -54,6 +54,7 @@ const PASS_THROUGH: &[&str] = &[
 
 pub struct StdioLink {
     tx: mpsc::Sender<Bytes>,
+    inbox: Inbox,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     exited: watch::Receiver<bool>,
 }
@@ -65,10 +66,13 @@ pub struct Spawn<'a> {
     pub cwd: Option<&'a Path>,
     pub log_file: std::fs::File,
     pub events: tokio::sync::broadcast::Sender<GatewayEvent>,
+    /// For the log and the desktop's "last error".
+    pub upstream: &'a str,
+    pub session: &'a str,
 }
 
 impl StdioLink {
-    pub fn spawn(spec: Spawn<'_>, session: Weak<Session>) -> std::io::Result<StdioLink> {
+    pub fn spawn(spec: Spawn<'_>, inbox: Inbox) -> std::io::Result<StdioLink> {
         let mut cmd = Command::new(spec.command);
         cmd.args(spec.args).env_clear();
         for k in PASS_THROUGH {
@@ -107,30 +111,43 @@ impl StdioLink {
         tokio::spawn(write_loop(stdin, rx));
         let (stop_tx, stop_rx) = oneshot::channel();
         let (exited_tx, exited_rx) = watch::channel(false);
-        tokio::spawn(read_loop(stdout, session.clone()));
-        tokio::spawn(wait_loop(child, stop_rx, exited_tx, session, spec.events));
+        let names = Names {
+            upstream: spec.upstream.to_owned(),
+            session: spec.session.to_owned(),
+        };
+        tokio::spawn(read_loop(stdout, inbox.clone(), names.clone()));
+        tokio::spawn(wait_loop(
+            child,
+            stop_rx,
+            exited_tx,
+            inbox.clone(),
+            spec.events,
+            names,
+        ));
         Ok(StdioLink {
             tx,
+            inbox,
             stop: Mutex::new(Some(stop_tx)),
             exited: exited_rx,
         })
     }
 
-    pub async fn send(&self, session: &Arc<Session>, msg: &Message) {
-        let mut line = Vec::with_capacity(msg.raw.len() + 1);
-        line.extend_from_slice(&to_single_line(&msg.raw));
-        line.push(b'\n');
-        let line = Bytes::from(line);
+    pub async fn send(&self, msg: &Message) {
         // A child that stops reading its stdin fills the pipe; that is a hang.
-        match tokio::time::timeout(Duration::from_secs(30), self.tx.send(line)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => session.end(&EndReason::Failed(
-                "the upstream MCP server is not running".into(),
-            )),
-            Err(_) => session.end(&EndReason::Failed(
-                "the upstream MCP server stopped reading its input".into(),
-            )),
-        }
+        let why = match tokio::time::timeout(Duration::from_secs(30), self.tx.send(line(&msg.raw)))
+            .await
+        {
+            Ok(Ok(())) => return,
+            Ok(Err(_)) => "the upstream MCP server is not running",
+            Err(_) => "the upstream MCP server stopped reading its input",
+        };
+        let _ = self.inbox.send(Inbound::Failed(why.into()));
+    }
+
+    /// Tells the child the broker gave up on request `id`. Best effort: when its input
+    /// is full, the child is busy enough that the note would come too late anyway.
+    pub fn notify_cancelled(&self, id: &str, reason: &str) {
+        let _ = self.tx.try_send(line(&cancelled_notification(id, reason)));
     }
 
     /// Asks the child to stop (SIGTERM, stdin closed), kills it after a grace period,
@@ -144,6 +161,21 @@ impl StdioLink {
     }
 }
 
+/// One message as one line: the stdio transport's framing.
+fn line(raw: &Bytes) -> Bytes {
+    let mut line = Vec::with_capacity(raw.len() + 1);
+    line.extend_from_slice(&to_single_line(raw));
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// Which session a child serves, for the log.
+#[derive(Clone)]
+struct Names {
+    upstream: String,
+    session: String,
+}
+
 async fn write_loop(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receiver<Bytes>) {
     while let Some(line) = rx.recv().await {
         // One write per message: the line and its newline together.
@@ -153,7 +185,7 @@ async fn write_loop(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receive
     }
 }
 
-async fn read_loop(stdout: tokio::process::ChildStdout, session: Weak<Session>) {
+async fn read_loop(stdout: tokio::process::ChildStdout, inbox: Inbox, names: Names) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
     let mut line = Vec::with_capacity(4096);
     loop {
@@ -162,11 +194,9 @@ async fn read_loop(stdout: tokio::process::ChildStdout, session: Weak<Session>) 
             Ok(0) => return,
             Ok(_) => {}
             Err(e) => {
-                if let Some(s) = session.upgrade() {
-                    s.end(&EndReason::Failed(format!(
-                        "the upstream MCP server's output could not be read: {e}"
-                    )));
-                }
+                let _ = inbox.send(Inbound::Failed(format!(
+                    "the upstream MCP server's output could not be read: {e}"
+                )));
                 return;
             }
         }
@@ -174,16 +204,19 @@ async fn read_loop(stdout: tokio::process::ChildStdout, session: Weak<Session>) 
         if trimmed.is_empty() {
             continue;
         }
-        let Some(s) = session.upgrade() else { return };
-        match parse_one(Bytes::copy_from_slice(trimmed)) {
-            Ok(msg) => s.route(msg),
+        let sent = match parse_one(Bytes::copy_from_slice(trimmed)) {
+            Ok(msg) => inbox.send(Inbound::Message(msg)),
             Err(_) => {
-                tracing::warn!(upstream = %s.upstream, session = %s.id, "upstream wrote a line that is not JSON-RPC; ending the session");
-                s.end(&EndReason::Failed(
+                tracing::warn!(upstream = %names.upstream, session = %names.session, "upstream wrote a line that is not JSON-RPC; ending the session");
+                let _ = inbox.send(Inbound::Failed(
                     "the upstream MCP server wrote invalid JSON-RPC".into(),
                 ));
                 return;
             }
+        };
+        if sent.is_err() {
+            // The session is gone.
+            return;
         }
     }
 }
@@ -219,21 +252,20 @@ async fn wait_loop(
     mut child: Child,
     stop: oneshot::Receiver<()>,
     exited: watch::Sender<bool>,
-    session: Weak<Session>,
+    inbox: Inbox,
     events: tokio::sync::broadcast::Sender<GatewayEvent>,
+    names: Names,
 ) {
     tokio::select! {
         status = child.wait() => {
-            if let Some(s) = session.upgrade()
-                && !s.is_closed() {
-                    let why = match status {
-                        Ok(st) => format!("the upstream MCP server exited ({st})"),
-                        Err(e) => format!("the upstream MCP server could not be watched: {e}"),
-                    };
-                    tracing::warn!(upstream = %s.upstream, session = %s.id, "{why}");
-                    let _ = events.send(GatewayEvent::UpstreamFailed { upstream: s.upstream.clone(), reason: why.clone() });
-                    s.end(&EndReason::Failed(why));
-                }
+            // Exiting on its own (not asked to stop): the session fails.
+            let why = match status {
+                Ok(st) => format!("the upstream MCP server exited ({st})"),
+                Err(e) => format!("the upstream MCP server could not be watched: {e}"),
+            };
+            tracing::warn!(upstream = %names.upstream, session = %names.session, "{why}");
+            let _ = events.send(GatewayEvent::UpstreamFailed { upstream: names.upstream, reason: why.clone() });
+            let _ = inbox.send(Inbound::Failed(why));
         }
         _ = stop => {
             terminate(&mut child).await;

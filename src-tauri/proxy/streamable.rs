@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -18,9 +19,12 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use super::Upstreams;
-use super::message::{Kind, Message, ParseError, error_response, parse_body};
-use super::session::{EndReason, Session, SseItem};
+use super::message::{
+    INVALID_REQUEST, Kind, Message, PARSE_ERROR, ParseError, SESSION_NOT_FOUND, TRANSPORT_ERROR,
+    error_response, parse_body,
+};
+use super::session::{EndReason, PostStream, REQUEST_CANCELLED, Session, SseItem, UPSTREAM_ERROR};
+use super::{Relay, Upstreams};
 use crate::oauth::bearer::Caller;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -55,7 +59,7 @@ fn accept(headers: &HeaderMap) -> Accept {
 
 /// `MCP-Protocol-Version` must look like a protocol revision (`YYYY-MM-DD`); which
 /// revisions are supported is the upstream's business.
-fn protocol_version(headers: &HeaderMap) -> Result<Option<String>, Response> {
+fn protocol_version(headers: &HeaderMap) -> Result<Option<&str>, Response> {
     let Some(v) = headers.get("mcp-protocol-version") else {
         return Ok(None);
     };
@@ -70,12 +74,12 @@ fn protocol_version(headers: &HeaderMap) -> Result<Option<String>, Response> {
             }
         });
     if ok {
-        Ok(Some(s.to_owned()))
+        Ok(Some(s))
     } else {
         Err(jsonrpc_error(
             StatusCode::BAD_REQUEST,
             None,
-            -32600,
+            INVALID_REQUEST,
             "Bad Request: unsupported MCP-Protocol-Version",
         ))
     }
@@ -90,23 +94,23 @@ fn find_session(
     headers: &HeaderMap,
     upstream: &str,
     caller: &Caller,
-) -> Result<Arc<Session>, Response> {
+) -> Result<Arc<Relay>, Response> {
     let Some(sid) = session_header(headers) else {
         return Err(jsonrpc_error(
             StatusCode::BAD_REQUEST,
             None,
-            -32000,
+            TRANSPORT_ERROR,
             "Bad Request: Mcp-Session-Id header is required",
         ));
     };
     // A session belongs to the grant that opened it; another grant's token must not be
     // able to use it (nor learn that it exists).
     match up.get(sid, upstream) {
-        Some(s) if s.grant == caller.grant_id => Ok(s),
+        Some(r) if r.session.grant == caller.grant_id => Ok(r),
         _ => Err(jsonrpc_error(
             StatusCode::NOT_FOUND,
             None,
-            -32001,
+            SESSION_NOT_FOUND,
             "Session not found",
         )),
     }
@@ -131,7 +135,7 @@ pub async fn post(
         return jsonrpc_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             None,
-            -32000,
+            TRANSPORT_ERROR,
             "Content-Type must be application/json",
         );
     }
@@ -140,7 +144,7 @@ pub async fn post(
         return jsonrpc_error(
             StatusCode::NOT_ACCEPTABLE,
             None,
-            -32000,
+            TRANSPORT_ERROR,
             "Accept must include application/json or text/event-stream",
         );
     }
@@ -151,24 +155,42 @@ pub async fn post(
     let msgs = match parse_body(&body) {
         Ok(m) => m,
         Err(ParseError::Json) => {
-            return jsonrpc_error(StatusCode::BAD_REQUEST, None, -32700, "Parse error");
+            return jsonrpc_error(StatusCode::BAD_REQUEST, None, PARSE_ERROR, "Parse error");
         }
         Err(ParseError::NotJsonRpc) => {
-            return jsonrpc_error(StatusCode::BAD_REQUEST, None, -32600, "Invalid Request");
+            return jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                INVALID_REQUEST,
+                "Invalid Request",
+            );
         }
     };
+    if let Some(bad) = msgs.iter().find(|m| !m.jsonrpc_ok) {
+        // Answered here, never relayed: an upstream might take it for JSON-RPC 1.0.
+        let id = match &bad.kind {
+            Kind::Request { id, .. } if msgs.len() == 1 => Some(&**id),
+            _ => None,
+        };
+        return jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            INVALID_REQUEST,
+            "Invalid Request: \"jsonrpc\" must be exactly \"2.0\"",
+        );
+    }
     let first_id = msgs.iter().find_map(|m| match &m.kind {
         Kind::Request { id, .. } => Some(id.clone()),
         _ => None,
     });
     let is_init = msgs.iter().any(|m| m.method() == Some("initialize"));
 
-    let (session, new_session) = match session_header(headers) {
+    let (relay, new_session) = match session_header(headers) {
         None if is_init && msgs.len() == 1 => match up.create(upstream, caller.grant_id).await {
-            Ok(s) => (s, true),
+            Ok(r) => (r, true),
             Err(why) => {
                 tracing::warn!(upstream, "cannot start a session: {why}");
-                return jsonrpc_error(StatusCode::OK, first_id.as_deref(), -32603, &why);
+                return jsonrpc_error(StatusCode::OK, first_id.as_deref(), UPSTREAM_ERROR, &why);
             }
         },
         // Includes the 2026-07-28 `server/discover` probe: an error the SDKs take as
@@ -177,93 +199,107 @@ pub async fn post(
             return jsonrpc_error(
                 StatusCode::BAD_REQUEST,
                 first_id.as_deref(),
-                -32000,
+                TRANSPORT_ERROR,
                 "Bad Request: No valid session ID provided",
             );
         }
         Some(_) => match find_session(up, headers, upstream, caller) {
-            Ok(s) if is_init => {
-                drop(s);
+            Ok(r) if is_init => {
+                drop(r);
                 return jsonrpc_error(
                     StatusCode::BAD_REQUEST,
                     first_id.as_deref(),
-                    -32600,
+                    INVALID_REQUEST,
                     "Session already initialized",
                 );
             }
-            Ok(s) => (s, false),
+            Ok(r) => (r, false),
             Err(r) => return r,
         },
     };
-    session.touch();
+    let now = Instant::now();
+    let session = &relay.session;
+    session.touch(now);
     if let Some(v) = version {
-        *session
-            .protocol_version
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(v);
+        relay.link.set_protocol_version(v);
     } else if new_session {
         // Remember what the client asked for, so the remote upstream sees it too.
         if let Some(v) = init_protocol_version(&msgs[0]) {
-            *session
-                .protocol_version
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(v);
+            relay.link.set_protocol_version(&v);
         }
     }
     for m in &msgs {
         if m.method() == Some("notifications/cancelled")
             && let Some(id) = &m.cancelled_id
+            && session.cancel(id, now)
         {
-            session.cancel(id);
+            // The client's own notification goes upstream below.
+            relay.link.cancel(id, None);
         }
     }
 
-    let requests: Vec<&Message> = msgs.iter().filter(|m| m.is_request()).collect();
-    let Some(link) = session.link.get() else {
-        return jsonrpc_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            first_id.as_deref(),
-            -32603,
-            "session has no upstream",
-        );
-    };
-    if requests.is_empty() {
+    let requests = msgs.iter().filter(|m| m.is_request()).count();
+    if requests == 0 {
         for m in &msgs {
-            link.send(&session, m).await;
+            relay.link.send(m).await;
         }
         return StatusCode::ACCEPTED.into_response();
     }
-    let (sid, mut rx) = match session.open_post_stream(&requests) {
-        Ok(x) => x,
-        Err(id) => {
-            return jsonrpc_error(
-                StatusCode::BAD_REQUEST,
-                Some(&id),
-                -32600,
-                "a request with this id is already in flight",
-            );
+    let PostStream {
+        id: sid,
+        mut rx,
+        refused,
+    } = session.open_post_stream(&msgs, now);
+    for (i, m) in msgs.iter().enumerate() {
+        if !refused.contains(&i) {
+            relay.link.send(m).await;
         }
-    };
-    for m in &msgs {
-        link.send(&session, m).await;
+    }
+    if refused.len() == requests {
+        // Nothing that could be answered went upstream: the refusals are the answer.
+        session.drop_stream(sid);
+        let mut errors = Vec::with_capacity(refused.len());
+        while let Ok(item) = rx.try_recv() {
+            errors.push(item.data);
+        }
+        let mut res = json_body(if msgs.len() == 1 {
+            errors.pop().unwrap_or_default()
+        } else {
+            json_array(&errors)
+        });
+        *res.status_mut() = StatusCode::BAD_REQUEST;
+        return res;
     }
 
-    let single = requests.len() == 1 && msgs.len() == 1;
-    let mut res = if single && acc.json {
-        // Wait for the first thing the upstream says about this request.
-        match rx.recv().await {
-            Some(item) if item.response => {
-                session.drop_stream(sid);
-                json_body(item.data)
+    let single = requests == 1 && msgs.len() == 1;
+    let mut res = if acc.json && (single || !acc.sse) {
+        // Until the answer is out, a client that goes away abandons its requests: an
+        // answer meant for a plain JSON body cannot be resumed.
+        let mut waiting = Abandon {
+            relay: &relay,
+            msgs: &msgs,
+            refused: &refused,
+            new_session,
+            armed: true,
+        };
+        let res = if single {
+            // Wait for the first thing the upstream says about this request.
+            match rx.recv().await {
+                Some(item) if item.response => {
+                    session.drop_stream(sid);
+                    json_body(item.data)
+                }
+                Some(item) if acc.sse => sse(Some(item), rx),
+                Some(_) => json_only(session, sid, rx).await,
+                None => unanswered(session, first_id.as_deref()),
             }
-            Some(item) if acc.sse => sse(Some(item), rx),
-            Some(_) => json_only(&session, sid, rx).await,
-            None => session_gone(&session),
-        }
-    } else if acc.sse {
-        sse(None, rx)
+        } else {
+            json_only(session, sid, rx).await
+        };
+        waiting.armed = false;
+        res
     } else {
-        json_only(&session, sid, rx).await
+        sse(None, rx)
     };
     if new_session {
         if session.is_closed() {
@@ -273,6 +309,38 @@ pub async fn post(
         }
     }
     res
+}
+
+/// Armed while a POST waits to answer as plain JSON. If the client goes away first (the
+/// handler is dropped), its requests are cancelled: the upstream is told and stops, and
+/// a session whose id the client never learnt ends.
+struct Abandon<'a> {
+    relay: &'a Relay,
+    msgs: &'a [Message],
+    refused: &'a [usize],
+    new_session: bool,
+    armed: bool,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let now = Instant::now();
+        for (i, m) in self.msgs.iter().enumerate() {
+            if let Kind::Request { id, .. } = &m.kind
+                && !self.refused.contains(&i)
+                && self.relay.session.cancel(id, now)
+            {
+                self.relay.link.cancel(id, Some("the client went away"));
+            }
+        }
+        if self.new_session {
+            // Housekeeping stops its upstream within a second.
+            self.relay.session.end(&EndReason::Closed);
+        }
+    }
 }
 
 /// A client that accepts only JSON: wait for the responses, drop the rest.
@@ -289,29 +357,61 @@ async fn json_only(
     }
     session.drop_stream(sid);
     match responses.len() {
-        0 => session_gone(session),
+        0 => unanswered(session, None),
         1 => json_body(responses.pop().unwrap_or_default()),
-        _ => {
-            let mut v = Vec::from(&b"["[..]);
-            for (i, r) in responses.iter().enumerate() {
-                if i > 0 {
-                    v.push(b',');
-                }
-                v.extend_from_slice(r);
-            }
-            v.push(b']');
-            json_body(Bytes::from(v))
-        }
+        _ => json_body(json_array(&responses)),
     }
 }
 
-fn session_gone(_session: &Session) -> Response {
-    jsonrpc_error(
-        StatusCode::NOT_FOUND,
-        None,
-        -32001,
-        "Session not found (it was closed)",
-    )
+fn json_array(items: &[Bytes]) -> Bytes {
+    let mut v = Vec::from(&b"["[..]);
+    for (i, r) in items.iter().enumerate() {
+        if i > 0 {
+            v.push(b',');
+        }
+        v.extend_from_slice(r);
+    }
+    v.push(b']');
+    Bytes::from(v)
+}
+
+/// The stream closed without an answer: the session ended, or the client cancelled the
+/// request in another POST (MCP "Cancellation": no response follows).
+fn unanswered(session: &Session, id: Option<&str>) -> Response {
+    if session.is_closed() {
+        jsonrpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            SESSION_NOT_FOUND,
+            "Session not found (it was closed)",
+        )
+    } else {
+        jsonrpc_error(
+            StatusCode::OK,
+            id,
+            REQUEST_CANCELLED,
+            "the request was cancelled",
+        )
+    }
+}
+
+/// The body could not be read: above `[broker] max_request_bytes` (413), or broken.
+pub fn unreadable_body(status: StatusCode) -> Response {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        jsonrpc_error(
+            status,
+            None,
+            INVALID_REQUEST,
+            "the request body is larger than the broker accepts ([broker] max_request_bytes)",
+        )
+    } else {
+        jsonrpc_error(
+            status,
+            None,
+            PARSE_ERROR,
+            "the request body could not be read",
+        )
+    }
 }
 
 fn json_body(data: Bytes) -> Response {
@@ -358,15 +458,16 @@ pub async fn get(up: &Upstreams, upstream: &str, caller: &Caller, headers: &Head
         return jsonrpc_error(
             StatusCode::NOT_ACCEPTABLE,
             None,
-            -32000,
+            TRANSPORT_ERROR,
             "Accept must include text/event-stream",
         );
     }
-    let session = match find_session(up, headers, upstream, caller) {
-        Ok(s) => s,
+    let relay = match find_session(up, headers, upstream, caller) {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    session.touch();
+    let session = &relay.session;
+    session.touch(Instant::now());
     let rx = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         Some(last) => {
             let parsed = last
@@ -378,7 +479,7 @@ pub async fn get(up: &Upstreams, upstream: &str, caller: &Caller, headers: &Head
                     return jsonrpc_error(
                         StatusCode::NOT_FOUND,
                         None,
-                        -32000,
+                        TRANSPORT_ERROR,
                         "cannot resume that stream",
                     );
                 }
@@ -390,7 +491,7 @@ pub async fn get(up: &Upstreams, upstream: &str, caller: &Caller, headers: &Head
                 return jsonrpc_error(
                     StatusCode::CONFLICT,
                     None,
-                    -32000,
+                    TRANSPORT_ERROR,
                     "Conflict: only one standalone SSE stream is allowed per session",
                 );
             }
@@ -405,10 +506,10 @@ pub async fn delete(
     caller: &Caller,
     headers: &HeaderMap,
 ) -> Response {
-    let session = match find_session(up, headers, upstream, caller) {
-        Ok(s) => s,
+    let relay = match find_session(up, headers, upstream, caller) {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    up.end(&session.id, EndReason::Closed).await;
+    up.end(&relay.session.id, EndReason::Closed).await;
     StatusCode::OK.into_response()
 }
