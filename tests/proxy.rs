@@ -235,17 +235,6 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-async fn wait_until(mut f: impl FnMut() -> bool, secs: u64) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    f()
-}
-
 // ---------------------------------------------------------------------- the tests
 
 fn relays_json_and_unknown_methods_verbatim() -> Result<(), Failed> {

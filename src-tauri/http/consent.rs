@@ -88,6 +88,17 @@ pub async fn decide(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -
     };
     match finish(&g, &req, decision).await {
         Ok(to) => redirect(&to),
+        // RFC 6749 §4.1.2.1: the client hears `temporarily_unavailable` and can retry.
+        Err(e) if e.is_disk_full() => {
+            tracing::error!("recording the decision failed: {e}");
+            let e = super::response::internal_oauth_error(&e);
+            redirect(&error_redirect(
+                &req.redirect_uri,
+                req.state.as_deref(),
+                &e,
+                &g.issuer,
+            ))
+        }
         Err(e) => {
             tracing::error!("recording the decision failed: {e}");
             pages::error(
@@ -156,10 +167,7 @@ pub fn start_native(g: &Gateway, req: AuthorizeRequest) -> (String, ()) {
             Ok(to) => to,
             Err(e) => {
                 tracing::error!("recording the decision failed: {e}");
-                let e = OAuthError::new(
-                    ErrorCode::ServerError,
-                    "the broker could not save the decision",
-                );
+                let e = super::response::internal_oauth_error(&e);
                 error_redirect(&req.redirect_uri, req.state.as_deref(), &e, &g2.issuer)
             }
         };

@@ -1,6 +1,7 @@
 //! Every error the broker returns over HTTP is rendered here, in one place:
 //! OAuth errors as RFC 6749 §5.2 JSON, bearer failures as RFC 6750 §3 / RFC 9728 §5.1
-//! challenges, and plumbing errors as an opaque `server_error` (details go to the log).
+//! challenges, and plumbing errors as an opaque `server_error` (details go to the log),
+//! except a full disk: 503 with `Retry-After` and `temporarily_unavailable`, saying so.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -27,12 +28,19 @@ impl IntoResponse for OAuthError {
         let status = match self.code {
             ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
             ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         let mut res = json_no_store(
             status,
             json!({"error": self.code.as_str(), "error_description": self.description}),
         );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -43,14 +51,29 @@ impl IntoResponse for OAuthError {
     }
 }
 
+/// When a client may try again after a write failed on a full disk.
+const RETRY_AFTER_SECS: &str = "30";
+
 impl IntoResponse for crate::error::Error {
     fn into_response(self) -> Response {
         tracing::error!("internal error: {self}");
+        internal_oauth_error(&self).into_response()
+    }
+}
+
+/// What an OAuth client is told about a plumbing error: `temporarily_unavailable` for a
+/// full disk (it can retry once space is freed), an opaque `server_error` otherwise.
+pub fn internal_oauth_error(e: &crate::error::Error) -> OAuthError {
+    if e.is_disk_full() {
+        OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the disk holding the broker's data is full; free some space and try again",
+        )
+    } else {
         OAuthError::new(
             ErrorCode::ServerError,
             "internal error; see the broker's log",
         )
-        .into_response()
     }
 }
 

@@ -27,7 +27,7 @@ use super::link::{Inbound, Inbox};
 use super::message::{
     IdKey, Kind, Message, cancelled_notification, error_response, parse_body, parse_one,
 };
-use super::session::UPSTREAM_ERROR;
+use super::session::{REQUEST_TIMEOUT, UPSTREAM_ERROR};
 use super::upstream_oauth::UpstreamOAuth;
 use crate::events::GatewayEvent;
 use crate::vault::Secret;
@@ -35,6 +35,16 @@ use crate::vault::Secret;
 /// Exchanges (POSTs) open at once to one upstream, across its sessions; more wait for a
 /// turn within their own deadline. Also the number of idle connections kept per host.
 pub const MAX_EXCHANGES: usize = 32;
+
+const DID_NOT_ANSWER: &str = "the upstream MCP server did not answer in time";
+
+/// How an exchange ended.
+#[derive(PartialEq)]
+enum Exchange {
+    Done,
+    /// The upstream went quiet for longer than the timeout.
+    TimedOut,
+}
 
 pub struct HttpLink {
     inner: Arc<Inner>,
@@ -252,15 +262,24 @@ impl Inner {
             let _turn = if needs_turn {
                 match self.remote.exchanges.acquire().await {
                     Ok(p) => Some(p),
-                    Err(_) => return,
+                    Err(_) => return Exchange::Done,
                 }
             } else {
                 None
             };
-            self.post(msg).await;
+            self.post(msg).await
         };
         if is_request {
-            run.await;
+            if run.await == Exchange::TimedOut
+                && let Kind::Request { id, .. } = &msg.kind
+                && let Ok(note) = parse_one(cancelled_notification(
+                    id,
+                    "the broker's request timeout passed",
+                ))
+            {
+                // Its error went to the client already; the upstream may stop working.
+                let _ = tokio::time::timeout(self.remote.timeout, self.post(&note)).await;
+            }
         } else if tokio::time::timeout(self.remote.timeout, run)
             .await
             .is_err()
@@ -269,13 +288,13 @@ impl Inner {
         }
     }
 
-    async fn post(&self, msg: &Message) {
+    async fn post(&self, msg: &Message) -> Exchange {
         let r = &self.remote;
         let mut bearer = match r.oauth.bearer(&r.upstream).await {
             Ok(b) => b,
             Err(e) => {
-                self.fail_request(msg, &e);
-                return;
+                self.fail_request(msg, UPSTREAM_ERROR, &e);
+                return Exchange::Done;
             }
         };
         let had_session = self
@@ -295,16 +314,17 @@ impl Inner {
                 Ok(Err(e)) => {
                     self.fail_request(
                         msg,
+                        UPSTREAM_ERROR,
                         &format!(
                             "the upstream MCP server is unreachable: {}",
                             without_url(&e)
                         ),
                     );
-                    return;
+                    return Exchange::Done;
                 }
                 Err(_) => {
-                    self.fail_request(msg, "the upstream MCP server did not answer in time");
-                    return;
+                    self.fail_request(msg, REQUEST_TIMEOUT, DID_NOT_ANSWER);
+                    return Exchange::TimedOut;
                 }
             };
             if res.status() != reqwest::StatusCode::UNAUTHORIZED {
@@ -326,8 +346,8 @@ impl Inner {
                         upstream: r.upstream.clone(),
                         reason: why.clone(),
                     });
-                    self.fail_request(msg, &why);
-                    return;
+                    self.fail_request(msg, UPSTREAM_ERROR, &why);
+                    return Exchange::Done;
                 }
             }
         };
@@ -342,7 +362,7 @@ impl Inner {
             self.report(Inbound::Failed(
                 "the upstream MCP server ended the session".into(),
             ));
-            return;
+            return Exchange::Done;
         }
         if !status.is_success() {
             let why = format!("the upstream MCP server answered HTTP {status}");
@@ -350,8 +370,8 @@ impl Inner {
                 upstream: r.upstream.clone(),
                 reason: why.clone(),
             });
-            self.fail_request(msg, &why);
-            return;
+            self.fail_request(msg, UPSTREAM_ERROR, &why);
+            return Exchange::Done;
         }
         let is_sse = res
             .headers()
@@ -367,8 +387,8 @@ impl Inner {
                     Ok(Some(ev)) => ev,
                     Ok(None) => break,
                     Err(_) => {
-                        self.fail_request(msg, "the upstream MCP server stopped answering");
-                        break;
+                        self.fail_request(msg, REQUEST_TIMEOUT, DID_NOT_ANSWER);
+                        return Exchange::TimedOut;
                     }
                 };
                 match ev {
@@ -380,26 +400,30 @@ impl Inner {
                     },
                     Ok(_) => {}
                     Err(e) => {
-                        self.fail_request(msg, &format!("the upstream stream broke: {e}"));
+                        let why = format!("the upstream stream broke: {e}");
+                        self.fail_request(msg, UPSTREAM_ERROR, &why);
                         break;
                     }
                 }
             }
         } else {
-            let body = match tokio::time::timeout(r.timeout, res.bytes()).await {
-                Ok(b) => b.map_err(|e| e.to_string()),
-                Err(_) => Err("it stopped sending".into()),
+            let Ok(body) = tokio::time::timeout(r.timeout, res.bytes()).await else {
+                self.fail_request(msg, REQUEST_TIMEOUT, DID_NOT_ANSWER);
+                return Exchange::TimedOut;
             };
+            let body = body.map_err(|e| e.to_string());
             match body.and_then(|b| parse_body(&b).map_err(|_| "invalid JSON-RPC".into())) {
                 Ok(msgs) => msgs
                     .into_iter()
                     .for_each(|m| self.report(Inbound::Message(m))),
                 Err(e) => self.fail_request(
                     msg,
+                    UPSTREAM_ERROR,
                     &format!("the upstream MCP server's answer was unusable: {e}"),
                 ),
             }
         }
+        Exchange::Done
     }
 
     /// The upstream's standalone SSE stream (server-initiated messages). Resumed with
@@ -442,10 +466,10 @@ impl Inner {
         }
     }
 
-    fn fail_request(&self, msg: &Message, why: &str) {
+    fn fail_request(&self, msg: &Message, code: i64, why: &str) {
         tracing::warn!(upstream = %self.remote.upstream, "{why}");
         if let Kind::Request { id, .. } = &msg.kind
-            && let Ok(m) = parse_one(error_response(Some(id), UPSTREAM_ERROR, why))
+            && let Ok(m) = parse_one(error_response(Some(id), code, why))
         {
             self.report(Inbound::Message(m));
         }
