@@ -374,14 +374,21 @@ async fn a_client_that_leaves_cancels_or_ends_its_session_frees_the_upstream_exc
     assert_eq!(up.seen("notifications/cancelled"), 9);
     let after_cancel = settles_to(pid, before, 3).await;
 
-    // 3. The session ends with requests in flight.
-    let streams: Vec<_> = (30..34)
+    // 3. More requests than the per-upstream bound, then the session ends with all of
+    // them in flight: at most 32 exchanges are ever open to one upstream.
+    let streams: Vec<_> = (100..140)
         .map(|id| {
             let s = m.post(&m.call(id), "text/event-stream").send();
             tokio::spawn(async move { s.await.unwrap().text().await })
         })
         .collect();
-    assert!(wait_until(|| up.held() == 4, 3).await);
+    assert!(
+        wait_until(|| up.held() == 32, 5).await,
+        "held {}",
+        up.held()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(up.held(), 32, "the bound on open exchanges");
     m.delete().await;
     assert!(
         wait_until(|| up.held() == 0, 3).await,
@@ -501,4 +508,238 @@ async fn only_json_rpc_2_0_is_relayed_and_bodies_are_bounded() {
     assert_eq!(status, 200);
     let (status, v) = m.json(&padded(4 * 1024 * 1024 + 1)).await;
     assert_eq!((status, &v["error"]["code"]), (413, &json!(-32600)), "{v}");
+}
+
+// ------------------------------------------------------------------- a full disk
+
+/// A small tmpfs mounted on the data dir, unmounted (and its parent removed) on drop.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &std::path::Path, size: &str) -> Result<SmallDisk, String> {
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
+            .arg("tmpfs")
+            .arg(path)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(SmallDisk {
+            path: path.to_owned(),
+        })
+    }
+
+    /// Writes a file until the disk refuses more.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        let err = loop {
+            if let Err(e) = f.write_all(&chunk) {
+                break e;
+            }
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+        if let Some(parent) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(parent);
+        }
+    }
+}
+
+/// A client registered and its consent page opened, waiting for a decision.
+async fn pending_consent(c: &reqwest::Client, base: &str) -> (Registered, Consent, String) {
+    let reg = register(c, base, "none").await;
+    let (verifier, challenge) = pkce();
+    let resource = format!("{base}/mcp/remote");
+    let consent = open_consent(c, base, &reg, &challenge, Some(&resource), "st").await;
+    (reg, consent, verifier)
+}
+
+async fn refresh(
+    c: &reqwest::Client,
+    base: &str,
+    reg: &Registered,
+    token: &str,
+) -> reqwest::Response {
+    post_token(
+        c,
+        base,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", reg.client_id.as_str()),
+        ],
+    )
+    .await
+}
+
+/// 503, `Retry-After`, `temporarily_unavailable`, and a description naming the disk.
+async fn says_disk_full(res: reqwest::Response, what: &str) {
+    assert_eq!(res.status(), 503, "{what}");
+    assert!(
+        res.headers().contains_key("retry-after"),
+        "{what}: Retry-After"
+    );
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"], "temporarily_unavailable", "{what}: {v}");
+    assert!(
+        v["error_description"].as_str().unwrap().contains("disk"),
+        "{what}: {v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_clearly_and_recovers_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = match SmallDisk::mount(&dir.path().join("data"), "8m") {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!(
+                "SKIPPED a_full_disk_refuses_writes_clearly_and_recovers_without_a_restart: \
+                 cannot mount a tmpfs here (needs root): {why}"
+            );
+            return;
+        }
+    };
+    let up = silent_upstream().await;
+    let b = Broker::start_in(dir, &remote_config(&up.url, ""), 0);
+    let pid = b.child.id();
+    let c = unpooled();
+    let (reg, tokens) = authorize(&c, &b.base, "remote").await;
+    let mut m = Mcp {
+        c: unpooled(),
+        url: b.mcp_url("remote"),
+        token: tokens.access.clone(),
+        session: None,
+    };
+    m.initialize().await;
+    // Consent pages opened before the disk fills, decided while it is full.
+    let mut waiting = Vec::new();
+    for _ in 0..12 {
+        waiting.push(pending_consent(&c, &b.base).await);
+    }
+    // The database pool at its full size, so that counts compare like with like.
+    let warm: Vec<_> = (0..8).map(|_| register(&c, &b.base, "none")).collect();
+    futures_util::future::join_all(warm).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = open_files(pid);
+
+    let filler = disk.fill();
+    // A failed write may leave room that the next small ones use (SQLite reuses the WAL
+    // space it had claimed), so "full" shows as: some writes still commit, then all are
+    // refused. Every refusal is the clear one; nothing is a 500.
+    let mut registered = 0;
+    loop {
+        let res = c
+            .post(format!("{}/register", b.base))
+            .json(&json!({"redirect_uris": ["http://127.0.0.1:4567/callback"]}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 201 && registered < 100 {
+            registered += 1;
+            continue;
+        }
+        says_disk_full(res, "registration").await;
+        break;
+    }
+    let decisions: Vec<_> = waiting
+        .iter()
+        .map(|(_, consent, _)| decide(&c, &b.base, consent, "approve"))
+        .collect();
+    let mut approved = 0;
+    for location in futures_util::future::join_all(decisions).await {
+        match query_param(&location, "error") {
+            None => approved += 1,
+            Some(e) => assert_eq!(e, "temporarily_unavailable", "consent: {location}"),
+        }
+    }
+    // More refusals than the pool has connections: each may have failed a COMMIT.
+    assert!(
+        approved <= 12 - 4,
+        "{approved} of 12 approvals committed on a full disk"
+    );
+    let mut refresh_token = tokens.refresh.clone();
+    let res = refresh(&c, &b.base, &reg, &refresh_token).await;
+    let refreshed_while_full = res.status() == 200;
+    if refreshed_while_full {
+        let v: Value = res.json().await.unwrap();
+        refresh_token = v["refresh_token"].as_str().unwrap().to_owned();
+    } else {
+        says_disk_full(res, "refresh").await;
+    }
+    // Reads and proxying go on.
+    let (status, v) = m.json(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).await;
+    assert_eq!(
+        (status, &v["id"]),
+        (200, &json!(1)),
+        "proxying while full: {v}"
+    );
+    let mut second = Mcp {
+        session: None,
+        c: unpooled(),
+        ..m
+    };
+    second.initialize().await;
+    let m = Mcp {
+        session: m.session.clone(),
+        c: unpooled(),
+        ..second
+    };
+    let listed = b.cli(&["grants", "list", "--json"]);
+    assert!(
+        listed.status.success(),
+        "grants list while full: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    eprintln!(
+        "full disk: {registered} registrations, {approved} of 12 approvals and \
+         {} refresh still fit, then writes were refused",
+        if refreshed_while_full { "the" } else { "no" }
+    );
+    let during = open_files(pid);
+
+    std::fs::remove_file(filler).unwrap();
+    // Every write works again, on every pooled connection, in the same process.
+    let flows: Vec<_> = (0..8).map(|_| authorize(&c, &b.base, "remote")).collect();
+    let fresh = futures_util::future::join_all(flows).await;
+    let res = refresh(&c, &b.base, &reg, &refresh_token).await;
+    assert_eq!(
+        res.status(),
+        200,
+        "a refresh refused while full is no replay"
+    );
+    // Nothing committed was lost: the first grant, those approved while it fit, and the
+    // eight made after.
+    let grants: Value =
+        serde_json::from_slice(&b.cli(&["grants", "list", "--json"]).stdout).unwrap();
+    assert_eq!(grants.as_array().unwrap().len(), 9 + approved, "{grants}");
+    let (status, _) = m.json(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#).await;
+    assert_eq!(status, 200);
+    assert_eq!(fresh.len(), 8);
+    let after = settles_to(pid, before, 3).await;
+    eprintln!(
+        "full disk: broker fds/sockets before {before:?}, while full {during:?}, after freeing {after:?}"
+    );
+    assert_eq!(after, before);
+    assert!(
+        std::fs::metadata(format!("/proc/{pid}")).is_ok(),
+        "the same process"
+    );
 }
