@@ -22,58 +22,28 @@ fn main() {
         return;
     }
     let args = Arguments::from_args();
-    type Test = fn() -> Result<(), Failed>;
-    let tests: Vec<(&str, Test)> = vec![
-        (
-            "relays_json_and_unknown_methods_verbatim",
-            relays_json_and_unknown_methods_verbatim,
-        ),
-        (
-            "session_rules_and_discover_probe",
-            session_rules_and_discover_probe,
-        ),
-        (
-            "progress_streams_as_it_happens",
-            progress_streams_as_it_happens,
-        ),
-        (
-            "server_to_client_request_round_trip",
-            server_to_client_request_round_trip,
-        ),
-        (
-            "standalone_get_stream_and_resumption",
-            standalone_get_stream_and_resumption,
-        ),
-        ("sessions_never_share_a_child", sessions_never_share_a_child),
-        (
-            "crash_garbage_and_hang_end_only_that_session",
-            crash_garbage_and_hang_end_only_that_session,
-        ),
-        (
-            "child_environment_is_explicit_and_stderr_logged",
-            child_environment_is_explicit_and_stderr_logged,
-        ),
-        (
-            "revocation_ends_sessions_streams_and_children",
-            revocation_ends_sessions_streams_and_children,
-        ),
-        (
-            "idle_sessions_are_reaped_and_sigterm_ends_children",
-            idle_sessions_are_reaped_and_sigterm_ends_children,
-        ),
-        (
-            "remote_http_upstream_gets_no_client_token",
-            remote_http_upstream_gets_no_client_token,
-        ),
-        (
-            "sessions_per_grant_are_capped",
-            sessions_per_grant_are_capped,
-        ),
+    // Each name once. A test function left out of this list is never used, which
+    // fails the build (`dead_code` under `-D warnings`), so none can be forgotten.
+    macro_rules! trials {
+        ($($name:ident),* $(,)?) => {
+            vec![$(Trial::test(stringify!($name), $name)),*]
+        };
+    }
+    let trials = trials![
+        relays_json_and_unknown_methods_verbatim,
+        session_rules_and_discover_probe,
+        progress_streams_as_it_happens,
+        server_to_client_request_round_trip,
+        standalone_get_stream_and_resumption,
+        sessions_never_share_a_child,
+        crash_garbage_and_hang_end_only_that_session,
+        child_environment_is_explicit_and_stderr_logged,
+        revocation_ends_sessions_streams_and_children,
+        idle_sessions_are_reaped_and_sigterm_ends_children,
+        remote_http_upstream_gets_no_client_token,
+        sessions_per_grant_are_capped,
+        churn_and_faults_leave_no_children_or_open_files,
     ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, f)| Trial::test(name, f))
-        .collect();
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -694,6 +664,110 @@ fn sessions_per_grant_are_capped() -> Result<(), Failed> {
                 "session works"
             );
         }
+        Ok(())
+    })
+}
+
+/// The broker's children (zombies included: they must be reaped too), open files and
+/// resident memory, from /proc.
+#[derive(Debug, PartialEq)]
+struct Footprint {
+    children: usize,
+    fds: usize,
+    rss_kib: u64,
+}
+
+fn footprint(pid: u32) -> Footprint {
+    let mut children = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        children += list.split_whitespace().count();
+    }
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0);
+    Footprint {
+        children,
+        fds,
+        rss_kib,
+    }
+}
+
+fn churn_and_faults_leave_no_children_or_open_files() -> Result<(), Failed> {
+    rt().block_on(async {
+        let b = Broker::start(&config("[broker]\nrequest_timeout_secs = 1\n"));
+        let pid = b.child.id();
+        // No idle connections on the client side: the broker's fds show its own.
+        let c = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let (_, t) = authorize(&c, &b.base, "fake").await;
+        let fresh = || Mcp {
+            c: c.clone(),
+            url: b.mcp_url("fake"),
+            token: t.access.clone(),
+            session: None,
+        };
+        // Warm up once (the upstream log file, the pool), then take the baseline.
+        let mut m = fresh();
+        m.initialize().await;
+        m.req(reqwest::Method::DELETE).send().await.unwrap();
+        ensure!(wait_until(|| footprint(pid).children == 0, 5).await, "warm-up child");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let before = footprint(pid);
+
+        for i in 0..20 {
+            let mut m = fresh();
+            m.initialize().await;
+            let r = m.call(1, "echo", json!({"text": "churn"})).await;
+            ensure!(text_of(&r) == "churn", "session {i}: {r}");
+            if i % 2 == 0 {
+                // Half end with DELETE, half by the client giving up on a hung call
+                // and then DELETE: the child hears `notifications/cancelled` first.
+                let gave_up = m
+                    .req(reqwest::Method::POST)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream")
+                    .body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"hang","arguments":{}}}"#)
+                    .timeout(Duration::from_millis(200))
+                    .send()
+                    .await;
+                ensure!(gave_up.is_err(), "the hung call answered");
+            }
+            m.req(reqwest::Method::DELETE).send().await.unwrap();
+        }
+        for tool in ["crash", "garbage", "hang"] {
+            let mut m = fresh();
+            m.initialize().await;
+            let r = m.call(1, tool, json!({})).await;
+            ensure!(r["error"]["code"].is_i64(), "{tool}: {r}");
+        }
+        let settled = wait_until(
+            || {
+                let now = footprint(pid);
+                now.children == 0 && now.fds == before.fds
+            },
+            8,
+        )
+        .await;
+        let after = footprint(pid);
+        eprintln!("churn (20 sessions, 10 abandoned calls, crash, garbage, hang): before {before:?}, after {after:?}");
+        ensure!(settled, "before {before:?}, after {after:?}");
+        ensure!(
+            after.rss_kib < before.rss_kib + 16 * 1024,
+            "memory grew: before {before:?}, after {after:?}"
+        );
         Ok(())
     })
 }
