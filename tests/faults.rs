@@ -166,6 +166,13 @@ async fn silent_exchange(
             let _ = sock.write_all(reply("202 Accepted", "").as_bytes()).await;
             return;
         }
+        "resources/list" => {
+            // An SSE answer that ends without the response.
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-type: text/event-stream\r\n\r\n")
+                .await;
+            return;
+        }
         "tools/list" => json!({"tools":[{"name":"wait","inputSchema":{"type":"object"}}]}),
         _ => json!({}),
     };
@@ -413,7 +420,7 @@ async fn a_client_that_leaves_cancels_or_ends_its_session_frees_the_upstream_exc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_request_id_is_refused_at_once() {
+async fn a_post_never_waits_for_an_answer_that_cannot_come() {
     let up = silent_upstream().await;
     let (_b, m, _) = measured_session(&up, "request_timeout_secs = 600").await;
 
@@ -460,6 +467,19 @@ async fn a_repeated_request_id_is_refused_at_once() {
         "{v}"
     );
     hanging.abort();
+
+    // An upstream answer that ends without the response: the error comes at once, not
+    // at the request timeout.
+    let started = Instant::now();
+    let (status, v) = m
+        .json(r#"{"jsonrpc":"2.0","id":8,"method":"resources/list"}"#)
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        (status, &v["id"], &v["error"]["code"]),
+        (200, &json!(8), &json!(-32603)),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,14 @@ use crate::vault::Secret;
 pub const MAX_EXCHANGES: usize = 32;
 
 const DID_NOT_ANSWER: &str = "the upstream MCP server did not answer in time";
+/// Its answer to a POST ended without the response: nothing else will bring it (the
+/// broker does not resume upstream POST streams), so the client hears it now.
+const ENDED_UNANSWERED: &str = "the upstream MCP server ended its answer without a response";
+
+/// Whether `m` is the response to request `to`.
+fn answers(m: &Message, to: &Message) -> bool {
+    matches!((&m.kind, &to.kind), (Kind::Response { id }, Kind::Request { id: asked, .. }) if id == asked)
+}
 
 /// How an exchange ended.
 #[derive(PartialEq)]
@@ -381,6 +389,7 @@ impl Inner {
         if status == reqwest::StatusCode::ACCEPTED || !msg.is_request() {
             // Notifications and responses get 202 with no body.
         } else if is_sse {
+            let mut answered = false;
             let mut events = res.bytes_stream().eventsource();
             loop {
                 let ev = match tokio::time::timeout(r.timeout, events.next()).await {
@@ -393,7 +402,10 @@ impl Inner {
                 };
                 match ev {
                     Ok(ev) if !ev.data.trim().is_empty() => match parse_one(Bytes::from(ev.data)) {
-                        Ok(m) => self.report(Inbound::Message(m)),
+                        Ok(m) => {
+                            answered |= answers(&m, msg);
+                            self.report(Inbound::Message(m));
+                        }
                         Err(_) => {
                             tracing::warn!(upstream = %r.upstream, "ignoring an SSE event that is not JSON-RPC")
                         }
@@ -402,9 +414,12 @@ impl Inner {
                     Err(e) => {
                         let why = format!("the upstream stream broke: {e}");
                         self.fail_request(msg, UPSTREAM_ERROR, &why);
-                        break;
+                        return Exchange::Done;
                     }
                 }
+            }
+            if !answered {
+                self.fail_request(msg, UPSTREAM_ERROR, ENDED_UNANSWERED);
             }
         } else {
             let Ok(body) = tokio::time::timeout(r.timeout, res.bytes()).await else {
@@ -413,9 +428,14 @@ impl Inner {
             };
             let body = body.map_err(|e| e.to_string());
             match body.and_then(|b| parse_body(&b).map_err(|_| "invalid JSON-RPC".into())) {
-                Ok(msgs) => msgs
-                    .into_iter()
-                    .for_each(|m| self.report(Inbound::Message(m))),
+                Ok(msgs) => {
+                    let answered = msgs.iter().any(|m| answers(m, msg));
+                    msgs.into_iter()
+                        .for_each(|m| self.report(Inbound::Message(m)));
+                    if !answered {
+                        self.fail_request(msg, UPSTREAM_ERROR, ENDED_UNANSWERED);
+                    }
+                }
                 Err(e) => self.fail_request(
                     msg,
                     UPSTREAM_ERROR,
