@@ -123,100 +123,23 @@ pub async fn post(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ct_ok = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !ct_ok {
-        return jsonrpc_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            None,
-            TRANSPORT_ERROR,
-            "Content-Type must be application/json",
-        );
-    }
-    let acc = accept(headers);
-    if !acc.json && !acc.sse {
-        return jsonrpc_error(
-            StatusCode::NOT_ACCEPTABLE,
-            None,
-            TRANSPORT_ERROR,
-            "Accept must include application/json or text/event-stream",
-        );
-    }
-    let version = match protocol_version(headers) {
-        Ok(v) => v,
+    let (acc, version) = match negotiate(headers) {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let msgs = match parse_body(&body) {
+    let msgs = match parse(&body) {
         Ok(m) => m,
-        Err(ParseError::Json) => {
-            return jsonrpc_error(StatusCode::BAD_REQUEST, None, PARSE_ERROR, "Parse error");
-        }
-        Err(ParseError::NotJsonRpc) => {
-            return jsonrpc_error(
-                StatusCode::BAD_REQUEST,
-                None,
-                INVALID_REQUEST,
-                "Invalid Request",
-            );
-        }
+        Err(r) => return r,
     };
-    if let Some(bad) = msgs.iter().find(|m| !m.jsonrpc_ok) {
-        // Answered here, never relayed: an upstream might take it for JSON-RPC 1.0.
-        let id = match &bad.kind {
-            Kind::Request { id, .. } if msgs.len() == 1 => Some(&**id),
-            _ => None,
-        };
-        return jsonrpc_error(
-            StatusCode::BAD_REQUEST,
-            id,
-            INVALID_REQUEST,
-            "Invalid Request: \"jsonrpc\" must be exactly \"2.0\"",
-        );
-    }
     let first_id = msgs.iter().find_map(|m| match &m.kind {
-        Kind::Request { id, .. } => Some(id.clone()),
+        Kind::Request { id, .. } => Some(&**id),
         _ => None,
     });
-    let is_init = msgs.iter().any(|m| m.method() == Some("initialize"));
-
-    let (relay, new_session) = match session_header(headers) {
-        None if is_init && msgs.len() == 1 => match up.create(upstream, caller.grant_id).await {
-            Ok(r) => (r, true),
-            Err(why) => {
-                tracing::warn!(upstream, "cannot start a session: {why}");
-                return jsonrpc_error(StatusCode::OK, first_id.as_deref(), UPSTREAM_ERROR, &why);
-            }
-        },
-        // Includes the 2026-07-28 `server/discover` probe: an error the SDKs take as
-        // "fall back to initialize" (acceptance README item 17).
-        None => {
-            return jsonrpc_error(
-                StatusCode::BAD_REQUEST,
-                first_id.as_deref(),
-                TRANSPORT_ERROR,
-                "Bad Request: No valid session ID provided",
-            );
-        }
-        Some(_) => match find_session(up, headers, upstream, caller) {
-            Ok(r) if is_init => {
-                drop(r);
-                return jsonrpc_error(
-                    StatusCode::BAD_REQUEST,
-                    first_id.as_deref(),
-                    INVALID_REQUEST,
-                    "Session already initialized",
-                );
-            }
-            Ok(r) => (r, false),
+    let (relay, new_session) =
+        match session_for(up, upstream, caller, headers, &msgs, first_id).await {
+            Ok(x) => x,
             Err(r) => return r,
-        },
-    };
+        };
     let now = Instant::now();
     let session = &relay.session;
     session.touch(now);
@@ -233,14 +156,147 @@ pub async fn post(
             && let Some(id) = &m.cancelled_id
             && session.cancel(id, now)
         {
-            // The client's own notification goes upstream below.
+            // The client's own notification goes upstream with the rest.
             relay.link.cancel(id, None);
         }
     }
+    let mut res = forward(&relay, &msgs, &acc, new_session, first_id, now).await;
+    if new_session {
+        if session.is_closed() {
+            up.end(&session.id, EndReason::Closed).await;
+        } else if let Ok(v) = HeaderValue::from_str(&session.id) {
+            res.headers_mut().insert(SESSION_HEADER, v);
+        }
+    }
+    res
+}
 
+/// Content-Type, Accept and `MCP-Protocol-Version`, checked before the body is read.
+fn negotiate(headers: &HeaderMap) -> Result<(Accept, Option<&str>), Response> {
+    let ct_ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !ct_ok {
+        return Err(jsonrpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            TRANSPORT_ERROR,
+            "Content-Type must be application/json",
+        ));
+    }
+    let acc = accept(headers);
+    if !acc.json && !acc.sse {
+        return Err(jsonrpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            TRANSPORT_ERROR,
+            "Accept must include application/json or text/event-stream",
+        ));
+    }
+    Ok((acc, protocol_version(headers)?))
+}
+
+/// The POST's messages; anything that is not JSON-RPC 2.0 is answered here, never
+/// relayed (an upstream might take a `"jsonrpc": "1.0"` message for JSON-RPC 1.0).
+fn parse(body: &Bytes) -> Result<Vec<Message>, Response> {
+    let msgs = match parse_body(body) {
+        Ok(m) => m,
+        Err(ParseError::Json) => {
+            return Err(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                PARSE_ERROR,
+                "Parse error",
+            ));
+        }
+        Err(ParseError::NotJsonRpc) => {
+            return Err(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                INVALID_REQUEST,
+                "Invalid Request",
+            ));
+        }
+    };
+    if let Some(bad) = msgs.iter().find(|m| !m.jsonrpc_ok) {
+        let id = match &bad.kind {
+            Kind::Request { id, .. } if msgs.len() == 1 => Some(&**id),
+            _ => None,
+        };
+        return Err(jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            INVALID_REQUEST,
+            "Invalid Request: \"jsonrpc\" must be exactly \"2.0\"",
+        ));
+    }
+    Ok(msgs)
+}
+
+/// The session this POST belongs to: a new one for a lone `initialize`, else the one
+/// its `Mcp-Session-Id` names. Whether it is new.
+async fn session_for(
+    up: &Upstreams,
+    upstream: &str,
+    caller: &Caller,
+    headers: &HeaderMap,
+    msgs: &[Message],
+    first_id: Option<&str>,
+) -> Result<(Arc<Relay>, bool), Response> {
+    let is_init = msgs.iter().any(|m| m.method() == Some("initialize"));
+    match session_header(headers) {
+        None if is_init && msgs.len() == 1 => match up.create(upstream, caller.grant_id).await {
+            Ok(r) => Ok((r, true)),
+            Err(why) => {
+                tracing::warn!(upstream, "cannot start a session: {why}");
+                Err(jsonrpc_error(
+                    StatusCode::OK,
+                    first_id,
+                    UPSTREAM_ERROR,
+                    &why,
+                ))
+            }
+        },
+        // Includes the 2026-07-28 `server/discover` probe: an error the SDKs take as
+        // "fall back to initialize" (acceptance README item 17).
+        None => Err(jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            first_id,
+            TRANSPORT_ERROR,
+            "Bad Request: No valid session ID provided",
+        )),
+        Some(_) => match find_session(up, headers, upstream, caller)? {
+            _ if is_init => Err(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                first_id,
+                INVALID_REQUEST,
+                "Session already initialized",
+            )),
+            r => Ok((r, false)),
+        },
+    }
+}
+
+/// Sends the messages upstream and answers the POST: 202 without requests; else plain
+/// JSON or an SSE stream, whichever the client accepts and the upstream's first word
+/// allows.
+async fn forward(
+    relay: &Relay,
+    msgs: &[Message],
+    acc: &Accept,
+    new_session: bool,
+    first_id: Option<&str>,
+    now: Instant,
+) -> Response {
+    let session = &relay.session;
     let requests = msgs.iter().filter(|m| m.is_request()).count();
     if requests == 0 {
-        for m in &msgs {
+        for m in msgs {
             relay.link.send(m).await;
         }
         return StatusCode::ACCEPTED.into_response();
@@ -249,7 +305,7 @@ pub async fn post(
         id: sid,
         mut rx,
         refused,
-    } = session.open_post_stream(&msgs, now);
+    } = session.open_post_stream(msgs, now);
     for (i, m) in msgs.iter().enumerate() {
         if !refused.contains(&i) {
             relay.link.send(m).await;
@@ -270,44 +326,34 @@ pub async fn post(
         *res.status_mut() = StatusCode::BAD_REQUEST;
         return res;
     }
-
     let single = requests == 1 && msgs.len() == 1;
-    let mut res = if acc.json && (single || !acc.sse) {
-        // Until the answer is out, a client that goes away abandons its requests: an
-        // answer meant for a plain JSON body cannot be resumed.
-        let mut waiting = Abandon {
-            relay: &relay,
-            msgs: &msgs,
-            refused: &refused,
-            new_session,
-            armed: true,
-        };
-        let res = if single {
-            // Wait for the first thing the upstream says about this request.
-            match rx.recv().await {
-                Some(item) if item.response => {
-                    session.drop_stream(sid);
-                    json_body(item.data)
-                }
-                Some(item) if acc.sse => sse(Some(item), rx),
-                Some(_) => json_only(session, sid, rx).await,
-                None => unanswered(session, first_id.as_deref()),
-            }
-        } else {
-            json_only(session, sid, rx).await
-        };
-        waiting.armed = false;
-        res
-    } else {
-        sse(None, rx)
-    };
-    if new_session {
-        if session.is_closed() {
-            up.end(&session.id, EndReason::Closed).await;
-        } else if let Ok(v) = HeaderValue::from_str(&session.id) {
-            res.headers_mut().insert(SESSION_HEADER, v);
-        }
+    if !acc.json || (acc.sse && !single) {
+        return sse(None, rx);
     }
+    // Until the answer is out, a client that goes away abandons its requests: an answer
+    // meant for a plain JSON body cannot be resumed.
+    let mut waiting = Abandon {
+        relay,
+        msgs,
+        refused: &refused,
+        new_session,
+        armed: true,
+    };
+    let res = if single {
+        // Wait for the first thing the upstream says about this request.
+        match rx.recv().await {
+            Some(item) if item.response => {
+                session.drop_stream(sid);
+                json_body(item.data)
+            }
+            Some(item) if acc.sse => sse(Some(item), rx),
+            Some(_) => json_only(session, sid, rx).await,
+            None => unanswered(session, first_id),
+        }
+    } else {
+        json_only(session, sid, rx).await
+    };
+    waiting.armed = false;
     res
 }
 
