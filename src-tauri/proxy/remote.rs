@@ -297,21 +297,32 @@ impl Inner {
     }
 
     async fn post(&self, msg: &Message) -> Exchange {
-        let r = &self.remote;
-        let mut bearer = match r.oauth.bearer(&r.upstream).await {
-            Ok(b) => b,
-            Err(e) => {
-                self.fail_request(msg, UPSTREAM_ERROR, &e);
-                return Exchange::Done;
-            }
-        };
         let had_session = self
             .upstream_session
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_some();
+        let res = match self.send_signed_in(msg).await {
+            Ok(res) => res,
+            Err(ended) => return ended,
+        };
+        self.take_answer(msg, res, had_session).await
+    }
+
+    /// POSTs `msg` with the broker's sign-in, if any; after a 401, refreshes it once
+    /// (one refresh at a time per upstream) and tries once more. The headers must come
+    /// within the timeout.
+    async fn send_signed_in(&self, msg: &Message) -> Result<reqwest::Response, Exchange> {
+        let r = &self.remote;
+        let mut bearer = match r.oauth.bearer(&r.upstream).await {
+            Ok(b) => b,
+            Err(e) => {
+                self.fail_request(msg, UPSTREAM_ERROR, &e);
+                return Err(Exchange::Done);
+            }
+        };
         let mut retried = false;
-        let res = loop {
+        loop {
             let req = self
                 .request(reqwest::Method::POST, bearer.as_ref())
                 .header(CONTENT_TYPE, "application/json")
@@ -320,25 +331,21 @@ impl Inner {
             let res = match tokio::time::timeout(r.timeout, req.send()).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
-                    self.fail_request(
-                        msg,
-                        UPSTREAM_ERROR,
-                        &format!(
-                            "the upstream MCP server is unreachable: {}",
-                            without_url(&e)
-                        ),
+                    let why = format!(
+                        "the upstream MCP server is unreachable: {}",
+                        without_url(&e)
                     );
-                    return Exchange::Done;
+                    self.fail_request(msg, UPSTREAM_ERROR, &why);
+                    return Err(Exchange::Done);
                 }
                 Err(_) => {
                     self.fail_request(msg, REQUEST_TIMEOUT, DID_NOT_ANSWER);
-                    return Exchange::TimedOut;
+                    return Err(Exchange::TimedOut);
                 }
             };
             if res.status() != reqwest::StatusCode::UNAUTHORIZED {
-                break res;
+                return Ok(res);
             }
-            // 401: refresh once (one refresh at a time per upstream), then try once more.
             match r
                 .oauth
                 .after_unauthorized(&r.upstream, bearer.as_ref())
@@ -348,17 +355,28 @@ impl Inner {
                     bearer = Some(fresh);
                     retried = true;
                 }
-                Ok(_) => break res,
+                Ok(_) => return Ok(res),
                 Err(why) => {
                     let _ = r.events.send(GatewayEvent::UpstreamFailed {
                         upstream: r.upstream.clone(),
                         reason: why.clone(),
                     });
                     self.fail_request(msg, UPSTREAM_ERROR, &why);
-                    return Exchange::Done;
+                    return Err(Exchange::Done);
                 }
             }
-        };
+        }
+    }
+
+    /// Feeds the upstream's answer to `msg` (JSON or SSE) to the inbox; each read must
+    /// come within the timeout.
+    async fn take_answer(
+        &self,
+        msg: &Message,
+        res: reqwest::Response,
+        had_session: bool,
+    ) -> Exchange {
+        let r = &self.remote;
         if let Some(sid) = res.headers().get("mcp-session-id") {
             *self
                 .upstream_session
@@ -388,60 +406,74 @@ impl Inner {
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if status == reqwest::StatusCode::ACCEPTED || !msg.is_request() {
             // Notifications and responses get 202 with no body.
+            Exchange::Done
         } else if is_sse {
-            let mut answered = false;
-            let mut events = res.bytes_stream().eventsource();
-            loop {
-                let ev = match tokio::time::timeout(r.timeout, events.next()).await {
-                    Ok(Some(ev)) => ev,
-                    Ok(None) => break,
-                    Err(_) => {
-                        self.fail_request(msg, REQUEST_TIMEOUT, DID_NOT_ANSWER);
-                        return Exchange::TimedOut;
-                    }
-                };
-                match ev {
-                    Ok(ev) if !ev.data.trim().is_empty() => match parse_one(Bytes::from(ev.data)) {
-                        Ok(m) => {
-                            answered |= answers(&m, msg);
-                            self.report(Inbound::Message(m));
-                        }
-                        Err(_) => {
-                            tracing::warn!(upstream = %r.upstream, "ignoring an SSE event that is not JSON-RPC")
-                        }
-                    },
-                    Ok(_) => {}
-                    Err(e) => {
-                        let why = format!("the upstream stream broke: {e}");
-                        self.fail_request(msg, UPSTREAM_ERROR, &why);
-                        return Exchange::Done;
-                    }
-                }
-            }
-            if !answered {
-                self.fail_request(msg, UPSTREAM_ERROR, ENDED_UNANSWERED);
-            }
+            self.read_events(msg, res).await
         } else {
-            let Ok(body) = tokio::time::timeout(r.timeout, res.bytes()).await else {
-                self.fail_request(msg, REQUEST_TIMEOUT, DID_NOT_ANSWER);
-                return Exchange::TimedOut;
-            };
-            let body = body.map_err(|e| e.to_string());
-            match body.and_then(|b| parse_body(&b).map_err(|_| "invalid JSON-RPC".into())) {
-                Ok(msgs) => {
-                    let answered = msgs.iter().any(|m| answers(m, msg));
-                    msgs.into_iter()
-                        .for_each(|m| self.report(Inbound::Message(m)));
-                    if !answered {
-                        self.fail_request(msg, UPSTREAM_ERROR, ENDED_UNANSWERED);
-                    }
+            self.read_json(msg, res).await
+        }
+    }
+
+    /// An SSE answer: every event goes to the inbox; the response must be among them.
+    async fn read_events(&self, msg: &Message, res: reqwest::Response) -> Exchange {
+        let r = &self.remote;
+        let mut answered = false;
+        let mut events = res.bytes_stream().eventsource();
+        loop {
+            let ev = match tokio::time::timeout(r.timeout, events.next()).await {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(_) => {
+                    self.fail_request(msg, REQUEST_TIMEOUT, DID_NOT_ANSWER);
+                    return Exchange::TimedOut;
                 }
-                Err(e) => self.fail_request(
-                    msg,
-                    UPSTREAM_ERROR,
-                    &format!("the upstream MCP server's answer was unusable: {e}"),
-                ),
+            };
+            match ev {
+                Ok(ev) if !ev.data.trim().is_empty() => match parse_one(Bytes::from(ev.data)) {
+                    Ok(m) => {
+                        answered |= answers(&m, msg);
+                        self.report(Inbound::Message(m));
+                    }
+                    Err(_) => {
+                        tracing::warn!(upstream = %r.upstream, "ignoring an SSE event that is not JSON-RPC")
+                    }
+                },
+                Ok(_) => {}
+                Err(e) => {
+                    let why = format!("the upstream stream broke: {e}");
+                    self.fail_request(msg, UPSTREAM_ERROR, &why);
+                    return Exchange::Done;
+                }
             }
+        }
+        if !answered {
+            self.fail_request(msg, UPSTREAM_ERROR, ENDED_UNANSWERED);
+        }
+        Exchange::Done
+    }
+
+    /// A JSON answer (one message, or a batch): the response must be in it.
+    async fn read_json(&self, msg: &Message, res: reqwest::Response) -> Exchange {
+        let r = &self.remote;
+        let Ok(body) = tokio::time::timeout(r.timeout, res.bytes()).await else {
+            self.fail_request(msg, REQUEST_TIMEOUT, DID_NOT_ANSWER);
+            return Exchange::TimedOut;
+        };
+        let body = body.map_err(|e| e.to_string());
+        match body.and_then(|b| parse_body(&b).map_err(|_| "invalid JSON-RPC".into())) {
+            Ok(msgs) => {
+                let answered = msgs.iter().any(|m| answers(m, msg));
+                msgs.into_iter()
+                    .for_each(|m| self.report(Inbound::Message(m)));
+                if !answered {
+                    self.fail_request(msg, UPSTREAM_ERROR, ENDED_UNANSWERED);
+                }
+            }
+            Err(e) => self.fail_request(
+                msg,
+                UPSTREAM_ERROR,
+                &format!("the upstream MCP server's answer was unusable: {e}"),
+            ),
         }
         Exchange::Done
     }
