@@ -582,6 +582,20 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A stdio MCP server that writes 16 KiB to stderr for every message, and exits when
+/// that fails (as many servers do).
+const CHATTY: &str = r#"
+import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    sys.stderr.write("x" * 16384 + "\n")
+    sys.stderr.flush()
+    if "id" not in msg:
+        continue
+    result = {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "chatty", "version": "1"}} if msg.get("method") == "initialize" else {}
+    print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}), flush=True)
+"#;
+
 /// A client registered and its consent page opened, waiting for a decision.
 async fn pending_consent(c: &reqwest::Client, base: &str) -> (Registered, Consent, String) {
     let reg = register(c, base, "none").await;
@@ -638,10 +652,23 @@ async fn a_full_disk_refuses_writes_clearly_and_recovers_without_a_restart() {
         }
     };
     let up = silent_upstream().await;
-    let b = Broker::start_in(dir, &remote_config(&up.url, ""), 0);
+    let config = format!(
+        "{}\n[servers.chatty]\ncommand = \"python3\"\nargs = [\"-c\", '''{CHATTY}''']\n",
+        remote_config(&up.url, "")
+    );
+    let b = Broker::start_in(dir, &config, 0);
     let pid = b.child.id();
     let c = unpooled();
     let (reg, tokens) = authorize(&c, &b.base, "remote").await;
+    let (_, chatty_tokens) = authorize(&c, &b.base, "chatty").await;
+    let chatty = |session| Mcp {
+        c: unpooled(),
+        url: b.mcp_url("chatty"),
+        token: chatty_tokens.access.clone(),
+        session,
+    };
+    let mut old_chatty = chatty(None);
+    old_chatty.initialize().await;
     let mut m = Mcp {
         c: unpooled(),
         url: b.mcp_url("remote"),
@@ -722,6 +749,18 @@ async fn a_full_disk_refuses_writes_clearly_and_recovers_without_a_restart() {
         c: unpooled(),
         ..second
     };
+    // A stdio upstream that logs a lot: its stderr is the broker's to write, so a full
+    // disk loses log lines, not the server.
+    let mut new_chatty = chatty(None);
+    new_chatty.initialize().await;
+    for s in [&old_chatty, &new_chatty] {
+        let (status, v) = s.json(r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#).await;
+        assert_eq!(
+            (status, &v["id"]),
+            (200, &json!(3)),
+            "stdio while full: {v}"
+        );
+    }
     let listed = b.cli(&["grants", "list", "--json"]);
     assert!(
         listed.status.success(),
@@ -749,11 +788,13 @@ async fn a_full_disk_refuses_writes_clearly_and_recovers_without_a_restart() {
     // eight made after.
     let grants: Value =
         serde_json::from_slice(&b.cli(&["grants", "list", "--json"]).stdout).unwrap();
-    assert_eq!(grants.as_array().unwrap().len(), 9 + approved, "{grants}");
+    assert_eq!(grants.as_array().unwrap().len(), 10 + approved, "{grants}");
     let (status, _) = m.json(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#).await;
     assert_eq!(status, 200);
     assert_eq!(fresh.len(), 8);
-    let after = settles_to(pid, before, 3).await;
+    // The session opened while full ends; the one from before stays, as in the baseline.
+    new_chatty.delete().await;
+    let after = settles_to(pid, before, 5).await;
     eprintln!(
         "full disk: broker fds/sockets before {before:?}, while full {during:?}, after freeing {after:?}"
     );

@@ -162,13 +162,21 @@ impl Upstreams {
                 cwd,
             } => {
                 let env = self.resolve(upstream, env).await?;
-                std::fs::create_dir_all(&self.log_dir)
-                    .map_err(|e| format!("cannot create the log folder: {e}"))?;
-                let log_file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.log_dir.join(format!("{upstream}.log")))
-                    .map_err(|e| format!("cannot open the upstream log: {e}"))?;
+                // Without a log (a full or read-only disk) the server still runs.
+                let log_file = std::fs::create_dir_all(&self.log_dir)
+                    .and_then(|()| {
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(self.log_dir.join(format!("{upstream}.log")))
+                    })
+                    .inspect_err(|e| {
+                        tracing::warn!(
+                            upstream,
+                            "cannot open the upstream log, its stderr is dropped: {e}"
+                        )
+                    })
+                    .ok();
                 let spec = stdio::Spawn {
                     command,
                     args,

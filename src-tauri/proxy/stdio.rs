@@ -1,6 +1,8 @@
 //! A stdio upstream: one child process per MCP session, newline-delimited JSON-RPC on
 //! its stdin and stdout (MCP transport spec, "stdio"), stderr appended to a log file
-//! per upstream in the data dir.
+//! per upstream in the data dir. The broker writes that log, not the child: when the disk
+//! is full, log lines are lost but the server, which might exit on a failed write to its
+//! stderr, keeps running.
 //!
 //! The child gets an explicit environment (PATH, HOME, locale and temp settings, and the
 //! configured `env`), never the broker's whole environment: the broker's own secrets
@@ -64,7 +66,7 @@ pub struct Spawn<'a> {
     pub args: &'a [String],
     pub env: BTreeMap<String, Secret<String>>,
     pub cwd: Option<&'a Path>,
-    pub log_file: std::fs::File,
+    pub log_file: Option<std::fs::File>,
     pub events: tokio::sync::broadcast::Sender<GatewayEvent>,
     /// For the log and the desktop's "last error".
     pub upstream: &'a str,
@@ -86,7 +88,11 @@ impl StdioLink {
         }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(spec.log_file))
+            .stderr(if spec.log_file.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .kill_on_drop(true);
         #[cfg(target_os = "linux")]
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
@@ -107,6 +113,9 @@ impl StdioLink {
             .take()
             .ok_or_else(|| std::io::Error::other("child has no stdout"))?;
 
+        if let (Some(stderr), Some(log)) = (child.stderr.take(), spec.log_file) {
+            tokio::spawn(keep_log(stderr, log, spec.upstream.to_owned()));
+        }
         let (tx, rx) = mpsc::channel::<Bytes>(256);
         tokio::spawn(write_loop(stdin, rx));
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -174,6 +183,36 @@ fn line(raw: &Bytes) -> Bytes {
 struct Names {
     upstream: String,
     session: String,
+}
+
+/// Appends the child's stderr to its log until the child closes it. Lines that cannot be
+/// written (a full disk) are dropped, with one warning per spell of failures.
+async fn keep_log(mut stderr: tokio::process::ChildStderr, log: std::fs::File, upstream: String) {
+    use tokio::io::AsyncReadExt;
+    let mut log = tokio::fs::File::from_std(log);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut failing = false;
+    loop {
+        let n = match stderr.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let written = match log.write_all(&buf[..n]).await {
+            Ok(()) => log.flush().await,
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(
+                    upstream,
+                    "cannot write the upstream log, dropping its lines: {e}"
+                );
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 async fn write_loop(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receiver<Bytes>) {
