@@ -744,6 +744,19 @@ fn churn_and_faults_leave_no_children_or_open_files() -> Result<(), Failed> {
                     .send()
                     .await;
                 ensure!(gave_up.is_err(), "the hung call answered");
+                // The broker notices the closed connection on its own time: ask again.
+                let mut heard = String::new();
+                for n in 0..20 {
+                    heard = text_of(&m.call(3 + n, "cancelled", json!({})).await);
+                    if heard != "[]" {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                ensure!(
+                    heard == r#"[[2,"the client went away"]]"#,
+                    "session {i}: the child hears of the abandoned call: {heard}"
+                );
             }
             m.req(reqwest::Method::DELETE).send().await.unwrap();
         }
@@ -784,12 +797,17 @@ fn fake_upstream() {
         out.flush().unwrap();
     };
     let mut lines = stdin.lock().lines();
+    // `notifications/cancelled` received: (requestId, reason).
+    let mut cancelled: Vec<Value> = Vec::new();
     while let Some(Ok(line)) = lines.next() {
         let Ok(msg) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
         let id = msg["id"].clone();
         let method = msg["method"].as_str().unwrap_or("").to_owned();
+        if method == "notifications/cancelled" {
+            cancelled.push(json!([msg["params"]["requestId"], msg["params"]["reason"]]));
+        }
         if id.is_null() {
             continue;
         }
@@ -826,6 +844,7 @@ fn fake_upstream() {
                             .unwrap_or_else(|_| "<unset>".into()),
                     )),
                     "pid" => send(text(std::process::id().to_string())),
+                    "cancelled" => send(text(Value::from(cancelled.clone()).to_string())),
                     "slow" => {
                         let token = msg["params"]["_meta"]["progressToken"].clone();
                         let steps = args["steps"].as_u64().unwrap_or(3);
