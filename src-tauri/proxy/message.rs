@@ -19,8 +19,14 @@ pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
 /// A transport-level refusal (no session, wrong headers), as the MCP SDKs answer it.
 pub const TRANSPORT_ERROR: i64 = -32000;
-/// The MCP SDKs' "connection closed / session not found".
+/// The MCP SDKs' "session not found".
 pub const SESSION_NOT_FOUND: i64 = -32001;
+/// The MCP SDKs' "request timed out" (the same number, in answer to a request).
+pub const REQUEST_TIMEOUT: i64 = -32001;
+/// JSON-RPC 2.0 §5.1 "Internal error": the upstream failed, or could not be reached.
+pub const UPSTREAM_ERROR: i64 = -32603;
+/// The client cancelled the request (the code LSP uses; MCP names none).
+pub const REQUEST_CANCELLED: i64 = -32800;
 
 #[derive(Deserialize)]
 struct Envelope<'a> {

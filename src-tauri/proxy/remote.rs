@@ -25,9 +25,9 @@ use tokio::task::AbortHandle;
 
 use super::link::{Inbound, Inbox};
 use super::message::{
-    IdKey, Kind, Message, cancelled_notification, error_response, parse_body, parse_one,
+    IdKey, Kind, Message, REQUEST_TIMEOUT, UPSTREAM_ERROR, cancelled_notification, error_response,
+    parse_body, parse_one,
 };
-use super::session::{REQUEST_TIMEOUT, UPSTREAM_ERROR};
 use super::upstream_oauth::UpstreamOAuth;
 use crate::events::GatewayEvent;
 use crate::vault::Secret;

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::message::{INVALID_REQUEST, IdKey, Kind, Message, error_response};
+use super::message::{
+    INVALID_REQUEST, IdKey, Kind, Message, REQUEST_TIMEOUT, UPSTREAM_ERROR, error_response,
+};
 use crate::oauth::GrantId;
 
 /// Events kept per stream for resumption.
@@ -29,12 +31,6 @@ const REPLAY_EVENTS: usize = 512;
 const STANDALONE: u64 = 0;
 /// Finished POST streams stay resumable for this long.
 const DONE_STREAM_TTL: Duration = Duration::from_secs(120);
-
-/// JSON-RPC error codes the broker itself produces.
-pub const UPSTREAM_ERROR: i64 = -32603;
-pub const REQUEST_TIMEOUT: i64 = -32001;
-/// The client cancelled the request (the code LSP uses; MCP names none).
-pub const REQUEST_CANCELLED: i64 = -32800;
 
 /// One SSE event for the client.
 #[derive(Debug, Clone)]

@@ -20,10 +20,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::message::{
-    INVALID_REQUEST, Kind, Message, PARSE_ERROR, ParseError, SESSION_NOT_FOUND, TRANSPORT_ERROR,
-    error_response, parse_body,
+    INVALID_REQUEST, Kind, Message, PARSE_ERROR, ParseError, REQUEST_CANCELLED, SESSION_NOT_FOUND,
+    TRANSPORT_ERROR, UPSTREAM_ERROR, error_response, parse_body,
 };
-use super::session::{EndReason, PostStream, REQUEST_CANCELLED, Session, SseItem, UPSTREAM_ERROR};
+use super::session::{EndReason, PostStream, Session, SseItem};
 use super::{Relay, Upstreams};
 use crate::oauth::bearer::Caller;
 
