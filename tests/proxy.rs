@@ -43,6 +43,7 @@ fn main() {
         remote_http_upstream_gets_no_client_token,
         sessions_per_grant_are_capped,
         churn_and_faults_leave_no_children_or_open_files,
+        a_server_s_own_children_end_with_its_session,
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -780,6 +781,47 @@ fn churn_and_faults_leave_no_children_or_open_files() -> Result<(), Failed> {
         ensure!(
             after.rss_kib < before.rss_kib + 16 * 1024,
             "memory grew: before {before:?}, after {after:?}"
+        );
+        Ok(())
+    })
+}
+
+/// The pids whose parent is `parent`, from /proc.
+fn children_of(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok())
+                == Some(parent)
+        })
+        .collect()
+}
+
+fn a_server_s_own_children_end_with_its_session() -> Result<(), Failed> {
+    rt().block_on(async {
+        // A wrapper that leaves a process behind holding the server's pipes, as `npx`
+        // or `uvx` wrappers can.
+        let exe = std::env::current_exe().unwrap().display().to_string();
+        let b = Broker::start(&format!(
+            "[servers.wrapped]\ncommand = \"sh\"\nargs = [\"-c\", \"sleep 600 & exec \\\"$0\\\"\", {exe:?}]\nenv = {{ FAKE_MCP_UPSTREAM = \"1\" }}\n"
+        ));
+        let mut m = Mcp::connect(&b, "wrapped").await;
+        m.initialize().await;
+        let pid: i32 = text_of(&m.call(1, "pid", json!({})).await).parse().unwrap();
+        let left_behind = children_of(pid);
+        ensure!(left_behind.len() == 1, "the wrapper's own child: {left_behind:?}");
+        let res = m.req(reqwest::Method::DELETE).send().await.unwrap();
+        ensure!(res.status() == 200, "delete: {}", res.status());
+        ensure!(
+            wait_until(|| !alive(pid) && !alive(left_behind[0]), 8).await,
+            "server {pid} (alive: {}) or its child {} (alive: {}) outlived the session",
+            alive(pid),
+            left_behind[0],
+            alive(left_behind[0])
         );
         Ok(())
     })

@@ -86,6 +86,11 @@ impl StdioLink {
         if let Some(d) = spec.cwd {
             cmd.current_dir(d);
         }
+        // Its own process group, so that stopping it also stops what it started: a
+        // wrapper (`npx`, `uvx`, a shell) whose own children would otherwise keep the
+        // server's pipes, and the broker's tasks reading them, alive.
+        #[cfg(unix)]
+        cmd.process_group(0);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(if spec.log_file.is_some() {
@@ -113,8 +118,13 @@ impl StdioLink {
             .take()
             .ok_or_else(|| std::io::Error::other("child has no stdout"))?;
 
+        let mut readers = Vec::with_capacity(2);
         if let (Some(stderr), Some(log)) = (child.stderr.take(), spec.log_file) {
-            tokio::spawn(keep_log(stderr, log, spec.upstream.to_owned()));
+            readers.push(tokio::spawn(keep_log(
+                stderr,
+                log,
+                spec.upstream.to_owned(),
+            )));
         }
         let (tx, rx) = mpsc::channel::<Bytes>(256);
         tokio::spawn(write_loop(stdin, rx));
@@ -124,14 +134,22 @@ impl StdioLink {
             upstream: spec.upstream.to_owned(),
             session: spec.session.to_owned(),
         };
-        tokio::spawn(read_loop(stdout, inbox.clone(), names.clone()));
+        readers.push(tokio::spawn(read_loop(
+            stdout,
+            inbox.clone(),
+            names.clone(),
+        )));
         tokio::spawn(wait_loop(
-            child,
+            Watched {
+                pid: child.id(),
+                child,
+                readers,
+                inbox: inbox.clone(),
+                events: spec.events,
+                names,
+            },
             stop_rx,
             exited_tx,
-            inbox.clone(),
-            spec.events,
-            names,
         ));
         Ok(StdioLink {
             tx,
@@ -287,38 +305,63 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
-async fn wait_loop(
-    mut child: Child,
-    stop: oneshot::Receiver<()>,
-    exited: watch::Sender<bool>,
+/// A running child and the tasks reading its output.
+struct Watched {
+    child: Child,
+    /// Also its process group's id; kept because `Child::id` forgets it once reaped.
+    pid: Option<u32>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
     inbox: Inbox,
     events: tokio::sync::broadcast::Sender<GatewayEvent>,
     names: Names,
-) {
+}
+
+/// How long the output of a child that is gone may still be read.
+const DRAIN: Duration = Duration::from_secs(2);
+
+async fn wait_loop(mut w: Watched, stop: oneshot::Receiver<()>, exited: watch::Sender<bool>) {
     tokio::select! {
-        status = child.wait() => {
+        status = w.child.wait() => {
             // Exiting on its own (not asked to stop): the session fails.
             let why = match status {
                 Ok(st) => format!("the upstream MCP server exited ({st})"),
                 Err(e) => format!("the upstream MCP server could not be watched: {e}"),
             };
-            tracing::warn!(upstream = %names.upstream, session = %names.session, "{why}");
-            let _ = events.send(GatewayEvent::UpstreamFailed { upstream: names.upstream, reason: why.clone() });
-            let _ = inbox.send(Inbound::Failed(why));
+            tracing::warn!(upstream = %w.names.upstream, session = %w.names.session, "{why}");
+            let _ = w.events.send(GatewayEvent::UpstreamFailed { upstream: w.names.upstream.clone(), reason: why.clone() });
+            let _ = w.inbox.send(Inbound::Failed(why));
         }
         _ = stop => {
-            terminate(&mut child).await;
+            terminate(&mut w.child, w.pid).await;
+        }
+    }
+    // Whatever the child started goes with it.
+    #[cfg(unix)]
+    if let Some(pid) = w.pid {
+        // SAFETY: signalling the process group our own child led; the group id cannot
+        // be reused while any member is left.
+        unsafe {
+            libc::killpg(pid as libc::pid_t, libc::SIGKILL);
         }
     }
     let _ = exited.send(true);
+    // Its last words are read; a pipe someone else still holds is not waited for.
+    for mut reader in w.readers {
+        if tokio::time::timeout(DRAIN, &mut reader).await.is_err() {
+            reader.abort();
+        }
+    }
 }
 
-async fn terminate(child: &mut Child) {
+/// SIGTERM to the child's process group, then SIGKILL to the child after a grace period.
+async fn terminate(child: &mut Child, pid: Option<u32>) {
+    #[cfg(not(unix))]
+    let _ = pid;
     #[cfg(unix)]
-    if let Some(pid) = child.id() {
-        // SAFETY: sending a signal to our own child's pid.
+    if let Some(pid) = pid {
+        // SAFETY: signalling the process group our own child leads.
         unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            libc::killpg(pid as libc::pid_t, libc::SIGTERM);
         }
         if tokio::time::timeout(Duration::from_secs(2), child.wait())
             .await
