@@ -282,7 +282,8 @@ impl Mcp {
 /// A broker in front of `up`, its open files once the OAuth flow is done (the baseline),
 /// and an initialized session whose client keeps no idle connections.
 async fn measured_session(up: &Silent, settings: &str) -> (Broker, Mcp, Open) {
-    let b = Broker::start(&remote_config(&up.url, settings));
+    let config = remote_config(&up.url, settings);
+    let b = Broker::start_logging(tempfile::tempdir().unwrap(), &config, 0, LOG_TASKS);
     let mut m = Mcp::open(&b, unpooled()).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = open_files(b.child.id());
@@ -298,6 +299,7 @@ async fn a_silent_remote_upstream_costs_nothing_after_the_timeout() {
     let up = silent_upstream().await;
     let (b, m, before) = measured_session(&up, "request_timeout_secs = 1").await;
     let pid = b.child.id();
+    let tasks_idle = alive_tasks(&b, 1).await;
 
     let started = Instant::now();
     let bodies: Vec<String> = (1..=CALLS).map(|id| m.call(id)).collect();
@@ -329,9 +331,16 @@ async fn a_silent_remote_upstream_costs_nothing_after_the_timeout() {
 
     m.delete().await;
     let after_end = settles_to(pid, before, 3).await;
+    let tasks_after = alive_tasks(&b, 0).await;
     eprintln!(
         "silent upstream, {CALLS} timed-out calls: broker fds/sockets before {before:?}, \
-         after the timeouts {after_timeouts:?}, after the session ended {after_end:?}"
+         after the timeouts {after_timeouts:?}, after the session ended {after_end:?} \
+         (tasks: {tasks_idle} with the idle session, {tasks_after} after it ended)"
+    );
+    // The session's own task went with it, and nothing of the timed-out calls stayed.
+    assert!(
+        tasks_after < tasks_idle,
+        "tasks: {tasks_idle} idle, {tasks_after} after"
     );
     assert_eq!(after_timeouts, before, "after {CALLS} timed-out calls");
     assert_eq!(after_end, before, "after the session ended");

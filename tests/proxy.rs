@@ -705,7 +705,12 @@ fn footprint(pid: u32) -> Footprint {
 
 fn churn_and_faults_leave_no_children_or_open_files() -> Result<(), Failed> {
     rt().block_on(async {
-        let b = Broker::start(&config("[broker]\nrequest_timeout_secs = 1\n"));
+        let b = Broker::start_logging(
+            tempfile::tempdir().unwrap(),
+            &config("[broker]\nrequest_timeout_secs = 1\n"),
+            0,
+            LOG_TASKS,
+        );
         let pid = b.child.id();
         // No idle connections on the client side: the broker's fds show its own.
         let c = reqwest::Client::builder()
@@ -727,6 +732,7 @@ fn churn_and_faults_leave_no_children_or_open_files() -> Result<(), Failed> {
         ensure!(wait_until(|| footprint(pid).children == 0, 5).await, "warm-up child");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let before = footprint(pid);
+        let tasks_before = alive_tasks(&b, 0).await;
 
         for i in 0..20 {
             let mut m = fresh();
@@ -776,8 +782,13 @@ fn churn_and_faults_leave_no_children_or_open_files() -> Result<(), Failed> {
         )
         .await;
         let after = footprint(pid);
-        eprintln!("churn (20 sessions, 10 abandoned calls, crash, garbage, hang): before {before:?}, after {after:?}");
+        let tasks_after = alive_tasks(&b, 0).await;
+        eprintln!("churn (20 sessions, 10 abandoned calls, crash, garbage, hang): before {before:?}, {tasks_before} tasks; after {after:?}, {tasks_after} tasks");
         ensure!(settled, "before {before:?}, after {after:?}");
+        ensure!(
+            tasks_after <= tasks_before,
+            "tasks: {tasks_before} before, {tasks_after} after"
+        );
         ensure!(
             after.rss_kib < before.rss_kib + 16 * 1024,
             "memory grew: before {before:?}, after {after:?}"

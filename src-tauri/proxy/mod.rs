@@ -335,6 +335,14 @@ impl Upstreams {
                 self.end(&s.id, EndReason::Closed).await;
             }
         }
+        // For leak checks: every session's tasks end with it.
+        tracing::debug!(
+            sessions = self.sessions().len(),
+            tasks = tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+            "upkeep"
+        );
     }
 
     /// Ends every session and waits for the children to exit.
