@@ -310,27 +310,27 @@ async fn a_silent_remote_upstream_costs_nothing_after_the_timeout() {
         assert_eq!(v["error"]["code"], -32001, "a timeout error: {v}");
     }
     assert!(
-        started.elapsed() < Duration::from_secs(4),
+        started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
     assert!(
-        wait_until(|| up.held() == 0, 3).await,
+        wait_until(|| up.held() == 0, 5).await,
         "the broker still holds {} exchanges open",
         up.held()
     );
     assert!(
-        wait_until(|| up.seen("notifications/cancelled") == CALLS as usize, 3).await,
+        wait_until(|| up.seen("notifications/cancelled") == CALLS as usize, 5).await,
         "the upstream is told of each abandoned request: {}",
         up.seen("notifications/cancelled")
     );
-    let after_timeouts = settles_to(pid, before, 3).await;
+    let after_timeouts = settles_to(pid, before, 5).await;
     // The session survives: a remote upstream's slow call ends that call only.
     let (status, v) = m.json(r#"{"jsonrpc":"2.0","id":99,"method":"ping"}"#).await;
     assert_eq!((status, &v["id"]), (200, &json!(99)), "{v}");
 
     m.delete().await;
-    let after_end = settles_to(pid, before, 3).await;
+    let after_end = settles_to(pid, before, 5).await;
     let tasks_after = alive_tasks(&b, 0).await;
     eprintln!(
         "silent upstream, {CALLS} timed-out calls: broker fds/sockets before {before:?}, \
@@ -353,42 +353,45 @@ async fn a_client_that_leaves_cancels_or_ends_its_session_frees_the_upstream_exc
     let (b, m, before) = measured_session(&up, "request_timeout_secs = 600").await;
     let pid = b.child.id();
 
-    // 1. The client gives up on plain-JSON answers (it closes the connection).
+    // 1. The client gives up on plain-JSON answers (it closes the connection) once the
+    // upstream has them.
     let gave_up: Vec<_> = (1..=8)
         .map(|id| {
-            m.post(&m.call(id), "application/json, text/event-stream")
-                .timeout(Duration::from_millis(400))
-                .send()
+            let call = m
+                .post(&m.call(id), "application/json, text/event-stream")
+                .send();
+            tokio::spawn(call)
         })
         .collect();
-    for r in futures_util::future::join_all(gave_up).await {
-        assert!(r.is_err_and(|e| e.is_timeout()));
+    assert!(wait_until(|| up.held() == 8, 5).await, "held {}", up.held());
+    for call in gave_up {
+        call.abort();
     }
     assert!(
-        wait_until(|| up.held() == 0, 3).await,
+        wait_until(|| up.held() == 0, 5).await,
         "client gone: {} exchanges still open",
         up.held()
     );
-    assert!(wait_until(|| up.seen("notifications/cancelled") == 8, 3).await);
-    let after_leaving = settles_to(pid, before, 3).await;
+    assert!(wait_until(|| up.seen("notifications/cancelled") == 8, 5).await);
+    let after_leaving = settles_to(pid, before, 5).await;
 
     // 2. The client cancels a request whose answer streams as SSE.
     let stream = m.post(&m.call(20), "text/event-stream").send();
     let stream = tokio::spawn(async move { stream.await.unwrap().text().await });
-    assert!(wait_until(|| up.held() == 1, 3).await);
+    assert!(wait_until(|| up.held() == 1, 5).await);
     let (status, _) = m
         .json(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":20,"reason":"user"}}"#)
         .await;
     assert_eq!(status, 202);
     assert!(
-        wait_until(|| up.held() == 0, 3).await,
+        wait_until(|| up.held() == 0, 5).await,
         "cancelled: exchange still open"
     );
-    let ended = tokio::time::timeout(Duration::from_secs(3), stream).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), stream).await;
     assert!(ended.is_ok(), "the cancelled request's stream ends");
     // The client's own notification reached the upstream; the broker added none.
     assert_eq!(up.seen("notifications/cancelled"), 9);
-    let after_cancel = settles_to(pid, before, 3).await;
+    let after_cancel = settles_to(pid, before, 5).await;
 
     // 3. More requests than the per-upstream bound, then the session ends with all of
     // them in flight: at most 32 exchanges are ever open to one upstream.
@@ -407,18 +410,18 @@ async fn a_client_that_leaves_cancels_or_ends_its_session_frees_the_upstream_exc
     assert_eq!(up.held(), 32, "the bound on open exchanges");
     m.delete().await;
     assert!(
-        wait_until(|| up.held() == 0, 3).await,
+        wait_until(|| up.held() == 0, 5).await,
         "session ended: {} exchanges still open",
         up.held()
     );
     for s in streams {
         assert!(
-            tokio::time::timeout(Duration::from_secs(3), s)
+            tokio::time::timeout(Duration::from_secs(5), s)
                 .await
                 .is_ok()
         );
     }
-    let after_end = settles_to(pid, before, 3).await;
+    let after_end = settles_to(pid, before, 5).await;
     eprintln!(
         "client faults: broker fds/sockets before {before:?}, after 8 clients left {after_leaving:?}, \
          after a cancellation {after_cancel:?}, after the session ended {after_end:?}"
@@ -438,7 +441,7 @@ async fn a_post_never_waits_for_an_answer_that_cannot_come() {
         .json(r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":1,"method":"ping"}]"#)
         .await;
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
     );
@@ -466,10 +469,10 @@ async fn a_post_never_waits_for_an_answer_that_cannot_come() {
     // An id still in flight in another POST.
     let hanging = m.post(&m.call(7), "text/event-stream").send();
     let hanging = tokio::spawn(hanging);
-    assert!(wait_until(|| up.held() == 1, 3).await);
+    assert!(wait_until(|| up.held() == 1, 5).await);
     let started = Instant::now();
     let (status, v) = m.json(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#).await;
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(
         (status, &v["id"], &v["error"]["code"]),
         (400, &json!(7), &json!(-32600)),
@@ -483,7 +486,7 @@ async fn a_post_never_waits_for_an_answer_that_cannot_come() {
     let (status, v) = m
         .json(r#"{"jsonrpc":"2.0","id":8,"method":"resources/list"}"#)
         .await;
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(
         (status, &v["id"], &v["error"]["code"]),
         (200, &json!(8), &json!(-32603)),

@@ -742,26 +742,38 @@ fn churn_and_faults_leave_no_children_or_open_files() -> Result<(), Failed> {
             if i % 2 == 0 {
                 // Half end with DELETE, half by the client giving up on a hung call
                 // and then DELETE: the child hears `notifications/cancelled` first.
-                let gave_up = m
+                let hung = m
                     .req(reqwest::Method::POST)
                     .header("content-type", "application/json")
                     .header("accept", "application/json, text/event-stream")
                     .body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"hang","arguments":{}}}"#)
-                    .timeout(Duration::from_millis(200))
-                    .send()
-                    .await;
-                ensure!(gave_up.is_err(), "the hung call answered");
-                // The broker notices the closed connection on its own time: ask again.
-                let mut heard = String::new();
-                for n in 0..20 {
-                    heard = text_of(&m.call(3 + n, "cancelled", json!({})).await);
-                    if heard != "[]" {
+                    .send();
+                let hung = tokio::spawn(hung);
+                let mut n = 3;
+                let mut ask = async || {
+                    n += 1;
+                    let v: Value = serde_json::from_str(&text_of(&m.call(n, "cancelled", json!({})).await)).unwrap();
+                    v
+                };
+                let mut heard = ask().await;
+                for _ in 0..100 {
+                    if heard["hung"] == json!([2]) {
                         break;
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    heard = ask().await;
+                }
+                ensure!(heard["hung"] == json!([2]), "the child never got the call: {heard}");
+                hung.abort();
+                // The broker notices the closed connection on its own time: ask again.
+                for _ in 0..100 {
+                    if heard["cancelled"] != json!([]) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    heard = ask().await;
                 }
                 ensure!(
-                    heard == r#"[[2,"the client went away"]]"#,
+                    heard["cancelled"] == json!([[2, "the client went away"]]),
                     "session {i}: the child hears of the abandoned call: {heard}"
                 );
             }
@@ -850,7 +862,8 @@ fn fake_upstream() {
         out.flush().unwrap();
     };
     let mut lines = stdin.lock().lines();
-    // `notifications/cancelled` received: (requestId, reason).
+    // Ids of `hang` calls, and `notifications/cancelled` received: (requestId, reason).
+    let mut hung: Vec<Value> = Vec::new();
     let mut cancelled: Vec<Value> = Vec::new();
     while let Some(Ok(line)) = lines.next() {
         let Ok(msg) = serde_json::from_str::<Value>(&line) else {
@@ -897,7 +910,9 @@ fn fake_upstream() {
                             .unwrap_or_else(|_| "<unset>".into()),
                     )),
                     "pid" => send(text(std::process::id().to_string())),
-                    "cancelled" => send(text(Value::from(cancelled.clone()).to_string())),
+                    "cancelled" => send(text(
+                        json!({"hung": hung, "cancelled": cancelled}).to_string(),
+                    )),
                     "slow" => {
                         let token = msg["params"]["_meta"]["progressToken"].clone();
                         let steps = args["steps"].as_u64().unwrap_or(3);
@@ -936,7 +951,7 @@ fn fake_upstream() {
                     "garbage" => {
                         println!("this is not JSON-RPC");
                     }
-                    "hang" => {}
+                    "hang" => hung.push(id.clone()),
                     other => send(
                         json!({"jsonrpc":"2.0","id":id,"error":{"code":-32602,"message":format!("no tool {other}")}}),
                     ),
