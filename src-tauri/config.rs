@@ -60,6 +60,8 @@ pub struct BrokerSettings {
     /// How long a client registration with no active grant and no activity is kept
     /// (default one day).
     pub registration_ttl_secs: Option<u64>,
+    /// The largest MCP request body accepted; larger ones get 413.
+    pub max_request_bytes: Option<usize>,
     /// Test only: see [`TestClientMetadata`]. Off unless present.
     pub test_client_metadata: Option<TestClientMetadata>,
 }
@@ -264,6 +266,10 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.settings.request_timeout_secs.unwrap_or(300))
     }
+    /// 4 MiB by default, the limit of the official MCP SDKs' servers.
+    pub fn max_request_bytes(&self) -> usize {
+        self.settings.max_request_bytes.unwrap_or(4 * 1024 * 1024)
+    }
     pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
         self.upstreams.iter().find(|u| u.name == name)
     }
@@ -392,6 +398,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         return Err(err(
             "broker.port",
             "must be a fixed port (1-65535); use --port 0 for a random one".into(),
+        ));
+    }
+    if raw.broker.max_request_bytes == Some(0) {
+        return Err(err(
+            "broker.max_request_bytes",
+            "must be at least 1 (the default is 4194304, 4 MiB)".into(),
         ));
     }
     let mut upstreams = Vec::new();

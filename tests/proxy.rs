@@ -22,58 +22,29 @@ fn main() {
         return;
     }
     let args = Arguments::from_args();
-    type Test = fn() -> Result<(), Failed>;
-    let tests: Vec<(&str, Test)> = vec![
-        (
-            "relays_json_and_unknown_methods_verbatim",
-            relays_json_and_unknown_methods_verbatim,
-        ),
-        (
-            "session_rules_and_discover_probe",
-            session_rules_and_discover_probe,
-        ),
-        (
-            "progress_streams_as_it_happens",
-            progress_streams_as_it_happens,
-        ),
-        (
-            "server_to_client_request_round_trip",
-            server_to_client_request_round_trip,
-        ),
-        (
-            "standalone_get_stream_and_resumption",
-            standalone_get_stream_and_resumption,
-        ),
-        ("sessions_never_share_a_child", sessions_never_share_a_child),
-        (
-            "crash_garbage_and_hang_end_only_that_session",
-            crash_garbage_and_hang_end_only_that_session,
-        ),
-        (
-            "child_environment_is_explicit_and_stderr_logged",
-            child_environment_is_explicit_and_stderr_logged,
-        ),
-        (
-            "revocation_ends_sessions_streams_and_children",
-            revocation_ends_sessions_streams_and_children,
-        ),
-        (
-            "idle_sessions_are_reaped_and_sigterm_ends_children",
-            idle_sessions_are_reaped_and_sigterm_ends_children,
-        ),
-        (
-            "remote_http_upstream_gets_no_client_token",
-            remote_http_upstream_gets_no_client_token,
-        ),
-        (
-            "sessions_per_grant_are_capped",
-            sessions_per_grant_are_capped,
-        ),
+    // Each name once. A test function left out of this list is never used, which
+    // fails the build (`dead_code` under `-D warnings`), so none can be forgotten.
+    macro_rules! trials {
+        ($($name:ident),* $(,)?) => {
+            vec![$(Trial::test(stringify!($name), $name)),*]
+        };
+    }
+    let trials = trials![
+        relays_json_and_unknown_methods_verbatim,
+        session_rules_and_discover_probe,
+        progress_streams_as_it_happens,
+        server_to_client_request_round_trip,
+        standalone_get_stream_and_resumption,
+        sessions_never_share_a_child,
+        crash_garbage_and_hang_end_only_that_session,
+        child_environment_is_explicit_and_stderr_logged,
+        revocation_ends_sessions_streams_and_children,
+        idle_sessions_are_reaped_and_sigterm_ends_children,
+        remote_http_upstream_gets_no_client_token,
+        sessions_per_grant_are_capped,
+        churn_and_faults_leave_no_children_or_open_files,
+        a_server_s_own_children_end_with_its_session,
     ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, f)| Trial::test(name, f))
-        .collect();
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -233,17 +204,6 @@ fn alive(pid: i32) -> bool {
         Ok(s) => !s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')),
         Err(_) => false,
     }
-}
-
-async fn wait_until(mut f: impl FnMut() -> bool, secs: u64) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    f()
 }
 
 // ---------------------------------------------------------------------- the tests
@@ -709,6 +669,187 @@ fn sessions_per_grant_are_capped() -> Result<(), Failed> {
     })
 }
 
+/// The broker's children (zombies included: they must be reaped too), open files and
+/// resident memory, from /proc.
+#[derive(Debug, PartialEq)]
+struct Footprint {
+    children: usize,
+    fds: usize,
+    rss_kib: u64,
+}
+
+fn footprint(pid: u32) -> Footprint {
+    let mut children = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        children += list.split_whitespace().count();
+    }
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0);
+    Footprint {
+        children,
+        fds,
+        rss_kib,
+    }
+}
+
+fn churn_and_faults_leave_no_children_or_open_files() -> Result<(), Failed> {
+    rt().block_on(async {
+        let b = Broker::start_logging(
+            tempfile::tempdir().unwrap(),
+            &config("[broker]\nrequest_timeout_secs = 1\n"),
+            0,
+            LOG_TASKS,
+        );
+        let pid = b.child.id();
+        // No idle connections on the client side: the broker's fds show its own.
+        let c = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let (_, t) = authorize(&c, &b.base, "fake").await;
+        let fresh = || Mcp {
+            c: c.clone(),
+            url: b.mcp_url("fake"),
+            token: t.access.clone(),
+            session: None,
+        };
+        // Warm up once (the upstream log file, the pool), then take the baseline.
+        let mut m = fresh();
+        m.initialize().await;
+        m.req(reqwest::Method::DELETE).send().await.unwrap();
+        ensure!(wait_until(|| footprint(pid).children == 0, 5).await, "warm-up child");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let before = footprint(pid);
+        let tasks_before = alive_tasks(&b, 0).await;
+
+        for i in 0..20 {
+            let mut m = fresh();
+            m.initialize().await;
+            let r = m.call(1, "echo", json!({"text": "churn"})).await;
+            ensure!(text_of(&r) == "churn", "session {i}: {r}");
+            if i % 2 == 0 {
+                // Half end with DELETE, half by the client giving up on a hung call
+                // and then DELETE: the child hears `notifications/cancelled` first.
+                let hung = m
+                    .req(reqwest::Method::POST)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream")
+                    .body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"hang","arguments":{}}}"#)
+                    .send();
+                let hung = tokio::spawn(hung);
+                let mut n = 3;
+                let mut ask = async || {
+                    n += 1;
+                    let v: Value = serde_json::from_str(&text_of(&m.call(n, "cancelled", json!({})).await)).unwrap();
+                    v
+                };
+                let mut heard = ask().await;
+                for _ in 0..100 {
+                    if heard["hung"] == json!([2]) {
+                        break;
+                    }
+                    heard = ask().await;
+                }
+                ensure!(heard["hung"] == json!([2]), "the child never got the call: {heard}");
+                hung.abort();
+                // The broker notices the closed connection on its own time: ask again.
+                for _ in 0..100 {
+                    if heard["cancelled"] != json!([]) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    heard = ask().await;
+                }
+                ensure!(
+                    heard["cancelled"] == json!([[2, "the client went away"]]),
+                    "session {i}: the child hears of the abandoned call: {heard}"
+                );
+            }
+            m.req(reqwest::Method::DELETE).send().await.unwrap();
+        }
+        for tool in ["crash", "garbage", "hang"] {
+            let mut m = fresh();
+            m.initialize().await;
+            let r = m.call(1, tool, json!({})).await;
+            ensure!(r["error"]["code"].is_i64(), "{tool}: {r}");
+        }
+        let settled = wait_until(
+            || {
+                let now = footprint(pid);
+                now.children == 0 && now.fds == before.fds
+            },
+            8,
+        )
+        .await;
+        let after = footprint(pid);
+        let tasks_after = alive_tasks(&b, 0).await;
+        eprintln!("churn (20 sessions, 10 abandoned calls, crash, garbage, hang): before {before:?}, {tasks_before} tasks; after {after:?}, {tasks_after} tasks");
+        ensure!(settled, "before {before:?}, after {after:?}");
+        ensure!(
+            tasks_after <= tasks_before,
+            "tasks: {tasks_before} before, {tasks_after} after"
+        );
+        ensure!(
+            after.rss_kib < before.rss_kib + 16 * 1024,
+            "memory grew: before {before:?}, after {after:?}"
+        );
+        Ok(())
+    })
+}
+
+/// The pids whose parent is `parent`, from /proc.
+fn children_of(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok())
+                == Some(parent)
+        })
+        .collect()
+}
+
+fn a_server_s_own_children_end_with_its_session() -> Result<(), Failed> {
+    rt().block_on(async {
+        // A wrapper that leaves a process behind holding the server's pipes, as `npx`
+        // or `uvx` wrappers can.
+        let exe = std::env::current_exe().unwrap().display().to_string();
+        let b = Broker::start(&format!(
+            "[servers.wrapped]\ncommand = \"sh\"\nargs = [\"-c\", \"sleep 600 & exec \\\"$0\\\"\", {exe:?}]\nenv = {{ FAKE_MCP_UPSTREAM = \"1\" }}\n"
+        ));
+        let mut m = Mcp::connect(&b, "wrapped").await;
+        m.initialize().await;
+        let pid: i32 = text_of(&m.call(1, "pid", json!({})).await).parse().unwrap();
+        let left_behind = children_of(pid);
+        ensure!(left_behind.len() == 1, "the wrapper's own child: {left_behind:?}");
+        let res = m.req(reqwest::Method::DELETE).send().await.unwrap();
+        ensure!(res.status() == 200, "delete: {}", res.status());
+        ensure!(
+            wait_until(|| !alive(pid) && !alive(left_behind[0]), 8).await,
+            "server {pid} (alive: {}) or its child {} (alive: {}) outlived the session",
+            alive(pid),
+            left_behind[0],
+            alive(left_behind[0])
+        );
+        Ok(())
+    })
+}
+
 // ------------------------------------------------------------- the fake upstreams
 
 /// A stdio MCP server with tools that misbehave on request.
@@ -721,12 +862,18 @@ fn fake_upstream() {
         out.flush().unwrap();
     };
     let mut lines = stdin.lock().lines();
+    // Ids of `hang` calls, and `notifications/cancelled` received: (requestId, reason).
+    let mut hung: Vec<Value> = Vec::new();
+    let mut cancelled: Vec<Value> = Vec::new();
     while let Some(Ok(line)) = lines.next() {
         let Ok(msg) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
         let id = msg["id"].clone();
         let method = msg["method"].as_str().unwrap_or("").to_owned();
+        if method == "notifications/cancelled" {
+            cancelled.push(json!([msg["params"]["requestId"], msg["params"]["reason"]]));
+        }
         if id.is_null() {
             continue;
         }
@@ -763,6 +910,9 @@ fn fake_upstream() {
                             .unwrap_or_else(|_| "<unset>".into()),
                     )),
                     "pid" => send(text(std::process::id().to_string())),
+                    "cancelled" => send(text(
+                        json!({"hung": hung, "cancelled": cancelled}).to_string(),
+                    )),
                     "slow" => {
                         let token = msg["params"]["_meta"]["progressToken"].clone();
                         let steps = args["steps"].as_u64().unwrap_or(3);
@@ -801,7 +951,7 @@ fn fake_upstream() {
                     "garbage" => {
                         println!("this is not JSON-RPC");
                     }
-                    "hang" => {}
+                    "hang" => hung.push(id.clone()),
                     other => send(
                         json!({"jsonrpc":"2.0","id":id,"error":{"code":-32602,"message":format!("no tool {other}")}}),
                     ),

@@ -134,7 +134,7 @@ impl Gateway {
                 ConsentLookupError::Gone => GatewayError::ConsentGone,
                 ConsentLookupError::BadCsrf => GatewayError::ConsentForged,
             })?;
-        Ok(self.apply(&req, decision).await?)
+        Ok(self.decided(&req, decision).await)
     }
 
     /// A native window's answer; the waiting browser continues by itself.
@@ -158,17 +158,15 @@ impl Gateway {
         self.inner.consents.poll_wait(wait_id)
     }
 
-    /// [`apply`](Self::apply) for a decision nobody waits on synchronously: a failure to
-    /// record it still sends the browser back, with `server_error`.
+    /// [`apply`](Self::apply), where a failure to record the decision still sends the
+    /// browser back to the client: with `temporarily_unavailable` for a full disk (the
+    /// client can retry), else `server_error` (RFC 6749 §4.1.2.1).
     async fn decided(&self, req: &AuthorizeRequest, decision: Decision) -> String {
         match self.apply(req, decision).await {
             Ok(to) => to,
             Err(e) => {
                 tracing::error!("recording the decision failed: {e}");
-                let e = OAuthError::new(
-                    ErrorCode::ServerError,
-                    "the broker could not save the decision",
-                );
+                let e = GatewayError::Internal(e).client_view();
                 error_redirect(
                     &req.redirect_uri,
                     req.state.as_deref(),

@@ -3,7 +3,7 @@
 //! exit status in the CLI) without matching on text.
 
 use crate::oauth::personal::PersonalTokenError;
-use crate::oauth::{GrantId, OAuthError};
+use crate::oauth::{ErrorCode, GrantId, OAuthError};
 use crate::secrets::SecretsError;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,23 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// What an OAuth client is told: the protocol error itself, `temporarily_unavailable`
+    /// for a full disk (it can retry once space is freed, RFC 6749 §4.1.2.1 and §5.2), or
+    /// an opaque `server_error` (details go to the log, never to the client).
+    pub fn client_view(&self) -> OAuthError {
+        match self {
+            GatewayError::OAuth(e) => e.clone(),
+            GatewayError::Internal(e) if e.is_disk_full() => OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the disk holding the broker's data is full; free some space and try again",
+            ),
+            _ => OAuthError::new(
+                ErrorCode::ServerError,
+                "internal error; see the broker's log",
+            ),
+        }
+    }
+
     /// A short, stable name for the kind, for front ends that branch on it (the desktop
     /// window offers "Sign in" on `sign_in`, "Set" on `secrets`).
     pub fn code(&self) -> &'static str {

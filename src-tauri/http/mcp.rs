@@ -6,7 +6,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::response::{BearerChallenge, HttpError};
 use crate::gateway::Gateway;
@@ -55,7 +55,7 @@ pub async fn post(
     let headers = std::mem::take(&mut parts.headers);
     let body = match Bytes::from_request(Request::from_parts(parts, body), &g).await {
         Ok(b) => b,
-        Err(rejection) => return Ok(rejection.into_response()),
+        Err(rejection) => return Ok(streamable::unreadable_body(rejection.status())),
     };
     let caller = authenticate(&g, &name, &headers, Some(&body)).await?;
     Ok(streamable::post(g.upstreams(), &name, &caller, &headers, body).await)

@@ -38,9 +38,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::gateway::Gateway;
 
-/// OAuth request bodies are small; MCP messages may carry larger tool arguments.
+/// OAuth request bodies are small; MCP messages may carry larger tool arguments, up to
+/// `[broker] max_request_bytes` (4 MiB by default, as in the official MCP SDKs).
 const OAUTH_BODY_LIMIT: usize = 64 * 1024;
-const MCP_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 pub fn router(gateway: Gateway) -> Front {
     let cors = CorsLayer::new()
@@ -82,7 +82,7 @@ pub fn router(gateway: Gateway) -> Front {
             "/mcp/{name}",
             post(mcp::post).get(mcp::get).delete(mcp::delete),
         )
-        .layer(DefaultBodyLimit::max(MCP_BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(gateway.config().max_request_bytes()));
 
     let no_cors = Router::new()
         .route("/authorize", get(authorize::authorize))

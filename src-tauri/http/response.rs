@@ -4,7 +4,9 @@
 //! (details go to the log). Handlers return `Result<Response, HttpError>`; which
 //! rendering a core error gets depends only on who reads it: [`HttpError::oauth`] for an
 //! OAuth client, [`HttpError::page`] for a browser, [`HttpError::local`] for the CLI.
-//! (The MCP transport's JSON-RPC errors are the proxy's; see `proxy::streamable`.)
+//! A full disk is the one plumbing error a client hears about: 503 with `Retry-After` and
+//! `temporarily_unavailable`, since it can retry once space is freed. (The MCP transport's
+//! JSON-RPC errors are the proxy's; see `proxy::streamable`.)
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -64,10 +66,7 @@ impl HttpError {
             GatewayError::OAuth(e) => HttpError::OAuth(e),
             other => {
                 tracing::error!("internal error: {other}");
-                HttpError::OAuth(OAuthError::new(
-                    ErrorCode::ServerError,
-                    "internal error; see the broker's log",
-                ))
+                HttpError::OAuth(other.client_view())
             }
         }
     }
@@ -100,6 +99,14 @@ impl HttpError {
                     format!("mcp-broker has no upstream named {name}."),
                 )
             }
+            GatewayError::Internal(e) if e.is_disk_full() => {
+                tracing::error!("internal error: {e}");
+                HttpError::page_with(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The disk is full",
+                    "The disk holding mcp-broker's data is full. Free some space and try again.",
+                )
+            }
             other => {
                 tracing::error!("internal error: {other}");
                 HttpError::page_with(
@@ -116,6 +123,7 @@ impl HttpError {
         let status = match &e {
             GatewayError::NotRemote(_) | GatewayError::UnknownUpstream(_) => StatusCode::NOT_FOUND,
             GatewayError::SignIn { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::Internal(e) if e.is_disk_full() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         HttpError::Json {
@@ -163,16 +171,26 @@ impl IntoResponse for HttpError {
     }
 }
 
+/// When a client may try again after a write failed on a full disk.
+const RETRY_AFTER_SECS: &str = "30";
+
 fn oauth_error(e: OAuthError) -> Response {
     let status = match e.code {
         ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
     let mut res = json_no_store(
         status,
         json!({"error": e.code.as_str(), "error_description": e.description}),
     );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        res.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
     if status == StatusCode::UNAUTHORIZED {
         res.headers_mut().insert(
             header::WWW_AUTHENTICATE,

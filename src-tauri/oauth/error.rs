@@ -21,6 +21,8 @@ pub enum ErrorCode {
     InvalidRedirectUri,
     InvalidClientMetadata,
     ServerError,
+    /// RFC 6749 §4.1.2.1: the server cannot handle the request for now (a full disk).
+    TemporarilyUnavailable,
 }
 
 impl ErrorCode {
@@ -39,6 +41,7 @@ impl ErrorCode {
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }

@@ -1,5 +1,8 @@
 //! Just enough of JSON-RPC 2.0 to route messages: `id`, `method`, and a progress
 //! token. Everything else passes through as the bytes that arrived.
+//!
+//! Also the error codes the broker itself answers with (JSON-RPC 2.0 §5.1, and the
+//! implementation-defined range the MCP SDKs use).
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -10,8 +13,25 @@ use serde_json::value::RawValue;
 /// upstream echoes ids verbatim, so the raw text is a faithful key.
 pub type IdKey = Box<str>;
 
+/// JSON-RPC 2.0 §5.1: the body is not JSON.
+pub const PARSE_ERROR: i64 = -32700;
+/// JSON-RPC 2.0 §5.1: JSON, but not a valid Request object (or a repeated id).
+pub const INVALID_REQUEST: i64 = -32600;
+/// A transport-level refusal (no session, wrong headers), as the MCP SDKs answer it.
+pub const TRANSPORT_ERROR: i64 = -32000;
+/// The MCP SDKs' "session not found".
+pub const SESSION_NOT_FOUND: i64 = -32001;
+/// The MCP SDKs' "request timed out" (the same number, in answer to a request).
+pub const REQUEST_TIMEOUT: i64 = -32001;
+/// JSON-RPC 2.0 §5.1 "Internal error": the upstream failed, or could not be reached.
+pub const UPSTREAM_ERROR: i64 = -32603;
+/// The client cancelled the request (the code LSP uses; MCP names none).
+pub const REQUEST_CANCELLED: i64 = -32800;
+
 #[derive(Deserialize)]
 struct Envelope<'a> {
+    #[serde(borrow, default)]
+    jsonrpc: Option<&'a RawValue>,
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -122,6 +142,9 @@ pub struct Message {
     pub progress_token: Option<Box<str>>,
     /// `params.requestId` of `notifications/cancelled`.
     pub cancelled_id: Option<IdKey>,
+    /// `jsonrpc` is exactly `"2.0"` (JSON-RPC 2.0 §4: it "MUST be exactly "2.0""). The
+    /// broker refuses client messages without it and tolerates upstreams that are sloppy.
+    pub jsonrpc_ok: bool,
 }
 
 impl Message {
@@ -174,11 +197,13 @@ pub fn parse_one(raw: Bytes) -> Result<Message, ParseError> {
     }
     .map(|r| Box::<str>::from(r.get()));
     let cancelled_id = p.request_id.map(|r| Box::<str>::from(r.get()));
+    let jsonrpc_ok = env.jsonrpc.is_some_and(|v| v.get() == "\"2.0\"");
     Ok(Message {
         raw,
         kind,
         progress_token,
         cancelled_id,
+        jsonrpc_ok,
     })
 }
 
@@ -218,7 +243,8 @@ pub fn error_response(id: Option<&str>, code: i64, message: &str) -> Bytes {
     ))
 }
 
-/// `notifications/cancelled` for a request the broker gave up on.
+/// `notifications/cancelled` for a request the broker gave up on (MCP "Cancellation"):
+/// the upstream may stop working on it, and must not answer it.
 pub fn cancelled_notification(id: &str, reason: &str) -> Bytes {
     let reason = serde_json::to_string(reason).unwrap_or_else(|_| "\"\"".into());
     Bytes::from(format!(
@@ -321,6 +347,29 @@ mod tests {
             .unwrap_err(),
             ParseError::Json
         );
+    }
+
+    #[test]
+    fn jsonrpc_must_be_exactly_2_0() {
+        for (raw, ok) in [
+            (r#"{"jsonrpc":"2.0","id":1,"method":"a"}"#, true),
+            (r#"{"id":1,"method":"a","jsonrpc":"2.0"}"#, true),
+            (r#"{"jsonrpc":"1.0","id":1,"method":"a"}"#, false),
+            (r#"{"jsonrpc":"2.0 ","id":1,"method":"a"}"#, false),
+            (r#"{"id":1,"method":"a"}"#, false),
+            (r#"{"jsonrpc":null,"id":1,"method":"a"}"#, false),
+            (r#"{"jsonrpc":2.0,"id":1,"method":"a"}"#, false),
+        ] {
+            assert_eq!(p(raw).jsonrpc_ok, ok, "{raw}");
+        }
+    }
+
+    #[test]
+    fn cancellation_names_the_request() {
+        let m = p(std::str::from_utf8(&cancelled_notification("\"a\"", "timed \"out\"")).unwrap());
+        assert_eq!(m.method(), Some("notifications/cancelled"));
+        assert_eq!(m.cancelled_id.as_deref(), Some("\"a\""));
+        assert!(m.jsonrpc_ok);
     }
 
     #[test]

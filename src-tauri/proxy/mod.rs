@@ -21,20 +21,29 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use tokio::sync::broadcast;
+use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use crate::config::{Config, Transport, UpstreamConfig, ValueSource};
 use crate::events::GatewayEvent;
 use crate::oauth::GrantId;
 use crate::vault::{Secret, Vault};
-use link::Link;
+use link::{Inbound, Link};
 use session::{EndReason, Session};
+
+/// One MCP session and the link to its upstream. The link reports to an inbox drained
+/// into the session ([`drain_inbox`]); neither holds the other.
+pub struct Relay {
+    pub session: Arc<Session>,
+    pub link: Link,
+}
 
 pub struct Upstreams {
     configs: HashMap<String, UpstreamConfig>,
     log_dir: PathBuf,
     events: broadcast::Sender<GatewayEvent>,
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    sessions: Mutex<HashMap<String, Arc<Relay>>>,
+    /// Per remote upstream: the bound on exchanges open at once.
+    exchanges: HashMap<String, Arc<Semaphore>>,
     idle_timeout: Duration,
     max_per_grant: usize,
     request_timeout: Duration,
@@ -60,6 +69,7 @@ impl Upstreams {
     ) -> Arc<Upstreams> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(remote::MAX_EXCHANGES)
             // Redirects could carry a request to another host; MCP endpoints do not move.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("mcp-broker/", env!("CARGO_PKG_VERSION")))
@@ -72,6 +82,15 @@ impl Upstreams {
                 .map(|u| (u.name.clone(), u.clone()))
                 .collect(),
             log_dir: data_dir.join("logs"),
+            exchanges: config
+                .upstreams
+                .iter()
+                .filter(|u| matches!(u.transport, Transport::Http { .. }))
+                .map(|u| {
+                    let bound = Arc::new(Semaphore::new(remote::MAX_EXCHANGES));
+                    (u.name.clone(), bound)
+                })
+                .collect(),
             events,
             sessions: Mutex::new(HashMap::new()),
             idle_timeout: config.session_idle_timeout(),
@@ -86,20 +105,20 @@ impl Upstreams {
         })
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Relay>>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The open session with this id, if it belongs to `upstream`.
-    pub fn get(&self, id: &str, upstream: &str) -> Option<Arc<Session>> {
+    pub fn get(&self, id: &str, upstream: &str) -> Option<Arc<Relay>> {
         self.sessions()
             .get(id)
-            .filter(|s| !s.is_closed() && s.upstream == upstream)
+            .filter(|r| !r.session.is_closed() && r.session.upstream == upstream)
             .cloned()
     }
 
     /// Starts a new session: its child process or its remote connection.
-    pub async fn create(&self, upstream: &str, grant: GrantId) -> Result<Arc<Session>, String> {
+    pub async fn create(&self, upstream: &str, grant: GrantId) -> Result<Arc<Relay>, String> {
         let cfg = self
             .configs
             .get(upstream)
@@ -107,13 +126,15 @@ impl Upstreams {
         // Cap sessions per grant: a client that never sends DELETE must not be able to
         // pile up children. The least recently used session makes room.
         let evict = {
+            let now = Instant::now();
             let map = self.sessions();
-            let mut mine: Vec<&Arc<Session>> = map
+            let mut mine: Vec<&Session> = map
                 .values()
+                .map(|r| &*r.session)
                 .filter(|s| s.grant == grant && !s.is_closed())
                 .collect();
             if mine.len() >= self.max_per_grant {
-                mine.sort_by_key(|s| std::cmp::Reverse(s.idle_for()));
+                mine.sort_by_key(|s| std::cmp::Reverse(s.idle_for(now)));
                 mine.first().map(|s| s.id.clone())
             } else {
                 None
@@ -130,7 +151,9 @@ impl Upstreams {
             upstream.to_owned(),
             grant,
             self.request_timeout,
+            Instant::now(),
         ));
+        let (inbox, inbound) = mpsc::unbounded_channel();
         let link = match &cfg.transport {
             Transport::Stdio {
                 command,
@@ -139,13 +162,21 @@ impl Upstreams {
                 cwd,
             } => {
                 let env = self.resolve(upstream, env).await?;
-                std::fs::create_dir_all(&self.log_dir)
-                    .map_err(|e| format!("cannot create the log folder: {e}"))?;
-                let log_file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.log_dir.join(format!("{upstream}.log")))
-                    .map_err(|e| format!("cannot open the upstream log: {e}"))?;
+                // Without a log (a full or read-only disk) the server still runs.
+                let log_file = std::fs::create_dir_all(&self.log_dir)
+                    .and_then(|()| {
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(self.log_dir.join(format!("{upstream}.log")))
+                    })
+                    .inspect_err(|e| {
+                        tracing::warn!(
+                            upstream,
+                            "cannot open the upstream log, its stderr is dropped: {e}"
+                        )
+                    })
+                    .ok();
                 let spec = stdio::Spawn {
                     command,
                     args,
@@ -153,16 +184,17 @@ impl Upstreams {
                     cwd: cwd.as_deref(),
                     log_file,
                     events: self.events.clone(),
+                    upstream,
+                    session: &id,
                 };
-                let link =
-                    stdio::StdioLink::spawn(spec, Arc::downgrade(&session)).map_err(|e| {
-                        let why = format!("could not start `{command}`: {e}");
-                        let _ = self.events.send(GatewayEvent::UpstreamFailed {
-                            upstream: upstream.to_owned(),
-                            reason: why.clone(),
-                        });
-                        why
-                    })?;
+                let link = stdio::StdioLink::spawn(spec, inbox).map_err(|e| {
+                    let why = format!("could not start `{command}`: {e}");
+                    let _ = self.events.send(GatewayEvent::UpstreamFailed {
+                        upstream: upstream.to_owned(),
+                        reason: why.clone(),
+                    });
+                    why
+                })?;
                 Link::Stdio(link)
             }
             Transport::Http { url, headers, .. } => {
@@ -176,35 +208,41 @@ impl Upstreams {
                     value.set_sensitive(true);
                     map.insert(name, value);
                 }
-                Link::Http(remote::HttpLink::new(
-                    self.http.clone(),
-                    url.clone(),
-                    map,
-                    Arc::downgrade(&session),
-                    self.events.clone(),
-                    self.oauth.clone(),
-                    upstream.to_owned(),
-                ))
+                let exchanges = self
+                    .exchanges
+                    .get(upstream)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Semaphore::new(remote::MAX_EXCHANGES)));
+                let remote = remote::Remote {
+                    client: self.http.clone(),
+                    url: url.clone(),
+                    headers: map,
+                    events: self.events.clone(),
+                    oauth: self.oauth.clone(),
+                    upstream: upstream.to_owned(),
+                    exchanges,
+                    timeout: self.request_timeout,
+                };
+                Link::Http(remote::HttpLink::new(remote, inbox))
             }
         };
-        let _ = session.link.set(link);
-        self.sessions().insert(id, session.clone());
+        tokio::spawn(drain_inbox(session.clone(), inbound));
+        let relay = Arc::new(Relay { session, link });
+        self.sessions().insert(id, relay.clone());
         let _ = self.events.send(GatewayEvent::SessionsChanged {
             upstream: upstream.to_owned(),
         });
-        Ok(session)
+        Ok(relay)
     }
 
     /// Ends one session and stops its upstream.
     pub async fn end(&self, id: &str, reason: EndReason) {
-        let s = self.sessions().remove(id);
-        if let Some(s) = s {
-            s.end(&reason);
-            if let Some(l) = s.link.get() {
-                l.shutdown().await;
-            }
+        let r = self.sessions().remove(id);
+        if let Some(r) = r {
+            r.session.end(&reason);
+            r.link.shutdown().await;
             let _ = self.events.send(GatewayEvent::SessionsChanged {
-                upstream: s.upstream.clone(),
+                upstream: r.session.upstream.clone(),
             });
         }
     }
@@ -214,8 +252,8 @@ impl Upstreams {
         let ids: Vec<String> = self
             .sessions()
             .values()
-            .filter(|s| s.grant == grant)
-            .map(|s| s.id.clone())
+            .filter(|r| r.session.grant == grant)
+            .map(|r| r.session.id.clone())
             .collect();
         let tasks: Vec<_> = ids
             .iter()
@@ -225,7 +263,7 @@ impl Upstreams {
     }
 
     pub fn grants_with_sessions(&self) -> Vec<GrantId> {
-        let mut v: Vec<GrantId> = self.sessions().values().map(|s| s.grant).collect();
+        let mut v: Vec<GrantId> = self.sessions().values().map(|r| r.session.grant).collect();
         v.sort();
         v.dedup();
         v
@@ -235,7 +273,7 @@ impl Upstreams {
         let map = self.sessions();
         let mut counts: BTreeMap<&str, usize> =
             self.configs.keys().map(|k| (k.as_str(), 0)).collect();
-        for s in map.values().filter(|s| !s.is_closed()) {
+        for s in map.values().map(|r| &r.session).filter(|s| !s.is_closed()) {
             *counts.entry(s.upstream.as_str()).or_default() += 1;
         }
         counts
@@ -258,35 +296,53 @@ impl Upstreams {
     pub fn sessions_of_grant(&self, grant: GrantId) -> usize {
         self.sessions()
             .values()
-            .filter(|s| s.grant == grant && !s.is_closed())
+            .filter(|r| r.session.grant == grant && !r.session.is_closed())
             .count()
     }
 
-    /// Periodic upkeep: requests past their deadline fail and end their session (the
-    /// upstream hung); idle sessions and sessions whose upstream died are removed.
+    /// Periodic upkeep: requests past their deadline fail (the upstream is told, or a
+    /// hung child's session ends); idle sessions and sessions whose upstream died are
+    /// removed.
     pub async fn housekeeping(&self) {
         let now = Instant::now();
-        let all: Vec<Arc<Session>> = self.sessions().values().cloned().collect();
-        for s in all {
-            let hung = !s.expire(now).is_empty();
-            if hung {
-                tracing::warn!(upstream = %s.upstream, session = %s.id, "upstream did not answer in time; ending the session");
+        let all: Vec<Arc<Relay>> = self.sessions().values().cloned().collect();
+        for r in all {
+            let s = &r.session;
+            let late = s.expire(now);
+            if !late.is_empty() {
                 let _ = self.events.send(GatewayEvent::UpstreamFailed {
                     upstream: s.upstream.clone(),
                     reason: "did not answer in time".into(),
                 });
+            }
+            if !late.is_empty() && r.link.ends_on_timeout() {
+                tracing::warn!(upstream = %s.upstream, session = %s.id, "upstream did not answer in time; ending the session");
                 self.end(
                     &s.id,
                     EndReason::Failed("the upstream MCP server did not answer in time".into()),
                 )
                 .await;
+            } else if !late.is_empty() {
+                tracing::warn!(upstream = %s.upstream, session = %s.id, requests = late.len(), "upstream did not answer in time; cancelled the requests");
+                for id in &late {
+                    r.link
+                        .cancel(id, Some("the broker's request timeout passed"));
+                }
             } else if s.is_closed() {
                 self.end(&s.id, EndReason::Closed).await;
-            } else if s.idle_for() >= self.idle_timeout && s.pending_count() == 0 {
+            } else if s.idle_for(now) >= self.idle_timeout && s.pending_count() == 0 {
                 tracing::info!(upstream = %s.upstream, session = %s.id, "closing an idle session");
                 self.end(&s.id, EndReason::Closed).await;
             }
         }
+        // For leak checks: every session's tasks end with it.
+        tracing::debug!(
+            sessions = self.sessions().len(),
+            tasks = tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+            "upkeep"
+        );
     }
 
     /// Ends every session and waits for the children to exit.
@@ -297,6 +353,17 @@ impl Upstreams {
             .map(|id| self.end(id, EndReason::Closed))
             .collect();
         futures_util::future::join_all(tasks).await;
+    }
+}
+
+/// Feeds what the upstream says to its session, until the link is gone. Session state
+/// takes the time from here: the only clock in the routing path.
+async fn drain_inbox(session: Arc<Session>, mut inbox: mpsc::UnboundedReceiver<Inbound>) {
+    while let Some(m) = inbox.recv().await {
+        match m {
+            Inbound::Message(m) => session.route(m, Instant::now()),
+            Inbound::Failed(why) => session.end(&EndReason::Failed(why)),
+        }
     }
 }
 

@@ -7,17 +7,22 @@
 //! wait in that stream's buffer until a GET arrives. Each event carries an id
 //! `STREAM-SEQ` and the last events of every stream are kept, so a client that lost a
 //! stream resumes it with `Last-Event-ID` (MCP transport spec, "Resumability").
+//!
+//! Plain state, no I/O: the upstream link feeds [`Session::route`] from its inbox (see
+//! `proxy::link`), and every method that needs the time is handed `now`, so the rules
+//! below are unit-tested with a fixed clock.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::link::Link;
-use super::message::{IdKey, Kind, Message, error_response};
+use super::message::{
+    INVALID_REQUEST, IdKey, Kind, Message, REQUEST_TIMEOUT, UPSTREAM_ERROR, error_response,
+};
 use crate::oauth::GrantId;
 
 /// Events kept per stream for resumption.
@@ -26,10 +31,6 @@ const REPLAY_EVENTS: usize = 512;
 const STANDALONE: u64 = 0;
 /// Finished POST streams stay resumable for this long.
 const DONE_STREAM_TTL: Duration = Duration::from_secs(120);
-
-/// JSON-RPC error codes the broker itself produces.
-pub const UPSTREAM_ERROR: i64 = -32603;
-pub const REQUEST_TIMEOUT: i64 = -32001;
 
 /// One SSE event for the client.
 #[derive(Debug, Clone)]
@@ -98,17 +99,30 @@ pub struct Session {
     pub id: String,
     pub upstream: String,
     pub grant: GrantId,
-    pub link: OnceLock<Link>,
     state: Mutex<State>,
     last_active: Mutex<Instant>,
     closed: AtomicBool,
     request_timeout: Duration,
-    /// The `MCP-Protocol-Version` the client negotiated, for HTTP upstreams.
-    pub protocol_version: Mutex<Option<String>>,
+}
+
+/// The stream a POST's answers go out on.
+pub struct PostStream {
+    pub id: u64,
+    pub rx: mpsc::UnboundedReceiver<SseItem>,
+    /// Indexes (into the POST's messages) of requests refused at once: their id repeats
+    /// one earlier in the same POST or one still in flight, so their answers could not
+    /// be told apart. Each got a -32600 on the stream already; none may go upstream.
+    pub refused: Vec<usize>,
 }
 
 impl Session {
-    pub fn new(id: String, upstream: String, grant: GrantId, request_timeout: Duration) -> Session {
+    pub fn new(
+        id: String,
+        upstream: String,
+        grant: GrantId,
+        request_timeout: Duration,
+        now: Instant,
+    ) -> Session {
         let mut state = State {
             next_stream: 1,
             ..State::default()
@@ -118,12 +132,10 @@ impl Session {
             id,
             upstream,
             grant,
-            link: OnceLock::new(),
             state: Mutex::new(state),
-            last_active: Mutex::new(Instant::now()),
+            last_active: Mutex::new(now),
             closed: AtomicBool::new(false),
             request_timeout,
-            protocol_version: Mutex::new(None),
         }
     }
 
@@ -135,55 +147,75 @@ impl Session {
         self.closed.load(Ordering::Acquire)
     }
 
-    pub fn touch(&self) {
-        *self.last_active.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    pub fn touch(&self, now: Instant) {
+        *self.last_active.lock().unwrap_or_else(|e| e.into_inner()) = now;
     }
 
-    pub fn idle_for(&self) -> Duration {
-        self.last_active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .elapsed()
+    pub fn idle_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(*self.last_active.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Opens the stream for a POST carrying `requests`; returns its id and receiver.
-    /// Fails if a request id is already in flight (ids must be unique per session).
-    pub fn open_post_stream(
-        &self,
-        requests: &[&Message],
-    ) -> Result<(u64, mpsc::UnboundedReceiver<SseItem>), IdKey> {
+    /// Opens the stream for a POST and registers its requests. A request whose id is
+    /// already pending (earlier in this POST, or from another POST) is refused: its
+    /// -32600 goes on the stream at once, so the POST never waits for an answer that
+    /// could not be told apart from another.
+    pub fn open_post_stream(&self, msgs: &[Message], now: Instant) -> PostStream {
         let mut st = self.state();
-        for m in requests {
-            if let Kind::Request { id, .. } = &m.kind
-                && st.pending.contains_key(id)
-            {
-                return Err(id.clone());
-            }
-        }
         let sid = st.next_stream;
         st.next_stream += 1;
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut stream = Stream::new(requests.len());
+        let mut stream = Stream::new(0);
         stream.live = Some(tx);
         st.streams.insert(sid, stream);
-        st.open_posts.push(sid);
-        let deadline = Instant::now() + self.request_timeout;
-        for m in requests {
-            if let Kind::Request { id, .. } = &m.kind {
-                if let Some(t) = &m.progress_token {
-                    st.progress.insert(t.clone(), id.clone());
-                }
-                st.pending.insert(
-                    id.clone(),
-                    Pending {
-                        stream: sid,
-                        deadline,
-                        progress: m.progress_token.clone(),
-                    },
+        let deadline = now + self.request_timeout;
+        let mut refused = Vec::new();
+        let mut accepted = 0;
+        for (i, m) in msgs.iter().enumerate() {
+            let Kind::Request { id, .. } = &m.kind else {
+                continue;
+            };
+            if st.pending.contains_key(id) {
+                refused.push(i);
+                continue;
+            }
+            if let Some(t) = &m.progress_token {
+                st.progress.insert(t.clone(), id.clone());
+            }
+            st.pending.insert(
+                id.clone(),
+                Pending {
+                    stream: sid,
+                    deadline,
+                    progress: m.progress_token.clone(),
+                },
+            );
+            accepted += 1;
+        }
+        for &i in &refused {
+            if let Kind::Request { id, .. } = &msgs[i].kind {
+                let err = error_response(
+                    Some(id),
+                    INVALID_REQUEST,
+                    "Invalid Request: a request with this id is already in flight",
                 );
+                deliver(&mut st, sid, err, true);
             }
         }
-        Ok((sid, rx))
+        if let Some(s) = st.streams.get_mut(&sid) {
+            s.pending = accepted;
+            if accepted == 0 {
+                s.done_at = Some(now);
+                s.live = None;
+            }
+        }
+        if accepted > 0 {
+            st.open_posts.push(sid);
+        }
+        PostStream {
+            id: sid,
+            rx,
+            refused,
+        }
     }
 
     /// Forgets a stream whose single response went back as plain JSON.
@@ -194,7 +226,7 @@ impl Session {
     }
 
     /// Routes one message from the upstream to the right client stream.
-    pub fn route(&self, msg: Message) {
+    pub fn route(&self, msg: Message, now: Instant) {
         let mut st = self.state();
         match &msg.kind {
             Kind::Response { id } => {
@@ -206,7 +238,7 @@ impl Session {
                     st.progress.remove(t);
                 }
                 deliver(&mut st, p.stream, msg.raw, true);
-                finish_one(&mut st, p.stream);
+                finish_one(&mut st, p.stream, now);
             }
             Kind::Notification { method } if method == "notifications/progress" => {
                 let target = msg
@@ -217,7 +249,7 @@ impl Session {
                 let stream = target.and_then(|id| {
                     let p = st.pending.get_mut(&id)?;
                     // Progress shows the upstream is alive: extend the deadline.
-                    p.deadline = Instant::now() + self.request_timeout;
+                    p.deadline = now + self.request_timeout;
                     Some(p.stream)
                 });
                 let stream = stream.unwrap_or_else(|| fallback_stream(&st));
@@ -230,15 +262,18 @@ impl Session {
         }
     }
 
-    /// The client cancelled one of its requests: no response will come for it.
-    pub fn cancel(&self, id: &str) {
+    /// No response will be relayed for this request any more (the client cancelled it,
+    /// or can no longer receive the answer). Returns whether it was pending.
+    pub fn cancel(&self, id: &str, now: Instant) -> bool {
         let mut st = self.state();
-        if let Some(p) = st.pending.remove(id) {
-            if let Some(t) = &p.progress {
-                st.progress.remove(t);
-            }
-            finish_one(&mut st, p.stream);
+        let Some(p) = st.pending.remove(id) else {
+            return false;
+        };
+        if let Some(t) = &p.progress {
+            st.progress.remove(t);
         }
+        finish_one(&mut st, p.stream, now);
+        true
     }
 
     /// Attaches a GET to the standalone stream, handing over what waited for it.
@@ -266,7 +301,8 @@ impl Session {
         Some(attach(s, sid, seq))
     }
 
-    /// Requests past their deadline; each gets an error, and the upstream is told.
+    /// Requests past their deadline; each gets an error on its stream. The caller tells
+    /// the upstream (or ends the session). Finished streams past their resume window go.
     pub fn expire(&self, now: Instant) -> Vec<IdKey> {
         let mut st = self.state();
         let late: Vec<IdKey> = st
@@ -286,11 +322,13 @@ impl Session {
                     "the upstream MCP server did not answer in time",
                 );
                 deliver(&mut st, p.stream, err, true);
-                finish_one(&mut st, p.stream);
+                finish_one(&mut st, p.stream, now);
             }
         }
         st.streams.retain(|sid, s| {
-            *sid == STANDALONE || s.done_at.is_none_or(|t| t.elapsed() < DONE_STREAM_TTL)
+            *sid == STANDALONE
+                || s.done_at
+                    .is_none_or(|t| now.saturating_duration_since(t) < DONE_STREAM_TTL)
         });
         late
     }
@@ -312,6 +350,7 @@ impl Session {
         }
         st.pending.clear();
         st.progress.clear();
+        st.open_posts.clear();
         for s in st.streams.values_mut() {
             s.live = None;
         }
@@ -390,14 +429,464 @@ fn deliver(st: &mut State, sid: u64, data: Bytes, response: bool) {
     }
 }
 
-fn finish_one(st: &mut State, sid: u64) {
+fn finish_one(st: &mut State, sid: u64, now: Instant) {
     let Some(s) = st.streams.get_mut(&sid) else {
         return;
     };
     s.pending = s.pending.saturating_sub(1);
     if s.pending == 0 && sid != STANDALONE {
-        s.done_at = Some(Instant::now());
+        s.done_at = Some(now);
         s.live = None;
         st.open_posts.retain(|x| *x != sid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The routing rules with a fixed clock: `T0` plus whole seconds.
+    use super::*;
+    use crate::proxy::message::parse_one;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn at(t0: Instant, secs: u64) -> Instant {
+        t0 + Duration::from_secs(secs)
+    }
+
+    fn msg(s: &str) -> Message {
+        parse_one(Bytes::from(s.to_owned())).unwrap()
+    }
+    fn call(id: &str) -> Message {
+        msg(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call"}}"#
+        ))
+    }
+    fn call_with_token(id: &str, token: &str) -> Message {
+        msg(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"_meta":{{"progressToken":"{token}"}}}}}}"#
+        ))
+    }
+    fn answer(id: &str) -> Message {
+        msg(&format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#))
+    }
+    fn progress(token: &str) -> Message {
+        msg(&format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":"{token}","progress":1}}}}"#
+        ))
+    }
+    fn notification() -> Message {
+        msg(r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#)
+    }
+    fn sampling() -> Message {
+        msg(r#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage"}"#)
+    }
+
+    fn session(t0: Instant) -> Session {
+        Session::new("s".into(), "up".into(), GrantId(1), TIMEOUT, t0)
+    }
+
+    fn drain(rx: &mut mpsc::UnboundedReceiver<SseItem>) -> Vec<SseItem> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    /// Where one upstream message ends up.
+    #[derive(Debug, PartialEq)]
+    enum Target {
+        /// On the live stream of the Nth POST.
+        Post(usize),
+        /// On the live standalone GET stream.
+        Standalone,
+        /// Buffered on the Nth POST's stream, for a resume.
+        BufferedOnPost(usize),
+        /// Buffered for the standalone stream's next GET.
+        BufferedForGet,
+    }
+
+    struct RouteCase {
+        why: &'static str,
+        posts: Vec<Vec<Message>>,
+        /// POSTs whose client went away (their receiver is dropped).
+        gone: Vec<usize>,
+        get: bool,
+        upstream: Message,
+        expect: Target,
+    }
+
+    #[test]
+    fn each_upstream_message_goes_to_the_right_stream() {
+        let cases = vec![
+            RouteCase {
+                why: "a response goes to the stream of its request",
+                posts: vec![vec![call("1")], vec![call("2")]],
+                gone: vec![],
+                get: true,
+                upstream: answer("1"),
+                expect: Target::Post(0),
+            },
+            RouteCase {
+                why: "progress goes to the stream whose request carries its token",
+                posts: vec![vec![call_with_token("1", "a")], vec![call("2")]],
+                gone: vec![],
+                get: true,
+                upstream: progress("a"),
+                expect: Target::Post(0),
+            },
+            RouteCase {
+                why: "a notification goes to the newest POST stream still waiting",
+                posts: vec![vec![call("1")], vec![call("2")]],
+                gone: vec![],
+                get: true,
+                upstream: notification(),
+                expect: Target::Post(1),
+            },
+            RouteCase {
+                why: "progress with an unknown token goes like any notification",
+                posts: vec![vec![call_with_token("1", "a")], vec![call("2")]],
+                gone: vec![],
+                get: false,
+                upstream: progress("zzz"),
+                expect: Target::Post(1),
+            },
+            RouteCase {
+                why: "an upstream request (sampling) goes like a notification",
+                posts: vec![vec![call("1")]],
+                gone: vec![],
+                get: true,
+                upstream: sampling(),
+                expect: Target::Post(0),
+            },
+            RouteCase {
+                why: "POST streams whose client went away are skipped",
+                posts: vec![vec![call("1")], vec![call("2")]],
+                gone: vec![1],
+                get: true,
+                upstream: notification(),
+                expect: Target::Post(0),
+            },
+            RouteCase {
+                why: "with no POST stream live, the standalone GET stream",
+                posts: vec![vec![call("1")]],
+                gone: vec![0],
+                get: true,
+                upstream: notification(),
+                expect: Target::Standalone,
+            },
+            RouteCase {
+                why: "nothing live: buffered on the newest waiting POST, for a resume",
+                posts: vec![vec![call("1")], vec![call("2")]],
+                gone: vec![0, 1],
+                get: false,
+                upstream: notification(),
+                expect: Target::BufferedOnPost(1),
+            },
+            RouteCase {
+                why: "nothing open at all: kept for the next GET",
+                posts: vec![],
+                gone: vec![],
+                get: false,
+                upstream: notification(),
+                expect: Target::BufferedForGet,
+            },
+        ];
+        let t0 = Instant::now();
+        for case in cases {
+            let s = session(t0);
+            let mut streams: Vec<Option<PostStream>> = case
+                .posts
+                .iter()
+                .map(|msgs| Some(s.open_post_stream(msgs, t0)))
+                .collect();
+            for &i in &case.gone {
+                if let Some(p) = streams[i].as_mut() {
+                    p.rx.close();
+                    drain(&mut p.rx);
+                }
+            }
+            let mut get = case.get.then(|| s.attach_standalone().unwrap());
+            let raw = case.upstream.raw.clone();
+            s.route(case.upstream, t0);
+
+            let mut got = None;
+            for (i, p) in streams.iter_mut().enumerate() {
+                if let Some(p) = p
+                    && !case.gone.contains(&i)
+                    && let Some(item) = drain(&mut p.rx).pop()
+                {
+                    assert_eq!(item.data, raw, "{}", case.why);
+                    got = Some(Target::Post(i));
+                }
+            }
+            if let Some(item) = get.as_mut().and_then(|rx| drain(rx).pop()) {
+                assert_eq!(item.data, raw, "{}", case.why);
+                assert!(got.is_none(), "{}: delivered twice", case.why);
+                got = Some(Target::Standalone);
+            }
+            if got.is_none() {
+                for (i, p) in streams.iter_mut().enumerate() {
+                    let sid = p.take().unwrap().id;
+                    if let Some(mut rx) = s.resume(sid, 0)
+                        && drain(&mut rx).iter().any(|it| it.data == raw)
+                    {
+                        got = Some(Target::BufferedOnPost(i));
+                    }
+                }
+            }
+            if got.is_none() && get.is_none() {
+                let mut rx = s.attach_standalone().unwrap();
+                if drain(&mut rx).iter().any(|it| it.data == raw) {
+                    got = Some(Target::BufferedForGet);
+                }
+            }
+            assert_eq!(got, Some(case.expect), "{}", case.why);
+        }
+    }
+
+    enum Step {
+        Progress(&'static str),
+        Answer(&'static str),
+        Cancel(&'static str),
+    }
+
+    struct DeadlineCase {
+        why: &'static str,
+        request: Message,
+        /// What happens, and when (seconds after T0).
+        steps: Vec<(u64, Step)>,
+        /// `expire` at this second finds nothing late...
+        alive_at: u64,
+        /// ...and at this one, the request is late (`None`: never).
+        late_at: Option<u64>,
+    }
+
+    #[test]
+    fn deadlines_expire_and_progress_extends_them() {
+        let cases = vec![
+            DeadlineCase {
+                why: "an unanswered request is late at exactly the timeout",
+                request: call("1"),
+                steps: vec![],
+                alive_at: 9,
+                late_at: Some(10),
+            },
+            DeadlineCase {
+                why: "progress extends the deadline from the moment it arrives",
+                request: call_with_token("1", "a"),
+                steps: vec![(8, Step::Progress("a"))],
+                alive_at: 17,
+                late_at: Some(18),
+            },
+            DeadlineCase {
+                why: "progress for another token extends nothing",
+                request: call_with_token("1", "a"),
+                steps: vec![(8, Step::Progress("b"))],
+                alive_at: 9,
+                late_at: Some(10),
+            },
+            DeadlineCase {
+                why: "an answered request is never late",
+                request: call("1"),
+                steps: vec![(3, Step::Answer("1"))],
+                alive_at: 9,
+                late_at: None,
+            },
+            DeadlineCase {
+                why: "a cancelled request is never late",
+                request: call("1"),
+                steps: vec![(3, Step::Cancel("1"))],
+                alive_at: 9,
+                late_at: None,
+            },
+        ];
+        let t0 = Instant::now();
+        for case in cases {
+            let s = session(t0);
+            let mut post = s.open_post_stream(std::slice::from_ref(&case.request), t0);
+            for (secs, step) in case.steps {
+                match step {
+                    Step::Progress(t) => s.route(progress(t), at(t0, secs)),
+                    Step::Answer(id) => s.route(answer(id), at(t0, secs)),
+                    Step::Cancel(id) => assert!(s.cancel(id, at(t0, secs)), "{}", case.why),
+                }
+            }
+            assert!(s.expire(at(t0, case.alive_at)).is_empty(), "{}", case.why);
+            let late = s.expire(at(t0, case.late_at.unwrap_or(3600)));
+            match case.late_at {
+                Some(_) => {
+                    assert_eq!(late, vec![IdKey::from("1")], "{}", case.why);
+                    let last = drain(&mut post.rx).pop().expect(case.why);
+                    assert!(last.response, "{}", case.why);
+                    let v: serde_json::Value = serde_json::from_slice(&last.data).unwrap();
+                    assert_eq!(v["error"]["code"], REQUEST_TIMEOUT, "{}", case.why);
+                    assert_eq!(v["id"], 1, "{}", case.why);
+                }
+                None => assert!(late.is_empty(), "{}", case.why),
+            }
+            assert_eq!(s.pending_count(), 0, "{}", case.why);
+            // Every case finished its only request: the stream is closed.
+            drain(&mut post.rx);
+            assert!(post.rx.is_closed(), "{}", case.why);
+        }
+    }
+
+    #[test]
+    fn a_lost_stream_resumes_after_any_event_it_still_holds() {
+        let t0 = Instant::now();
+        // (why, events before the resume, resume after seq, what the resume replays)
+        let cases: &[(&str, usize, u64, Option<Vec<u64>>)] = &[
+            ("from the start", 3, 0, Some(vec![1, 2, 3])),
+            ("after the second of three", 3, 2, Some(vec![3])),
+            (
+                "after the last: nothing to replay, but live",
+                3,
+                3,
+                Some(vec![]),
+            ),
+            (
+                "the oldest kept event is 89: after 88 still works",
+                REPLAY_EVENTS + 88,
+                88,
+                Some((89..=(REPLAY_EVENTS as u64 + 88)).collect()),
+            ),
+            (
+                "events were dropped from the buffer: refused",
+                REPLAY_EVENTS + 88,
+                10,
+                None,
+            ),
+        ];
+        for (why, n, after, expect) in cases {
+            let s = session(t0);
+            let post = s.open_post_stream(&[call_with_token("1", "a")], t0);
+            drop(post.rx);
+            for _ in 0..*n {
+                s.route(progress("a"), t0);
+            }
+            let Some(mut rx) = s.resume(post.id, *after) else {
+                assert!(expect.is_none(), "{why}: refused");
+                continue;
+            };
+            let seqs: Vec<u64> = drain(&mut rx).iter().map(|i| i.seq).collect();
+            assert_eq!(Some(&seqs), expect.as_ref(), "{why}");
+            // The resumed stream is live: the answer arrives on it, then it closes.
+            s.route(answer("1"), at(t0, 1));
+            let last = drain(&mut rx).pop().expect(why);
+            assert!(last.response && last.seq == *n as u64 + 1, "{why}");
+            assert!(rx.is_closed(), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_finished_stream_stays_resumable_for_its_window_only() {
+        let t0 = Instant::now();
+        let s = session(t0);
+        let post = s.open_post_stream(&[call("1")], t0);
+        drop(post.rx);
+        s.route(answer("1"), t0);
+        s.expire(at(t0, 119));
+        let mut rx = s.resume(post.id, 0).expect("still inside the window");
+        assert_eq!(drain(&mut rx).len(), 1);
+        s.expire(at(t0, 120));
+        assert!(s.resume(post.id, 0).is_none(), "gone after the window");
+    }
+
+    #[test]
+    fn repeated_ids_are_refused_at_once() {
+        let t0 = Instant::now();
+        /// (why, already in flight, this POST, refused indexes, requests left pending)
+        type Case = (&'static str, Vec<Message>, Vec<Message>, Vec<usize>, usize);
+        let cases: Vec<Case> = vec![
+            (
+                "distinct ids",
+                vec![],
+                vec![call("1"), notification(), call("2")],
+                vec![],
+                2,
+            ),
+            (
+                "an id repeated in one batch: the second is refused",
+                vec![],
+                vec![call("1"), call("1")],
+                vec![1],
+                1,
+            ),
+            (
+                "an id still in flight from another POST",
+                vec![call("1")],
+                vec![call("1")],
+                vec![0],
+                1,
+            ),
+            (
+                "a string and a number are different ids",
+                vec![call("1")],
+                vec![call("\"1\"")],
+                vec![],
+                2,
+            ),
+            (
+                "a notification never conflicts",
+                vec![call("1")],
+                vec![notification(), call("2")],
+                vec![],
+                2,
+            ),
+        ];
+        for (why, before, msgs, refused, pending) in cases {
+            let s = session(t0);
+            let _first = (!before.is_empty()).then(|| s.open_post_stream(&before, t0));
+            let mut post = s.open_post_stream(&msgs, t0);
+            assert_eq!(post.refused, refused, "{why}");
+            assert_eq!(s.pending_count(), pending, "{why}");
+            let items = drain(&mut post.rx);
+            assert_eq!(
+                items.len(),
+                refused.len(),
+                "{why}: one error per refused request"
+            );
+            for item in items {
+                let v: serde_json::Value = serde_json::from_slice(&item.data).unwrap();
+                assert!(item.response, "{why}");
+                assert_eq!(v["error"]["code"], INVALID_REQUEST, "{why}");
+                assert_eq!(v["id"], 1, "{why}");
+            }
+            // A POST whose every request was refused waits for nothing.
+            let all_refused = msgs.iter().filter(|m| m.is_request()).count() == refused.len();
+            assert_eq!(post.rx.is_closed(), all_refused, "{why}");
+        }
+    }
+
+    #[test]
+    fn ending_answers_pending_requests_unless_revoked() {
+        let t0 = Instant::now();
+        for (reason, expect_error) in [
+            (EndReason::Failed("child exited".into()), true),
+            (EndReason::Revoked, false),
+            (EndReason::Closed, false),
+        ] {
+            let s = session(t0);
+            let mut post = s.open_post_stream(&[call("1")], t0);
+            let mut get = s.attach_standalone().unwrap();
+            s.end(&reason);
+            assert!(s.is_closed());
+            let items = drain(&mut post.rx);
+            assert_eq!(items.len(), usize::from(expect_error), "{reason:?}");
+            if let Some(item) = items.first() {
+                let v: serde_json::Value = serde_json::from_slice(&item.data).unwrap();
+                assert_eq!(v["error"]["message"], "child exited");
+            }
+            assert!(post.rx.is_closed() && get.try_recv().is_err() && get.is_closed());
+            assert_eq!(s.pending_count(), 0);
+        }
+    }
+
+    #[test]
+    fn idleness_is_measured_from_the_last_touch() {
+        let t0 = Instant::now();
+        let s = session(t0);
+        assert_eq!(s.idle_for(at(t0, 5)), Duration::from_secs(5));
+        s.touch(at(t0, 4));
+        assert_eq!(s.idle_for(at(t0, 5)), Duration::from_secs(1));
+        // A clock read before the touch is not negative idleness.
+        assert_eq!(s.idle_for(at(t0, 3)), Duration::ZERO);
     }
 }

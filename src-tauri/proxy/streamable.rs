@@ -12,6 +12,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -21,9 +22,12 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use super::Upstreams;
-use super::message::{Kind, Message, ParseError, error_response, parse_body};
-use super::session::{EndReason, Session, SseItem};
+use super::message::{
+    INVALID_REQUEST, Kind, Message, PARSE_ERROR, ParseError, REQUEST_CANCELLED, SESSION_NOT_FOUND,
+    TRANSPORT_ERROR, UPSTREAM_ERROR, error_response, parse_body,
+};
+use super::session::{EndReason, PostStream, Session, SseItem};
+use super::{Relay, Upstreams};
 use crate::oauth::bearer::Caller;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -58,7 +62,7 @@ fn accept(headers: &HeaderMap) -> Accept {
 
 /// `MCP-Protocol-Version` must look like a protocol revision (`YYYY-MM-DD`); which
 /// revisions are supported is the upstream's business.
-fn protocol_version(headers: &HeaderMap) -> Result<Option<String>, Response> {
+fn protocol_version(headers: &HeaderMap) -> Result<Option<&str>, Response> {
     let Some(v) = headers.get("mcp-protocol-version") else {
         return Ok(None);
     };
@@ -73,12 +77,12 @@ fn protocol_version(headers: &HeaderMap) -> Result<Option<String>, Response> {
             }
         });
     if ok {
-        Ok(Some(s.to_owned()))
+        Ok(Some(s))
     } else {
         Err(jsonrpc_error(
             StatusCode::BAD_REQUEST,
             None,
-            -32600,
+            INVALID_REQUEST,
             "Bad Request: unsupported MCP-Protocol-Version",
         ))
     }
@@ -93,23 +97,23 @@ fn find_session(
     headers: &HeaderMap,
     upstream: &str,
     caller: &Caller,
-) -> Result<Arc<Session>, Response> {
+) -> Result<Arc<Relay>, Response> {
     let Some(sid) = session_header(headers) else {
         return Err(jsonrpc_error(
             StatusCode::BAD_REQUEST,
             None,
-            -32000,
+            TRANSPORT_ERROR,
             "Bad Request: Mcp-Session-Id header is required",
         ));
     };
     // A session belongs to the grant that opened it; another grant's token must not be
     // able to use it (nor learn that it exists).
     match up.get(sid, upstream) {
-        Some(s) if s.grant == caller.grant_id => Ok(s),
+        Some(r) if r.session.grant == caller.grant_id => Ok(r),
         _ => Err(jsonrpc_error(
             StatusCode::NOT_FOUND,
             None,
-            -32001,
+            SESSION_NOT_FOUND,
             "Session not found",
         )),
     }
@@ -122,6 +126,56 @@ pub async fn post(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
+    let (acc, version) = match negotiate(headers) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let msgs = match parse(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let first_id = msgs.iter().find_map(|m| match &m.kind {
+        Kind::Request { id, .. } => Some(&**id),
+        _ => None,
+    });
+    let (relay, new_session) =
+        match session_for(up, upstream, caller, headers, &msgs, first_id).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+    let now = Instant::now();
+    let session = &relay.session;
+    session.touch(now);
+    if let Some(v) = version {
+        relay.link.set_protocol_version(v);
+    } else if new_session {
+        // Remember what the client asked for, so the remote upstream sees it too.
+        if let Some(v) = init_protocol_version(&msgs[0]) {
+            relay.link.set_protocol_version(&v);
+        }
+    }
+    for m in &msgs {
+        if m.method() == Some("notifications/cancelled")
+            && let Some(id) = &m.cancelled_id
+            && session.cancel(id, now)
+        {
+            // The client's own notification goes upstream with the rest.
+            relay.link.cancel(id, None);
+        }
+    }
+    let mut res = forward(&relay, &msgs, &acc, new_session, first_id, now).await;
+    if new_session {
+        if session.is_closed() {
+            up.end(&session.id, EndReason::Closed).await;
+        } else if let Ok(v) = HeaderValue::from_str(&session.id) {
+            res.headers_mut().insert(SESSION_HEADER, v);
+        }
+    }
+    res
+}
+
+/// Content-Type, Accept and `MCP-Protocol-Version`, checked before the body is read.
+fn negotiate(headers: &HeaderMap) -> Result<(Accept, Option<&str>), Response> {
     let ct_ok = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -131,128 +185,164 @@ pub async fn post(
                 .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
         });
     if !ct_ok {
-        return jsonrpc_error(
+        return Err(jsonrpc_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             None,
-            -32000,
+            TRANSPORT_ERROR,
             "Content-Type must be application/json",
-        );
+        ));
     }
     let acc = accept(headers);
     if !acc.json && !acc.sse {
-        return jsonrpc_error(
+        return Err(jsonrpc_error(
             StatusCode::NOT_ACCEPTABLE,
             None,
-            -32000,
+            TRANSPORT_ERROR,
             "Accept must include application/json or text/event-stream",
-        );
+        ));
     }
-    let version = match protocol_version(headers) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let msgs = match parse_body(&body) {
+    Ok((acc, protocol_version(headers)?))
+}
+
+/// The POST's messages; anything that is not JSON-RPC 2.0 is answered here, never
+/// relayed (an upstream might take a `"jsonrpc": "1.0"` message for JSON-RPC 1.0).
+fn parse(body: &Bytes) -> Result<Vec<Message>, Response> {
+    let msgs = match parse_body(body) {
         Ok(m) => m,
         Err(ParseError::Json) => {
-            return jsonrpc_error(StatusCode::BAD_REQUEST, None, -32700, "Parse error");
+            return Err(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                PARSE_ERROR,
+                "Parse error",
+            ));
         }
         Err(ParseError::NotJsonRpc) => {
-            return jsonrpc_error(StatusCode::BAD_REQUEST, None, -32600, "Invalid Request");
+            return Err(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                INVALID_REQUEST,
+                "Invalid Request",
+            ));
         }
     };
-    let first_id = msgs.iter().find_map(|m| match &m.kind {
-        Kind::Request { id, .. } => Some(id.clone()),
-        _ => None,
-    });
-    let is_init = msgs.iter().any(|m| m.method() == Some("initialize"));
+    if let Some(bad) = msgs.iter().find(|m| !m.jsonrpc_ok) {
+        let id = match &bad.kind {
+            Kind::Request { id, .. } if msgs.len() == 1 => Some(&**id),
+            _ => None,
+        };
+        return Err(jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            INVALID_REQUEST,
+            "Invalid Request: \"jsonrpc\" must be exactly \"2.0\"",
+        ));
+    }
+    Ok(msgs)
+}
 
-    let (session, new_session) = match session_header(headers) {
+/// The session this POST belongs to: a new one for a lone `initialize`, else the one
+/// its `Mcp-Session-Id` names. Whether it is new.
+async fn session_for(
+    up: &Upstreams,
+    upstream: &str,
+    caller: &Caller,
+    headers: &HeaderMap,
+    msgs: &[Message],
+    first_id: Option<&str>,
+) -> Result<(Arc<Relay>, bool), Response> {
+    let is_init = msgs.iter().any(|m| m.method() == Some("initialize"));
+    match session_header(headers) {
         None if is_init && msgs.len() == 1 => match up.create(upstream, caller.grant_id).await {
-            Ok(s) => (s, true),
+            Ok(r) => Ok((r, true)),
             Err(why) => {
                 tracing::warn!(upstream, "cannot start a session: {why}");
-                return jsonrpc_error(StatusCode::OK, first_id.as_deref(), -32603, &why);
+                Err(jsonrpc_error(
+                    StatusCode::OK,
+                    first_id,
+                    UPSTREAM_ERROR,
+                    &why,
+                ))
             }
         },
         // Includes the 2026-07-28 `server/discover` probe: an error the SDKs take as
         // "fall back to initialize" (acceptance README item 17).
-        None => {
-            return jsonrpc_error(
+        None => Err(jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            first_id,
+            TRANSPORT_ERROR,
+            "Bad Request: No valid session ID provided",
+        )),
+        Some(_) => match find_session(up, headers, upstream, caller)? {
+            _ if is_init => Err(jsonrpc_error(
                 StatusCode::BAD_REQUEST,
-                first_id.as_deref(),
-                -32000,
-                "Bad Request: No valid session ID provided",
-            );
-        }
-        Some(_) => match find_session(up, headers, upstream, caller) {
-            Ok(s) if is_init => {
-                drop(s);
-                return jsonrpc_error(
-                    StatusCode::BAD_REQUEST,
-                    first_id.as_deref(),
-                    -32600,
-                    "Session already initialized",
-                );
-            }
-            Ok(s) => (s, false),
-            Err(r) => return r,
+                first_id,
+                INVALID_REQUEST,
+                "Session already initialized",
+            )),
+            r => Ok((r, false)),
         },
-    };
-    session.touch();
-    if let Some(v) = version {
-        *session
-            .protocol_version
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(v);
-    } else if new_session {
-        // Remember what the client asked for, so the remote upstream sees it too.
-        if let Some(v) = init_protocol_version(&msgs[0]) {
-            *session
-                .protocol_version
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(v);
-        }
     }
-    for m in &msgs {
-        if m.method() == Some("notifications/cancelled")
-            && let Some(id) = &m.cancelled_id
-        {
-            session.cancel(id);
-        }
-    }
+}
 
-    let requests: Vec<&Message> = msgs.iter().filter(|m| m.is_request()).collect();
-    let Some(link) = session.link.get() else {
-        return jsonrpc_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            first_id.as_deref(),
-            -32603,
-            "session has no upstream",
-        );
-    };
-    if requests.is_empty() {
-        for m in &msgs {
-            link.send(&session, m).await;
+/// Sends the messages upstream and answers the POST: 202 without requests; else plain
+/// JSON or an SSE stream, whichever the client accepts and the upstream's first word
+/// allows.
+async fn forward(
+    relay: &Relay,
+    msgs: &[Message],
+    acc: &Accept,
+    new_session: bool,
+    first_id: Option<&str>,
+    now: Instant,
+) -> Response {
+    let session = &relay.session;
+    let requests = msgs.iter().filter(|m| m.is_request()).count();
+    if requests == 0 {
+        for m in msgs {
+            relay.link.send(m).await;
         }
         return StatusCode::ACCEPTED.into_response();
     }
-    let (sid, mut rx) = match session.open_post_stream(&requests) {
-        Ok(x) => x,
-        Err(id) => {
-            return jsonrpc_error(
-                StatusCode::BAD_REQUEST,
-                Some(&id),
-                -32600,
-                "a request with this id is already in flight",
-            );
+    let PostStream {
+        id: sid,
+        mut rx,
+        refused,
+    } = session.open_post_stream(msgs, now);
+    for (i, m) in msgs.iter().enumerate() {
+        if !refused.contains(&i) {
+            relay.link.send(m).await;
         }
-    };
-    for m in &msgs {
-        link.send(&session, m).await;
     }
-
-    let single = requests.len() == 1 && msgs.len() == 1;
-    let mut res = if single && acc.json {
+    if refused.len() == requests {
+        // Nothing that could be answered went upstream: the refusals are the answer.
+        session.drop_stream(sid);
+        let mut errors = Vec::with_capacity(refused.len());
+        while let Ok(item) = rx.try_recv() {
+            errors.push(item.data);
+        }
+        let mut res = json_body(if msgs.len() == 1 {
+            errors.pop().unwrap_or_default()
+        } else {
+            json_array(&errors)
+        });
+        *res.status_mut() = StatusCode::BAD_REQUEST;
+        return res;
+    }
+    let single = requests == 1 && msgs.len() == 1;
+    if !acc.json || (acc.sse && !single) {
+        return sse(None, rx);
+    }
+    // Until the answer is out, a client that goes away abandons its requests: an answer
+    // meant for a plain JSON body cannot be resumed.
+    let mut waiting = Abandon {
+        relay,
+        msgs,
+        refused: &refused,
+        new_session,
+        armed: true,
+    };
+    let res = if single {
         // Wait for the first thing the upstream says about this request.
         match rx.recv().await {
             Some(item) if item.response => {
@@ -260,22 +350,46 @@ pub async fn post(
                 json_body(item.data)
             }
             Some(item) if acc.sse => sse(Some(item), rx),
-            Some(_) => json_only(&session, sid, rx).await,
-            None => session_gone(&session),
+            Some(_) => json_only(session, sid, rx).await,
+            None => unanswered(session, first_id),
         }
-    } else if acc.sse {
-        sse(None, rx)
     } else {
-        json_only(&session, sid, rx).await
+        json_only(session, sid, rx).await
     };
-    if new_session {
-        if session.is_closed() {
-            up.end(&session.id, EndReason::Closed).await;
-        } else if let Ok(v) = HeaderValue::from_str(&session.id) {
-            res.headers_mut().insert(SESSION_HEADER, v);
+    waiting.armed = false;
+    res
+}
+
+/// Armed while a POST waits to answer as plain JSON. If the client goes away first (the
+/// handler is dropped), its requests are cancelled: the upstream is told and stops, and
+/// a session whose id the client never learnt ends.
+struct Abandon<'a> {
+    relay: &'a Relay,
+    msgs: &'a [Message],
+    refused: &'a [usize],
+    new_session: bool,
+    armed: bool,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let now = Instant::now();
+        for (i, m) in self.msgs.iter().enumerate() {
+            if let Kind::Request { id, .. } = &m.kind
+                && !self.refused.contains(&i)
+                && self.relay.session.cancel(id, now)
+            {
+                self.relay.link.cancel(id, Some("the client went away"));
+            }
+        }
+        if self.new_session {
+            // Housekeeping stops its upstream within a second.
+            self.relay.session.end(&EndReason::Closed);
         }
     }
-    res
 }
 
 /// A client that accepts only JSON: wait for the responses, drop the rest.
@@ -292,29 +406,61 @@ async fn json_only(
     }
     session.drop_stream(sid);
     match responses.len() {
-        0 => session_gone(session),
+        0 => unanswered(session, None),
         1 => json_body(responses.pop().unwrap_or_default()),
-        _ => {
-            let mut v = Vec::from(&b"["[..]);
-            for (i, r) in responses.iter().enumerate() {
-                if i > 0 {
-                    v.push(b',');
-                }
-                v.extend_from_slice(r);
-            }
-            v.push(b']');
-            json_body(Bytes::from(v))
-        }
+        _ => json_body(json_array(&responses)),
     }
 }
 
-fn session_gone(_session: &Session) -> Response {
-    jsonrpc_error(
-        StatusCode::NOT_FOUND,
-        None,
-        -32001,
-        "Session not found (it was closed)",
-    )
+fn json_array(items: &[Bytes]) -> Bytes {
+    let mut v = Vec::from(&b"["[..]);
+    for (i, r) in items.iter().enumerate() {
+        if i > 0 {
+            v.push(b',');
+        }
+        v.extend_from_slice(r);
+    }
+    v.push(b']');
+    Bytes::from(v)
+}
+
+/// The stream closed without an answer: the session ended, or the client cancelled the
+/// request in another POST (MCP "Cancellation": no response follows).
+fn unanswered(session: &Session, id: Option<&str>) -> Response {
+    if session.is_closed() {
+        jsonrpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            SESSION_NOT_FOUND,
+            "Session not found (it was closed)",
+        )
+    } else {
+        jsonrpc_error(
+            StatusCode::OK,
+            id,
+            REQUEST_CANCELLED,
+            "the request was cancelled",
+        )
+    }
+}
+
+/// The body could not be read: above `[broker] max_request_bytes` (413), or broken.
+pub fn unreadable_body(status: StatusCode) -> Response {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        jsonrpc_error(
+            status,
+            None,
+            INVALID_REQUEST,
+            "the request body is larger than the broker accepts ([broker] max_request_bytes)",
+        )
+    } else {
+        jsonrpc_error(
+            status,
+            None,
+            PARSE_ERROR,
+            "the request body could not be read",
+        )
+    }
 }
 
 fn json_body(data: Bytes) -> Response {
@@ -361,15 +507,16 @@ pub async fn get(up: &Upstreams, upstream: &str, caller: &Caller, headers: &Head
         return jsonrpc_error(
             StatusCode::NOT_ACCEPTABLE,
             None,
-            -32000,
+            TRANSPORT_ERROR,
             "Accept must include text/event-stream",
         );
     }
-    let session = match find_session(up, headers, upstream, caller) {
-        Ok(s) => s,
+    let relay = match find_session(up, headers, upstream, caller) {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    session.touch();
+    let session = &relay.session;
+    session.touch(Instant::now());
     let rx = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         Some(last) => {
             let parsed = last
@@ -381,7 +528,7 @@ pub async fn get(up: &Upstreams, upstream: &str, caller: &Caller, headers: &Head
                     return jsonrpc_error(
                         StatusCode::NOT_FOUND,
                         None,
-                        -32000,
+                        TRANSPORT_ERROR,
                         "cannot resume that stream",
                     );
                 }
@@ -393,7 +540,7 @@ pub async fn get(up: &Upstreams, upstream: &str, caller: &Caller, headers: &Head
                 return jsonrpc_error(
                     StatusCode::CONFLICT,
                     None,
-                    -32000,
+                    TRANSPORT_ERROR,
                     "Conflict: only one standalone SSE stream is allowed per session",
                 );
             }
@@ -408,10 +555,10 @@ pub async fn delete(
     caller: &Caller,
     headers: &HeaderMap,
 ) -> Response {
-    let session = match find_session(up, headers, upstream, caller) {
-        Ok(s) => s,
+    let relay = match find_session(up, headers, upstream, caller) {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    up.end(&session.id, EndReason::Closed).await;
+    up.end(&relay.session.id, EndReason::Closed).await;
     StatusCode::OK.into_response()
 }

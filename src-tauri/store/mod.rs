@@ -66,6 +66,7 @@ impl Store {
             .max_connections(4)
             .idle_timeout(None)
             .max_lifetime(None)
+            .after_release(|conn, _| Box::pin(outside_transaction(conn)))
             .connect_with(opts)
             .await?;
         restrict_permissions(&path);
@@ -118,6 +119,25 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Whether a connection may go back to the pool: only outside any transaction. A
+/// transaction dropped without commit has queued its ROLLBACK on the connection, and a
+/// ping runs it. When that ROLLBACK fails, the connection is closed and the pool opens a
+/// fresh one. That happens after a COMMIT failed on a full disk: SQLite has already rolled
+/// the transaction back, sqlx still counts it open, and every later `BEGIN` on that
+/// connection would fail ("begin_with at non-zero transaction depth") until a restart.
+async fn outside_transaction(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    conn.ping().await?;
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!("closing a database connection left inside a failed transaction");
+    }
+    Ok(clean)
 }
 
 /// A temporary directory removed on drop (tests and benchmarks).
@@ -429,6 +449,42 @@ mod tests {
             "the counter cannot be bumped"
         );
         assert!(store.access_token(&hash).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_commit_failed_never_returns_inside_a_transaction() {
+        let (store, _dir) = Store::open_temp().await.unwrap();
+        // More failures than the pool has connections, so each one is hit.
+        for _ in 0..8 {
+            let mut tx = store.write_tx().await.unwrap();
+            // SQLite ends the transaction under sqlx, as a COMMIT failing on a full disk
+            // does; sqlx's ROLLBACK on drop then fails too.
+            sqlx::query("ROLLBACK").execute(&mut *tx).await.unwrap();
+            assert!(tx.commit().await.is_err());
+        }
+        let reg =
+            validate_registration(&serde_json::json!({"redirect_uris": ["http://127.0.0.1/cb"]}))
+                .unwrap();
+        let writes: Vec<_> = (0..8)
+            .map(|i| {
+                let (s, reg) = (store.clone(), reg.clone());
+                tokio::spawn(async move {
+                    s.insert_client(&ClientId(format!("c{i}")), &reg, None, NOW)
+                        .await
+                })
+            })
+            .collect();
+        for w in writes {
+            w.await.unwrap().expect("a write on any pooled connection");
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_its_own_error() {
+        let io = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(crate::error::Error::from(io).is_disk_full());
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!crate::error::Error::from(other).is_disk_full());
     }
 
     #[tokio::test]

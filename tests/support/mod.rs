@@ -21,6 +21,9 @@ pub struct Broker {
     pub stdout_rest: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A log filter under which the broker reports its live tasks (see [`alive_tasks`]).
+pub const LOG_TASKS: &str = "info,sqlx=warn,mcp_broker::proxy=debug";
+
 impl Broker {
     /// Starts `mcp-broker serve --headless` with this config body (the `[servers]` part).
     pub fn start(config: &str) -> Broker {
@@ -28,6 +31,11 @@ impl Broker {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: &str, port: u16) -> Broker {
+        Self::start_logging(dir, config, port, "info")
+    }
+
+    /// As [`Broker::start_in`], with this `MCP_BROKER_LOG` filter.
+    pub fn start_logging(dir: tempfile::TempDir, config: &str, port: u16, log: &str) -> Broker {
         let cfg = dir.path().join("config.toml");
         std::fs::write(&cfg, config).expect("write config");
         let mut child = Command::new(BIN)
@@ -36,7 +44,7 @@ impl Broker {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--port", &port.to_string()])
-            .env("MCP_BROKER_LOG", "info")
+            .env("MCP_BROKER_LOG", log)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(
                 std::fs::File::create(dir.path().join("broker.log")).expect("log"),
@@ -116,6 +124,18 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Polls `f` until it holds or `secs` pass; whether it held.
+pub async fn wait_until(mut f: impl FnMut() -> bool, secs: u64) -> bool {
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    f()
 }
 
 pub fn http() -> reqwest::Client {
@@ -381,6 +401,48 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
                     out.push(p)
                 }
             }
+        }
+    }
+    out
+}
+
+/// The broker's live task count, from its next upkeep line with `sessions` sessions
+/// (logged at debug level by `mcp_broker::proxy`; see [`Broker::start_logging`]).
+pub async fn alive_tasks(b: &Broker, sessions: usize) -> usize {
+    let seen = b.log().matches("upkeep").count();
+    let want = format!("sessions={sessions} ");
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let log = b.log();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("upkeep")).collect();
+        if let Some(line) = lines
+            .get(seen..)
+            .and_then(|new| new.iter().rev().find(|l| strip_ansi(l).contains(&want)))
+        {
+            let plain = strip_ansi(line);
+            return plain
+                .split("tasks=")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next()?.parse().ok())
+                .unwrap_or(usize::MAX);
+        }
+    }
+    panic!("no upkeep line with {want}in the log")
+}
+
+/// The log carries ANSI colours (tracing's default); the counts sit between them.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
         }
     }
     out
