@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 /// Opens the URL in the user's browser: `$BROWSER` first (a `:`-separated list of
 /// commands, `%s` for the URL), else the platform's openers. The first command that
 /// starts wins. The browser's stdout never reaches ours, which is the MCP channel.
-pub fn open(url: &str) -> Result<(), String> {
-    let mut last = String::from("no opener found");
+pub fn open(url: &str) -> std::io::Result<()> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no browser opener found");
     for mut cmd in candidates(url) {
         let program = cmd.get_program().to_string_lossy().into_owned();
         match cmd
@@ -20,7 +20,7 @@ pub fn open(url: &str) -> Result<(), String> {
                 reap(child);
                 return Ok(());
             }
-            Err(e) => last = format!("{program}: {e}"),
+            Err(e) => last = std::io::Error::new(e.kind(), format!("{program}: {e}")),
         }
     }
     Err(last)

@@ -4,6 +4,7 @@
 
 use crate::oauth::personal::PersonalTokenError;
 use crate::oauth::{ErrorCode, GrantId, OAuthError};
+use crate::proxy::upstream_oauth::UpstreamAuthError;
 use crate::secrets::SecretsError;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +29,10 @@ pub enum GatewayError {
     #[error("no upstream named {0}")]
     UnknownUpstream(String),
     #[error("sign-in to {upstream} failed: {reason}")]
-    SignIn { upstream: String, reason: String },
+    SignIn {
+        upstream: String,
+        reason: UpstreamAuthError,
+    },
     #[error(transparent)]
     Secrets(#[from] SecretsError),
     /// Plumbing: the database, the disk, the keychain. Details go to the log.
@@ -66,6 +70,14 @@ impl GatewayError {
             GatewayError::PersonalToken(_) => "personal_token",
             GatewayError::NotRemote(_) => "not_remote",
             GatewayError::UnknownUpstream(_) => "unknown_upstream",
+            GatewayError::SignIn {
+                reason: UpstreamAuthError::NeedsSignIn(_),
+                ..
+            } => "needs_sign_in",
+            GatewayError::SignIn {
+                reason: UpstreamAuthError::Keychain(_),
+                ..
+            } => "keychain",
             GatewayError::SignIn { .. } => "sign_in",
             GatewayError::Secrets(_) => "secrets",
             GatewayError::Internal(_) => "internal",

@@ -8,11 +8,11 @@
 use std::collections::HashMap;
 
 use crate::events::GatewayEvent;
-use crate::proxy::upstream_oauth::LoginState;
+use crate::proxy::upstream_oauth::{LoginState, UpstreamAuthError};
 
 use super::{Gateway, GatewayError};
 
-fn failed(upstream: &str, reason: String) -> GatewayError {
+fn failed(upstream: &str, reason: UpstreamAuthError) -> GatewayError {
     GatewayError::SignIn {
         upstream: upstream.to_owned(),
         reason,

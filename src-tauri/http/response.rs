@@ -89,9 +89,11 @@ impl HttpError {
                 "This sign-in request is not valid",
                 e.description,
             ),
-            GatewayError::SignIn { reason, .. } => {
-                HttpError::page_with(StatusCode::BAD_REQUEST, "Sign-in failed", reason)
-            }
+            GatewayError::SignIn { reason, .. } => HttpError::page_with(
+                StatusCode::BAD_REQUEST,
+                "Sign-in failed",
+                reason.to_string(),
+            ),
             GatewayError::NotRemote(name) | GatewayError::UnknownUpstream(name) => {
                 HttpError::page_with(
                     StatusCode::NOT_FOUND,

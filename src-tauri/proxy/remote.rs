@@ -317,7 +317,7 @@ impl Inner {
         let mut bearer = match r.oauth.bearer(&r.upstream).await {
             Ok(b) => b,
             Err(e) => {
-                self.fail_request(msg, UPSTREAM_ERROR, &e);
+                self.fail_request(msg, UPSTREAM_ERROR, &e.to_string());
                 return Err(Exchange::Done);
             }
         };
@@ -335,7 +335,7 @@ impl Inner {
                         "the upstream MCP server is unreachable: {}",
                         without_url(&e)
                     );
-                    self.fail_request(msg, UPSTREAM_ERROR, &why);
+                    self.fail_request(msg, UPSTREAM_ERROR, &why.to_string());
                     return Err(Exchange::Done);
                 }
                 Err(_) => {
@@ -359,9 +359,9 @@ impl Inner {
                 Err(why) => {
                     let _ = r.events.send(GatewayEvent::UpstreamFailed {
                         upstream: r.upstream.clone(),
-                        reason: why.clone(),
+                        reason: why.to_string(),
                     });
-                    self.fail_request(msg, UPSTREAM_ERROR, &why);
+                    self.fail_request(msg, UPSTREAM_ERROR, &why.to_string());
                     return Err(Exchange::Done);
                 }
             }
@@ -441,7 +441,7 @@ impl Inner {
                 Ok(_) => {}
                 Err(e) => {
                     let why = format!("the upstream stream broke: {e}");
-                    self.fail_request(msg, UPSTREAM_ERROR, &why);
+                    self.fail_request(msg, UPSTREAM_ERROR, &why.to_string());
                     return Exchange::Done;
                 }
             }

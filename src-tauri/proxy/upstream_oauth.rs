@@ -76,9 +76,27 @@ pub struct UpstreamOAuth {
     logins: Mutex<HashMap<String, LoginState>>,
 }
 
+/// Why the broker has no usable sign-in to a remote upstream, by kind: the desktop
+/// window offers "Sign in" on exactly `NeedsSignIn`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UpstreamAuthError {
+    #[error("upstream {0} needs sign-in: run `mcp-broker upstream login {0}`")]
+    NeedsSignIn(String),
+    /// The OS keychain refused or did not answer (the message says what to do).
+    #[error("{0}")]
+    Keychain(String),
+    /// The upstream or its authorization server was unreachable or refused.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// The answer of [`UpstreamOAuth::bearer`] when there is no usable token.
-pub fn sign_in_needed(upstream: &str) -> String {
-    format!("upstream {upstream} needs sign-in: run `mcp-broker upstream login {upstream}`")
+pub fn sign_in_needed(upstream: &str) -> UpstreamAuthError {
+    UpstreamAuthError::NeedsSignIn(upstream.to_owned())
+}
+
+fn refused(e: impl std::fmt::Display) -> UpstreamAuthError {
+    UpstreamAuthError::Refused(e.to_string())
 }
 
 fn key(upstream: &str) -> String {
@@ -115,7 +133,7 @@ impl UpstreamOAuth {
     async fn vault_call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Vault) -> Result<T, crate::vault::VaultError> + Send + 'static,
-    ) -> Result<T, String> {
+    ) -> Result<T, UpstreamAuthError> {
         let vault = self.vault.clone();
         match tokio::time::timeout(
             Duration::from_secs(20),
@@ -123,13 +141,17 @@ impl UpstreamOAuth {
         )
         .await
         {
-            Ok(Ok(r)) => r.map_err(|e| e.to_string()),
-            Ok(Err(e)) => Err(format!("the keychain task failed: {e}")),
-            Err(_) => Err("the OS keychain did not answer within 20 seconds".into()),
+            Ok(Ok(r)) => r.map_err(|e| UpstreamAuthError::Keychain(e.to_string())),
+            Ok(Err(e)) => Err(UpstreamAuthError::Keychain(format!(
+                "the keychain task failed: {e}"
+            ))),
+            Err(_) => Err(UpstreamAuthError::Keychain(
+                "the OS keychain did not answer within 20 seconds".into(),
+            )),
         }
     }
 
-    async fn load(&self, upstream: &str, slot: &mut Slot) -> Result<(), String> {
+    async fn load(&self, upstream: &str, slot: &mut Slot) -> Result<(), UpstreamAuthError> {
         if slot.loaded {
             return Ok(());
         }
@@ -140,16 +162,19 @@ impl UpstreamOAuth {
         Ok(())
     }
 
-    async fn save(&self, upstream: &str, tokens: &Tokens) -> Result<(), String> {
+    async fn save(&self, upstream: &str, tokens: &Tokens) -> Result<(), UpstreamAuthError> {
         let k = key(upstream);
-        let json = Secret::new(serde_json::to_string(tokens).map_err(|e| e.to_string())?);
+        let json = Secret::new(serde_json::to_string(tokens).map_err(refused)?);
         self.vault_call(move |v| v.set(&k, &json)).await
     }
 
     /// The access token to send, refreshed first when it is about to expire. `Ok(None)`:
     /// no sign-in known yet (the upstream may not need one; if it does, its 401 loads the
     /// stored tokens through [`UpstreamOAuth::after_unauthorized`]).
-    pub async fn bearer(&self, upstream: &str) -> Result<Option<Secret<String>>, String> {
+    pub async fn bearer(
+        &self,
+        upstream: &str,
+    ) -> Result<Option<Secret<String>>, UpstreamAuthError> {
         let slot = self.slot(upstream);
         let mut slot = slot.lock().await;
         // The keychain is read only once this upstream has asked for sign-in (a 401, see
@@ -176,7 +201,7 @@ impl UpstreamOAuth {
         &self,
         upstream: &str,
         used: Option<&Secret<String>>,
-    ) -> Result<Secret<String>, String> {
+    ) -> Result<Secret<String>, UpstreamAuthError> {
         let slot = self.slot(upstream);
         let mut slot = slot.lock().await;
         self.load(upstream, &mut slot).await?;
@@ -198,13 +223,13 @@ impl UpstreamOAuth {
         Ok(Secret::new(access))
     }
 
-    async fn refresh(&self, upstream: &str, t: &Tokens) -> Result<Tokens, String> {
+    async fn refresh(&self, upstream: &str, t: &Tokens) -> Result<Tokens, UpstreamAuthError> {
         let Some(rt) = &t.refresh_token else {
             return Err(sign_in_needed(upstream));
         };
         let res = refresh(&self.http, &t.token_endpoint, &t.client_id, rt, &t.resource)
             .await
-            .map_err(|e| format!("the upstream refused to refresh the sign-in: {e}"))?;
+            .map_err(|e| refused(format!("the upstream refused to refresh the sign-in: {e}")))?;
         let fresh = Tokens {
             access_token: res.access_token,
             // RFC 6749 §6: a server that does not rotate keeps the old refresh token valid.
@@ -219,7 +244,7 @@ impl UpstreamOAuth {
 
     /// Whether the keychain holds tokens for this upstream (read once, then cached like
     /// every other use).
-    pub async fn signed_in(&self, upstream: &str) -> Result<bool, String> {
+    pub async fn signed_in(&self, upstream: &str) -> Result<bool, UpstreamAuthError> {
         let slot = self.slot(upstream);
         let mut slot = slot.lock().await;
         self.load(upstream, &mut slot).await?;
@@ -237,8 +262,11 @@ impl UpstreamOAuth {
         upstream: &str,
         url: &Url,
         client_id: Option<&str>,
-    ) -> Result<String, String> {
-        let base = self.base.get().ok_or("the broker is not serving yet")?;
+    ) -> Result<String, UpstreamAuthError> {
+        let base = self
+            .base
+            .get()
+            .ok_or_else(|| refused("the broker is not serving yet"))?;
         let probe = self
             .http
             .post(url.clone())
@@ -247,12 +275,12 @@ impl UpstreamOAuth {
             .body(r#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#)
             .send()
             .await
-            .map_err(|e| format!("the upstream is unreachable: {e}"))?;
+            .map_err(|e| refused(format!("the upstream is unreachable: {e}")))?;
         if probe.status() != reqwest::StatusCode::UNAUTHORIZED {
-            return Err(format!(
+            return Err(refused(format!(
                 "the upstream did not ask for sign-in (HTTP {})",
                 probe.status()
-            ));
+            )));
         }
         let hint = probe
             .headers()
@@ -260,11 +288,9 @@ impl UpstreamOAuth {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .find_map(resource_metadata_param)
-            .map(|s| check_url("the resource_metadata URL", &s).map_err(|e| e.to_string()))
+            .map(|s| check_url("the resource_metadata URL", &s).map_err(refused))
             .transpose()?;
-        let found = discover(&self.http, url, hint)
-            .await
-            .map_err(|e| e.to_string())?;
+        let found = discover(&self.http, url, hint).await.map_err(refused)?;
 
         let redirect_uri = format!("{base}/upstream-callback/{upstream}");
         let client_id = match client_id {
@@ -279,7 +305,7 @@ impl UpstreamOAuth {
                 },
             )
             .await
-            .map_err(|e| e.to_string())?,
+            .map_err(refused)?,
         };
         let (auth_url, authorization) = PendingAuthorization::start(
             &found.server,
@@ -288,7 +314,7 @@ impl UpstreamOAuth {
             &found.resource.resource,
             &found.resource.scopes_supported,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(refused)?;
         {
             let mut p = lock(&self.pending);
             p.retain(|_, v| v.started.elapsed() < LOGIN_TTL);
@@ -312,7 +338,7 @@ impl UpstreamOAuth {
         &self,
         upstream: &str,
         params: &HashMap<String, String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UpstreamAuthError> {
         let state = params.get("state").map(String::as_str).unwrap_or("");
         let pending = {
             let mut p = lock(&self.pending);
@@ -324,15 +350,14 @@ impl UpstreamOAuth {
             }
         };
         let Some(pending) = pending else {
-            return Err(
-                "this sign-in is unknown or expired; start again with `mcp-broker upstream login`"
-                    .into(),
-            );
+            return Err(refused(
+                "this sign-in is unknown or expired; start again with `mcp-broker upstream login`",
+            ));
         };
         let result = self.exchange(upstream, &pending, params).await;
         let st = match &result {
             Ok(()) => LoginState::Done,
-            Err(e) => LoginState::Failed(e.clone()),
+            Err(e) => LoginState::Failed(e.to_string()),
         };
         lock(&self.logins).insert(upstream.to_owned(), st);
         result
@@ -343,13 +368,13 @@ impl UpstreamOAuth {
         upstream: &str,
         p: &Pending,
         params: &HashMap<String, String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UpstreamAuthError> {
         let p = &p.authorization;
-        let code = p.code_from(params).map_err(|e| e.to_string())?;
+        let code = p.code_from(params).map_err(refused)?;
         let res = p
             .exchange(&self.http, &code)
             .await
-            .map_err(|e| format!("the code exchange failed: {e}"))?;
+            .map_err(|e| refused(format!("the code exchange failed: {e}")))?;
         let tokens = Tokens {
             access_token: res.access_token,
             refresh_token: res.refresh_token,
@@ -370,7 +395,7 @@ impl UpstreamOAuth {
 
     /// Revokes the tokens where the server offers RFC 7009, then deletes them. Returns
     /// whether there was a sign-in.
-    pub async fn logout(&self, upstream: &str) -> Result<bool, String> {
+    pub async fn logout(&self, upstream: &str) -> Result<bool, UpstreamAuthError> {
         let slot = self.slot(upstream);
         let mut slot = slot.lock().await;
         slot.loaded = false;
