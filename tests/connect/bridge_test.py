@@ -53,12 +53,14 @@ r = subprocess.run([BROKER, "connect", "everything", "--no-start", "--data-dir",
                    text=True, stdin=subprocess.DEVNULL, timeout=30)
 check(r.returncode == 1 and "no mcp-broker is running" in r.stderr, "no running broker, --no-start: exit 1 with a clear error",
       (r.returncode, r.stderr))
-# 2. No broker running and none can start (no configuration file): the bridge starts one, sees it exit, and
-# says why and where its log is, within the bound.
+# 2. No broker running and none can start (an invalid configuration file; a missing one is a first start): the
+# bridge starts one, sees it exit, and says why and where its log is, within the bound.
+bad_config = work / "invalid.toml"
+bad_config.write_text("[servers.everything]\ncommand = 42\n")
 t0 = time.monotonic()
-r = subprocess.run([BROKER, "connect", "everything", "--config", str(work / "missing.toml"), "--data-dir", str(data)],
+r = subprocess.run([BROKER, "connect", "everything", "--config", str(bad_config), "--data-dir", str(data)],
                    capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=90)
-check(r.returncode == 1 and "exited" in r.stderr and "missing.toml" in r.stderr and "broker.log" in r.stderr
+check(r.returncode == 1 and "exited" in r.stderr and "invalid.toml" in r.stderr and "broker.log" in r.stderr
       and time.monotonic() - t0 < 30, "a broker that cannot start: exit 1 naming the cause and the log",
       (r.returncode, r.stderr, time.monotonic() - t0))
 
