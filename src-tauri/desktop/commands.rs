@@ -13,6 +13,7 @@ use super::windows::CONSENT_PREFIX;
 use crate::consent::{ConsentView, Decision};
 use crate::events::RevokeReason;
 use crate::gateway::personal::CreatedToken;
+use crate::gateway::about::About;
 use crate::gateway::upstreams::Overview;
 use crate::gateway::{Gateway, GatewayError, GrantView};
 use crate::oauth::GrantId;
@@ -106,6 +107,21 @@ pub async fn create_personal_token(
     Ok(gateway
         .create_personal_token(&upstream, &label, expiry, &[])
         .await?)
+}
+
+#[tauri::command]
+pub fn about(gateway: State<'_, Gateway>) -> About {
+    gateway.about()
+}
+
+#[tauri::command]
+pub fn set_start_at_login(gateway: State<'_, Gateway>, on: bool) -> Outcome<About> {
+    Ok(gateway.set_start_at_login(on)?)
+}
+
+#[tauri::command]
+pub fn dismiss_start_at_login_offer(gateway: State<'_, Gateway>) -> About {
+    gateway.dismiss_start_at_login_offer()
 }
 
 fn consent_id(window: &WebviewWindow) -> Outcome<&str> {

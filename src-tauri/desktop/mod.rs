@@ -56,6 +56,9 @@ pub fn run(start: app::DesktopStart) -> i32 {
             commands::delete_secret,
             commands::sign_in_upstream,
             commands::sign_out_upstream,
+            commands::about,
+            commands::set_start_at_login,
+            commands::dismiss_start_at_login_offer,
             commands::consent_details,
             commands::decide_consent,
         ])

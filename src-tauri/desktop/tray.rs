@@ -1,11 +1,13 @@
 //! The tray icon and its menu: one "Revoke client → upstream" item per active grant,
 //! a "Revoke all…" submenu whose one item confirms it (a menu cannot ask otherwise),
-//! then "Open mcp-broker" and "Quit". The menu is rebuilt from the core's grant list on
+//! then the "Start at login" switch, "Open mcp-broker" and "Quit". The menu is rebuilt from the core's grant list on
 //! every grant change, so it never shows a grant the broker no longer honours.
 
-use tauri::menu::{Menu, MenuBuilder, MenuEvent, MenuItemBuilder, SubmenuBuilder};
+use tauri::menu::{
+    CheckMenuItemBuilder, Menu, MenuBuilder, MenuEvent, MenuItemBuilder, SubmenuBuilder,
+};
 use tauri::tray::TrayIconBuilder;
-use tauri::{AppHandle, Manager};
+use tauri::{AppHandle, Emitter, Manager};
 
 use crate::events::RevokeReason;
 use crate::gateway::Gateway;
@@ -15,6 +17,7 @@ const TRAY: &str = "main";
 const REVOKE_PREFIX: &str = "revoke:";
 const REVOKE_ALL: &str = "revoke-all";
 const OPEN: &str = "open";
+const START_AT_LOGIN: &str = "start-at-login";
 const QUIT: &str = "quit";
 
 /// What a menu item does, parsed from its id.
@@ -22,6 +25,7 @@ const QUIT: &str = "quit";
 enum TrayAction {
     Revoke(GrantId),
     RevokeAll,
+    StartAtLogin,
     Open,
     Quit,
 }
@@ -29,6 +33,7 @@ enum TrayAction {
 fn parse(id: &str) -> Option<TrayAction> {
     match id {
         OPEN => Some(TrayAction::Open),
+        START_AT_LOGIN => Some(TrayAction::StartAtLogin),
         REVOKE_ALL => Some(TrayAction::RevokeAll),
         QUIT => Some(TrayAction::Quit),
         _ => id
@@ -110,7 +115,16 @@ fn menu(app: &AppHandle, grants: &[(GrantId, String)]) -> tauri::Result<Menu<tau
             .build()?;
         b = b.separator().item(&confirm);
     }
+    let start_at_login = app
+        .try_state::<Gateway>()
+        .and_then(|g| g.about().start_at_login);
     b.separator()
+        .item(
+            &CheckMenuItemBuilder::with_id(START_AT_LOGIN, "Start at login")
+                .checked(start_at_login == Some(true))
+                .enabled(start_at_login.is_some())
+                .build(app)?,
+        )
         .item(&MenuItemBuilder::with_id(OPEN, "Open mcp-broker").build(app)?)
         .item(&MenuItemBuilder::with_id(QUIT, "Quit").build(app)?)
         .build()
@@ -123,6 +137,17 @@ fn on_menu_event(app: &AppHandle, event: MenuEvent) {
     tracing::info!(?action, "tray menu");
     match action {
         TrayAction::Open => super::windows::show_main(app),
+        TrayAction::StartAtLogin => {
+            let Some(gateway) = app.try_state::<Gateway>().map(|g| g.inner().clone()) else {
+                return;
+            };
+            let on = gateway.about().start_at_login != Some(true);
+            if let Err(e) = gateway.set_start_at_login(on) {
+                tracing::error!("changing start at login from the tray failed: {e}");
+            }
+            let _ = app.emit("about-changed", ());
+            tauri::async_runtime::spawn(rebuild(app.clone()));
+        }
         TrayAction::Quit => app.exit(0),
         TrayAction::RevokeAll => {
             let Some(gateway) = app.try_state::<Gateway>().map(|g| g.inner().clone()) else {
@@ -155,6 +180,7 @@ mod tests {
     fn menu_ids() {
         assert_eq!(parse("revoke:42"), Some(TrayAction::Revoke(GrantId(42))));
         assert_eq!(parse("open"), Some(TrayAction::Open));
+        assert_eq!(parse("start-at-login"), Some(TrayAction::StartAtLogin));
         assert_eq!(parse("revoke-all"), Some(TrayAction::RevokeAll));
         assert_eq!(parse("quit"), Some(TrayAction::Quit));
         assert_eq!(parse("revoke:"), None);

@@ -35,6 +35,9 @@ pub enum GatewayError {
     },
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    /// The login item could not be changed.
+    #[error("start at login: {0}")]
+    StartAtLogin(String),
     /// Plumbing: the database, the disk, the keychain. Details go to the log.
     #[error(transparent)]
     Internal(#[from] crate::Error),
@@ -80,6 +83,7 @@ impl GatewayError {
             } => "keychain",
             GatewayError::SignIn { .. } => "sign_in",
             GatewayError::Secrets(_) => "secrets",
+            GatewayError::StartAtLogin(_) => "start_at_login",
             GatewayError::Internal(_) => "internal",
         }
     }

@@ -23,6 +23,7 @@
 //! announces it the same way. So is a grant another process created (a personal token
 //! made by the CLI): the store moves the same counter.
 
+pub mod about;
 pub mod authorize;
 mod error;
 pub mod grants;

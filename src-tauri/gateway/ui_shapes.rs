@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::GrantView;
+use super::about::About;
 use super::personal::CreatedToken;
 use super::upstreams::{Overview, SecretUse, SignInView, UpstreamView};
 use crate::consent::ConsentView;
@@ -100,6 +101,15 @@ fn the_window_types_match_what_the_core_serializes() {
         }),
     };
     assert_eq!(keys(json!(upstream)), ts_fields("Upstream"));
+    let about = About {
+        version: "0".into(),
+        data_dir: "/d".into(),
+        config_file: "/c".into(),
+        start_at_login: Some(false),
+        start_at_login_error: None,
+        offer_start_at_login: true,
+    };
+    assert_eq!(keys(json!(about)), ts_fields("About"));
     let overview = Overview {
         issuer: "http://127.0.0.1:1".into(),
         upstreams: vec![],

@@ -109,5 +109,17 @@ export const setSecret = (name: string, value: string) =>
 export const deleteSecret = (name: string) => invoke<boolean>("delete_secret", { name });
 export const signInUpstream = (name: string) => invoke<string>("sign_in_upstream", { name });
 export const signOutUpstream = (name: string) => invoke<boolean>("sign_out_upstream", { name });
+export interface About {
+  version: string;
+  data_dir: string;
+  config_file: string;
+  start_at_login: boolean | null;
+  start_at_login_error: string | null;
+  offer_start_at_login: boolean;
+}
+
+export const about = () => invoke<About>("about");
+export const setStartAtLogin = (on: boolean) => invoke<About>("set_start_at_login", { on });
+export const dismissStartAtLoginOffer = () => invoke<About>("dismiss_start_at_login_offer");
 export const consentDetails = () => invoke<ConsentView>("consent_details");
 export const decideConsent = (approve: boolean) => invoke<void>("decide_consent", { approve });
