@@ -10,7 +10,7 @@
 // MCP_NODE_MODULES (a node_modules holding @modelcontextprotocol/sdk).
 import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -321,6 +321,7 @@ try {
 
     if (MODE === "window") {
       await denyRemoteClient();
+      await aboutAndStartAtLogin();
     }
 
     if (NOTIFY_LOG) {
@@ -419,6 +420,35 @@ async function denyRemoteClient() {
   await sleep(500);
   check(await wd.exec("return !document.querySelector('#no-grants').hidden"),
     "a denied request leaves no grant");
+}
+
+// The About section (version, data dir) and starting at login: offered once on the first
+// start; the switch writes and removes the XDG autostart entry.
+async function aboutAndStartAtLogin() {
+  step("About: version and data dir; start at login offered, switched on and off");
+  const entry = join(need("XDG_CONFIG_HOME"), "autostart", "mcp-broker.desktop");
+  await until("the About section", () => wd.exec("return document.body.dataset.aboutReady === 'true'"));
+  const about = await wd.exec(`return {
+      version: document.querySelector('#about-version').textContent,
+      dataDir: document.querySelector('#about-data-dir').textContent,
+      offer: !document.querySelector('#start-at-login-offer').hidden };`);
+  const cargoVersion = readFileSync(join(import.meta.dirname, "../../Cargo.toml"), "utf8")
+    .match(/^version = "([^"]+)"/m)[1];
+  check(about.version === cargoVersion, `About shows the version from Cargo.toml (${about.version})`);
+  check(about.dataDir === dataDir, `About shows the data dir (${about.dataDir})`);
+  check(about.offer, "the first start offers starting at login");
+  await wd.exec("document.querySelector('#about').scrollIntoView()");
+  await screenshot("about.png");
+  await wd.click(await wd.find("#start-at-login-yes"));
+  await until("the autostart entry", () => existsSync(entry));
+  const text = readFileSync(entry, "utf8");
+  check(/^Exec=.*serve --minimized --data-dir/m.test(text), "the entry starts the app minimised on this data dir");
+  check(await until("the offer to go", () => wd.exec(
+    "return document.querySelector('#start-at-login-offer').hidden && document.querySelector('#start-at-login').checked")),
+    "the offer is answered and the switch shows on");
+  await wd.click(await wd.find("#start-at-login"));
+  await until("the autostart entry to go", () => !existsSync(entry));
+  check(true, "switching it off removed the entry");
 }
 
 // `mcp-broker grants revoke` from another process: the running app notices the change

@@ -13,6 +13,10 @@ trap cleanup EXIT
 
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 
+# The app's login item (start at login) goes here, never into the real ~/.config.
+export XDG_CONFIG_HOME="$RUN_DIR/xdg-config"
+mkdir -p "$XDG_CONFIG_HOME"
+
 export NOTIFY_LOG="$RUN_DIR/notifications.log"
 dbus-monitor --session "type=method_call,interface=org.freedesktop.Notifications,member=Notify" \
   > "$NOTIFY_LOG" 2>&1 &
