@@ -304,7 +304,13 @@ async fn a_silent_remote_upstream_costs_nothing_after_the_timeout() {
     let started = Instant::now();
     let bodies: Vec<String> = (1..=CALLS).map(|id| m.call(id)).collect();
     let calls: Vec<_> = bodies.iter().map(|body| m.json(body)).collect();
-    let answers = futures_util::future::join_all(calls).await;
+    let calls = futures_util::future::join_all(calls);
+    // While they hang: each holds a socket to the client and one to the upstream.
+    let during = async {
+        wait_until(|| up.held() == CALLS as usize, 5).await;
+        open_files(pid)
+    };
+    let (answers, during) = tokio::join!(calls, during);
     for (status, v) in &answers {
         assert_eq!(*status, 200, "{v}");
         assert_eq!(v["error"]["code"], -32001, "a timeout error: {v}");
@@ -334,7 +340,7 @@ async fn a_silent_remote_upstream_costs_nothing_after_the_timeout() {
     let tasks_after = alive_tasks(&b, 0).await;
     eprintln!(
         "silent upstream, {CALLS} timed-out calls: broker fds/sockets before {before:?}, \
-         after the timeouts {after_timeouts:?}, after the session ended {after_end:?} \
+         while they hung {during:?}, after the timeouts {after_timeouts:?}, after the session ended {after_end:?} \
          (tasks: {tasks_idle} with the idle session, {tasks_after} after it ended)"
     );
     // The session's own task went with it, and nothing of the timed-out calls stayed.
