@@ -342,6 +342,7 @@ try {
       await revokeFromCli(); // after the notification count: it approves once more
     }
     if (MODE === "tray") {
+      await personalTokenThenRevokeAllFromTray();
       step("Quit from the tray menu ends the app and its server");
       const stopped = async () => {
         try {
@@ -420,6 +421,42 @@ async function denyRemoteClient() {
   await sleep(500);
   check(await wd.exec("return !document.querySelector('#no-grants').hidden"),
     "a denied request leaves no grant");
+}
+
+// A personal access token made in the grants window (shown once) works as a static
+// Bearer token; "Revoke all…" in the tray (a confirming submenu) then ends every grant.
+async function personalTokenThenRevokeAllFromTray() {
+  step("a personal access token from the window, then Revoke all from the tray");
+  await wd.exec("document.querySelector('#token-form').scrollIntoView()");
+  await wd.sendKeys(await wd.find("#token-label"), "e2e script");
+  await wd.click(await wd.find("#token-create"));
+  const token = await until("the token to show once", () => wd.exec(
+    "const v = document.querySelector('#token-value'); return v && !document.querySelector('#token-created').hidden ? v.textContent : null;"));
+  check(token.startsWith("mcpb_pat_"), "the window shows the new personal token once");
+  await screenshot("personal-token.png");
+  const call = () => fetch(`${base}/mcp/${UPSTREAM}`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${token}`,
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+    },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: {
+      protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "pat", version: "1" } } }),
+  });
+  const ok = await call();
+  check(ok.status === 200, `the personal token works on its upstream (${ok.status})`);
+  await ok.body?.cancel();
+  await until("the token's grant row", async () => (await wd.exec(
+    "return document.querySelectorAll('#grants tbody tr').length")) === 1);
+  await sleep(1000); // the tray menu was rebuilt for the new grant
+  // Items: the grant, "Revoke all…" (a submenu), Start at login, Open, Quit.
+  trayMenu(["Down", "Down", "Right", "Return"], "tray-menu-revoke-all.png");
+  await until("every grant to leave the window", async () => (await wd.exec(
+    "return document.querySelectorAll('#grants tbody tr').length")) === 0);
+  check(true, "Revoke all from the tray emptied the grants window");
+  const refused = await call();
+  check(refused.status === 401, `the personal token is refused after Revoke all (${refused.status})`);
 }
 
 // The About section (version, data dir) and starting at login: offered once on the first
