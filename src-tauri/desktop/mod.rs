@@ -56,6 +56,13 @@ pub fn run(start: app::DesktopStart) -> i32 {
             commands::delete_secret,
             commands::sign_in_upstream,
             commands::sign_out_upstream,
+            commands::server_form,
+            commands::add_server,
+            commands::update_server,
+            commands::remove_server,
+            commands::import_sources,
+            commands::import_preview,
+            commands::import_servers,
             commands::consent_details,
             commands::decide_consent,
         ])
@@ -172,8 +179,15 @@ async fn follow_events(app: tauri::AppHandle, mut rx: broadcast::Receiver<Gatewa
             GatewayEvent::SessionsChanged { .. }
             | GatewayEvent::UpstreamFailed { .. }
             | GatewayEvent::UpstreamSignIn { .. }
-            | GatewayEvent::SecretsChanged => {
+            | GatewayEvent::SecretsChanged
+            | GatewayEvent::UpstreamsChanged { .. } => {
                 let _ = app.emit("upstreams-changed", ());
+            }
+            GatewayEvent::ConfigRejected { file, key, reason } => {
+                let _ = app.emit(
+                    "config-rejected",
+                    serde_json::json!({ "file": file, "key": key, "reason": reason }),
+                );
             }
         }
     }

@@ -31,6 +31,9 @@ pub enum GatewayError {
     SignIn { upstream: String, reason: String },
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    /// A server could not be added, changed, removed or imported; nothing was written.
+    #[error(transparent)]
+    Servers(#[from] super::servers::ServerError),
     /// Plumbing: the database, the disk, the keychain. Details go to the log.
     #[error(transparent)]
     Internal(#[from] crate::Error),
@@ -68,6 +71,7 @@ impl GatewayError {
             GatewayError::UnknownUpstream(_) => "unknown_upstream",
             GatewayError::SignIn { .. } => "sign_in",
             GatewayError::Secrets(_) => "secrets",
+            GatewayError::Servers(_) => "servers",
             GatewayError::Internal(_) => "internal",
         }
     }
