@@ -167,6 +167,9 @@ pub enum ServerError {
     },
     #[error("pick at least one server to import")]
     NothingChosen,
+    /// The import's task ended without an answer (it panicked or was cancelled).
+    #[error("the import stopped unexpectedly: {0}")]
+    Task(tokio::task::JoinError),
     /// The client's entries run this program: its path is needed.
     #[error("cannot find this program's own path: {0}")]
     OwnPath(std::io::Error),
@@ -252,16 +255,18 @@ impl Gateway {
         if stores_secrets {
             self.emit(GatewayEvent::SecretsChanged);
         }
-        let diff = self.apply_config(saved.config).await;
-        Ok(Applied::of(diff, saved.index_warning))
+        Ok(Applied::of(
+            self.apply_written(&config, saved.config).await,
+            saved.index_warning,
+        ))
     }
 
     /// Removes a server from `config.toml`. Its sessions end and its requests are
     /// refused; its grants and secrets stay (they serve it again if it comes back).
     pub async fn remove_server(&self, name: &str) -> Result<Applied, GatewayError> {
-        let path = self.config().path.clone();
-        let config = config_edit::remove_server(&path, name).map_err(ServerError::from)?;
-        Ok(Applied::of(self.apply_config(config).await, None))
+        let before = self.config();
+        let config = config_edit::remove_server(&before.path, name).map_err(ServerError::from)?;
+        Ok(Applied::of(self.apply_written(&before, config).await, None))
     }
 
     /// The client apps whose servers could be imported, each with what its file holds.
@@ -332,6 +337,7 @@ impl Gateway {
         chosen: &[String],
         confirmed: &[String],
     ) -> Result<ImportedView, GatewayError> {
+        let before = self.config();
         let (file, mut plan) = self.import_plan(client, chosen).await?;
         for s in &mut plan.servers {
             let mut i = 0;
@@ -352,20 +358,30 @@ impl Gateway {
             ),
             base_url: self.issuer().to_string(),
         };
-        let done = client_import::carry_out(
-            &plan,
-            &self.config().path,
-            &file,
-            &target,
-            &self.inner.vault,
-            self.data_dir(),
-        )
-        .await
-        .map_err(ServerError::from)?;
+        // `carry_out` is written for the command line's `block_on` and its future is not
+        // `Send`; the window's call runs it on a blocking thread of its own.
+        let done = {
+            let (config_path, data_dir) = (self.config().path.clone(), self.data_dir().to_owned());
+            let (vault, plan, file) = (self.inner.vault.clone(), plan.clone(), file.clone());
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                runtime.block_on(client_import::carry_out(
+                    &plan,
+                    &config_path,
+                    &file,
+                    &target,
+                    &vault,
+                    &data_dir,
+                ))
+            })
+            .await
+            .map_err(ServerError::Task)?
+            .map_err(ServerError::from)?
+        };
         if !done.secrets.is_empty() {
             self.emit(GatewayEvent::SecretsChanged);
         }
-        let diff = self.apply_config(done.config).await;
+        let diff = self.apply_written(&before, done.config).await;
         Ok(ImportedView {
             servers: plan.servers.iter().map(|s| s.name.clone()).collect(),
             secrets: done.secrets,
@@ -423,6 +439,14 @@ impl Gateway {
             Err(e) => tracing::warn!("cannot read the index of secret names: {e}"),
         }
         taken
+    }
+
+    /// Applies a configuration this process just wrote, and says what the write changed
+    /// against `before` (the file watch may have applied it already).
+    async fn apply_written(&self, before: &Config, written: Config) -> ConfigDiff {
+        let diff = ConfigDiff::between(before, &written);
+        self.apply_config(written).await;
+        diff
     }
 
     /// Puts `new` in force (see the module docs for the rules) and announces it; the
@@ -516,10 +540,12 @@ impl Gateway {
         let g = self.clone();
         Ok(tokio::spawn(async move {
             // An edit between the start-up load and the watch's start is seen here.
-            match config::load(&path) {
-                Ok(c) => {
+            match config::read(&path).and_then(|t| t.map(|t| config::parse(&path, &t)).transpose())
+            {
+                Ok(Some(c)) => {
                     g.apply_config(c).await;
                 }
+                Ok(None) => {}
                 Err(e) => g.reject_config(&e),
             }
             while let Some(change) = watch.next().await {
@@ -646,6 +672,18 @@ fn entry_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The desktop shell runs these on the runtime's workers: they must be `Send`.
+    #[allow(dead_code, clippy::let_underscore_future)]
+    fn the_operations_are_send(g: &Gateway, f: ServerForm, c: Config) {
+        fn send<T: Send>(_: T) {}
+        send(g.add_server(f.clone()));
+        send(g.update_server(f));
+        send(g.remove_server(""));
+        send(g.import_preview("", &[]));
+        send(g.import_servers("", &[], &[]));
+        send(g.apply_config(c));
+    }
 
     fn form(values: Vec<FormValue>) -> ServerForm {
         ServerForm {

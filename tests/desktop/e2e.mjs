@@ -752,6 +752,8 @@ async function serversFlow(main) {
     s.value = 'secret'; s.dispatchEvent(new Event('change'));`);
   check(await wd.exec("return document.querySelector('#server-values tbody tr:last-child .value-text').type === 'password'"),
     "a secret is typed into a password field");
+  check(await wd.exec("return getComputedStyle(document.querySelector('#remote-fields')).display === 'none'"),
+    "a stdio server's form shows no remote fields");
   await typeInto("#server-values tbody tr:last-child .value-text", value);
   await wd.exec("document.querySelector('#server-editor').scrollIntoView()");
   await screenshot("add-server-form.png");
@@ -831,6 +833,39 @@ async function serversFlow(main) {
     "config.toml references the moved key");
   await wd.exec("document.querySelector('#upstreams').scrollIntoView()");
   await screenshot("servers-window.png");
+
+  step("an invalid hand edit of config.toml is refused, named, and the last good one stays");
+  const good = readFileSync(configPath, "utf8");
+  writeFileSync(configPath, `${good}\n[servers.bad]\nurl = "http://example.com/mcp"\n`);
+  const shown = await until("the window to show the refusal", () => wd.exec(
+    "const e = document.querySelector('#config-error'); return e.hidden ? null : e.textContent"));
+  check(shown.includes(configPath) && shown.includes("servers.bad.url") && shown.includes("must be https"),
+    `the window names file, key and reason (${shown.trim()})`);
+  if (NOTIFY_LOG) {
+    const said = await until("the refusal's notification", () =>
+      /string "Configuration not applied"\s+string "[^"]*servers\.bad\.url: must be https/
+        .test(readFileSync(NOTIFY_LOG, "utf8")), 10000).catch(() => false);
+    check(said, "a notification names file, key and reason");
+  }
+  const meta = await fetch(`${base}/.well-known/oauth-protected-resource/mcp/${UPSTREAM}`);
+  check(meta.status === 200, "the last good configuration is still served");
+  await screenshot("config-rejected.png");
+  writeFileSync(configPath, good);
+
+  step("remove a server in the window: its requests are refused, saying so");
+  await wd.click(await wd.find('#upstreams tbody tr[data-upstream="notes"] button.remove-server'));
+  await wd.click(await wd.find('#upstreams tbody tr[data-upstream="notes"] button.remove-yes'));
+  await until("the removed upstream's row to go", () => wd.exec(
+    "return !document.querySelector('#upstreams tbody tr[data-upstream=\"notes\"]')"));
+  const gone = await fetch(`${base}/mcp/notes`, {
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
+  });
+  const goneText = await gone.text();
+  check(gone.status === 404 && goneText.includes("removed from the broker's configuration"),
+    `a request to the removed server gets 404 saying it was removed (${gone.status} ${goneText})`);
+  check(!readFileSync(configPath, "utf8").includes("[servers.notes]"), "config.toml no longer has it");
 }
 
 console.log(failures === 0 ? `[e2e:${MODE}] PASS` : `[e2e:${MODE}] FAIL (${failures})`);
