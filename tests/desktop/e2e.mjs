@@ -849,6 +849,7 @@ async function serversFlow(main) {
   }
   const meta = await fetch(`${base}/.well-known/oauth-protected-resource/mcp/${UPSTREAM}`);
   check(meta.status === 200, "the last good configuration is still served");
+  await wd.exec("window.scrollTo(0, 0)");
   await screenshot("config-rejected.png");
   writeFileSync(configPath, good);
 
