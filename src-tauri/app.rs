@@ -1,6 +1,7 @@
 //! Starting and stopping the broker: the one start-up path the headless server and the
 //! desktop app share. [`start`] opens (and migrates) the store, binds 127.0.0.1, starts
-//! maintenance and the HTTP server, writes `DATA_DIR/broker.json` so that `mcp-broker
+//! maintenance, the watch on the configuration file (hand edits apply without a restart)
+//! and the HTTP server, writes `DATA_DIR/broker.json` so that `mcp-broker
 //! connect` finds this broker, and prints the ready line once every route answers.
 //! [`Running::until`] serves until a stop signal or a server failure, then ends every
 //! session (and so every upstream child) and removes `broker.json`.
@@ -47,6 +48,9 @@ pub enum StartError {
 pub struct Running {
     gateway: Gateway,
     server: JoinHandle<std::io::Result<()>>,
+    /// Applies hand edits of the configuration file; `None` when the file cannot be
+    /// watched (the broker serves, changes need a restart).
+    config_watch: Option<JoinHandle<()>>,
 }
 
 /// Starts the broker on `127.0.0.1:port` (0 picks a free port). Only loopback: the
@@ -80,6 +84,10 @@ pub async fn start(
         Arc::new(Vault::system()),
     );
     gateway.spawn_maintenance();
+    let config_watch = gateway
+        .watch_config()
+        .inspect_err(|e| tracing::warn!("{e}; hand edits take effect after a restart"))
+        .ok();
     let server = tokio::spawn(crate::http::serve(
         listener,
         gateway.clone(),
@@ -104,7 +112,11 @@ pub async fn start(
     if upstream_count == 0 {
         tracing::info!(config = %gateway.config().path.display(), "no upstreams configured yet");
     }
-    Ok(Running { gateway, server })
+    Ok(Running {
+        gateway,
+        server,
+        config_watch,
+    })
 }
 
 impl Running {
@@ -115,7 +127,11 @@ impl Running {
     /// Serves until `stop` completes (or the server fails), then shuts down: every
     /// session and child ends and `broker.json` goes. Returns the exit status.
     pub async fn until(self, stop: impl Future<Output = ()>) -> i32 {
-        let Running { gateway, server } = self;
+        let Running {
+            gateway,
+            server,
+            config_watch,
+        } = self;
         let code = tokio::select! {
             _ = stop => {
                 tracing::info!("shutting down");
@@ -133,6 +149,9 @@ impl Running {
                 }
             },
         };
+        if let Some(w) = config_watch {
+            w.abort();
+        }
         locate::remove(gateway.data_dir(), std::process::id());
         gateway.shutdown().await;
         code

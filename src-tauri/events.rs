@@ -36,6 +36,24 @@ pub enum GatewayEvent {
     },
     /// A secret was stored or deleted; the upstream list shows where each is used.
     SecretsChanged,
+    /// A new configuration is in force (a change made in the window, an import, or a
+    /// hand edit of the file picked up while running). `added` upstreams are served,
+    /// `changed` ones had their sessions ended, `removed` ones refuse requests.
+    /// `restart_needed`: `[broker]` settings differ from the ones in force, which only
+    /// a restart applies.
+    UpstreamsChanged {
+        added: Vec<String>,
+        changed: Vec<String>,
+        removed: Vec<String>,
+        restart_needed: bool,
+    },
+    /// A hand edit of the configuration file was refused: the last good configuration
+    /// stays in force. `key` is empty when the problem is not one key's (TOML syntax).
+    ConfigRejected {
+        file: String,
+        key: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,10 +10,12 @@ use serde::Serialize;
 use tauri::{State, WebviewWindow};
 
 use super::windows::CONSENT_PREFIX;
+use crate::client_apps::import::PlanView;
 use crate::consent::{ConsentView, Decision};
 use crate::events::RevokeReason;
-use crate::gateway::personal::CreatedToken;
 use crate::gateway::about::About;
+use crate::gateway::personal::CreatedToken;
+use crate::gateway::servers::{Applied, ImportSource, ImportedView, ServerForm};
 use crate::gateway::upstreams::Overview;
 use crate::gateway::{Gateway, GatewayError, GrantView};
 use crate::oauth::GrantId;
@@ -78,6 +80,54 @@ pub async fn sign_in_upstream(gateway: State<'_, Gateway>, name: String) -> Outc
 #[tauri::command]
 pub async fn sign_out_upstream(gateway: State<'_, Gateway>, name: String) -> Outcome<bool> {
     Ok(gateway.upstream_sign_out(&name).await?)
+}
+
+#[tauri::command]
+pub fn server_form(gateway: State<'_, Gateway>, name: String) -> Outcome<ServerForm> {
+    Ok(gateway.server_form(&name)?)
+}
+
+/// Adds a server; values typed into its password fields go to the keychain.
+#[tauri::command]
+pub async fn add_server(gateway: State<'_, Gateway>, form: ServerForm) -> Outcome<Applied> {
+    Ok(gateway.add_server(form).await?)
+}
+
+#[tauri::command]
+pub async fn update_server(gateway: State<'_, Gateway>, form: ServerForm) -> Outcome<Applied> {
+    Ok(gateway.update_server(form).await?)
+}
+
+#[tauri::command]
+pub async fn remove_server(gateway: State<'_, Gateway>, name: String) -> Outcome<Applied> {
+    Ok(gateway.remove_server(&name).await?)
+}
+
+#[tauri::command]
+pub fn import_sources(gateway: State<'_, Gateway>) -> Vec<ImportSource> {
+    gateway.import_sources()
+}
+
+#[tauri::command]
+pub async fn import_preview(
+    gateway: State<'_, Gateway>,
+    client: String,
+    servers: Vec<String>,
+) -> Outcome<PlanView> {
+    Ok(gateway.import_preview(&client, &servers).await?)
+}
+
+/// `confirmed`: the keychain entries (from the preview) the person agreed to move.
+#[tauri::command]
+pub async fn import_servers(
+    gateway: State<'_, Gateway>,
+    client: String,
+    servers: Vec<String>,
+    confirmed: Vec<String>,
+) -> Outcome<ImportedView> {
+    Ok(gateway
+        .import_servers(&client, &servers, &confirmed)
+        .await?)
 }
 
 #[tauri::command]

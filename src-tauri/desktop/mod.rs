@@ -59,6 +59,13 @@ pub fn run(start: app::DesktopStart) -> i32 {
             commands::about,
             commands::set_start_at_login,
             commands::dismiss_start_at_login_offer,
+            commands::server_form,
+            commands::add_server,
+            commands::update_server,
+            commands::remove_server,
+            commands::import_sources,
+            commands::import_preview,
+            commands::import_servers,
             commands::consent_details,
             commands::decide_consent,
         ])
@@ -175,8 +182,15 @@ async fn follow_events(app: tauri::AppHandle, mut rx: broadcast::Receiver<Gatewa
             GatewayEvent::SessionsChanged { .. }
             | GatewayEvent::UpstreamFailed { .. }
             | GatewayEvent::UpstreamSignIn { .. }
-            | GatewayEvent::SecretsChanged => {
+            | GatewayEvent::SecretsChanged
+            | GatewayEvent::UpstreamsChanged { .. } => {
                 let _ = app.emit("upstreams-changed", ());
+            }
+            GatewayEvent::ConfigRejected { file, key, reason } => {
+                let _ = app.emit(
+                    "config-rejected",
+                    serde_json::json!({ "file": file, "key": key, "reason": reason }),
+                );
             }
         }
     }

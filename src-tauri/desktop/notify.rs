@@ -15,6 +15,8 @@ const FAILURE_QUIET: Duration = Duration::from_secs(60);
 #[derive(Default)]
 pub struct Notifier {
     last_failure: HashMap<String, Instant>,
+    /// A restart to apply `[broker]` settings is asked for once.
+    told_restart: bool,
 }
 
 impl Notifier {
@@ -81,6 +83,29 @@ impl Notifier {
                         "Its tokens were revoked and deleted from the OS keychain.".to_owned(),
                     )
                 }
+            }
+            GatewayEvent::ConfigRejected { file, key, reason } => {
+                let at = if key.is_empty() {
+                    String::new()
+                } else {
+                    format!("{key}: ")
+                };
+                (
+                    "Configuration not applied".to_owned(),
+                    format!("{file}: {at}{reason}. The last good configuration stays in force."),
+                )
+            }
+            GatewayEvent::UpstreamsChanged {
+                restart_needed: true,
+                ..
+            } if !self.told_restart => {
+                self.told_restart = true;
+                (
+                    "Restart mcp-broker to apply its settings".to_owned(),
+                    "The [broker] settings in the configuration changed; the servers were \
+                     applied, the settings take effect after a restart."
+                        .to_owned(),
+                )
             }
             _ => return None,
         };

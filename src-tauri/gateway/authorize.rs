@@ -57,7 +57,7 @@ impl Gateway {
             Some(id) => self.inner.store.client(id).await?,
             None => None,
         };
-        let req = match validate_authorize(pairs, client.as_ref(), &self.inner.authorize_ctx) {
+        let req = match validate_authorize(pairs, client.as_ref(), &self.authorize_ctx()) {
             Ok(r) => r,
             Err(AuthorizeError::DoNotRedirect(e)) => return Ok(AuthorizeOutcome::Refused(e)),
             Err(AuthorizeError::Redirect {

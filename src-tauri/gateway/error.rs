@@ -38,6 +38,9 @@ pub enum GatewayError {
     /// The login item could not be changed.
     #[error("start at login: {0}")]
     StartAtLogin(String),
+    /// A server could not be added, changed, removed or imported; nothing was written.
+    #[error(transparent)]
+    Servers(#[from] super::servers::ServerError),
     /// Plumbing: the database, the disk, the keychain. Details go to the log.
     #[error(transparent)]
     Internal(#[from] crate::Error),
@@ -84,6 +87,7 @@ impl GatewayError {
             GatewayError::SignIn { .. } => "sign_in",
             GatewayError::Secrets(_) => "secrets",
             GatewayError::StartAtLogin(_) => "start_at_login",
+            GatewayError::Servers(_) => "servers",
             GatewayError::Internal(_) => "internal",
         }
     }

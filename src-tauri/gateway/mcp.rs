@@ -13,6 +13,9 @@ use super::Gateway;
 pub enum McpRefusal {
     /// No upstream has this name.
     UnknownUpstream,
+    /// The upstream was removed from the configuration while the broker ran. Its grants
+    /// stay (they work again if it comes back); its requests are refused.
+    RemovedUpstream,
     /// A missing, invalid or insufficient token: challenge with the protected resource
     /// metadata URL.
     Bearer {
@@ -31,7 +34,11 @@ impl Gateway {
         authorization: Option<&str>,
     ) -> Result<Caller, McpRefusal> {
         let Some(resource) = self.resource_for(upstream) else {
-            return Err(McpRefusal::UnknownUpstream);
+            return Err(if self.was_removed(upstream) {
+                McpRefusal::RemovedUpstream
+            } else {
+                McpRefusal::UnknownUpstream
+            });
         };
         let refuse = |error| McpRefusal::Bearer {
             error,
@@ -46,8 +53,8 @@ impl Gateway {
             .map_err(McpRefusal::Internal)?;
         let caller = check_bearer(
             rec.as_deref(),
-            resource,
-            &self.inner.authorize_ctx.supported_scopes,
+            &resource,
+            &self.authorize_ctx().supported_scopes,
             now(),
         )
         .map_err(refuse)?;
@@ -67,7 +74,7 @@ impl Gateway {
     pub fn authorization_server_metadata(&self) -> serde_json::Value {
         crate::oauth::metadata::authorization_server(
             self.issuer().as_str(),
-            &self.inner.authorize_ctx.supported_scopes,
+            &self.authorize_ctx().supported_scopes,
             self.inner.client_metadata.supported(),
         )
     }
@@ -76,9 +83,9 @@ impl Gateway {
     pub fn protected_resource_metadata(&self, upstream: &str) -> Option<serde_json::Value> {
         let r = self.resource_for(upstream)?;
         Some(crate::oauth::metadata::protected_resource(
-            r,
+            &r,
             self.issuer().as_str(),
-            &self.inner.authorize_ctx.supported_scopes,
+            &self.authorize_ctx().supported_scopes,
             upstream,
         ))
     }

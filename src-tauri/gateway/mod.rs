@@ -15,7 +15,9 @@
 //! - [`mcp`]: authenticating a request to `/mcp/NAME` (RFC 6750, RFC 8707);
 //! - [`upstreams`]: the upstream overview with sessions, credentials and last errors;
 //! - [`secrets`]: the user's upstream secrets in the OS keychain;
-//! - [`sign_in`]: the broker's own sign-in to remote upstreams.
+//! - [`sign_in`]: the broker's own sign-in to remote upstreams;
+//! - [`servers`]: adding, changing, removing and importing upstreams, and applying a new
+//!   configuration (from the window or a hand edit of the file) while serving.
 //!
 //! Every revocation (tray, window, CLI, `/revoke`, replay, revoke all, a deleted
 //! registration) ends in `Gateway::after_revocation`; a revocation made by another
@@ -33,15 +35,16 @@ pub mod personal;
 pub mod register;
 pub mod registrations;
 pub mod secrets;
+pub mod servers;
 pub mod sign_in;
 pub mod token;
 #[cfg(test)]
 mod ui_shapes;
 pub mod upstreams;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -90,7 +93,14 @@ pub struct Gateway {
 }
 
 struct Inner {
-    config: Config,
+    /// The configuration in force; replaced as a whole when a new one is applied
+    /// ([`servers`]), so a request sees one version from start to end.
+    config: RwLock<Arc<Config>>,
+    /// Upstreams removed from the configuration while this process ran: their requests
+    /// are refused with a message saying so, not as an unknown name.
+    removed: Mutex<BTreeSet<String>>,
+    /// One configuration change applied at a time (the window and the file watch).
+    applying: tokio::sync::Mutex<()>,
     port: u16,
     issuer: Issuer,
     data_dir: PathBuf,
@@ -100,7 +110,7 @@ struct Inner {
     /// The OS keychain (upstream secrets and upstream OAuth tokens).
     vault: Arc<Vault>,
     events: broadcast::Sender<GatewayEvent>,
-    authorize_ctx: AuthorizeContext,
+    authorize_ctx: RwLock<Arc<AuthorizeContext>>,
     /// Client ID Metadata Documents (`client_id` URLs), fetched and cached.
     client_metadata: ClientMetadataDocuments,
     /// When `last_used_at` was last written per grant: written at most once a minute.
@@ -124,11 +134,7 @@ impl Gateway {
     ) -> Gateway {
         let issuer = Issuer::loopback(port);
         let scopes = Scopes::single(DEFAULT_SCOPE);
-        let resources = config
-            .upstreams
-            .iter()
-            .map(|u| (u.name.clone(), issuer.resource(&u.name)))
-            .collect();
+        let resources = resources(&issuer, &config);
         let (events, _) = broadcast::channel(256);
         let upstreams = Upstreams::new(&config, data_dir, events.clone(), vault.clone());
         upstreams.oauth.set_base(issuer.as_str());
@@ -136,12 +142,14 @@ impl Gateway {
             ClientMetadataDocuments::new(config.settings.test_client_metadata.as_ref());
         let inner = Inner {
             client_metadata,
-            authorize_ctx: AuthorizeContext {
+            authorize_ctx: RwLock::new(Arc::new(AuthorizeContext {
                 resources,
                 supported_scopes: scopes.clone(),
                 default_scopes: scopes,
-            },
-            config,
+            })),
+            config: RwLock::new(Arc::new(config)),
+            removed: Mutex::new(BTreeSet::new()),
+            applying: tokio::sync::Mutex::new(()),
             port,
             issuer,
             data_dir: data_dir.to_owned(),
@@ -193,8 +201,22 @@ impl Gateway {
         &self.inner.data_dir
     }
 
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// The configuration in force now (a later change replaces it, never this copy).
+    pub fn config(&self) -> Arc<Config> {
+        self.inner
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// What `/authorize` checks requests against: the resources served now.
+    fn authorize_ctx(&self) -> Arc<AuthorizeContext> {
+        self.inner
+            .authorize_ctx
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The upstream sessions, for the MCP transport in `http/`.
@@ -202,19 +224,17 @@ impl Gateway {
         &self.inner.upstreams
     }
 
-    pub fn resource_for(&self, upstream: &str) -> Option<&Resource> {
-        self.inner
-            .authorize_ctx
+    pub fn resource_for(&self, upstream: &str) -> Option<Resource> {
+        self.authorize_ctx()
             .resources
             .iter()
             .find(|(n, _)| n == upstream)
-            .map(|(_, r)| r)
+            .map(|(_, r)| r.clone())
     }
 
     /// The resources this broker serves now; tokens for any other (an old port) are dead.
     fn served_resources(&self) -> Vec<Resource> {
-        self.inner
-            .authorize_ctx
+        self.authorize_ctx()
             .resources
             .iter()
             .map(|(_, r)| r.clone())
@@ -267,7 +287,7 @@ impl Gateway {
             const PURGE_EVERY: Duration = Duration::from_secs(3600);
             const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
             // A registration TTL shorter than the purge period is honoured to the second.
-            let registration_ttl = g.inner.config.registration_ttl();
+            let registration_ttl = g.config().registration_ttl();
             let purge_every = PURGE_EVERY.min(registration_ttl);
             let mut tick = tokio::time::interval(TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -303,6 +323,15 @@ impl Gateway {
         self.inner.upstreams.shutdown().await;
         self.inner.store.close().await;
     }
+}
+
+/// The resource URL of each configured upstream (RFC 8707).
+fn resources(issuer: &Issuer, config: &Config) -> Vec<(String, Resource)> {
+    config
+        .upstreams
+        .iter()
+        .map(|u| (u.name.clone(), issuer.resource(&u.name)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -38,8 +38,7 @@ impl Gateway {
     ) -> Result<CreatedToken, GatewayError> {
         let resource = self
             .resource_for(upstream)
-            .ok_or_else(|| GatewayError::UnknownUpstream(upstream.to_owned()))?
-            .clone();
+            .ok_or_else(|| GatewayError::UnknownUpstream(upstream.to_owned()))?;
         let t = now();
         let spec = personal::validate(label, expiry, tools, t)?;
         let token = personal::mint();

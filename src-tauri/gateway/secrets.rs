@@ -15,7 +15,7 @@ impl Gateway {
         // A "secret missing" failure of an upstream that reads it is now out of date.
         {
             let mut errors = self.last_errors();
-            for u in &self.inner.config.upstreams {
+            for u in &self.config().upstreams {
                 if u.secret_refs().iter().any(|(n, _)| *n == name) {
                     errors.remove(&u.name);
                 }
@@ -38,7 +38,7 @@ impl Gateway {
         Ok(secrets::inventory(
             &self.inner.vault,
             Some(&self.inner.store),
-            Some(&self.inner.config),
+            Some(&self.config()),
         )
         .await?)
     }

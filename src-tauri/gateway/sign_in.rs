@@ -29,7 +29,7 @@ impl Gateway {
             .ok_or_else(|| GatewayError::NotRemote(name.to_owned()))?;
         upstreams
             .oauth
-            .start_login(name, url, client_id)
+            .start_login(name, &url, client_id.as_deref())
             .await
             .map_err(|e| {
                 tracing::warn!(upstream = %name, "upstream sign-in could not start: {e}");

@@ -147,7 +147,7 @@ impl Gateway {
     fn mint(&self, scopes: &Scopes, t: i64) -> (Issued, IssuedTokens) {
         let access = mint_secret();
         let refresh = mint_secret();
-        let config = &self.inner.config;
+        let config = self.config();
         let stored = IssuedTokens {
             access: TokenHash::of(&access),
             access_expires_at: t + config.access_token_ttl(),

@@ -9,7 +9,12 @@ use serde_json::{Value, json};
 use super::GrantView;
 use super::about::About;
 use super::personal::CreatedToken;
+use super::servers::{
+    Applied, FormTransport, FormValue, ImportCandidate, ImportSource, ImportedView, ServerForm,
+    ValueKind,
+};
 use super::upstreams::{Overview, SecretUse, SignInView, UpstreamView};
+use crate::client_apps::import::{PlanView, SecretView, ServerView, SkippedView};
 use crate::consent::ConsentView;
 use crate::oauth::GrantId;
 use crate::secrets::{SecretEntry, SecretStatus};
@@ -117,4 +122,90 @@ fn the_window_types_match_what_the_core_serializes() {
         keychain_error: None,
     };
     assert_eq!(keys(json!(overview)), ts_fields("Overview"));
+}
+
+#[test]
+fn the_server_and_import_types_match_too() {
+    let value = FormValue {
+        key: "K".into(),
+        kind: ValueKind::Secret,
+        value: String::new(),
+        secret: "s".into(),
+        prefix: String::new(),
+    };
+    assert_eq!(keys(json!(value)), ts_fields("FormValue"));
+    assert!(API_TS.contains(r#"export type ValueKind = "literal" | "env" | "secret";"#));
+    assert_eq!(json!(ValueKind::Env), "env");
+    let form = ServerForm {
+        name: "n".into(),
+        transport: FormTransport::Remote,
+        command: String::new(),
+        args: vec![],
+        cwd: String::new(),
+        url: "https://x".into(),
+        client_id: String::new(),
+        values: vec![value],
+    };
+    assert_eq!(keys(json!(form)), ts_fields("ServerForm"));
+    assert!(API_TS.contains(r#"export type FormTransport = "stdio" | "remote";"#));
+    assert_eq!(json!(FormTransport::Remote), "remote");
+    // The window sends the form back as it got it.
+    let back: ServerForm = serde_json::from_value(json!(form)).unwrap();
+    assert_eq!(back, form);
+    let applied = Applied {
+        added: vec![],
+        changed: vec![],
+        removed: vec![],
+        restart_needed: false,
+        warning: None,
+    };
+    assert_eq!(keys(json!(applied)), ts_fields("Applied"));
+    let candidate = ImportCandidate {
+        key: "k".into(),
+        what: "stdio, runs x".into(),
+        importable: true,
+    };
+    assert_eq!(keys(json!(candidate)), ts_fields("ImportCandidate"));
+    let source = ImportSource {
+        client: "cursor".into(),
+        display_name: "Cursor".into(),
+        file: "f".into(),
+        found: true,
+        error: None,
+        servers: vec![candidate],
+    };
+    assert_eq!(keys(json!(source)), ts_fields("ImportSource"));
+    let secret = SecretView {
+        secret: "s".into(),
+        place: "env K".into(),
+        because: "its name".into(),
+    };
+    assert_eq!(keys(json!(secret)), ts_fields("PlanSecret"));
+    let server = ServerView {
+        client_key: "k".into(),
+        name: "n".into(),
+        what: "w".into(),
+        secrets: vec![secret],
+        warnings: vec![],
+    };
+    assert_eq!(keys(json!(server)), ts_fields("PlanServer"));
+    let skipped = SkippedView {
+        client_key: "k".into(),
+        reason: "r".into(),
+    };
+    assert_eq!(keys(json!(skipped)), ts_fields("PlanSkipped"));
+    let plan = PlanView {
+        client: "Cursor".into(),
+        servers: vec![server],
+        skipped: vec![skipped],
+    };
+    assert_eq!(keys(json!(plan)), ts_fields("PlanView"));
+    let imported = ImportedView {
+        servers: vec![],
+        secrets: vec![],
+        client_file: "f".into(),
+        backup: "b".into(),
+        applied,
+    };
+    assert_eq!(keys(json!(imported)), ts_fields("ImportedView"));
 }

@@ -56,8 +56,9 @@ impl Gateway {
         let (secrets, keychain_error) = self.secrets().await?;
         let mut keychain_error = keychain_error.map(|e| e.to_string());
         let status = self.inner.upstreams.status();
-        let mut upstreams = Vec::with_capacity(self.config().upstreams.len());
-        for u in &self.config().upstreams {
+        let config = self.config();
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        for u in &config.upstreams {
             let uses = u
                 .secret_refs()
                 .into_iter()

@@ -29,6 +29,10 @@ async fn authenticate(
             McpRefusal::UnknownUpstream => {
                 HttpError::text(StatusCode::NOT_FOUND, "no such MCP server")
             }
+            McpRefusal::RemovedUpstream => HttpError::text(
+                StatusCode::NOT_FOUND,
+                "this MCP server was removed from the broker's configuration; add it again to use it",
+            ),
             McpRefusal::Bearer {
                 error,
                 resource_metadata,

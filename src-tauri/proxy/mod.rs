@@ -17,7 +17,7 @@ pub mod upstream_oauth;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -38,12 +38,13 @@ pub struct Relay {
 }
 
 pub struct Upstreams {
-    configs: HashMap<String, UpstreamConfig>,
+    /// Replaced by [`Upstreams::reconfigure`] when the configuration changes live.
+    configs: RwLock<HashMap<String, UpstreamConfig>>,
     log_dir: PathBuf,
     events: broadcast::Sender<GatewayEvent>,
     sessions: Mutex<HashMap<String, Arc<Relay>>>,
     /// Per remote upstream: the bound on exchanges open at once.
-    exchanges: HashMap<String, Arc<Semaphore>>,
+    exchanges: RwLock<HashMap<String, Arc<Semaphore>>>,
     idle_timeout: Duration,
     max_per_grant: usize,
     request_timeout: Duration,
@@ -76,21 +77,9 @@ impl Upstreams {
             .build()
             .unwrap_or_default();
         Arc::new(Upstreams {
-            configs: config
-                .upstreams
-                .iter()
-                .map(|u| (u.name.clone(), u.clone()))
-                .collect(),
+            configs: RwLock::new(configs_of(config)),
             log_dir: data_dir.join("logs"),
-            exchanges: config
-                .upstreams
-                .iter()
-                .filter(|u| matches!(u.transport, Transport::Http { .. }))
-                .map(|u| {
-                    let bound = Arc::new(Semaphore::new(remote::MAX_EXCHANGES));
-                    (u.name.clone(), bound)
-                })
-                .collect(),
+            exchanges: RwLock::new(exchanges_of(config, &HashMap::new())),
             events,
             sessions: Mutex::new(HashMap::new()),
             idle_timeout: config.session_idle_timeout(),
@@ -109,6 +98,38 @@ impl Upstreams {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Takes the upstreams of `config` for sessions started from now on. Open sessions
+    /// keep what they started with: the caller ends those whose upstream changed or went
+    /// ([`Upstreams::end_upstream`]). The broker's own settings (timeouts, limits) stay
+    /// as they were at start.
+    pub fn reconfigure(&self, config: &Config) {
+        let exchanges = {
+            let old = self.exchanges.read().unwrap_or_else(|e| e.into_inner());
+            exchanges_of(config, &old)
+        };
+        *self.exchanges.write().unwrap_or_else(|e| e.into_inner()) = exchanges;
+        *self.configs.write().unwrap_or_else(|e| e.into_inner()) = configs_of(config);
+    }
+
+    /// Ends every session of `upstream` (its settings changed, or it was removed); the
+    /// grants stay, and a client's next request starts a session with the new settings.
+    pub async fn end_upstream(&self, upstream: &str) {
+        self.end_where(|s| s.upstream == upstream, EndReason::Closed)
+            .await;
+    }
+
+    /// Ends every session `which` picks, all at once.
+    async fn end_where(&self, which: impl Fn(&Session) -> bool, reason: EndReason) {
+        let ids: Vec<String> = self
+            .sessions()
+            .values()
+            .filter(|r| which(&r.session))
+            .map(|r| r.session.id.clone())
+            .collect();
+        let tasks: Vec<_> = ids.iter().map(|id| self.end(id, reason.clone())).collect();
+        futures_util::future::join_all(tasks).await;
+    }
+
     /// The open session with this id, if it belongs to `upstream`.
     pub fn get(&self, id: &str, upstream: &str) -> Option<Arc<Relay>> {
         self.sessions()
@@ -121,7 +142,10 @@ impl Upstreams {
     pub async fn create(&self, upstream: &str, grant: GrantId) -> Result<Arc<Relay>, String> {
         let cfg = self
             .configs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .get(upstream)
+            .cloned()
             .ok_or_else(|| format!("no upstream named {upstream}"))?;
         // Cap sessions per grant: a client that never sends DELETE must not be able to
         // pile up children. The least recently used session makes room.
@@ -210,6 +234,8 @@ impl Upstreams {
                 }
                 let exchanges = self
                     .exchanges
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
                     .get(upstream)
                     .cloned()
                     .unwrap_or_else(|| Arc::new(Semaphore::new(remote::MAX_EXCHANGES)));
@@ -249,17 +275,8 @@ impl Upstreams {
 
     /// Ends every session of a revoked grant: streams close and children exit.
     pub async fn stop_for_grant(&self, grant: GrantId) {
-        let ids: Vec<String> = self
-            .sessions()
-            .values()
-            .filter(|r| r.session.grant == grant)
-            .map(|r| r.session.id.clone())
-            .collect();
-        let tasks: Vec<_> = ids
-            .iter()
-            .map(|id| self.end(id, EndReason::Revoked))
-            .collect();
-        futures_util::future::join_all(tasks).await;
+        self.end_where(|s| s.grant == grant, EndReason::Revoked)
+            .await;
     }
 
     pub fn grants_with_sessions(&self) -> Vec<GrantId> {
@@ -270,9 +287,9 @@ impl Upstreams {
     }
 
     pub fn status(&self) -> Vec<UpstreamStatus> {
+        let configs = self.configs.read().unwrap_or_else(|e| e.into_inner());
         let map = self.sessions();
-        let mut counts: BTreeMap<&str, usize> =
-            self.configs.keys().map(|k| (k.as_str(), 0)).collect();
+        let mut counts: BTreeMap<&str, usize> = configs.keys().map(|k| (k.as_str(), 0)).collect();
         for s in map.values().map(|r| &r.session).filter(|s| !s.is_closed()) {
             *counts.entry(s.upstream.as_str()).or_default() += 1;
         }
@@ -286,9 +303,15 @@ impl Upstreams {
     }
 
     /// A remote upstream's URL and configured OAuth client id, for sign-in.
-    pub fn remote(&self, upstream: &str) -> Option<(&url::Url, Option<&str>)> {
-        match &self.configs.get(upstream)?.transport {
-            Transport::Http { url, client_id, .. } => Some((url, client_id.as_deref())),
+    pub fn remote(&self, upstream: &str) -> Option<(url::Url, Option<String>)> {
+        match &self
+            .configs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(upstream)?
+            .transport
+        {
+            Transport::Http { url, client_id, .. } => Some((url.clone(), client_id.clone())),
             Transport::Stdio { .. } => None,
         }
     }
@@ -354,6 +377,34 @@ impl Upstreams {
             .collect();
         futures_util::future::join_all(tasks).await;
     }
+}
+
+fn configs_of(config: &Config) -> HashMap<String, UpstreamConfig> {
+    config
+        .upstreams
+        .iter()
+        .map(|u| (u.name.clone(), u.clone()))
+        .collect()
+}
+
+/// Per remote upstream, the bound on exchanges open at once; an upstream that stays
+/// keeps its bound (its open exchanges count against it).
+fn exchanges_of(
+    config: &Config,
+    old: &HashMap<String, Arc<Semaphore>>,
+) -> HashMap<String, Arc<Semaphore>> {
+    config
+        .upstreams
+        .iter()
+        .filter(|u| matches!(u.transport, Transport::Http { .. }))
+        .map(|u| {
+            let bound = old
+                .get(&u.name)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Semaphore::new(remote::MAX_EXCHANGES)));
+            (u.name.clone(), bound)
+        })
+        .collect()
 }
 
 /// Feeds what the upstream says to its session, until the link is gone. Session state

@@ -5,12 +5,13 @@
 // tray menu, clicked with xdotool), and expects the client's next request to get 401.
 //
 // Environment: APP (the mcp-broker binary), RUN_DIR (screenshots, config, data),
-// MODE (window | tray | upstreams | claude-desktop), PY (claude-desktop: a Python with the MCP
+// MODE (window | tray | upstreams | claude-desktop | servers), XDG_CONFIG_HOME (servers:
+// where the app finds Claude Desktop's configuration), PY (claude-desktop: a Python with the MCP
 // SDK), WEBDRIVER_URL, NOTIFY_LOG (dbus-monitor output),
 // MCP_NODE_MODULES (a node_modules holding @modelcontextprotocol/sdk).
 import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -87,13 +88,16 @@ const everythingServer = (name, extra = "") =>
 // MODE=upstreams: a second broker (headless) protects server-everything with OAuth; this
 // app has it as a remote upstream to sign in to, plus a stdio upstream reading a secret.
 const protectedBroker = MODE === "upstreams" ? await startProtectedBroker() : null;
-writeFileSync(
-  configPath,
-  MODE === "upstreams"
-    ? everythingServer("keyed", `env = { E2E_KEY = { secret = "${E2E_SECRET}" } }\n`)
-      + `[servers.protected]\nurl = "${protectedBroker.base}/mcp/everything"\n`
-    : everythingServer(UPSTREAM),
-);
+// MODE=servers starts with no configuration file at all: a first start.
+if (MODE !== "servers") {
+  writeFileSync(
+    configPath,
+    MODE === "upstreams"
+      ? everythingServer("keyed", `env = { E2E_KEY = { secret = "${E2E_SECRET}" } }\n`)
+        + `[servers.protected]\nurl = "${protectedBroker.base}/mcp/everything"\n`
+      : everythingServer(UPSTREAM),
+  );
+}
 const appArgs = ["serve", "--config", configPath, "--data-dir", dataDir, "--port", String(port)];
 
 // ---- an OAuth client provider whose "browser" is fetch: it opens /authorize, gets the
@@ -201,11 +205,16 @@ try {
   check((await wd.title()) === "mcp-broker", "the main window is the grants window");
   check(await wd.exec("return !document.querySelector('#no-grants').hidden"),
     "the grants window starts with no grants");
+  if (MODE === "servers") {
+    await until("the servers part of the window", () => wd.exec("return document.body.dataset.serversReady === 'true'"));
+  }
   check((await wd.exec("return document.querySelector('#issuer').textContent")).includes(base),
     "the grants window shows the broker's address");
 
   if (MODE === "upstreams") {
     await upstreamsFlow();
+  } else if (MODE === "servers") {
+    await serversFlow(main);
   } else if (MODE === "claude-desktop") {
     await claudeDesktopFlow(main);
   } else {
@@ -776,6 +785,155 @@ async function upstreamsFlow() {
   await wd.click(await wd.find(`#secrets tbody tr[data-secret="${E2E_SECRET}"] button.delete`));
   await until("the secret to show as missing", async () => (await secretRow(E2E_SECRET))?.status === "missing");
   check(keychainLookup(E2E_SECRET) === null, "Delete removed the entry from gnome-keyring");
+}
+
+// ---- MODE=servers: a first start with no configuration; a server added in the window
+// with a secret, used by a real client; Claude Desktop's servers imported, its key moved ----
+
+async function typeInto(sel, text) {
+  await wd.exec("document.querySelector(arguments[0]).value = ''", [sel]);
+  await wd.sendKeys(await wd.find(sel), text);
+}
+
+async function serversFlow(main) {
+  if (!SERVICE) throw new Error("MCP_BROKER_KEYCHAIN_SERVICE must be set");
+  const xdg = need("XDG_CONFIG_HOME");
+
+  step("first start: no configuration file, the window says what to do");
+  check(!existsSync(configPath), "there is no config.toml");
+  await until("the first-start note", () => wd.exec("return !document.querySelector('#first-start').hidden"));
+  const note = await wd.exec("return document.querySelector('#first-start').textContent");
+  check(note.includes("add a server") && note.includes("import"), "it offers to add a server or import");
+  await screenshot("first-start.png");
+
+  step("add a stdio server with a secret through the window");
+  const value = `e2e-secret-${randomBytes(12).toString("hex")}`;
+  await wd.click(await wd.find("#first-add"));
+  await typeInto("#server-name", UPSTREAM);
+  await typeInto("#server-command", process.execPath);
+  // One argument per line (set directly: typing a newline differs between drivers).
+  await wd.exec("document.querySelector('#server-args').value = arguments[0]", [`${everything}\nstdio`]);
+  await wd.click(await wd.find("#server-add-value"));
+  await typeInto("#server-values tbody tr:last-child .value-key", "E2E_KEY");
+  await wd.exec(`const s = document.querySelector('#server-values tbody tr:last-child .value-kind');
+    s.value = 'secret'; s.dispatchEvent(new Event('change'));`);
+  check(await wd.exec("return document.querySelector('#server-values tbody tr:last-child .value-text').type === 'password'"),
+    "a secret is typed into a password field");
+  check(await wd.exec("return getComputedStyle(document.querySelector('#remote-fields')).display === 'none'"),
+    "a stdio server's form shows no remote fields");
+  await typeInto("#server-values tbody tr:last-child .value-text", value);
+  await wd.exec("document.querySelector('#server-editor').scrollIntoView()");
+  await screenshot("add-server-form.png");
+  await wd.click(await wd.find("#server-save"));
+  await until("the new upstream's row", () => wd.exec(
+    "return !!document.querySelector('#upstreams tbody tr[data-upstream=\"everything\"]')"));
+  check(await wd.exec("return document.querySelector('#server-editor').hidden"), "the form closed");
+  check(await wd.exec("return document.querySelector('#first-start').hidden"), "the first-start note went away");
+  const toml = readFileSync(configPath, "utf8");
+  check(existsSync(configPath) && (statSync(configPath).mode & 0o777) === 0o600,
+    "the first change created config.toml with mode 0600");
+  check(toml.includes("[servers.everything]") && toml.includes('secret = "everything.E2E_KEY"'),
+    "config.toml references the secret by name");
+  check(!toml.includes(value), "the secret's value is not in config.toml");
+  check(keychainLookup("everything.E2E_KEY") === value, "gnome-keyring holds the typed value (secret-tool)");
+  check(!(await pageHtml()).includes(value), "the value is nowhere in the window's DOM");
+
+  step("a real MCP client calls a tool on the new server, with no restart");
+  const provider = new Provider();
+  await connect(provider).catch((e) => {
+    if (!(e instanceof UnauthorizedError)) throw e;
+  });
+  await approveNative(main, CLIENT_NAME);
+  const callback = await provider.browser;
+  const t = new StreamableHTTPClientTransport(new URL(`${base}/mcp/${UPSTREAM}`), { authProvider: provider });
+  await t.finishAuth(callback.searchParams.get("code"));
+  const { client } = await connect(provider);
+  const echoed = await client.callTool({ name: "echo", arguments: { message: "added in the window" } });
+  check(JSON.stringify(echoed).includes("added in the window"), "tools/call echo works");
+  const env = await client.callTool({ name: "get-env", arguments: {} });
+  check(JSON.stringify(env).includes(value), "the server got the secret from the keychain in its environment");
+  await client.close().catch(() => {});
+
+  step("import Claude Desktop's servers; its plaintext key moves to the keychain");
+  const key = `sk-ant-api03-${randomBytes(24).toString("hex")}`;
+  const claudeFile = join(xdg, "Claude", "claude_desktop_config.json");
+  mkdirSync(join(xdg, "Claude"), { recursive: true });
+  writeFileSync(claudeFile, JSON.stringify({
+    mcpServers: {
+      notes: { command: process.execPath, args: [everything, "stdio"], env: { ANTHROPIC_API_KEY: key, LOG_LEVEL: "info" } },
+    },
+  }, null, 2));
+  await wd.click(await wd.find("#import-open"));
+  const pick = '.import-source[data-client="claude-desktop"] input.import-pick[data-key="notes"]';
+  await until("Claude Desktop's servers in the import list", () => wd.exec(`return !!document.querySelector('${pick}')`));
+  await wd.click(await wd.find(pick));
+  await wd.exec("document.querySelector('#import-panel').scrollIntoView()");
+  await screenshot("import-list.png");
+  await wd.click(await wd.find('.import-source[data-client="claude-desktop"] button.import-review'));
+  await until("the import review", () => wd.exec("return !document.querySelector('#import-plan').hidden"));
+  const secretBox = await wd.exec(
+    "const i = document.querySelector('#import-plan input.import-secret'); return i ? i.dataset.secret : null");
+  check(secretBox === "notes.ANTHROPIC_API_KEY", `the review asks to move the key (${secretBox})`);
+  check(!(await pageHtml()).includes(key), "the review never shows the key");
+  await wd.click(await wd.find("#import-plan input.import-secret"));
+  await screenshot("import-review.png");
+  await wd.click(await wd.find("#import-confirm"));
+  const done = await until("the import to finish", () => wd.exec(
+    "const d = document.querySelector('#import-done'); const e = document.querySelector('#import-error');" +
+    "return !d.hidden ? d.textContent : (!e.hidden ? 'ERROR ' + e.textContent : null)"));
+  check(!done.startsWith("ERROR"), `the window says what was imported (${done})`);
+  await until("the imported upstream's row", () => wd.exec(
+    "return !!document.querySelector('#upstreams tbody tr[data-upstream=\"notes\"]')"));
+  check(true, "the imported server is listed, served at once");
+  check(keychainLookup("notes.ANTHROPIC_API_KEY") === key, "secret-tool finds the key in gnome-keyring");
+  let grep = "";
+  try {
+    grep = execFileSync("grep", ["-rlF", key, RUN_DIR, xdg], { encoding: "utf8" });
+  } catch {
+    // grep exits 1 when nothing matches: what we want.
+  }
+  check(grep.trim() === "", `grep finds the key in no file (client config, its backup, config.toml, logs) (${grep.trim()})`);
+  const rewritten = JSON.parse(readFileSync(claudeFile, "utf8")).mcpServers.notes;
+  check(rewritten.args?.[0] === "connect" && rewritten.args?.[1] === "notes",
+    `Claude Desktop's entry now runs mcp-broker connect notes (${JSON.stringify(rewritten)})`);
+  check(readFileSync(configPath, "utf8").includes('secret = "notes.ANTHROPIC_API_KEY"'),
+    "config.toml references the moved key");
+  await wd.exec("document.querySelector('#upstreams').scrollIntoView()");
+  await screenshot("servers-window.png");
+
+  step("an invalid hand edit of config.toml is refused, named, and the last good one stays");
+  const good = readFileSync(configPath, "utf8");
+  writeFileSync(configPath, `${good}\n[servers.bad]\nurl = "http://example.com/mcp"\n`);
+  const shown = await until("the window to show the refusal", () => wd.exec(
+    "const e = document.querySelector('#config-error'); return e.hidden ? null : e.textContent"));
+  check(shown.includes(configPath) && shown.includes("servers.bad.url") && shown.includes("must be https"),
+    `the window names file, key and reason (${shown.trim()})`);
+  if (NOTIFY_LOG) {
+    const said = await until("the refusal's notification", () =>
+      /string "Configuration not applied"\s+string "[^"]*servers\.bad\.url: must be https/
+        .test(readFileSync(NOTIFY_LOG, "utf8")), 10000).catch(() => false);
+    check(said, "a notification names file, key and reason");
+  }
+  const meta = await fetch(`${base}/.well-known/oauth-protected-resource/mcp/${UPSTREAM}`);
+  check(meta.status === 200, "the last good configuration is still served");
+  await wd.exec("window.scrollTo(0, 0)");
+  await screenshot("config-rejected.png");
+  writeFileSync(configPath, good);
+
+  step("remove a server in the window: its requests are refused, saying so");
+  await wd.click(await wd.find('#upstreams tbody tr[data-upstream="notes"] button.remove-server'));
+  await wd.click(await wd.find('#upstreams tbody tr[data-upstream="notes"] button.remove-yes'));
+  await until("the removed upstream's row to go", () => wd.exec(
+    "return !document.querySelector('#upstreams tbody tr[data-upstream=\"notes\"]')"));
+  const gone = await fetch(`${base}/mcp/notes`, {
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
+  });
+  const goneText = await gone.text();
+  check(gone.status === 404 && goneText.includes("removed from the broker's configuration"),
+    `a request to the removed server gets 404 saying it was removed (${gone.status} ${goneText})`);
+  check(!readFileSync(configPath, "utf8").includes("[servers.notes]"), "config.toml no longer has it");
 }
 
 console.log(failures === 0 ? `[e2e:${MODE}] PASS` : `[e2e:${MODE}] FAIL (${failures})`);

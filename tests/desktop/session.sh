@@ -22,7 +22,13 @@ dbus-monitor --session "type=method_call,interface=org.freedesktop.Notifications
   > "$NOTIFY_LOG" 2>&1 &
 pids+=($!)
 
-if [ "$MODE" = upstreams ] || [ "$MODE" = claude-desktop ]; then
+if [ "$MODE" = servers ]; then
+  # Where the app looks for Claude Desktop's configuration (ClientApp::user_config_file):
+  # a folder of this run, never the real one.
+  export XDG_CONFIG_HOME="$RUN_DIR/xdg-config"
+  mkdir -p "$XDG_CONFIG_HOME"
+fi
+if [ "$MODE" = upstreams ] || [ "$MODE" = claude-desktop ] || [ "$MODE" = servers ]; then
   # A throwaway, unlocked gnome-keyring in this D-Bus session (desktop.md 5a), and a
   # "system browser": for upstreams one that only records the URLs the app asks it to
   # open, for claude-desktop one that follows the waiting page like a browser tab.

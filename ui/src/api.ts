@@ -123,3 +123,107 @@ export const setStartAtLogin = (on: boolean) => invoke<About>("set_start_at_logi
 export const dismissStartAtLoginOffer = () => invoke<About>("dismiss_start_at_login_offer");
 export const consentDetails = () => invoke<ConsentView>("consent_details");
 export const decideConsent = (approve: boolean) => invoke<void>("decide_consent", { approve });
+
+// ---- servers: added, edited, removed and imported in the window (gateway/servers.rs) ----
+
+export type FormTransport = "stdio" | "remote";
+export type ValueKind = "literal" | "env" | "secret";
+
+// One environment variable (stdio) or header (remote) of the server form.
+export interface FormValue {
+  key: string;
+  kind: ValueKind;
+  // literal: the text; env: the variable to read; secret: what was typed into the
+  // password field ("" keeps the stored value). Never filled in by the broker for a secret.
+  value: string;
+  // secret: the keychain entry ("" for a new one: the broker names it).
+  secret: string;
+  // secret: what goes before the value, e.g. "Bearer ".
+  prefix: string;
+}
+
+export interface ServerForm {
+  name: string;
+  transport: FormTransport;
+  command: string;
+  args: string[];
+  cwd: string;
+  url: string;
+  client_id: string;
+  values: FormValue[];
+}
+
+// What a change did to the configuration in force.
+export interface Applied {
+  added: string[];
+  changed: string[];
+  removed: string[];
+  restart_needed: boolean;
+  warning: string | null;
+}
+
+export interface ImportCandidate {
+  key: string;
+  what: string;
+  importable: boolean;
+}
+
+export interface ImportSource {
+  client: string;
+  display_name: string;
+  file: string;
+  found: boolean;
+  error: string | null;
+  servers: ImportCandidate[];
+}
+
+export interface PlanSecret {
+  secret: string;
+  place: string;
+  because: string;
+}
+
+export interface PlanServer {
+  client_key: string;
+  name: string;
+  what: string;
+  secrets: PlanSecret[];
+  warnings: string[];
+}
+
+export interface PlanSkipped {
+  client_key: string;
+  reason: string;
+}
+
+export interface PlanView {
+  client: string;
+  servers: PlanServer[];
+  skipped: PlanSkipped[];
+}
+
+export interface ImportedView {
+  servers: string[];
+  secrets: string[];
+  client_file: string;
+  backup: string;
+  applied: Applied;
+}
+
+// A hand edit of config.toml that was refused (the `config-rejected` event).
+export interface ConfigRejected {
+  file: string;
+  key: string;
+  reason: string;
+}
+
+export const serverForm = (name: string) => invoke<ServerForm>("server_form", { name });
+export const addServer = (form: ServerForm) => invoke<Applied>("add_server", { form });
+export const updateServer = (form: ServerForm) => invoke<Applied>("update_server", { form });
+export const removeServer = (name: string) => invoke<Applied>("remove_server", { name });
+export const importSources = () => invoke<ImportSource[]>("import_sources");
+export const importPreview = (client: string, servers: string[]) =>
+  invoke<PlanView>("import_preview", { client, servers });
+// `confirmed`: the keychain entries (from the preview) the person agreed to move.
+export const importServers = (client: string, servers: string[], confirmed: string[]) =>
+  invoke<ImportedView>("import_servers", { client, servers, confirmed });

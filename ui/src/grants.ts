@@ -253,6 +253,21 @@ function credentials(u: Upstream): HTMLTableCellElement {
   return td;
 }
 
+// Edit and Remove (ui/src/servers.ts handles the clicks).
+function serverActions(name: string): HTMLTableCellElement {
+  const td = document.createElement("td");
+  td.className = "server-actions";
+  for (const [text, cls] of [["Edit", "small edit-server"], ["Remove", "small revoke remove-server"]]) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = cls;
+    b.textContent = text;
+    b.dataset.upstream = name;
+    td.append(b);
+  }
+  return td;
+}
+
 function renderUpstreams(upstreams: Upstream[]) {
   upstreamsBody.replaceChildren(
     ...upstreams.map((u) => {
@@ -264,6 +279,7 @@ function renderUpstreams(upstreams: Upstream[]) {
         cell(String(u.sessions), "num sessions"),
         credentials(u),
         cell(u.last_error ?? "—", u.last_error ? "err last-error" : "last-error"),
+        serverActions(u.name),
       );
       return tr;
     }),
