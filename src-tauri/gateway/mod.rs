@@ -29,6 +29,8 @@ pub mod grants;
 pub mod introspect;
 pub mod mcp;
 pub mod personal;
+#[cfg(test)]
+mod refusals;
 pub mod register;
 pub mod registrations;
 pub mod secrets;

@@ -42,7 +42,7 @@ impl Gateway {
             .clone();
         let t = now();
         let spec = personal::validate(label, expiry, tools, t)?;
-        let token = personal::mint();
+        let token = self.inner.store.token_check().key.mint_personal();
         let scopes = Scopes::single(DEFAULT_SCOPE);
         let grant_id = self
             .inner
