@@ -38,20 +38,22 @@ const EVERYTHING = [
 const children = new Set();
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
 
-/** Starts a program that prints a line matching `ready`; resolves with it and its time. */
+/** Starts a program that prints a line matching `ready` (on stdout or stderr); resolves
+ *  with it and its time. Both outputs are drained from then on. */
 function start(cmd, args, ready, env = {}) {
   const t0 = process.hrtime.bigint();
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, ...env } });
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.add(child);
   child.on('exit', () => children.delete(child));
   return new Promise((res, rej) => {
-    const lines = createInterface({ input: child.stdout });
-    lines.on('line', line => {
-      if (!ready.test(line)) return;
-      lines.removeAllListeners('line');
-      child.stdout.resume();
-      res({ child, line, ms: Number(process.hrtime.bigint() - t0) / 1e6 });
-    });
+    let done = false;
+    for (const out of [child.stdout, child.stderr]) {
+      createInterface({ input: out }).on('line', line => {
+        if (done || !ready.test(line)) return;
+        done = true;
+        res({ child, line, ms: Number(process.hrtime.bigint() - t0) / 1e6 });
+      });
+    }
     child.on('error', rej);
     child.on('exit', code => rej(new Error(`${cmd} exited (${code}) before it was ready`)));
   });
