@@ -1,12 +1,22 @@
-// mcp-broker benchmark: prints figures for the product's targets.
+// mcp-broker benchmark: prints, in one run, the figures the product is held to.
 //   - ready line after start (target <= 100 ms), fresh and existing data dir
 //   - idle memory, headless (target <= 25 MiB RSS)
-//   - the broker's own CPU per proxied tools/call (target <= 100 us), read from
-//     /proc/PID/stat (user+system time of the broker process only, not the upstream),
-//     sequential and with 8 concurrent clients; upstream sessions stay warm.
-// Usage: BROKER=target/release/mcp-broker node bench/bench.mjs [calls]
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+//   - the floor: CPU per request of a bare hyper echo server (bench/hyper_echo.rs)
+//   - the broker's own CPU per proxied tools/call (target <= 50 us), for a stdio and a
+//     remote (Streamable HTTP) upstream, over 1 and 16 warm sessions, and its ratio to
+//     the floor; read from /proc/PID/stat (user+system time of that process only)
+//   - the remote upstream's throughput and CPU per call, directly and behind the broker
+//   - the broker's CPU to refuse a request: no token, a malformed one, a well-formed one
+//     never issued, a revoked one (target <= 30 us)
+//   - cold start: consent to the first tools/call answer, and initialize to it
+// Everything runs on loopback with bounded counts and stops by itself.
+// Usage: BROKER=target/release/mcp-broker FLOOR=target/release/examples/hyper_echo \
+//        node bench/bench.mjs [calls]
+// The upstream is @modelcontextprotocol/server-everything (EVERYTHING=path/to/dist/index.js,
+// else looked for in tests/clients and the acceptance harness); without it the stdio
+// figures use tests/demo/demo_server.py and the remote ones are skipped.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -15,22 +25,45 @@ import { createHash, randomBytes } from 'node:crypto';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BROKER = resolve(process.env.BROKER || join(here, '../target/release/mcp-broker'));
+const FLOOR = resolve(process.env.FLOOR || join(here, '../target/release/examples/hyper_echo'));
 const CALLS = Number(process.argv[2] || 5000);
+const SESSIONS = 16;
 const TICK = 100; // USER_HZ on Linux
+const EVERYTHING = [
+  process.env.EVERYTHING,
+  join(here, '../tests/clients/node_modules/@modelcontextprotocol/server-everything/dist/index.js'),
+  '/work/shared/acceptance/node_modules/@modelcontextprotocol/server-everything/dist/index.js',
+].find(p => p && existsSync(p));
 
-function startBroker(dir, config) {
-  writeFileSync(join(dir, 'config.toml'), config);
+const children = new Set();
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
+
+/** Starts a program that prints a line matching `ready` (on stdout or stderr); resolves
+ *  with it and its time. Both outputs are drained from then on. */
+function start(cmd, args, ready, env = {}) {
   const t0 = process.hrtime.bigint();
-  const child = spawn(BROKER, ['serve', '--headless', '--config', join(dir, 'config.toml'), '--data-dir', join(dir, 'data'), '--port', '0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
   return new Promise((res, rej) => {
-    createInterface({ input: child.stdout }).once('line', line => {
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      res({ child, base: line.replace('listening on ', '').trim(), readyMs: ms });
-    });
+    let done = false;
+    for (const out of [child.stdout, child.stderr]) {
+      createInterface({ input: out }).on('line', line => {
+        if (done || !ready.test(line)) return;
+        done = true;
+        res({ child, line, ms: Number(process.hrtime.bigint() - t0) / 1e6 });
+      });
+    }
     child.on('error', rej);
+    child.on('exit', code => rej(new Error(`${cmd} exited (${code}) before it was ready`)));
   });
 }
-const stop = c => new Promise(r => { c.on('exit', r); c.kill('SIGTERM'); });
+async function startBroker(dir, config) {
+  writeFileSync(join(dir, 'config.toml'), config);
+  const r = await start(BROKER, ['serve', '--headless', '--config', join(dir, 'config.toml'), '--data-dir', join(dir, 'data'), '--port', '0'], /^listening on /);
+  return { child: r.child, dir, base: r.line.replace('listening on ', '').trim(), readyMs: r.ms };
+}
+const stop = c => new Promise(r => { if (c.exitCode !== null) return r(); c.on('exit', r); c.kill('SIGTERM'); });
 function cpuTicks(pid) {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return Number(f[11]) + Number(f[12]); // utime + stime
@@ -39,24 +72,44 @@ function rssKiB(pid) {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 }
 const median = a => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+const us = x => `${x.toFixed(1)} us`;
 
-async function token(base, name) {
-  const reg = await (await fetch(`${base}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ client_name: 'bench', redirect_uris: ['http://127.0.0.1:1/cb'], token_endpoint_auth_method: 'none' }) })).json();
+/** Runs `n` calls spread over `fns` (each sequential); CPU per call of each pid, and rate. */
+async function measure(pids, fns, n) {
+  const per = Math.ceil(n / fns.length);
+  const c0 = pids.map(cpuTicks), t0 = process.hrtime.bigint();
+  await Promise.all(fns.map(async f => { for (let i = 0; i < per; i++) await f(); }));
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9, done = per * fns.length;
+  return { cpu: pids.map((p, i) => ((cpuTicks(p) - c0[i]) / TICK) * 1e6 / done), rate: done / wall, rtt: wall * 1e6 / per };
+}
+
+async function register(base) {
+  return (await fetch(`${base}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ client_name: 'bench', redirect_uris: ['http://127.0.0.1:1/cb'], token_endpoint_auth_method: 'none' }) })).json();
+}
+/** The OAuth flow up to the consent page (which is where a stdio child may start early). */
+async function consentPage(base, name) {
+  const reg = await register(base);
   const verifier = randomBytes(32).toString('base64url');
   const challenge = createHash('sha256').update(verifier).digest('base64url');
   const q = new URLSearchParams({ response_type: 'code', client_id: reg.client_id, redirect_uri: 'http://127.0.0.1:1/cb', code_challenge: challenge, code_challenge_method: 'S256', resource: `${base}/mcp/${name}` });
   const html = await (await fetch(`${base}/authorize?${q}`)).text();
   const f = n => new RegExp(`name="${n}" value="([^"]+)"`).exec(html)[1];
-  const res = await fetch(`${base}/authorize/consent`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base }, body: new URLSearchParams({ consent_id: f('consent_id'), csrf_token: f('csrf_token'), decision: 'approve' }) });
-  if (res.status !== 302) throw new Error(`consent: ${res.status} ${await res.text()}`);
+  return { reg, verifier, consent_id: f('consent_id'), csrf_token: f('csrf_token') };
+}
+async function approve(base, p) {
+  const res = await fetch(`${base}/authorize/consent`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base }, body: new URLSearchParams({ consent_id: p.consent_id, csrf_token: p.csrf_token, decision: 'approve' }) });
   if (res.status !== 302) throw new Error(`consent: ${res.status} ${await res.text()}`);
   const code = new URL(res.headers.get('location')).searchParams.get('code');
-  const t = await (await fetch(`${base}/token`, { method: 'POST', body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: 'http://127.0.0.1:1/cb', client_id: reg.client_id, code_verifier: verifier }) })).json();
+  const t = await (await fetch(`${base}/token`, { method: 'POST', body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: 'http://127.0.0.1:1/cb', client_id: p.reg.client_id, code_verifier: p.verifier }) })).json();
   return t.access_token;
 }
+const token = async (base, name) => approve(base, await consentPage(base, name));
 
+const callBody = id => JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: { message: 'x'.repeat(64), text: 'x'.repeat(64) } } });
+/** A warm MCP session on `url` (with `tok`, or none for a direct upstream); returns a call. */
 async function session(url, tok) {
-  const h = { authorization: `Bearer ${tok}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  const h = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  if (tok) h.authorization = `Bearer ${tok}`;
   const init = await fetch(url, { method: 'POST', headers: h, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench', version: '1' } } }) });
   await init.text();
   const sid = init.headers.get('mcp-session-id');
@@ -64,48 +117,136 @@ async function session(url, tok) {
   await (await fetch(url, { method: 'POST', headers: hs, body: '{"jsonrpc":"2.0","method":"notifications/initialized"}' })).text();
   let id = 1;
   return async () => {
-    const r = await fetch(url, { method: 'POST', headers: hs, body: JSON.stringify({ jsonrpc: '2.0', id: id++, method: 'tools/call', params: { name: 'echo', arguments: { text: 'x'.repeat(64) } } }) });
+    const r = await fetch(url, { method: 'POST', headers: hs, body: callBody(id++) });
     const body = await r.text();
     if (!body.includes('xxxx')) throw new Error(`bad reply: ${r.status} ${body}`);
   };
 }
+const sessions = (n, url, tokFor) => Promise.all(Array.from({ length: n }, async () => session(url, await tokFor())));
+async function warm(fns) { await Promise.all(fns.map(async f => { for (let i = 0; i < 50; i++) await f(); })); }
 
-const config = `[servers.echo]\ncommand = "python3"\nargs = [${JSON.stringify(join(here, '../tests/demo/demo_server.py'))}]\n`;
+const stdioUpstream = EVERYTHING
+  ? `command = ${JSON.stringify(process.execPath)}\nargs = [${JSON.stringify(EVERYTHING)}, "stdio"]\n`
+  : `command = "python3"\nargs = [${JSON.stringify(join(here, '../tests/demo/demo_server.py'))}]\n`;
+const stdioConfig = `[servers.echo]\n${stdioUpstream}`;
+const rows = [];
+const row = (figure, value, target = '') => { rows.push([figure, value, target]); console.log(`${figure}: ${value}${target ? `  [target ${target}]` : ''}`); };
 
 // 1. Ready line.
 const fresh = [], existing = [];
 const keep = mkdtempSync(join(tmpdir(), 'mcpb-bench-'));
 for (let i = 0; i < 10; i++) {
-  const d = mkdtempSync(join(tmpdir(), 'mcpb-bench-'));
-  const b = await startBroker(d, config);
+  const b = await startBroker(mkdtempSync(join(tmpdir(), 'mcpb-bench-')), stdioConfig);
   fresh.push(b.readyMs);
   await stop(b.child);
-  const b2 = await startBroker(keep, config);
+  const b2 = await startBroker(keep, stdioConfig);
   existing.push(b2.readyMs);
   await stop(b2.child);
 }
-console.log(`ready line after start: median ${median(fresh).toFixed(1)} ms (new data dir), ${median(existing).toFixed(1)} ms (existing), max ${Math.max(...fresh, ...existing).toFixed(1)} ms  [target <= 100 ms]`);
+row('ready line, new / existing data dir', `${median(fresh).toFixed(1)} / ${median(existing).toFixed(1)} ms (median of 10)`, '<= 100 ms');
 
-// 2. Idle memory, and 3. CPU per call.
-const b = await startBroker(mkdtempSync(join(tmpdir(), 'mcpb-bench-')), config);
+// 2. The floor: a bare hyper echo server.
+const floor = {};
+{
+  const f = await start(FLOOR, [], /^listening on /);
+  const url = f.line.replace('listening on ', '').trim();
+  const post = async () => { const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: callBody(1) }); await r.text(); };
+  await warm([post]);
+  for (const n of [1, SESSIONS]) {
+    floor[n] = (await measure([f.child.pid], Array.from({ length: n }, () => post), CALLS)).cpu[0];
+  }
+  row('bare hyper echo server, CPU per request, 1 / 16 connections', `${us(floor[1])} / ${us(floor[SESSIONS])}`);
+  await stop(f.child);
+}
+const ratio = (x, n) => `${(x / floor[n]).toFixed(2)}x the floor`;
+
+// 3. Idle memory, the stdio upstream, refusals.
+const b = await startBroker(mkdtempSync(join(tmpdir(), 'mcpb-bench-')), stdioConfig);
 await new Promise(r => setTimeout(r, 500));
-console.log(`idle memory after start: ${(rssKiB(b.child.pid) / 1024).toFixed(1)} MiB RSS  [target <= 25 MiB]`);
-const tok = await token(b.base, 'echo');
-const url = `${b.base}/mcp/echo`;
-const call = await session(url, tok);
-for (let i = 0; i < 300; i++) await call(); // warm up
-let c0 = cpuTicks(b.child.pid), t0 = process.hrtime.bigint();
-for (let i = 0; i < CALLS; i++) await call();
-let ticks = cpuTicks(b.child.pid) - c0, wall = Number(process.hrtime.bigint() - t0) / 1e3;
-console.log(`sequential: ${CALLS} tools/call in ${(wall / 1e6).toFixed(2)} s, ${(wall / CALLS).toFixed(0)} us round trip, broker CPU ${((ticks / TICK) * 1e6 / CALLS).toFixed(1)} us per call  [target <= 100 us]`);
+row('idle memory, headless', `${(rssKiB(b.child.pid) / 1024).toFixed(1)} MiB RSS`, '<= 25 MiB');
+{
+  const url = `${b.base}/mcp/echo`;
+  for (const n of [1, SESSIONS]) {
+    const calls = await sessions(n, url, () => token(b.base, 'echo'));
+    await warm(calls);
+    const m = await measure([b.child.pid], calls, CALLS);
+    row(`broker CPU per call, stdio upstream, ${n} session${n > 1 ? 's' : ''}`, `${us(m.cpu[0])} (${ratio(m.cpu[0], n)}; ${m.rate.toFixed(0)} calls/s)`, '<= 50 us');
+  }
+  row('memory with 17 warm sessions', `${(rssKiB(b.child.pid) / 1024).toFixed(1)} MiB RSS`);
 
-const clients = await Promise.all(Array.from({ length: 8 }, async () => session(url, await token(b.base, 'echo'))));
-c0 = cpuTicks(b.child.pid); t0 = process.hrtime.bigint();
-const per = Math.floor(CALLS / clients.length);
-await Promise.all(clients.map(async c => { for (let i = 0; i < per; i++) await c(); }));
-ticks = cpuTicks(b.child.pid) - c0; wall = Number(process.hrtime.bigint() - t0) / 1e3;
-const n = per * clients.length;
-console.log(`8 concurrent sessions: ${n} tools/call in ${(wall / 1e6).toFixed(2)} s (${(n / (wall / 1e6)).toFixed(0)} calls/s), broker CPU ${((ticks / TICK) * 1e6 / n).toFixed(1)} us per call`);
-await new Promise(r => setTimeout(r, 1000));
-console.log(`memory after load, 9 warm sessions: ${(rssKiB(b.child.pid) / 1024).toFixed(1)} MiB RSS`);
+  // Refusals: what a flood of bad requests costs the broker.
+  const revoked = await token(b.base, 'echo');
+  const grants = JSON.parse(spawnSync(BROKER, ['grants', 'list', '--json', '--data-dir', join(b.dir, 'data')]).stdout);
+  const newest = grants.reduce((a, g) => (g.id > a.id ? g : a));
+  spawnSync(BROKER, ['grants', 'revoke', String(newest.id), '--data-dir', join(b.dir, 'data')]);
+  const kinds = [
+    ['no token', null],
+    ['malformed token', 'not-a-token-at-all'],
+    ['well-formed token never issued', `mcpb_at_${randomBytes(38).toString('base64url').slice(0, 51)}`],
+    ['revoked token', revoked],
+  ];
+  for (const [name, tok] of kinds) {
+    const h = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    if (tok) h.authorization = `Bearer ${tok}`;
+    const refuse = async () => { const r = await fetch(url, { method: 'POST', headers: h, body: callBody(1) }); await r.text(); if (r.status !== 401) throw new Error(`${name}: ${r.status}`); };
+    await warm([refuse]);
+    const m = await measure([b.child.pid], Array.from({ length: SESSIONS }, () => refuse), CALLS);
+    row(`broker CPU to refuse, ${name}`, `${us(m.cpu[0])} (16 connections)`, '<= 30 us');
+  }
+}
 await stop(b.child);
+
+// 4. The remote upstream: directly, then behind the broker.
+if (EVERYTHING) {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const up = await start(process.execPath, [EVERYTHING, 'streamableHttp'], /listening on port/, { PORT: String(port) });
+  const direct = `http://127.0.0.1:${port}/mcp`;
+  const d = await sessions(SESSIONS, direct, async () => null);
+  await warm(d);
+  const dm = await measure([up.child.pid], d, CALLS);
+  const rb = await startBroker(mkdtempSync(join(tmpdir(), 'mcpb-bench-')), `[servers.remote]\nurl = "${direct}"\n`);
+  const url = `${rb.base}/mcp/remote`;
+  let bm;
+  for (const n of [1, SESSIONS]) {
+    const calls = await sessions(n, url, () => token(rb.base, 'remote'));
+    await warm(calls);
+    const m = await measure([rb.child.pid, up.child.pid], calls, CALLS);
+    row(`broker CPU per call, remote upstream, ${n} session${n > 1 ? 's' : ''}`, `${us(m.cpu[0])} (${ratio(m.cpu[0], n)}; ${m.rate.toFixed(0)} calls/s)`, '<= 50 us');
+    bm = m;
+  }
+  row('remote upstream, 16 sessions: throughput behind the broker vs direct', `${(bm.rate / dm.rate).toFixed(2)}x (${bm.rate.toFixed(0)} vs ${dm.rate.toFixed(0)} calls/s)`, '1.0x is the limit');
+  row('remote upstream\'s own CPU per call, behind the broker vs direct', `${us(bm.cpu[1])} vs ${us(dm.cpu[0])}`, 'no more behind the broker');
+  await stop(rb.child);
+  await stop(up.child);
+} else {
+  console.log('remote upstream: skipped (server-everything not found; set EVERYTHING)');
+}
+
+// 5. Cold start: a fresh broker, the first client through consent to its first answer.
+{
+  const cold = [], warmInit = [];
+  for (let i = 0; i < 3; i++) {
+    const c = await startBroker(mkdtempSync(join(tmpdir(), 'mcpb-bench-')), stdioConfig);
+    const page = await consentPage(c.base, 'echo');
+    await new Promise(r => setTimeout(r, 1000)); // a person reading the consent page
+    const t0 = process.hrtime.bigint();
+    const tok = await approve(c.base, page);
+    const t1 = process.hrtime.bigint();
+    const call = await session(`${c.base}/mcp/echo`, tok);
+    await call();
+    const t2 = process.hrtime.bigint();
+    cold.push([Number(t2 - t0) / 1e6, Number(t2 - t1) / 1e6]);
+    // A second client with its token in hand: initialize to first answer, a new child.
+    const tok2 = await token(c.base, 'echo');
+    const t3 = process.hrtime.bigint();
+    await (await session(`${c.base}/mcp/echo`, tok2))();
+    warmInit.push(Number(process.hrtime.bigint() - t3) / 1e6);
+    await stop(c.child);
+  }
+  row('cold start, consent approved to first tools/call answer', `${median(cold.map(x => x[0])).toFixed(0)} ms (median of 3; initialize to answer ${median(cold.map(x => x[1])).toFixed(0)} ms)`);
+  row('cold start, initialize to first tools/call answer, token in hand', `${median(warmInit).toFixed(0)} ms (median of 3)`);
+}
+
+console.log('\n| figure | measured | target |\n| --- | --- | --- |');
+for (const [f, v, t] of rows) console.log(`| ${f} | ${v} | ${t} |`);
+process.exit(0);

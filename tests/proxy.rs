@@ -44,6 +44,7 @@ fn main() {
         sessions_per_grant_are_capped,
         churn_and_faults_leave_no_children_or_open_files,
         a_server_s_own_children_end_with_its_session,
+        the_child_starts_while_consent_is_shown_and_stops_on_deny,
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -1001,4 +1002,42 @@ async fn fake_http_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Se
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, seen)
+}
+
+/// The upstream starts while the consent page is shown: Deny stops it, and after Approve
+/// the first session gets that very child instead of starting one.
+fn the_child_starts_while_consent_is_shown_and_stops_on_deny() -> Result<(), Failed> {
+    rt().block_on(async {
+        let b = Broker::start(&config(""));
+        let broker = b.child.id() as i32;
+        let c = http();
+        let resource = b.mcp_url("fake");
+        let reg = register(&c, &b.base, "none").await;
+
+        let (_, challenge) = pkce();
+        let consent = open_consent(&c, &b.base, &reg, &challenge, Some(&resource), "s").await;
+        let started = children_of(broker);
+        ensure!(
+            started.len() == 1,
+            "a child while the consent is shown: {started:?}"
+        );
+        decide(&c, &b.base, &consent, "deny").await;
+        ensure!(
+            wait_until(|| children_of(broker).is_empty(), 10).await,
+            "the child outlived the denial: {:?}",
+            children_of(broker)
+        );
+
+        let mut m = Mcp::connect(&b, "fake").await;
+        let warm = children_of(broker);
+        ensure!(warm.len() == 1, "one child after approval: {warm:?}");
+        m.initialize().await;
+        let pid: i32 = text_of(&m.call(1, "pid", json!({})).await).parse().unwrap();
+        ensure!(
+            warm == vec![pid],
+            "the session's child {pid} is not the warm one {warm:?}"
+        );
+        ensure!(children_of(broker).len() == 1, "a second child was started");
+        Ok(())
+    })
 }

@@ -39,6 +39,9 @@ pub enum AuthorizeOutcome {
     Refused(OAuthError),
 }
 
+/// How long showing the consent may wait for its upstream's child to start.
+const PREWARM_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Gateway {
     /// `GET /authorize` with its query parameters.
     pub async fn authorize(
@@ -74,6 +77,14 @@ impl Gateway {
             }
         };
         let view = ConsentView::of(&req);
+        // Start the upstream while the person reads (stopped on Deny or expiry). Awaited,
+        // so that the decision always finds it; bounded, so that a slow keychain does
+        // not hold the page.
+        let _ = tokio::time::timeout(
+            PREWARM_WITHIN,
+            self.upstreams().prewarm(&req.upstream, &req.code_challenge),
+        )
+        .await;
         if self.inner.consents.is_native() {
             let wait_id = self.inner.consents.start_wait();
             let g = self.clone();
@@ -180,6 +191,8 @@ impl Gateway {
     /// Applies a decision and returns where to send the browser.
     async fn apply(&self, req: &AuthorizeRequest, decision: Decision) -> crate::Result<String> {
         let issuer = self.issuer().as_str();
+        self.upstreams()
+            .consent_decided(&req.code_challenge, decision == Decision::Approve);
         match decision {
             Decision::Deny => {
                 tracing::info!(client_id = %req.client_id, upstream = %req.upstream, "consent denied");

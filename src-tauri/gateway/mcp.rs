@@ -1,10 +1,12 @@
 //! Authenticating a request to `/mcp/NAME` (RFC 6750 §2.1, RFC 8707 audience, RFC 9728
-//! §5.1 challenge). Lookups come from a cache that every revocation, from any process,
+//! §5.1 challenge). A token of a shape this server never issued (no valid check, see
+//! `oauth::token_format`) is refused before any lookup. Lookups come from a cache that every revocation, from any process,
 //! empties (`store::token_cache`), so a revocation takes effect on the next request.
 
 use crate::clock::now;
 use crate::oauth::TokenHash;
 use crate::oauth::bearer::{BearerError, Caller, check_bearer, parse_bearer};
+use crate::oauth::token_format::{self, Shape};
 
 use super::Gateway;
 
@@ -45,6 +47,11 @@ impl Gateway {
             resource_metadata: self.protected_resource_metadata_url(upstream),
         };
         let token = parse_bearer(authorization).map_err(refuse)?;
+        let t = now();
+        let check = self.inner.store.token_check();
+        if token_format::shape(token, &check.key, check.legacy, t) == Shape::Foreign {
+            return Err(refuse(BearerError::InvalidToken));
+        }
         let rec = self
             .inner
             .store
@@ -55,7 +62,7 @@ impl Gateway {
             rec.as_deref(),
             &resource,
             &self.authorize_ctx().supported_scopes,
-            now(),
+            t,
         )
         .map_err(refuse)?;
         self.touch_grant(caller.grant_id);

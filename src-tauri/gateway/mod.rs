@@ -32,6 +32,8 @@ pub mod grants;
 pub mod introspect;
 pub mod mcp;
 pub mod personal;
+#[cfg(test)]
+mod refusals;
 pub mod register;
 pub mod registrations;
 pub mod secrets;

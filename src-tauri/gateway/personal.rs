@@ -41,7 +41,7 @@ impl Gateway {
             .ok_or_else(|| GatewayError::UnknownUpstream(upstream.to_owned()))?;
         let t = now();
         let spec = personal::validate(label, expiry, tools, t)?;
-        let token = personal::mint();
+        let token = self.inner.store.token_check().key.mint_personal();
         let scopes = Scopes::single(DEFAULT_SCOPE);
         let grant_id = self
             .inner

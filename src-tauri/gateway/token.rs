@@ -145,7 +145,7 @@ impl Gateway {
     }
 
     fn mint(&self, scopes: &Scopes, t: i64) -> (Issued, IssuedTokens) {
-        let access = mint_secret();
+        let access = self.inner.store.token_check().key.mint_access();
         let refresh = mint_secret();
         let config = self.config();
         let stored = IssuedTokens {

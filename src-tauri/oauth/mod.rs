@@ -20,6 +20,7 @@ pub mod pkce;
 pub mod redirect;
 pub mod register;
 pub mod token;
+pub mod token_format;
 
 use std::collections::BTreeSet;
 use std::fmt;

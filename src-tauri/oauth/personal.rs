@@ -8,7 +8,7 @@
 //! They are not OAuth clients: they belong to one reserved client row that no OAuth
 //! request can name (see [`PERSONAL_CLIENT_ID`]).
 
-use super::{UnixTime, mint_secret};
+use super::UnixTime;
 
 /// The client every personal token's grant belongs to. Not a registration: the store
 /// never returns it as a client, so `/authorize`, `/token` and `/revoke` treat it as
@@ -19,6 +19,7 @@ pub const PERSONAL_CLIENT_NAME: &str = "Personal access token";
 /// The stored expiry of a token that never expires (the column is NOT NULL).
 pub const NEVER_EXPIRES: UnixTime = UnixTime::MAX;
 /// Starts every personal token, so that it is recognisable in a config file or a leak.
+/// Minted with a check: `token_format::CheckKey::mint_personal`.
 pub const TOKEN_PREFIX: &str = "mcpb_pat_";
 const MAX_LABEL_CHARS: usize = 100;
 const MAX_TOOLS: usize = 256;
@@ -126,11 +127,6 @@ pub fn validate(
     })
 }
 
-/// A fresh personal token: the prefix and 256 random bits.
-pub fn mint() -> String {
-    format!("{TOKEN_PREFIX}{}", mint_secret())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,14 +172,5 @@ mod tests {
             validate("l", Expiry::Never, &["rm -rf".into()], NOW),
             Err(PersonalTokenError::BadTool("rm -rf".into()))
         );
-    }
-
-    #[test]
-    fn minted_tokens_carry_the_prefix_and_are_bearer_safe() {
-        let t = mint();
-        assert!(t.starts_with(TOKEN_PREFIX));
-        assert_eq!(t.len(), TOKEN_PREFIX.len() + 43);
-        assert!(crate::oauth::bearer::parse_bearer(Some(&format!("Bearer {t}"))).is_ok());
-        assert_ne!(t, mint());
     }
 }

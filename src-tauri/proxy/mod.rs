@@ -14,6 +14,7 @@ pub mod session;
 mod stdio;
 pub mod streamable;
 pub mod upstream_oauth;
+mod warm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -52,7 +53,11 @@ pub struct Upstreams {
     vault: Arc<Vault>,
     /// The broker's own sign-ins to remote upstreams.
     pub oauth: Arc<upstream_oauth::UpstreamOAuth>,
+    /// Children started while their consent is asked (`warm`).
+    warm: Mutex<Warm>,
 }
+
+type Warm = Vec<warm::WarmChild>;
 
 /// Live counts for the desktop's upstream list.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -91,6 +96,7 @@ impl Upstreams {
             )),
             http,
             vault,
+            warm: Mutex::new(Vec::new()),
         })
     }
 
@@ -169,7 +175,50 @@ impl Upstreams {
             self.end(&id, EndReason::Closed).await;
         }
 
-        let id = crate::oauth::mint_secret();
+        // A child started while this client's consent was shown, if there is one.
+        let (id, link, inbound) = match self.take_warm(upstream) {
+            Some(w) => (w.session_id, Link::Stdio(w.link), w.inbound),
+            None => {
+                let id = crate::oauth::mint_secret();
+                let (inbox, inbound) = mpsc::unbounded_channel();
+                let link = match &cfg.transport {
+                    Transport::Stdio { .. } => {
+                        Link::Stdio(self.spawn_stdio(upstream, &cfg, &id, inbox).await?)
+                    }
+                    Transport::Http { url, headers, .. } => {
+                        let values = self.resolve(upstream, headers).await?;
+                        let mut map = HeaderMap::new();
+                        for (k, v) in values {
+                            let name = HeaderName::from_bytes(k.as_bytes())
+                                .map_err(|_| format!("bad header name {k}"))?;
+                            let mut value = HeaderValue::from_str(v.expose())
+                                .map_err(|_| format!("bad value for header {k}"))?;
+                            value.set_sensitive(true);
+                            map.insert(name, value);
+                        }
+                        let exchanges = self
+                            .exchanges
+                            .read()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get(upstream)
+                            .cloned()
+                            .unwrap_or_else(|| Arc::new(Semaphore::new(remote::MAX_EXCHANGES)));
+                        let remote = remote::Remote {
+                            client: self.http.clone(),
+                            url: url.clone(),
+                            headers: map,
+                            events: self.events.clone(),
+                            oauth: self.oauth.clone(),
+                            upstream: upstream.to_owned(),
+                            exchanges,
+                            timeout: self.request_timeout,
+                        };
+                        Link::Http(remote::HttpLink::new(remote, inbox))
+                    }
+                };
+                (id, link, inbound)
+            }
+        };
         let session = Arc::new(Session::new(
             id.clone(),
             upstream.to_owned(),
@@ -177,81 +226,6 @@ impl Upstreams {
             self.request_timeout,
             Instant::now(),
         ));
-        let (inbox, inbound) = mpsc::unbounded_channel();
-        let link = match &cfg.transport {
-            Transport::Stdio {
-                command,
-                args,
-                env,
-                cwd,
-            } => {
-                let env = self.resolve(upstream, env).await?;
-                // Without a log (a full or read-only disk) the server still runs.
-                let log_file = std::fs::create_dir_all(&self.log_dir)
-                    .and_then(|()| {
-                        std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(self.log_dir.join(format!("{upstream}.log")))
-                    })
-                    .inspect_err(|e| {
-                        tracing::warn!(
-                            upstream,
-                            "cannot open the upstream log, its stderr is dropped: {e}"
-                        )
-                    })
-                    .ok();
-                let spec = stdio::Spawn {
-                    command,
-                    args,
-                    env,
-                    cwd: cwd.as_deref(),
-                    log_file,
-                    events: self.events.clone(),
-                    upstream,
-                    session: &id,
-                };
-                let link = stdio::StdioLink::spawn(spec, inbox).map_err(|e| {
-                    let why = format!("could not start `{command}`: {e}");
-                    let _ = self.events.send(GatewayEvent::UpstreamFailed {
-                        upstream: upstream.to_owned(),
-                        reason: why.clone(),
-                    });
-                    why
-                })?;
-                Link::Stdio(link)
-            }
-            Transport::Http { url, headers, .. } => {
-                let values = self.resolve(upstream, headers).await?;
-                let mut map = HeaderMap::new();
-                for (k, v) in values {
-                    let name = HeaderName::from_bytes(k.as_bytes())
-                        .map_err(|_| format!("bad header name {k}"))?;
-                    let mut value = HeaderValue::from_str(v.expose())
-                        .map_err(|_| format!("bad value for header {k}"))?;
-                    value.set_sensitive(true);
-                    map.insert(name, value);
-                }
-                let exchanges = self
-                    .exchanges
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(upstream)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Semaphore::new(remote::MAX_EXCHANGES)));
-                let remote = remote::Remote {
-                    client: self.http.clone(),
-                    url: url.clone(),
-                    headers: map,
-                    events: self.events.clone(),
-                    oauth: self.oauth.clone(),
-                    upstream: upstream.to_owned(),
-                    exchanges,
-                    timeout: self.request_timeout,
-                };
-                Link::Http(remote::HttpLink::new(remote, inbox))
-            }
-        };
         tokio::spawn(drain_inbox(session.clone(), inbound));
         let relay = Arc::new(Relay { session, link });
         self.sessions().insert(id, relay.clone());
@@ -328,6 +302,7 @@ impl Upstreams {
     /// removed.
     pub async fn housekeeping(&self) {
         let now = Instant::now();
+        self.expire_warm(now);
         let all: Vec<Arc<Relay>> = self.sessions().values().cloned().collect();
         for r in all {
             let s = &r.session;

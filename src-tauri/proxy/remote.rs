@@ -36,6 +36,10 @@ use crate::vault::Secret;
 /// turn within their own deadline. Also the number of idle connections kept per host.
 pub const MAX_EXCHANGES: usize = 32;
 
+/// Both forms, as the transport requires, with JSON preferred: one body read instead of
+/// an event stream's several, for upstreams that let the client choose.
+const POST_ACCEPT: &str = "application/json, text/event-stream;q=0.9";
+
 const DID_NOT_ANSWER: &str = "the upstream MCP server did not answer in time";
 /// Its answer to a POST ended without the response: nothing else will bring it (the
 /// broker does not resume upstream POST streams), so the client hears it now.
@@ -75,6 +79,9 @@ pub struct Remote {
 
 struct Inner {
     remote: Remote,
+    /// The configured headers with those of every POST, built once: each message's
+    /// request starts from a copy instead of merging them one by one.
+    post_headers: HeaderMap,
     upstream_session: Mutex<Option<HeaderValue>>,
     protocol_version: Mutex<Option<HeaderValue>>,
     inbox: Inbox,
@@ -93,8 +100,12 @@ struct InFlight {
 
 impl HttpLink {
     pub fn new(remote: Remote, inbox: Inbox) -> HttpLink {
+        let mut post_headers = remote.headers.clone();
+        post_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        post_headers.insert(ACCEPT, HeaderValue::from_static(POST_ACCEPT));
         HttpLink {
             inner: Arc::new(Inner {
+                post_headers,
                 remote,
                 upstream_session: Mutex::new(None),
                 protocol_version: Mutex::new(None),
@@ -223,21 +234,22 @@ impl Inner {
         let _ = self.inbox.send(m);
     }
 
+    /// A request to the upstream with `headers`, the sign-in and the session's headers.
     fn request(
         &self,
         method: reqwest::Method,
+        headers: HeaderMap,
         bearer: Option<&Secret<String>>,
-    ) -> reqwest::RequestBuilder {
+    ) -> reqwest::Request {
         let r = &self.remote;
-        let mut req = r
-            .client
-            .request(method, r.url.clone())
-            .headers(r.headers.clone());
-        if let Some(t) = bearer {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
-                .unwrap_or_else(|_| HeaderValue::from_static(""));
+        let mut req = reqwest::Request::new(method, r.url.clone());
+        *req.headers_mut() = headers;
+        let h = req.headers_mut();
+        if let Some(t) = bearer
+            && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
+        {
             v.set_sensitive(true);
-            req = req.header(reqwest::header::AUTHORIZATION, v);
+            h.insert(reqwest::header::AUTHORIZATION, v);
         }
         if let Some(sid) = self
             .upstream_session
@@ -245,7 +257,7 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
         {
-            req = req.header("mcp-session-id", sid);
+            h.insert("mcp-session-id", sid);
         }
         if let Some(v) = self
             .protocol_version
@@ -253,7 +265,7 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
         {
-            req = req.header("mcp-protocol-version", v);
+            h.insert("mcp-protocol-version", v);
         }
         req
     }
@@ -323,12 +335,14 @@ impl Inner {
         };
         let mut retried = false;
         loop {
-            let req = self
-                .request(reqwest::Method::POST, bearer.as_ref())
-                .header(CONTENT_TYPE, "application/json")
-                .header(ACCEPT, "application/json, text/event-stream")
-                .body(msg.raw.clone());
-            let res = match tokio::time::timeout(r.timeout, req.send()).await {
+            let mut req = self.request(
+                reqwest::Method::POST,
+                self.post_headers.clone(),
+                bearer.as_ref(),
+            );
+            // `Bytes` into the body: no copy of the message.
+            *req.body_mut() = Some(msg.raw.clone().into());
+            let res = match tokio::time::timeout(r.timeout, r.client.execute(req)).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
                     let why = format!(
@@ -489,13 +503,16 @@ impl Inner {
             }
             let r = &self.remote;
             let bearer = r.oauth.bearer(&r.upstream).await.ok().flatten();
-            let mut req = self
-                .request(reqwest::Method::GET, bearer.as_ref())
-                .header(ACCEPT, "text/event-stream");
-            if let Some(id) = &last_event_id {
-                req = req.header("last-event-id", id.clone());
+            let mut headers = r.headers.clone();
+            headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+            if let Some(v) = last_event_id
+                .as_deref()
+                .and_then(|id| HeaderValue::from_str(id).ok())
+            {
+                headers.insert("last-event-id", v);
             }
-            let Ok(res) = req.send().await else {
+            let req = self.request(reqwest::Method::GET, headers, bearer.as_ref());
+            let Ok(res) = r.client.execute(req).await else {
                 tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
                 continue;
             };

@@ -124,10 +124,12 @@ impl UpstreamOAuth {
     }
 
     fn slot(&self, upstream: &str) -> Arc<tokio::sync::Mutex<Slot>> {
-        lock(&self.slots)
-            .entry(upstream.to_owned())
-            .or_default()
-            .clone()
+        let mut slots = lock(&self.slots);
+        // Every proxied message asks: no key copy once the slot exists.
+        if let Some(s) = slots.get(upstream) {
+            return s.clone();
+        }
+        slots.entry(upstream.to_owned()).or_default().clone()
     }
 
     async fn vault_call<T: Send + 'static>(

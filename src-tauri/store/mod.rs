@@ -35,6 +35,15 @@ pub const DB_FILE: &str = "broker.db";
 pub struct Store {
     pool: SqlitePool,
     tokens: std::sync::Arc<token_cache::TokenCache>,
+    check: TokenCheck,
+}
+
+/// The key that issued access tokens are checked with, and how long tokens from before
+/// the check may live (see `oauth::token_format` and migration 0004).
+#[derive(Debug, Clone)]
+pub struct TokenCheck {
+    pub key: crate::oauth::token_format::CheckKey,
+    pub legacy: crate::oauth::token_format::LegacyWindow,
 }
 
 impl Store {
@@ -71,7 +80,17 @@ impl Store {
             .await?;
         restrict_permissions(&path);
         let tokens = std::sync::Arc::new(token_cache::TokenCache::new(dir));
-        Ok(Store { pool, tokens })
+        let check = load_token_check(&pool).await?;
+        Ok(Store {
+            pool,
+            tokens,
+            check,
+        })
+    }
+
+    /// The token check's key and legacy window: read once at open (they never change).
+    pub fn token_check(&self) -> &TokenCheck {
+        &self.check
     }
 
     /// Notices a revocation counter file that was deleted or replaced under a running
@@ -167,6 +186,28 @@ fn restrict_permissions(path: &Path) {
     }
     #[cfg(not(unix))]
     let _ = path;
+}
+
+async fn load_token_check(pool: &SqlitePool) -> Result<TokenCheck> {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT key, legacy_access_until, legacy_personal_until FROM token_check LIMIT 1",
+    )
+    .fetch_one(pool)
+    .await?;
+    let key = crate::oauth::token_format::CheckKey::from_slice(row.get::<&[u8], _>("key"))
+        .ok_or_else(|| {
+            crate::Error::Db(sqlx::Error::Protocol(
+                "the token check key is damaged".into(),
+            ))
+        })?;
+    Ok(TokenCheck {
+        key,
+        legacy: crate::oauth::token_format::LegacyWindow {
+            access_until: row.get("legacy_access_until"),
+            personal_until: row.get("legacy_personal_until"),
+        },
+    })
 }
 
 #[cfg(test)]

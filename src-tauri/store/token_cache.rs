@@ -14,6 +14,14 @@
 //! An entry read before a revocation could land in the cache after it; entries carry the
 //! counter value seen before their database read, and the next lookup's check drops them.
 //!
+//! Lookups that found nothing are remembered too (a bounded set of hashes, apart from the
+//! records, so a flood of unknown tokens cannot push a real one out), under the same
+//! counter: a revocation can only add refusals, and a token minted after the entry was
+//! made (by this process, or by another that moves the counter, as creating a personal
+//! token does) is never refused because of it. Tokens are 256-bit random, so an entry
+//! for a token not yet minted is a guess that never comes true; the minting process also
+//! forgets the hash outright.
+//!
 //! When the file cannot be created or mapped, nothing is cached and every lookup reads
 //! the database. A file shorter than 8 bytes (truncated while no broker ran) is grown
 //! back; the broker never shrinks it. A file deleted or replaced under a running server
@@ -22,7 +30,7 @@
 //! the database check. A file truncated under a running server makes the next lookup
 //! fault (SIGBUS): the process dies rather than serve a revoked token.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +42,7 @@ use crate::oauth::bearer::AccessRecord;
 pub const COUNTER_FILE: &str = "revocations.counter";
 const COUNTER_LEN: usize = std::mem::size_of::<u64>();
 const MAX_ENTRIES: usize = 10_000;
+const MAX_UNKNOWN: usize = 4_096;
 
 /// The counter value a lookup saw; `None` when there is no counter (nothing is cached).
 pub type Epoch = Option<u64>;
@@ -47,6 +56,15 @@ struct Inner {
     counter: Option<Counter>,
     epoch: Epoch,
     entries: HashMap<TokenHash, Arc<AccessRecord>>,
+    unknown: HashSet<TokenHash>,
+}
+
+/// What the cache knows of a token.
+pub enum Cached {
+    Record(Arc<AccessRecord>),
+    /// Looked up since the last revocation and not found (or its grant was revoked).
+    Unknown,
+    Miss,
 }
 
 /// The first 8 bytes of the counter file, mapped shared.
@@ -151,6 +169,7 @@ impl TokenCache {
                 counter,
                 epoch: None,
                 entries: HashMap::new(),
+                unknown: HashSet::new(),
             }),
         }
     }
@@ -161,15 +180,38 @@ impl TokenCache {
 
     /// A cached record, after checking the counter. Returns the epoch to tag a database
     /// read with, for [`insert`](Self::insert).
-    pub fn get(&self, hash: &TokenHash) -> (Option<Arc<AccessRecord>>, Epoch) {
+    pub fn get(&self, hash: &TokenHash) -> (Cached, Epoch) {
         let mut inner = self.inner();
         let now = inner.counter.as_ref().map(Counter::load);
         if now.is_none() || inner.epoch != now {
             inner.entries.clear();
+            inner.unknown.clear();
             inner.epoch = now;
-            return (None, now);
+            return (Cached::Miss, now);
         }
-        (inner.entries.get(hash).cloned(), now)
+        let found = match inner.entries.get(hash) {
+            Some(r) => Cached::Record(r.clone()),
+            None if inner.unknown.contains(hash) => Cached::Unknown,
+            None => Cached::Miss,
+        };
+        (found, now)
+    }
+
+    /// Remembers that a lookup tagged `seen` found nothing.
+    pub fn insert_unknown(&self, hash: TokenHash, seen: Epoch) {
+        let mut inner = self.inner();
+        if seen.is_none() || inner.epoch != seen {
+            return;
+        }
+        if inner.unknown.len() >= MAX_UNKNOWN {
+            inner.unknown.clear();
+        }
+        inner.unknown.insert(hash);
+    }
+
+    /// Forgets a "not found" for a token just minted here.
+    pub fn minted(&self, hash: &TokenHash) {
+        self.inner().unknown.remove(hash);
     }
 
     /// The counter as it stands: moves on every committed revocation by any process.
@@ -233,5 +275,6 @@ impl TokenCache {
         inner.counter = fresh;
         inner.epoch = None;
         inner.entries.clear();
+        inner.unknown.clear();
     }
 }

@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::Store;
+use super::token_cache::Cached;
 use crate::error::Result;
 use crate::oauth::bearer::AccessRecord;
 use crate::oauth::introspect::{TokenFacts, TokenKind};
@@ -34,6 +35,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         insert_pair(&mut tx, grant, t).await?;
         tx.commit().await?;
+        self.tokens.minted(&t.access);
         Ok(())
     }
 
@@ -59,6 +61,7 @@ impl Store {
         }
         insert_pair(&mut tx, grant, t).await?;
         tx.commit().await?;
+        self.tokens.minted(&t.access);
         Ok(Rotation::Rotated)
     }
 
@@ -68,16 +71,18 @@ impl Store {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<std::sync::Arc<AccessRecord>>> {
-        let (hit, epoch) = self.tokens.get(hash);
-        if hit.is_some() {
-            return Ok(hit);
-        }
+        let epoch = match self.tokens.get(hash) {
+            (Cached::Record(r), _) => return Ok(Some(r)),
+            (Cached::Unknown, _) => return Ok(None),
+            (Cached::Miss, epoch) => epoch,
+        };
         let rec = self
             .access_token_uncached(hash)
             .await?
             .map(std::sync::Arc::new);
-        if let Some(r) = &rec {
-            self.tokens.insert(hash.clone(), r.clone(), epoch);
+        match &rec {
+            Some(r) => self.tokens.insert(hash.clone(), r.clone(), epoch),
+            None => self.tokens.insert_unknown(hash.clone(), epoch),
         }
         Ok(rec)
     }
