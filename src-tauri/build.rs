@@ -21,6 +21,10 @@ fn main() {
                     "sign_out_upstream",
                     "consent_details",
                     "decide_consent",
+                    "tool_approval_details",
+                    "answer_tool_approval",
+                    "grant_tools",
+                    "set_tool_choice",
                 ])),
         )
         .expect("tauri build script failed");

@@ -61,6 +61,7 @@ pub mod oauth_client;
 pub mod proxy;
 pub mod secrets;
 pub mod store;
+pub mod tool_policy;
 pub mod upstream_edit;
 pub mod vault;
 

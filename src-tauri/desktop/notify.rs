@@ -82,6 +82,27 @@ impl Notifier {
                     )
                 }
             }
+            GatewayEvent::ToolsSuspended {
+                upstream,
+                changed,
+                new,
+                ..
+            } => {
+                let mut parts = Vec::new();
+                if !changed.is_empty() {
+                    parts.push(format!("changed {}", changed.join(", ")));
+                }
+                if !new.is_empty() {
+                    parts.push(format!("added {}", new.join(", ")));
+                }
+                (
+                    format!("{upstream} changed its tools"),
+                    format!(
+                        "{upstream} {}. They are hidden until you review them in the grants window.",
+                        parts.join(" and ")
+                    ),
+                )
+            }
             _ => return None,
         };
         Some((summary, body))

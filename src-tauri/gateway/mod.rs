@@ -15,7 +15,8 @@
 //! - [`mcp`]: authenticating a request to `/mcp/NAME` (RFC 6750, RFC 8707);
 //! - [`upstreams`]: the upstream overview with sessions, credentials and last errors;
 //! - [`secrets`]: the user's upstream secrets in the OS keychain;
-//! - [`sign_in`]: the broker's own sign-in to remote upstreams.
+//! - [`sign_in`]: the broker's own sign-in to remote upstreams;
+//! - [`tools`]: per-tool consent, pinned tool definitions and "ask each time".
 //!
 //! Every revocation (tray, window, CLI, `/revoke`, replay, revoke all, a deleted
 //! registration) ends in `Gateway::after_revocation`; a revocation made by another
@@ -34,6 +35,7 @@ pub mod registrations;
 pub mod secrets;
 pub mod sign_in;
 pub mod token;
+pub mod tools;
 #[cfg(test)]
 mod ui_shapes;
 pub mod upstreams;
@@ -108,6 +110,8 @@ struct Inner {
     known_grants: Mutex<Option<grants::KnownGrants>>,
     /// The last failure of each upstream, until it is settled (a sign-in, a secret set).
     last_errors: Mutex<HashMap<String, String>>,
+    /// The grants' tool policies; also the proxy's tool gate.
+    tools: Arc<tools::ToolPolicies>,
 }
 
 impl Gateway {
@@ -131,6 +135,8 @@ impl Gateway {
         let (events, _) = broadcast::channel(256);
         let upstreams = Upstreams::new(&config, data_dir, events.clone(), vault.clone());
         upstreams.oauth.set_base(issuer.as_str());
+        let tools = Arc::new(tools::ToolPolicies::new(store.clone(), events.clone()));
+        upstreams.set_tool_gate(tools.clone());
         let client_metadata =
             ClientMetadataDocuments::new(config.settings.test_client_metadata.as_ref());
         let inner = Inner {
@@ -152,6 +158,7 @@ impl Gateway {
             touched: Mutex::new(HashMap::new()),
             known_grants: Mutex::new(None),
             last_errors: Mutex::new(HashMap::new()),
+            tools,
         };
         Gateway {
             inner: Arc::new(inner),

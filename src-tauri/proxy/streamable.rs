@@ -143,6 +143,12 @@ pub async fn post(
             Ok(x) => x,
             Err(r) => return r,
         };
+    if let Some(gate) = up.gate()
+        && let Err(refused) =
+            super::tool_gate::screen_calls(gate, &msgs, caller.grant_id, upstream).await
+    {
+        return refused;
+    }
     let now = Instant::now();
     let session = &relay.session;
     session.touch(now);
