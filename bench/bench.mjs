@@ -4,8 +4,9 @@
 //   - the broker's own CPU per proxied tools/call (target <= 100 us), read from
 //     /proc/PID/stat (user+system time of the broker process only, not the upstream),
 //     sequential and with 8 concurrent clients; upstream sessions stay warm.
+//   - the same with a per-tool policy on the grant vs without (target: within 10 %)
 // Usage: BROKER=target/release/mcp-broker node bench/bench.mjs [calls]
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -20,12 +21,13 @@ const TICK = 100; // USER_HZ on Linux
 
 function startBroker(dir, config) {
   writeFileSync(join(dir, 'config.toml'), config);
+  const dataDir = join(dir, 'data');
   const t0 = process.hrtime.bigint();
   const child = spawn(BROKER, ['serve', '--headless', '--config', join(dir, 'config.toml'), '--data-dir', join(dir, 'data'), '--port', '0'], { stdio: ['ignore', 'pipe', 'ignore'] });
   return new Promise((res, rej) => {
     createInterface({ input: child.stdout }).once('line', line => {
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      res({ child, base: line.replace('listening on ', '').trim(), readyMs: ms });
+      res({ child, dataDir, base: line.replace('listening on ', '').trim(), readyMs: ms });
     });
     child.on('error', rej);
   });
@@ -108,4 +110,24 @@ const n = per * clients.length;
 console.log(`8 concurrent sessions: ${n} tools/call in ${(wall / 1e6).toFixed(2)} s (${(n / (wall / 1e6)).toFixed(0)} calls/s), broker CPU ${((ticks / TICK) * 1e6 / n).toFixed(1)} us per call`);
 await new Promise(r => setTimeout(r, 1000));
 console.log(`memory after load, 9 warm sessions: ${(rssKiB(b.child.pid) / 1024).toFixed(1)} MiB RSS`);
+
+// 4. Per-tool policy (issue 14): an OAuth grant approved on the consent page has its
+// tools pinned and each call is checked; a personal access token has no policy. Runs
+// alternate, so both see the same machine load.
+const pat = JSON.parse(execFileSync(BROKER, ['tokens', 'create', '--upstream', 'echo', '--label', 'bench', '--port', new URL(b.base).port, '--data-dir', b.dataDir, '--json'], { encoding: 'utf8' })).token;
+const without = await session(url, pat);
+const withPolicy = await session(url, await token(b.base, 'echo'));
+for (let i = 0; i < 300; i++) { await without(); await withPolicy(); }
+const cpuPerCall = async c => {
+  const t = cpuTicks(b.child.pid);
+  for (let i = 0; i < CALLS; i++) await c();
+  return ((cpuTicks(b.child.pid) - t) / TICK) * 1e6 / CALLS;
+};
+const runs = { with: [], without: [] };
+for (let r = 0; r < 3; r++) {
+  runs.without.push(await cpuPerCall(without));
+  runs.with.push(await cpuPerCall(withPolicy));
+}
+const pw = median(runs.with), po = median(runs.without);
+console.log(`per-tool policy: broker CPU ${pw.toFixed(1)} us per call with a policy on the grant, ${po.toFixed(1)} us without (${(((pw - po) / po) * 100).toFixed(1)} %)  [target <= +10 %]`);
 await stop(b.child);

@@ -48,7 +48,8 @@ pub fn open_consent(app: &AppHandle, id: &str) -> tauri::Result<()> {
     let label = format!("{CONSENT_PREFIX}{id}");
     let window = WebviewWindowBuilder::new(app, &label, WebviewUrl::App("consent.html".into()))
         .title("Allow access? — mcp-broker")
-        .inner_size(520.0, 360.0)
+        // Tall enough for the server's tools, each with its choice.
+        .inner_size(560.0, 600.0)
         .resizable(false)
         .center()
         .always_on_top(true)
