@@ -165,6 +165,10 @@ impl ToolPolicies {
             }
         }
         let p = Arc::new(self.store.tool_policy(grant).await?);
+        // What a session of this grant has seen, for telling it about later changes.
+        lock(&self.announced)
+            .entry(grant)
+            .or_insert_with(|| p.clone());
         let mut c = lock(&self.cache);
         // Read after `epoch` was seen: a change in between moved the counter, and the
         // next lookup drops this entry.
@@ -390,7 +394,7 @@ impl Gateway {
             kind: DecisionKind::Consent,
             detail,
         });
-        self.announce_tools(grant).await;
+        self.announce_tools(grant, false).await;
         Ok(())
     }
 
@@ -463,7 +467,7 @@ impl Gateway {
                 (false, c) => c.as_str().to_owned(),
             },
         });
-        self.announce_tools(grant).await;
+        self.announce_tools(grant, true).await;
         self.emit(GatewayEvent::GrantsChanged);
         Ok(())
     }
@@ -497,8 +501,9 @@ impl Gateway {
     }
 
     /// Tells the grant's open sessions that their tool list changed, if it did since
-    /// they were last told.
-    async fn announce_tools(&self, grant: GrantId) {
+    /// they were last told (`changed`: this process just changed it). A grant seen for
+    /// the first time is only remembered: its sessions have not listed anything older.
+    async fn announce_tools(&self, grant: GrantId, changed: bool) {
         let fresh = match self.inner.store.tool_policy(grant).await {
             Ok(p) => Arc::new(p),
             Err(e) => {
@@ -507,7 +512,7 @@ impl Gateway {
             }
         };
         let before = lock(&self.inner.tools.announced).insert(grant, fresh.clone());
-        if before.is_none_or(|b| visible(&b) != visible(&fresh)) {
+        if changed || before.is_some_and(|b| visible(&b) != visible(&fresh)) {
             self.inner.upstreams.tools_changed_for(grant);
         }
     }
@@ -516,7 +521,7 @@ impl Gateway {
     /// are told. Called by the maintenance tick when the change counter moved.
     pub(super) async fn notice_tool_changes(&self) {
         for grant in self.inner.upstreams.grants_with_sessions() {
-            self.announce_tools(grant).await;
+            self.announce_tools(grant, false).await;
         }
     }
 }

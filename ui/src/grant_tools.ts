@@ -68,7 +68,7 @@ function toolLine(g: GrantToolsView, t: ToolView, onError: (e: unknown) => void)
 export async function toolsRow(grantId: number, columns: number, onError: (e: unknown) => void) {
   const g = await grantTools(grantId);
   const tr = el("tr", "tools-row");
-  tr.dataset.grantId = String(grantId);
+  tr.dataset.toolsOf = String(grantId);
   const td = el("td");
   td.colSpan = columns;
   if (!g.pinned) {
