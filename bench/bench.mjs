@@ -114,7 +114,7 @@ console.log(`memory after load, 9 warm sessions: ${(rssKiB(b.child.pid) / 1024).
 // 4. Per-tool policy (issue 14): an OAuth grant approved on the consent page has its
 // tools pinned and each call is checked; a personal access token has no policy. Runs
 // alternate, so both see the same machine load.
-const pat = JSON.parse(execFileSync(BROKER, ['tokens', 'create', '--upstream', 'echo', '--label', 'bench', '--port', new URL(b.base).port, '--data-dir', b.dataDir, '--json'], { encoding: 'utf8' })).token;
+const pat = JSON.parse(execFileSync(BROKER, ['tokens', 'create', '--upstream', 'echo', '--label', 'bench', '--port', new URL(b.base).port, '--config', join(dirname(b.dataDir), 'config.toml'), '--data-dir', b.dataDir, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })).token;
 const without = await session(url, pat);
 const withPolicy = await session(url, await token(b.base, 'echo'));
 for (let i = 0; i < 300; i++) { await without(); await withPolicy(); }

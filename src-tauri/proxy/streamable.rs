@@ -418,7 +418,7 @@ async fn json_only(
     }
 }
 
-fn json_array(items: &[Bytes]) -> Bytes {
+pub(super) fn json_array(items: &[Bytes]) -> Bytes {
     let mut v = Vec::from(&b"["[..]);
     for (i, r) in items.iter().enumerate() {
         if i > 0 {

@@ -116,15 +116,7 @@ pub(super) async fn screen_calls(
     let body = if msgs.len() == 1 {
         answers.into_iter().next().unwrap_or_default()
     } else {
-        let mut v = Vec::from(&b"["[..]);
-        for (i, a) in answers.iter().enumerate() {
-            if i > 0 {
-                v.push(b',');
-            }
-            v.extend_from_slice(a);
-        }
-        v.push(b']');
-        Bytes::from(v)
+        super::streamable::json_array(&answers)
     };
     Err(Response::builder()
         .status(StatusCode::OK)

@@ -78,12 +78,7 @@ impl Store {
 
     /// The grant's policy; a grant without one sees and calls every tool.
     pub async fn tool_policy(&self, grant: GrantId) -> Result<GrantPolicy> {
-        let pinned: Option<bool> =
-            sqlx::query_scalar("SELECT pinned FROM grant_tool_policies WHERE grant_id = ?")
-                .bind(grant.0)
-                .fetch_optional(&self.pool)
-                .await?;
-        if pinned != Some(true) {
+        if !self.chose_tools(grant).await? {
             return Ok(GrantPolicy::unpinned());
         }
         let rows = sqlx::query(
@@ -112,12 +107,7 @@ impl Store {
 
     /// The grant's tools for review, by name; `None` when it chose none (all or nothing).
     pub async fn tool_rows(&self, grant: GrantId) -> Result<Option<Vec<ToolRow>>> {
-        let pinned: Option<bool> =
-            sqlx::query_scalar("SELECT pinned FROM grant_tool_policies WHERE grant_id = ?")
-                .bind(grant.0)
-                .fetch_optional(&self.pool)
-                .await?;
-        if pinned != Some(true) {
+        if !self.chose_tools(grant).await? {
             return Ok(None);
         }
         let rows = sqlx::query(
@@ -195,12 +185,7 @@ impl Store {
         choice: ToolChoice,
         now: UnixTime,
     ) -> Result<ChoiceChange> {
-        let pinned: Option<bool> =
-            sqlx::query_scalar("SELECT pinned FROM grant_tool_policies WHERE grant_id = ?")
-                .bind(grant.0)
-                .fetch_optional(&self.pool)
-                .await?;
-        if pinned != Some(true) {
+        if !self.chose_tools(grant).await? {
             return Ok(ChoiceChange::NotPinned);
         }
         let q = if choice == ToolChoice::Block {
@@ -245,6 +230,16 @@ impl Store {
             .await?;
         self.tools_changed();
         Ok(())
+    }
+
+    /// Whether the grant chose its tools at consent (else every tool is allowed).
+    async fn chose_tools(&self, grant: GrantId) -> Result<bool> {
+        let pinned: Option<bool> =
+            sqlx::query_scalar("SELECT pinned FROM grant_tool_policies WHERE grant_id = ?")
+                .bind(grant.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(pinned == Some(true))
     }
 
     /// The display name of a grant's client (its id when it gave none).
