@@ -113,6 +113,9 @@ pub struct ToolPolicies {
     store: Store,
     events: broadcast::Sender<GatewayEvent>,
     cache: Mutex<PolicyCache>,
+    /// One policy read at a time: concurrent calls after a change wait for the first
+    /// read instead of each taking a database connection.
+    loading: tokio::sync::Mutex<()>,
     /// The policy each grant's sessions were last told about.
     announced: Mutex<HashMap<GrantId, Arc<GrantPolicy>>>,
     /// Set when a desktop shell listens for approval questions; without one, "Ask each
@@ -131,6 +134,7 @@ impl ToolPolicies {
             store,
             events,
             cache: Mutex::new(PolicyCache::default()),
+            loading: tokio::sync::Mutex::new(()),
             announced: Mutex::new(HashMap::new()),
             asker: Mutex::new(None),
             approvals: Mutex::new(HashMap::new()),
@@ -152,6 +156,10 @@ impl ToolPolicies {
 
     /// The grant's policy, from the cache while nothing changed.
     async fn policy(&self, grant: GrantId) -> crate::Result<Arc<GrantPolicy>> {
+        if let Some(p) = self.cached(grant) {
+            return Ok(p);
+        }
+        let _one = self.loading.lock().await;
         let epoch = self.store.revocation_epoch();
         {
             let mut c = lock(&self.cache);
@@ -176,6 +184,14 @@ impl ToolPolicies {
             c.grants.insert(grant, p.clone());
         }
         Ok(p)
+    }
+
+    fn cached(&self, grant: GrantId) -> Option<Arc<GrantPolicy>> {
+        let epoch = self.store.revocation_epoch();
+        let c = lock(&self.cache);
+        (epoch.is_some() && c.epoch == epoch)
+            .then(|| c.grants.get(&grant).cloned())
+            .flatten()
     }
 
     async fn ask(&self, call: &ToolCall<'_>) -> Result<(), String> {
@@ -395,6 +411,8 @@ impl Gateway {
             detail,
         });
         self.announce_tools(grant, false).await;
+        // Cached now, so the client's first calls read nothing from the database.
+        self.inner.tools.policy(grant).await?;
         Ok(())
     }
 
