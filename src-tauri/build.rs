@@ -31,6 +31,10 @@ fn main() {
                     "import_servers",
                     "consent_details",
                     "decide_consent",
+                    "tool_approval_details",
+                    "answer_tool_approval",
+                    "grant_tools",
+                    "set_tool_choice",
                 ])),
         )
         .expect("tauri build script failed");

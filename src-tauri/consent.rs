@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::oauth::authorize::AuthorizeRequest;
 use crate::oauth::{constant_time_eq, mint_secret, redirect};
+use crate::tool_policy::{ToolChoice, ToolDefinition};
 
 /// How long a consent question stays answerable; no answer counts as Deny.
 pub const CONSENT_TTL: Duration = Duration::from_secs(5 * 60);
@@ -46,7 +47,23 @@ pub struct ConsentView {
     pub ignored_scopes: Option<String>,
     /// Shown on every consent screen: what approving hands over.
     pub access_warning: String,
+    /// The upstream's tools with the proposed choice for each (issue 14).
+    pub tools: Vec<ConsentTool>,
+    /// Why the tools could not be listed: the choice is then all or nothing.
+    pub tools_error: Option<String>,
 }
+
+/// One tool on a consent screen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConsentTool {
+    #[serde(flatten)]
+    pub tool: ToolDefinition,
+    /// What the screen proposes; the person may change it.
+    pub choice: ToolChoice,
+}
+
+/// The person's choices per tool, by name; a tool left out keeps what was proposed.
+pub type ToolChoices = HashMap<String, ToolChoice>;
 
 impl ConsentView {
     pub fn of(req: &AuthorizeRequest) -> ConsentView {
@@ -66,7 +83,26 @@ impl ConsentView {
             upstream: req.upstream.clone(),
             scope: req.requested_scopes.to_string(),
             ignored_scopes: (!ignored.is_empty()).then(|| ignored.to_string()),
+            tools: Vec::new(),
+            tools_error: None,
         }
+    }
+
+    /// The tools to record on approval: what was proposed, with the person's changes.
+    /// `None` when the tools could not be listed (all or nothing).
+    pub fn chosen_tools(&self, choices: &ToolChoices) -> Option<Vec<(ToolDefinition, ToolChoice)>> {
+        if self.tools_error.is_some() {
+            return None;
+        }
+        Some(
+            self.tools
+                .iter()
+                .map(|t| {
+                    let c = choices.get(&t.tool.name).copied().unwrap_or(t.choice);
+                    (t.tool.clone(), c)
+                })
+                .collect(),
+        )
     }
 }
 
@@ -89,15 +125,16 @@ pub struct ConsentRequest {
 enum Pending {
     /// Answered by a POST of the HTML form, which must carry the CSRF token.
     Form {
-        request: AuthorizeRequest,
+        request: Box<AuthorizeRequest>,
+        view: Box<ConsentView>,
         csrf: String,
         created: Instant,
     },
     /// Answered by a native window through the shell.
     Native {
-        request: AuthorizeRequest,
+        view: Box<ConsentView>,
         created: Instant,
-        answer: oneshot::Sender<Decision>,
+        answer: oneshot::Sender<(Decision, ToolChoices)>,
     },
 }
 
@@ -163,7 +200,7 @@ impl Consents {
     }
 
     /// Registers a question for the HTML form; returns its id and CSRF token.
-    pub fn open_form(&self, request: AuthorizeRequest) -> (String, String) {
+    pub fn open_form(&self, request: AuthorizeRequest, view: ConsentView) -> (String, String) {
         let id = mint_secret();
         let csrf = mint_secret();
         let mut p = self.pending();
@@ -182,7 +219,8 @@ impl Consents {
         p.insert(
             id.clone(),
             Pending::Form {
-                request,
+                request: Box::new(request),
+                view: Box::new(view),
                 csrf: csrf.clone(),
                 created: Instant::now(),
             },
@@ -191,7 +229,11 @@ impl Consents {
     }
 
     /// Consumes a question answered through the HTML form.
-    pub fn take_form(&self, id: &str, csrf: &str) -> Result<AuthorizeRequest, ConsentLookupError> {
+    pub fn take_form(
+        &self,
+        id: &str,
+        csrf: &str,
+    ) -> Result<(AuthorizeRequest, ConsentView), ConsentLookupError> {
         let mut p = self.pending();
         let Some(Pending::Form {
             csrf: expected,
@@ -211,24 +253,24 @@ impl Consents {
             return Err(ConsentLookupError::BadCsrf);
         }
         match p.remove(id) {
-            Some(Pending::Form { request, .. }) => Ok(request),
+            Some(Pending::Form { request, view, .. }) => Ok((*request, *view)),
             _ => Err(ConsentLookupError::Gone),
         }
     }
 
     /// Asks the native shell and waits for its decision; no answer within the TTL (or
     /// a shell that went away) counts as Deny.
-    pub async fn ask_native(&self, request: AuthorizeRequest) -> Decision {
+    pub async fn ask_native(&self, view: ConsentView) -> (Decision, ToolChoices) {
+        let deny = (Decision::Deny, ToolChoices::new());
         let ConsentMode::Native(tx) = &self.mode else {
-            return Decision::Deny;
+            return deny;
         };
         let id = mint_secret();
-        let view = ConsentView::of(&request);
         let (answer, answered) = oneshot::channel();
         self.pending().insert(
             id.clone(),
             Pending::Native {
-                request,
+                view: Box::new(view.clone()),
                 created: Instant::now(),
                 answer,
             },
@@ -241,26 +283,31 @@ impl Consents {
             .is_err()
         {
             self.pending().remove(&id);
-            return Decision::Deny;
+            return deny;
         }
         let d = tokio::time::timeout(CONSENT_TTL, answered).await;
         self.pending().remove(&id);
         match d {
             Ok(Ok(d)) => d,
-            _ => Decision::Deny,
+            _ => deny,
         }
     }
 
     /// The native shell's answer to [`ask_native`](Self::ask_native).
-    pub fn answer_native(&self, id: &str, decision: Decision) -> Result<(), ConsentLookupError> {
+    pub fn answer_native(
+        &self,
+        id: &str,
+        decision: Decision,
+        choices: ToolChoices,
+    ) -> Result<(), ConsentLookupError> {
         let mut p = self.pending();
         if !matches!(p.get(id), Some(Pending::Native { .. })) {
             return Err(ConsentLookupError::Gone);
         }
         match p.remove(id) {
-            Some(Pending::Native { answer, .. }) => {
-                answer.send(decision).map_err(|_| ConsentLookupError::Gone)
-            }
+            Some(Pending::Native { answer, .. }) => answer
+                .send((decision, choices))
+                .map_err(|_| ConsentLookupError::Gone),
             _ => Err(ConsentLookupError::Gone),
         }
     }
@@ -268,7 +315,7 @@ impl Consents {
     /// What a native window for this question shows.
     pub fn native_view(&self, id: &str) -> Option<ConsentView> {
         match self.pending().get(id) {
-            Some(Pending::Native { request, .. }) => Some(ConsentView::of(request)),
+            Some(Pending::Native { view, .. }) => Some((**view).clone()),
             _ => None,
         }
     }
@@ -325,13 +372,13 @@ mod tests {
     #[test]
     fn a_form_is_answered_once_and_a_wrong_token_burns_it() {
         let b = Consents::new(ConsentMode::Page);
-        let (id, csrf) = b.open_form(req());
+        let (id, csrf) = b.open_form(req(), ConsentView::of(&req()));
         assert!(b.take_form(&id, &csrf).is_ok());
         assert_eq!(
             b.take_form(&id, &csrf).unwrap_err(),
             ConsentLookupError::Gone
         );
-        let (id, csrf) = b.open_form(req());
+        let (id, csrf) = b.open_form(req(), ConsentView::of(&req()));
         assert_eq!(
             b.take_form(&id, "wrong").unwrap_err(),
             ConsentLookupError::BadCsrf
@@ -345,9 +392,9 @@ mod tests {
     #[test]
     fn pending_forms_are_bounded() {
         let b = Consents::new(ConsentMode::Page);
-        let (first, csrf) = b.open_form(req());
+        let (first, csrf) = b.open_form(req(), ConsentView::of(&req()));
         for _ in 0..MAX_PENDING {
-            b.open_form(req());
+            b.open_form(req(), ConsentView::of(&req()));
         }
         assert_eq!(
             b.take_form(&first, &csrf).unwrap_err(),
@@ -362,7 +409,7 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let b = std::sync::Arc::new(Consents::new(ConsentMode::Native(tx)));
         let b2 = b.clone();
-        let asked = tokio::spawn(async move { b2.ask_native(req()).await });
+        let asked = tokio::spawn(async move { b2.ask_native(ConsentView::of(&req())).await });
         let q = rx.recv().await.unwrap();
         assert_eq!(q.view.upstream, "u");
         assert_eq!(b.native_view(&q.id).unwrap(), q.view);
@@ -370,10 +417,12 @@ mod tests {
             b.take_form(&q.id, "").is_err(),
             "a native question cannot be answered by the form"
         );
-        b.answer_native(&q.id, Decision::Approve).unwrap();
-        assert_eq!(asked.await.unwrap(), Decision::Approve);
+        b.answer_native(&q.id, Decision::Approve, ToolChoices::new())
+            .unwrap();
+        assert_eq!(asked.await.unwrap().0, Decision::Approve);
         assert!(
-            b.answer_native(&q.id, Decision::Deny).is_err(),
+            b.answer_native(&q.id, Decision::Deny, ToolChoices::new())
+                .is_err(),
             "answered once"
         );
     }

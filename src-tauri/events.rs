@@ -54,6 +54,17 @@ pub enum GatewayEvent {
         key: String,
         reason: String,
     },
+    /// A decision about a grant's tools: the choices at consent, an answer in the
+    /// approval window, a choice changed later (for the activity log).
+    ToolDecision(crate::tool_policy::ToolDecision),
+    /// An upstream served changed definitions of pinned tools (`changed`) or tools the
+    /// grant never approved (`new`): hidden from that grant until the person approves.
+    ToolsSuspended {
+        grant_id: GrantId,
+        upstream: String,
+        changed: Vec<String>,
+        new: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

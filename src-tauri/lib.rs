@@ -20,6 +20,8 @@
 //!   a first start), changed by the app keeping the person's formatting, and watched for
 //!   hand edits; [`upstream_edit`]: saving a server from the window, typed secrets into
 //!   the keychain with it.
+//! - [`tool_policy`]: per-tool consent and pinned tool definitions, the pure rules (which
+//!   tools a grant sees and calls, canonical definition hashes, diffs, masked arguments).
 //! - [`consent`]: pending questions for the person and the one view of each.
 //! - [`cimd_fetch`]: fetching Client ID Metadata Documents (SSRF-guarded; the rules are `oauth::cimd`).
 //! - [`proxy`]: MCP sessions, upstream links, the Streamable HTTP transport.
@@ -61,6 +63,7 @@ pub mod oauth_client;
 pub mod proxy;
 pub mod secrets;
 pub mod store;
+pub mod tool_policy;
 pub mod upstream_edit;
 pub mod vault;
 

@@ -612,6 +612,10 @@ fn remote_http_upstream_gets_no_client_token() -> Result<(), Failed> {
         unsafe { std::env::set_var("FAKE_REMOTE_KEY", "k-123") };
         let b = Broker::start(&format!("[servers.remote]\nurl = {url:?}\nheaders = {{ \"X-Api-Key\" = {{ env = \"FAKE_REMOTE_KEY\" }} }}\n"));
         let mut m = Mcp::connect(&b, "remote").await;
+        // The consent page listed the tools over an upstream session of its own (issue
+        // 14); what follows is the client's session.
+        let probed = std::mem::take(&mut *seen.lock().unwrap());
+        ensure!(probed.iter().all(|h| h.authorization.is_none()), "the consent probe sent no client token: {probed:?}");
         let init = m.initialize().await;
         ensure!(init["result"]["serverInfo"]["name"] == "fake-http", "{init}");
         let r = m.call(1, "echo", json!({"text": "over http"})).await;
@@ -888,6 +892,7 @@ fn fake_upstream() {
             "tools/list" => {
                 let tools: Vec<Value> = [
                     "echo",
+                    "cancelled",
                     "env",
                     "pid",
                     "slow",

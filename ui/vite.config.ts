@@ -1,7 +1,8 @@
 import { resolve } from "node:path";
 import { defineConfig } from "vite";
 
-// Two pages: the grants window (index.html) and the consent window (consent.html).
+// Three pages: the grants window (index.html), the consent window (consent.html) and
+// the tool approval window (approve.html).
 // Paths are relative so the bundle loads from Tauri's asset protocol.
 export default defineConfig({
   base: "./",
@@ -14,6 +15,7 @@ export default defineConfig({
       input: {
         main: resolve(__dirname, "index.html"),
         consent: resolve(__dirname, "consent.html"),
+        approve: resolve(__dirname, "approve.html"),
       },
     },
   },

@@ -25,6 +25,16 @@ pub fn run(cmd: GrantsCommand) -> i32 {
             GrantsCommand::Revoke { client, data, .. } => {
                 revoke_all(&data.resolve(), client.as_deref()).await
             }
+            GrantsCommand::Show { id, json, data } => {
+                super::grant_tools::show(&data.resolve(), &id, json).await
+            }
+            GrantsCommand::Tools {
+                id,
+                allow,
+                ask,
+                block,
+                data,
+            } => super::grant_tools::set(&data.resolve(), &id, [allow, ask, block]).await,
         }
     })
 }

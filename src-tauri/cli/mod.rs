@@ -6,6 +6,7 @@
 mod autostart;
 mod clients;
 mod connect;
+mod grant_tools;
 mod grants;
 mod registrations;
 mod secrets;
@@ -128,6 +129,35 @@ pub enum GrantsCommand {
         /// Revoke every active grant of this client id.
         #[arg(long, value_name = "CLIENT_ID")]
         client: Option<String>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Show a grant's tools: each one's choice (allow, ask, block) and state; a tool the
+    /// server changed since it was approved is shown as a diff.
+    Show {
+        /// The grant id, as shown by `grants list`.
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Change a grant's tools; the running broker applies it on the next request.
+    /// Allowing (or asking for) a changed or new tool approves what the server serves
+    /// now; blocking keeps it hidden.
+    Tools {
+        /// The grant id, as shown by `grants list`.
+        id: String,
+        /// Allow this tool (repeatable).
+        #[arg(long, value_name = "TOOL")]
+        allow: Vec<String>,
+        /// Ask each time this tool is called (desktop app; repeatable).
+        #[arg(long, value_name = "TOOL")]
+        ask: Vec<String>,
+        /// Block this tool (repeatable).
+        #[arg(long, value_name = "TOOL")]
+        block: Vec<String>,
         #[command(flatten)]
         data: DataDirArg,
     },

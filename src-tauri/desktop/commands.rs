@@ -9,17 +9,19 @@
 use serde::Serialize;
 use tauri::{State, WebviewWindow};
 
-use super::windows::CONSENT_PREFIX;
+use super::windows::{APPROVAL_PREFIX, CONSENT_PREFIX};
 use crate::client_apps::import::PlanView;
-use crate::consent::{ConsentView, Decision};
+use crate::consent::{ConsentView, Decision, ToolChoices};
 use crate::events::RevokeReason;
 use crate::gateway::about::About;
 use crate::gateway::personal::CreatedToken;
 use crate::gateway::servers::{Applied, ImportSource, ImportedView, ServerForm};
+use crate::gateway::tools::{ApprovalAnswer, GrantToolsView, ToolApprovalView};
 use crate::gateway::upstreams::Overview;
 use crate::gateway::{Gateway, GatewayError, GrantView};
 use crate::oauth::GrantId;
 use crate::oauth::personal::Expiry;
+use crate::tool_policy::ToolChoice;
 use crate::vault::Secret;
 
 /// What a failed command returns to the web view.
@@ -194,6 +196,7 @@ pub fn decide_consent(
     window: WebviewWindow,
     gateway: State<'_, Gateway>,
     approve: bool,
+    tools: Option<ToolChoices>,
 ) -> Outcome<()> {
     let id = consent_id(&window)?;
     let decision = if approve {
@@ -201,8 +204,54 @@ pub fn decide_consent(
     } else {
         Decision::Deny
     };
-    let answered = gateway.decide_native(id, decision);
+    let answered = gateway.decide_native(id, decision, tools.unwrap_or_default());
     // The question is settled either way (answered now, or expired); the window goes.
     let _ = window.close();
     Ok(answered?)
+}
+
+fn approval_id(window: &WebviewWindow) -> Outcome<&str> {
+    window
+        .label()
+        .strip_prefix(APPROVAL_PREFIX)
+        .ok_or(CommandError {
+            code: "not_an_approval_window",
+            message: "only a tool approval window can do this".to_owned(),
+        })
+}
+
+#[tauri::command]
+pub fn tool_approval_details(
+    window: WebviewWindow,
+    gateway: State<'_, Gateway>,
+) -> Outcome<ToolApprovalView> {
+    Ok(gateway.tool_approval_view(approval_id(&window)?)?)
+}
+
+#[tauri::command]
+pub fn answer_tool_approval(
+    window: WebviewWindow,
+    gateway: State<'_, Gateway>,
+    answer: ApprovalAnswer,
+) -> Outcome<()> {
+    let answered = gateway.answer_tool_approval(approval_id(&window)?, answer);
+    let _ = window.close();
+    Ok(answered?)
+}
+
+#[tauri::command]
+pub async fn grant_tools(gateway: State<'_, Gateway>, grant_id: i64) -> Outcome<GrantToolsView> {
+    Ok(gateway.grant_tools(GrantId(grant_id)).await?)
+}
+
+#[tauri::command]
+pub async fn set_tool_choice(
+    gateway: State<'_, Gateway>,
+    grant_id: i64,
+    tool: String,
+    choice: ToolChoice,
+) -> Outcome<()> {
+    Ok(gateway
+        .set_tool_choice(GrantId(grant_id), &tool, choice)
+        .await?)
 }

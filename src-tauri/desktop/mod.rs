@@ -68,6 +68,10 @@ pub fn run(start: app::DesktopStart) -> i32 {
             commands::import_servers,
             commands::consent_details,
             commands::decide_consent,
+            commands::tool_approval_details,
+            commands::answer_tool_approval,
+            commands::grant_tools,
+            commands::set_tool_choice,
         ])
         .setup(move |app| {
             let (Some(config), Some(tx), Some(rx)) =
@@ -111,6 +115,10 @@ pub fn run(start: app::DesktopStart) -> i32 {
                 });
             }
             tauri::async_runtime::spawn(ask_for_consent(handle.clone(), rx));
+            tauri::async_runtime::spawn(ask_for_tool_calls(
+                handle.clone(),
+                gateway.tool_approvals(),
+            ));
             tauri::async_runtime::spawn(follow_events(handle.clone(), events));
             tauri::async_runtime::spawn(tray::rebuild(handle));
             Ok(())
@@ -154,7 +162,23 @@ async fn ask_for_consent(app: tauri::AppHandle, mut rx: mpsc::UnboundedReceiver<
             tracing::error!("cannot open a consent window: {e}");
             // Without a window nobody can answer; deny now rather than after 5 minutes.
             if let Some(g) = app.try_state::<Gateway>() {
-                let _ = g.decide_native(&req.id, Decision::Deny);
+                let _ = g.decide_native(&req.id, Decision::Deny, Default::default());
+            }
+        }
+    }
+}
+
+/// Opens an approval window for each call to an "ask each time" tool.
+async fn ask_for_tool_calls(
+    app: tauri::AppHandle,
+    mut rx: mpsc::UnboundedReceiver<crate::gateway::tools::ToolApprovalRequest>,
+) {
+    while let Some(req) = rx.recv().await {
+        if let Err(e) = windows::open_tool_approval(&app, &req.id) {
+            tracing::error!("cannot open a tool approval window: {e}");
+            if let Some(g) = app.try_state::<Gateway>() {
+                let _ =
+                    g.answer_tool_approval(&req.id, crate::gateway::tools::ApprovalAnswer::Deny);
             }
         }
     }
@@ -178,7 +202,9 @@ async fn follow_events(app: tauri::AppHandle, mut rx: broadcast::Receiver<Gatewa
         match ev {
             GatewayEvent::GrantApproved { .. }
             | GatewayEvent::GrantRevoked { .. }
-            | GatewayEvent::GrantsChanged => grants_changed(&app).await,
+            | GatewayEvent::GrantsChanged
+            | GatewayEvent::ToolDecision(_)
+            | GatewayEvent::ToolsSuspended { .. } => grants_changed(&app).await,
             GatewayEvent::SessionsChanged { .. }
             | GatewayEvent::UpstreamFailed { .. }
             | GatewayEvent::UpstreamSignIn { .. }

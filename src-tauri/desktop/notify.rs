@@ -105,6 +105,25 @@ impl Notifier {
                     "The [broker] settings in the configuration changed; the servers were \
                      applied, the settings take effect after a restart."
                         .to_owned(),
+            GatewayEvent::ToolsSuspended {
+                upstream,
+                changed,
+                new,
+                ..
+            } => {
+                let mut parts = Vec::new();
+                if !changed.is_empty() {
+                    parts.push(format!("changed {}", changed.join(", ")));
+                }
+                if !new.is_empty() {
+                    parts.push(format!("added {}", new.join(", ")));
+                }
+                (
+                    format!("{upstream} changed its tools"),
+                    format!(
+                        "{upstream} {}. They are hidden until you review them in the grants window.",
+                        parts.join(" and ")
+                    ),
                 )
             }
             _ => return None,

@@ -5,7 +5,7 @@
 //! `error=access_denied` and records nothing.
 
 use crate::clock::now;
-use crate::consent::{ConsentLookupError, ConsentView, Decision, WaitState};
+use crate::consent::{ConsentLookupError, ConsentView, Decision, ToolChoices, WaitState};
 use crate::events::GatewayEvent;
 use crate::oauth::authorize::{
     AuthorizeError, AuthorizeRequest, code_redirect, error_redirect, validate_authorize,
@@ -76,7 +76,8 @@ impl Gateway {
                 )));
             }
         };
-        let view = ConsentView::of(&req);
+        let mut view = ConsentView::of(&req);
+        (view.tools, view.tools_error) = self.consent_tools(&req.upstream).await;
         // Start the upstream while the person reads (stopped on Deny or expiry). Awaited,
         // so that the decision always finds it; bounded, so that a slow keychain does
         // not hold the page.
@@ -89,16 +90,17 @@ impl Gateway {
             let wait_id = self.inner.consents.start_wait();
             let g = self.clone();
             let id = wait_id.clone();
+            let asked = view.clone();
             // The window is answered whenever the person gets to it; the browser polls.
             tokio::spawn(async move {
-                let decision = g.inner.consents.ask_native(req.clone()).await;
-                let to = g.decided(&req, decision).await;
+                let (decision, choices) = g.inner.consents.ask_native(asked.clone()).await;
+                let to = g.decided(&req, &asked, decision, &choices).await;
                 g.inner.consents.finish_wait(&id, to);
             });
             return Ok(AuthorizeOutcome::Wait { view, wait_id });
         }
         let redirect_uri = req.redirect_uri.clone();
-        let (consent_id, csrf) = self.inner.consents.open_form(req);
+        let (consent_id, csrf) = self.inner.consents.open_form(req, view.clone());
         Ok(AuthorizeOutcome::Form {
             view,
             consent_id,
@@ -136,8 +138,9 @@ impl Gateway {
         consent_id: &str,
         csrf: &str,
         decision: Decision,
+        choices: &ToolChoices,
     ) -> Result<String, GatewayError> {
-        let req = self
+        let (req, view) = self
             .inner
             .consents
             .take_form(consent_id, csrf)
@@ -145,14 +148,19 @@ impl Gateway {
                 ConsentLookupError::Gone => GatewayError::ConsentGone,
                 ConsentLookupError::BadCsrf => GatewayError::ConsentForged,
             })?;
-        Ok(self.decided(&req, decision).await)
+        Ok(self.decided(&req, &view, decision, choices).await)
     }
 
     /// A native window's answer; the waiting browser continues by itself.
-    pub fn decide_native(&self, consent_id: &str, decision: Decision) -> Result<(), GatewayError> {
+    pub fn decide_native(
+        &self,
+        consent_id: &str,
+        decision: Decision,
+        choices: ToolChoices,
+    ) -> Result<(), GatewayError> {
         self.inner
             .consents
-            .answer_native(consent_id, decision)
+            .answer_native(consent_id, decision, choices)
             .map_err(|_| GatewayError::ConsentGone)
     }
 
@@ -172,8 +180,14 @@ impl Gateway {
     /// [`apply`](Self::apply), where a failure to record the decision still sends the
     /// browser back to the client: with `temporarily_unavailable` for a full disk (the
     /// client can retry), else `server_error` (RFC 6749 §4.1.2.1).
-    async fn decided(&self, req: &AuthorizeRequest, decision: Decision) -> String {
-        match self.apply(req, decision).await {
+    async fn decided(
+        &self,
+        req: &AuthorizeRequest,
+        view: &ConsentView,
+        decision: Decision,
+        choices: &ToolChoices,
+    ) -> String {
+        match self.apply(req, view, decision, choices).await {
             Ok(to) => to,
             Err(e) => {
                 tracing::error!("recording the decision failed: {e}");
@@ -189,7 +203,13 @@ impl Gateway {
     }
 
     /// Applies a decision and returns where to send the browser.
-    async fn apply(&self, req: &AuthorizeRequest, decision: Decision) -> crate::Result<String> {
+    async fn apply(
+        &self,
+        req: &AuthorizeRequest,
+        view: &ConsentView,
+        decision: Decision,
+        choices: &ToolChoices,
+    ) -> crate::Result<String> {
         let issuer = self.issuer().as_str();
         self.upstreams()
             .consent_decided(&req.code_challenge, decision == Decision::Approve);
@@ -223,11 +243,13 @@ impl Gateway {
                     })
                     .await?;
                 tracing::info!(grant = %grant, client_id = %req.client_id, upstream = %req.upstream, "consent approved");
-                let view = ConsentView::of(req);
+                // Before the code goes out: the client's first call meets the policy.
+                self.save_consent_tools(grant, &req.upstream, view.chosen_tools(choices))
+                    .await?;
                 self.known_grant(grant, &view.client_name, &req.upstream);
                 self.emit(GatewayEvent::GrantApproved {
                     grant_id: grant,
-                    client_name: view.client_name,
+                    client_name: view.client_name.clone(),
                     upstream: req.upstream.clone(),
                 });
                 Ok(code_redirect(req, &code, issuer))

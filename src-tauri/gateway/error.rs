@@ -28,6 +28,14 @@ pub enum GatewayError {
     NotRemote(String),
     #[error("no upstream named {0}")]
     UnknownUpstream(String),
+    #[error("grant {grant} has no tool named {tool}")]
+    UnknownTool { grant: GrantId, tool: String },
+    /// The grant chose no tools at consent (its server could not be listed then), so
+    /// every tool is allowed; approving the client again lists them.
+    #[error(
+        "grant {0} allows every tool (its server could not be listed at consent); approve the client again to choose tools"
+    )]
+    ToolsNotChosen(GrantId),
     #[error("sign-in to {upstream} failed: {reason}")]
     SignIn {
         upstream: String,
@@ -84,6 +92,8 @@ impl GatewayError {
                 reason: UpstreamAuthError::Keychain(_),
                 ..
             } => "keychain",
+            GatewayError::UnknownTool { .. } => "unknown_tool",
+            GatewayError::ToolsNotChosen(_) => "tools_not_chosen",
             GatewayError::SignIn { .. } => "sign_in",
             GatewayError::Secrets(_) => "secrets",
             GatewayError::StartAtLogin(_) => "start_at_login",

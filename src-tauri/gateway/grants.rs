@@ -179,6 +179,9 @@ impl Gateway {
             }
         };
         *last_seen = Some(seen);
+        if !first {
+            self.notice_tool_changes().await;
+        }
         let now: KnownGrants = active
             .into_iter()
             .map(|g| (g.id, (g.client_name, g.upstream)))

@@ -18,6 +18,7 @@
 //! - [`sign_in`]: the broker's own sign-in to remote upstreams;
 //! - [`servers`]: adding, changing, removing and importing upstreams, and applying a new
 //!   configuration (from the window or a hand edit of the file) while serving.
+//! - [`tools`]: per-tool consent, pinned tool definitions and "ask each time".
 //!
 //! Every revocation (tray, window, CLI, `/revoke`, replay, revoke all, a deleted
 //! registration) ends in `Gateway::after_revocation`; a revocation made by another
@@ -40,6 +41,7 @@ pub mod secrets;
 pub mod servers;
 pub mod sign_in;
 pub mod token;
+pub mod tools;
 #[cfg(test)]
 mod ui_shapes;
 pub mod upstreams;
@@ -121,6 +123,8 @@ struct Inner {
     known_grants: Mutex<Option<grants::KnownGrants>>,
     /// The last failure of each upstream, until it is settled (a sign-in, a secret set).
     last_errors: Mutex<HashMap<String, String>>,
+    /// The grants' tool policies; also the proxy's tool gate.
+    tools: Arc<tools::ToolPolicies>,
 }
 
 impl Gateway {
@@ -140,6 +144,8 @@ impl Gateway {
         let (events, _) = broadcast::channel(256);
         let upstreams = Upstreams::new(&config, data_dir, events.clone(), vault.clone());
         upstreams.oauth.set_base(issuer.as_str());
+        let tools = Arc::new(tools::ToolPolicies::new(store.clone(), events.clone()));
+        upstreams.set_tool_gate(tools.clone());
         let client_metadata =
             ClientMetadataDocuments::new(config.settings.test_client_metadata.as_ref());
         let inner = Inner {
@@ -163,6 +169,7 @@ impl Gateway {
             touched: Mutex::new(HashMap::new()),
             known_grants: Mutex::new(None),
             last_errors: Mutex::new(HashMap::new()),
+            tools,
         };
         Gateway {
             inner: Arc::new(inner),

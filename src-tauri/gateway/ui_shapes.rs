@@ -13,12 +13,16 @@ use super::servers::{
     Applied, FormTransport, FormValue, ImportCandidate, ImportSource, ImportedView, ServerForm,
     ValueKind,
 };
+use super::tools::{GrantToolsView, ToolApprovalView, ToolView};
 use super::upstreams::{Overview, SecretUse, SignInView, UpstreamView};
 use crate::client_apps::import::{PlanView, SecretView, ServerView, SkippedView};
-use crate::consent::ConsentView;
+use crate::consent::{ConsentTool, ConsentView};
 use crate::oauth::GrantId;
 use crate::secrets::{SecretEntry, SecretStatus};
+use crate::store::ToolRow;
 use crate::store::{GrantKind, GrantSummary};
+use crate::tool_policy::diff::definition_diff;
+use crate::tool_policy::{ToolChoice, ToolDefinition, ToolStatus};
 
 const API_TS: &str = include_str!("../../ui/src/api.ts");
 
@@ -80,8 +84,44 @@ fn the_window_types_match_what_the_core_serializes() {
         scope: "mcp".into(),
         ignored_scopes: None,
         access_warning: "w".into(),
+        tools: vec![ConsentTool {
+            tool: ToolDefinition::of(&json!({"name": "t"})).unwrap(),
+            choice: ToolChoice::Ask,
+        }],
+        tools_error: None,
     };
     assert_eq!(keys(json!(view)), ts_fields("ConsentView"));
+    assert_eq!(keys(json!(view.tools[0])), ts_fields("ConsentTool"));
+    let approval = ToolApprovalView {
+        grant_id: GrantId(1),
+        client_name: "c".into(),
+        upstream: "u".into(),
+        tool: "t".into(),
+        arguments: "{}".into(),
+        timeout_secs: 50,
+    };
+    assert_eq!(keys(json!(approval)), ts_fields("ToolApprovalView"));
+    let tools = GrantToolsView {
+        grant_id: GrantId(1),
+        client_name: "c".into(),
+        upstream: "u".into(),
+        pinned: true,
+        tools: vec![ToolView {
+            row: ToolRow {
+                name: "t".into(),
+                choice: ToolChoice::Allow,
+                status: ToolStatus::Changed,
+                definition: Some("{}".into()),
+                served_definition: Some("{}".into()),
+                allowed_until: None,
+            },
+            diff: definition_diff(Some("{}"), "{\"a\":1}"),
+        }],
+    };
+    assert_eq!(keys(json!(tools)), ts_fields("GrantToolsView"));
+    assert_eq!(keys(json!(tools.tools[0])), ts_fields("ToolView"));
+    assert_eq!(keys(json!(tools.tools[0].diff[0])), ts_fields("DiffLine"));
+    assert_eq!(json!(tools.tools[0])["status"], "changed");
     let secret_use = SecretUse {
         name: "s".into(),
         place: "env X".into(),

@@ -58,8 +58,16 @@ pub async fn decide(
             ));
         }
     };
+    // `tool.NAME=allow|ask|block`; a tool left out keeps what the page proposed.
+    let choices: crate::consent::ToolChoices = form
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix("tool.")?;
+            Some((name.to_owned(), crate::tool_policy::ToolChoice::parse(v)?))
+        })
+        .collect();
     let to = g
-        .decide_form(get("consent_id"), get("csrf_token"), decision)
+        .decide_form(get("consent_id"), get("csrf_token"), decision, &choices)
         .await
         .map_err(HttpError::page)?;
     Ok(redirect(&to))

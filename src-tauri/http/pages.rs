@@ -17,7 +17,10 @@ dt{color:#5b6170}dd{margin:0;word-break:break-all}.host{font-weight:700;font-siz
 .warn{background:#fff4d6;border:1px solid #e9c46a;border-radius:8px;padding:.6rem .8rem}\
 .buttons{display:flex;gap:1rem;justify-content:flex-end;margin-top:1.5rem}\
 button{font-size:1rem;padding:.6rem 1.4rem;border-radius:8px;border:1px solid #9aa1ad;background:#fff;cursor:pointer}\
-button.approve{background:#1f6feb;border-color:#1f6feb;color:#fff}code{font-size:.9em}";
+button.approve{background:#1f6feb;border-color:#1f6feb;color:#fff}code{font-size:.9em}\
+table.tools{width:100%;border-collapse:collapse;margin:1rem 0}table.tools td{border-top:1px solid #e3e5e8;padding:.5rem .3rem;vertical-align:top}\
+.tool-name{font-weight:600}.tool-desc{color:#5b6170;font-size:.9rem}.tag{font-size:.75rem;border-radius:4px;padding:0 .3rem;margin-left:.3rem;background:#e8eaee}\
+.tag.destructive{background:#fde2e1;color:#9b1c1c}select{font-size:.9rem}";
 
 /// `form_action`: where a form on the page may submit, including where the broker
 /// then redirects (browsers apply `form-action` to the redirect chain too).
@@ -75,6 +78,47 @@ fn facts(v: &ConsentView) -> Markup {
     }
 }
 
+/// The upstream's tools with a choice each (`tool.NAME`), or why they could not be
+/// listed.
+fn tools(v: &ConsentView) -> Markup {
+    use crate::tool_policy::ToolChoice;
+    html! {
+        @if let Some(why) = &v.tools_error {
+            p.warn {
+                "The tools of " b { (v.upstream) } " could not be listed (" (why) "). "
+                "Approving allows all of its tools; you can narrow them later once it answers."
+            }
+        } @else if v.tools.is_empty() {
+            p { (v.upstream) " lists no tools." }
+        } @else {
+            h2 style="font-size:1.05rem;margin:1.2rem 0 0" { "Tools" }
+            table.tools {
+                @for t in &v.tools {
+                    tr {
+                        td {
+                            span.tool-name { (t.tool.title.as_deref().unwrap_or(&t.tool.name)) }
+                            @if t.tool.title.is_some() { " " code { (t.tool.name) } }
+                            @if t.tool.destructive { span.tag.destructive { "destructive" } }
+                            @if t.tool.read_only { span.tag { "read-only" } }
+                            @if t.tool.open_world { span.tag { "open world" } }
+                            @if let Some(d) = &t.tool.description { div.tool-desc { (d) } }
+                        }
+                        td {
+                            select name={ "tool." (t.tool.name) } aria-label={ "Access to " (t.tool.name) } {
+                                @for c in [ToolChoice::Allow, ToolChoice::Ask, ToolChoice::Block] {
+                                    option value=(c.as_str()) selected[c == t.choice] {
+                                        (match c { ToolChoice::Allow => "Allow", ToolChoice::Ask => "Ask each time", ToolChoice::Block => "Block" })
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The headless consent form: a plain POST that works without JavaScript.
 pub fn consent(v: &ConsentView, consent_id: &str, csrf: &str, redirect_uri: &str) -> Response {
     let body = html! {
@@ -87,6 +131,7 @@ pub fn consent(v: &ConsentView, consent_id: &str, csrf: &str, redirect_uri: &str
         form method="post" action="/authorize/consent" {
             input type="hidden" name="consent_id" value=(consent_id);
             input type="hidden" name="csrf_token" value=(csrf);
+            (tools(v))
             div.buttons {
                 button type="submit" name="decision" value="deny" autofocus { "Deny" }
                 button.approve type="submit" name="decision" value="approve" { "Approve" }
@@ -175,6 +220,15 @@ mod tests {
             scope: "mcp email".into(),
             ignored_scopes: Some("email".into()),
             access_warning: crate::consent::access_warning("<script>alert(1)</script>", "demo"),
+            tools: vec![crate::consent::ConsentTool {
+                tool: crate::tool_policy::ToolDefinition::of(&serde_json::json!({
+                    "name": "rm<x>", "description": "Deletes <b>files</b>",
+                    "annotations": {"destructiveHint": true}
+                }))
+                .unwrap(),
+                choice: crate::tool_policy::ToolChoice::Allow,
+            }],
+            tools_error: None,
         }
     }
 
@@ -204,5 +258,22 @@ mod tests {
         assert!(html.contains("not offered, ignored: email"));
         assert!(html.contains("which is not on this computer"));
         assert!(html.contains("access to the tools of demo as you"));
+        assert!(html.contains(r#"name="tool.rm&lt;x&gt;""#), "{html}");
+        assert!(html.contains("Deletes &lt;b&gt;files&lt;/b&gt;"));
+        assert!(html.contains(r#"class="tag destructive""#));
+        assert!(
+            html.contains(r#"<option value="allow" selected>"#),
+            "{html}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unlisted_server_is_all_or_nothing() {
+        let mut v = view();
+        v.tools.clear();
+        v.tools_error = Some("the server did not list its tools within 5 seconds".into());
+        let html = text(consent(&v, "id", "c", "http://127.0.0.1/cb")).await;
+        assert!(html.contains("could not be listed") && html.contains("allows all of its tools"));
+        assert!(!html.contains("<select"));
     }
 }

@@ -13,12 +13,13 @@ mod remote;
 pub mod session;
 mod stdio;
 pub mod streamable;
+pub mod tool_gate;
 pub mod upstream_oauth;
 mod warm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -55,6 +56,9 @@ pub struct Upstreams {
     pub oauth: Arc<upstream_oauth::UpstreamOAuth>,
     /// Children started while their consent is asked (`warm`).
     warm: Mutex<Warm>,
+    /// Per-tool consent: decides `tools/call` and screens `tools/list` (set once by the
+    /// gateway; without one every tool passes).
+    gate: OnceLock<Arc<dyn tool_gate::ToolGate>>,
 }
 
 type Warm = Vec<warm::WarmChild>;
@@ -97,7 +101,12 @@ impl Upstreams {
             http,
             vault,
             warm: Mutex::new(Vec::new()),
+            gate: OnceLock::new(),
         })
+    }
+
+    pub(crate) fn gate(&self) -> Option<&dyn tool_gate::ToolGate> {
+        self.gate.get().map(|g| &**g)
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Relay>>> {
@@ -146,13 +155,14 @@ impl Upstreams {
 
     /// Starts a new session: its child process or its remote connection.
     pub async fn create(&self, upstream: &str, grant: GrantId) -> Result<Arc<Relay>, String> {
-        let cfg = self
+        if !self
             .configs
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(upstream)
-            .cloned()
-            .ok_or_else(|| format!("no upstream named {upstream}"))?;
+            .contains_key(upstream)
+        {
+            return Err(format!("no upstream named {upstream}"));
+        }
         // Cap sessions per grant: a client that never sends DELETE must not be able to
         // pile up children. The least recently used session makes room.
         let evict = {
@@ -174,9 +184,34 @@ impl Upstreams {
             tracing::info!(grant = %grant, session = %id, "session cap reached; closing the least recently used session");
             self.end(&id, EndReason::Closed).await;
         }
+        let relay = self.connect(upstream, grant, true).await?;
+        self.sessions()
+            .insert(relay.session.id.clone(), relay.clone());
+        let _ = self.events.send(GatewayEvent::SessionsChanged {
+            upstream: upstream.to_owned(),
+        });
+        Ok(relay)
+    }
 
+    /// A session and its upstream connection, not yet listed among the open sessions.
+    /// `screened`: its `tools/list` answers pass the tool gate (and it may take the child
+    /// started while its consent was shown).
+    async fn connect(
+        &self,
+        upstream: &str,
+        grant: GrantId,
+        screened: bool,
+    ) -> Result<Arc<Relay>, String> {
+        let cfg = self
+            .configs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(upstream)
+            .cloned()
+            .ok_or_else(|| format!("no upstream named {upstream}"))?;
+        let warm = if screened { self.take_warm(upstream) } else { None };
         // A child started while this client's consent was shown, if there is one.
-        let (id, link, inbound) = match self.take_warm(upstream) {
+        let (id, link, inbound) = match warm {
             Some(w) => (w.session_id, Link::Stdio(w.link), w.inbound),
             None => {
                 let id = crate::oauth::mint_secret();
@@ -226,13 +261,9 @@ impl Upstreams {
             self.request_timeout,
             Instant::now(),
         ));
-        tokio::spawn(drain_inbox(session.clone(), inbound));
-        let relay = Arc::new(Relay { session, link });
-        self.sessions().insert(id, relay.clone());
-        let _ = self.events.send(GatewayEvent::SessionsChanged {
-            upstream: upstream.to_owned(),
-        });
-        Ok(relay)
+        let gate = self.gate.get().filter(|_| screened).cloned();
+        tokio::spawn(drain_inbox(session.clone(), inbound, gate));
+        Ok(Arc::new(Relay { session, link }))
     }
 
     /// Ends one session and stops its upstream.
@@ -384,10 +415,22 @@ fn exchanges_of(
 
 /// Feeds what the upstream says to its session, until the link is gone. Session state
 /// takes the time from here: the only clock in the routing path.
-async fn drain_inbox(session: Arc<Session>, mut inbox: mpsc::UnboundedReceiver<Inbound>) {
+async fn drain_inbox(
+    session: Arc<Session>,
+    mut inbox: mpsc::UnboundedReceiver<Inbound>,
+    gate: Option<Arc<dyn tool_gate::ToolGate>>,
+) {
     while let Some(m) = inbox.recv().await {
         match m {
-            Inbound::Message(m) => session.route(m, Instant::now()),
+            Inbound::Message(m) => {
+                let m = match (&gate, &m.kind) {
+                    (Some(g), message::Kind::Response { id }) if session.answers_tools_list(id) => {
+                        tool_gate::screen_response(&**g, session.grant, &session.upstream, m).await
+                    }
+                    _ => m,
+                };
+                session.route(m, Instant::now())
+            }
             Inbound::Failed(why) => session.end(&EndReason::Failed(why)),
         }
     }

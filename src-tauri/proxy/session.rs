@@ -72,6 +72,8 @@ struct Pending {
     stream: u64,
     deadline: Instant,
     progress: Option<Box<str>>,
+    /// A `tools/list`: its answer passes the tool gate first.
+    lists_tools: bool,
 }
 
 #[derive(Default)]
@@ -187,6 +189,7 @@ impl Session {
                     stream: sid,
                     deadline,
                     progress: m.progress_token.clone(),
+                    lists_tools: m.method() == Some("tools/list"),
                 },
             );
             accepted += 1;
@@ -216,6 +219,11 @@ impl Session {
             rx,
             refused,
         }
+    }
+
+    /// Whether `id` is a pending `tools/list`.
+    pub fn answers_tools_list(&self, id: &str) -> bool {
+        self.state().pending.get(id).is_some_and(|p| p.lists_tools)
     }
 
     /// Forgets a stream whose single response went back as plain JSON.

@@ -143,6 +143,12 @@ pub async fn post(
             Ok(x) => x,
             Err(r) => return r,
         };
+    if let Some(gate) = up.gate()
+        && let Err(refused) =
+            super::tool_gate::screen_calls(gate, &msgs, caller.grant_id, upstream).await
+    {
+        return refused;
+    }
     let now = Instant::now();
     let session = &relay.session;
     session.touch(now);
@@ -412,7 +418,7 @@ async fn json_only(
     }
 }
 
-fn json_array(items: &[Bytes]) -> Bytes {
+pub(super) fn json_array(items: &[Bytes]) -> Bytes {
     let mut v = Vec::from(&b"["[..]);
     for (i, r) in items.iter().enumerate() {
         if i > 0 {

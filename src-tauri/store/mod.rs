@@ -12,6 +12,7 @@ mod grants;
 mod secrets;
 mod token_cache;
 mod tokens;
+mod tool_policies;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -25,6 +26,7 @@ pub use clients::{DeletedClient, RegisteredClient};
 pub use codes::Redeemed;
 pub use grants::{GrantKind, GrantSummary, NewCode, NewPersonalGrant, RevokedGrant};
 pub use tokens::{IssuedTokens, Rotation};
+pub use tool_policies::{ChoiceChange, ToolRow};
 
 use crate::error::Result;
 

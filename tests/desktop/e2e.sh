@@ -10,6 +10,8 @@
 #                                   # this app -> native consent; revoke from the tray
 #   tests/desktop/e2e.sh servers    # first start with no config: add a server with a secret
 #                                   # in the window, a client uses it; import from Claude Desktop
+#   tests/desktop/e2e.sh tools      # per-tool consent, the approval window, a changed
+#                                   # tool's diff in the grants window
 #
 # Needs: a desktop build (`cargo build`; APP overrides target/debug/mcp-broker), the
 # packages from .ci/install-desktop.sh, tauri-driver, and a node_modules with
@@ -27,7 +29,7 @@ fi
 export MCP_NODE_MODULES
 RUN_ROOT="${RUN_DIR:-$ROOT/target/desktop-e2e/$(date +%Y%m%d-%H%M%S)}"
 MODES=("$@")
-[ ${#MODES[@]} -eq 0 ] && MODES=(window tray upstreams claude-desktop servers)
+[ ${#MODES[@]} -eq 0 ] && MODES=(window tray upstreams claude-desktop servers tools)
 # The Python MCP SDK (claude-desktop mode) comes from the acceptance harness's venv.
 export PY="${PY:-$ROOT/../shared/acceptance/.venv/bin/python}"
 
@@ -49,7 +51,7 @@ fi
 
 status=0
 for mode in "${MODES[@]}"; do
-  case "$mode" in window|tray|upstreams|claude-desktop|servers) ;; *) echo "unknown mode: $mode (window|tray|upstreams|claude-desktop|servers)" >&2; exit 2 ;; esac
+  case "$mode" in window|tray|upstreams|claude-desktop|servers|tools) ;; *) echo "unknown mode: $mode (window|tray|upstreams|claude-desktop|servers|tools)" >&2; exit 2 ;; esac
   run="$RUN_ROOT/$mode"
   mkdir -p "$run"
   echo "desktop e2e ($mode): run folder $run"

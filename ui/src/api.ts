@@ -80,6 +80,58 @@ export interface ConsentView {
   scope: string;
   ignored_scopes: string | null;
   access_warning: string;
+  tools: ConsentTool[];
+  tools_error: string | null;
+}
+
+export type ToolChoice = "allow" | "ask" | "block";
+export type ToolStatus = "approved" | "changed" | "new";
+
+/// One tool on a consent screen, with the proposed choice.
+export interface ConsentTool {
+  name: string;
+  title: string | null;
+  description: string | null;
+  read_only: boolean;
+  destructive: boolean;
+  open_world: boolean;
+  pin: string;
+  canonical: string;
+  choice: ToolChoice;
+}
+
+/// What an approval window ("Ask each time") shows.
+export interface ToolApprovalView {
+  grant_id: number;
+  client_name: string;
+  upstream: string;
+  tool: string;
+  arguments: string;
+  timeout_secs: number;
+}
+
+export interface DiffLine {
+  op: "same" | "removed" | "added";
+  text: string;
+}
+
+/// One tool of a grant in the grants window.
+export interface ToolView {
+  name: string;
+  choice: ToolChoice;
+  status: ToolStatus;
+  definition: string | null;
+  served_definition: string | null;
+  allowed_until: number | null;
+  diff: DiffLine[];
+}
+
+export interface GrantToolsView {
+  grant_id: number;
+  client_name: string;
+  upstream: string;
+  pinned: boolean;
+  tools: ToolView[];
 }
 
 /// What a failed command rejects with.
@@ -122,7 +174,14 @@ export const about = () => invoke<About>("about");
 export const setStartAtLogin = (on: boolean) => invoke<About>("set_start_at_login", { on });
 export const dismissStartAtLoginOffer = () => invoke<About>("dismiss_start_at_login_offer");
 export const consentDetails = () => invoke<ConsentView>("consent_details");
-export const decideConsent = (approve: boolean) => invoke<void>("decide_consent", { approve });
+export const decideConsent = (approve: boolean, tools: Record<string, ToolChoice> = {}) =>
+  invoke<void>("decide_consent", { approve, tools });
+export const toolApprovalDetails = () => invoke<ToolApprovalView>("tool_approval_details");
+export const answerToolApproval = (answer: "once" | "hour" | "always" | "deny") =>
+  invoke<void>("answer_tool_approval", { answer });
+export const grantTools = (grantId: number) => invoke<GrantToolsView>("grant_tools", { grantId });
+export const setToolChoice = (grantId: number, tool: string, choice: ToolChoice) =>
+  invoke<void>("set_tool_choice", { grantId, tool, choice });
 
 // ---- servers: added, edited, removed and imported in the window (gateway/servers.rs) ----
 

@@ -1,6 +1,6 @@
 // A consent window: one authorization request, Approve or Deny. The window's label
 // (`consent-<id>`) names the request, so the page never handles the id itself.
-import { type ConsentView, consentDetails, decideConsent, errorText } from "./api";
+import { type ConsentView, type ToolChoice, consentDetails, decideConsent, errorText } from "./api";
 
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector<T>(sel)!;
 const deny = $<HTMLButtonElement>("#deny");
@@ -26,6 +26,7 @@ function show(d: ConsentView) {
     ignored.textContent = ` (not offered, ignored: ${d.ignored_scopes})`;
     ignored.hidden = false;
   }
+  showTools(d);
   $("#access-warning").textContent = d.access_warning;
   const warning = $<HTMLParagraphElement>("#warning");
   if (!d.redirect_is_loopback) {
@@ -36,11 +37,77 @@ function show(d: ConsentView) {
   }
 }
 
+// The person's choice per tool, starting from what the broker proposes.
+const choices: Record<string, ToolChoice> = {};
+
+function showTools(d: ConsentView) {
+  if (d.tools_error !== null) {
+    const e = $<HTMLParagraphElement>("#tools-error");
+    e.textContent = `The tools of ${d.upstream} could not be listed (${d.tools_error}). Approving allows all of them.`;
+    e.hidden = false;
+    return;
+  }
+  if (d.tools.length === 0) return;
+  $("#tools-section").hidden = false;
+  const labels: [ToolChoice, string][] = [
+    ["allow", "Allow"],
+    ["ask", "Ask each time"],
+    ["block", "Block"],
+  ];
+  $("#tools").replaceChildren(
+    ...d.tools.map((t) => {
+      choices[t.name] = t.choice;
+      const li = document.createElement("li");
+      li.className = "tool";
+      li.dataset.tool = t.name;
+      const head = document.createElement("div");
+      head.className = "tool-head";
+      const name = document.createElement("span");
+      name.className = "tool-name";
+      name.textContent = t.title ?? t.name;
+      head.append(name);
+      const tags: [boolean, string, string][] = [
+        [t.destructive, "destructive", "destructive"],
+        [t.read_only, "read-only", "stored"],
+        [t.open_world, "open world", "unknown"],
+      ];
+      for (const [on, text, cls] of tags) {
+        if (!on) continue;
+        const c = document.createElement("span");
+        c.className = `chip ${cls}`;
+        c.textContent = text;
+        head.append(c);
+      }
+      const select = document.createElement("select");
+      select.setAttribute("aria-label", `Access to ${t.name}`);
+      for (const [value, label] of labels) {
+        const o = document.createElement("option");
+        o.value = value;
+        o.textContent = label;
+        o.selected = value === t.choice;
+        select.append(o);
+      }
+      select.addEventListener("change", () => {
+        choices[t.name] = select.value as ToolChoice;
+      });
+      head.append(select);
+      li.append(head);
+      if (t.description !== null) {
+        const desc = document.createElement("div");
+        desc.className = "tool-desc";
+        desc.textContent = t.description;
+        li.append(desc);
+      }
+      return li;
+    }),
+  );
+}
+
 async function decide(yes: boolean) {
   deny.disabled = true;
   approve.disabled = true;
   try {
-    await decideConsent(yes); // the shell closes this window
+    await decideConsent(yes, choices); // the shell closes this window
   } catch (e) {
     errorBox.textContent = errorText(e);
     errorBox.hidden = false;

@@ -16,6 +16,7 @@ import {
   signInUpstream,
   signOutUpstream,
 } from "./api";
+import { toolsRow } from "./grant_tools";
 
 const grantsBody = document.querySelector<HTMLTableSectionElement>("#grants tbody")!;
 const grantsTable = document.querySelector<HTMLTableElement>("#grants")!;
@@ -344,9 +345,19 @@ secretForm.addEventListener("submit", async (ev) => {
 
 async function refreshGrants() {
   try {
-    renderGrants(await listGrants());
+    const grants = await listGrants();
+    renderGrants(grants);
+    await showTools(grants);
   } catch (e) {
     showError(e);
+  }
+}
+
+/// Each OAuth grant's tools, in a row under it.
+async function showTools(grants: Grant[]) {
+  for (const g of grants.filter((g) => g.kind === "oauth")) {
+    const row = await toolsRow(g.id, 7, showError);
+    grantsBody.querySelector(`tr[data-grant-id="${g.id}"]:not(.tools-row)`)?.after(row);
   }
 }
 

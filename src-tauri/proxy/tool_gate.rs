@@ -1,0 +1,235 @@
+//! The proxy's side of per-tool consent: before a `tools/call` is relayed the grant's
+//! [`ToolGate`] decides it (a refused call never reaches the upstream), and every
+//! `tools/list` answer passes the gate before the client sees it. The rules live in
+//! `tool_policy`, the policies in the gateway; the proxy only knows this trait.
+//!
+//! Also here: listing an upstream's tools for a consent screen over a short-lived session
+//! of its own, and telling a grant's open sessions that their tool list changed
+//! (`notifications/tools/list_changed`, MCP 2025-11-25 "Tools": "List Changed
+//! Notification").
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::message::{Kind, Message, error_response, parse_one};
+use super::session::EndReason;
+use super::{Relay, Upstreams};
+use crate::oauth::GrantId;
+
+/// JSON-RPC error code of a call the grant's tool policy refused (the server-defined
+/// range of JSON-RPC 2.0 §5.1).
+pub const TOOL_REFUSED: i64 = -32003;
+
+/// One `tools/call` the client made.
+pub struct ToolCall<'a> {
+    pub grant: GrantId,
+    pub upstream: &'a str,
+    pub tool: &'a str,
+    /// `params.arguments`, as the client sent them.
+    pub arguments: Option<&'a RawValue>,
+}
+
+pub trait ToolGate: Send + Sync {
+    /// `Err(message)`: the call is refused with this message. May wait (the person is
+    /// asked).
+    fn check_call<'a>(&'a self, call: ToolCall<'a>) -> BoxFuture<'a, Result<(), String>>;
+
+    /// A `tools/list` response for this grant; `Some` replaces it.
+    fn screen_list<'a>(
+        &'a self,
+        grant: GrantId,
+        upstream: &'a str,
+        response: &'a [u8],
+    ) -> BoxFuture<'a, Option<Bytes>>;
+}
+
+#[derive(Deserialize)]
+struct CallEnvelope<'a> {
+    #[serde(borrow)]
+    params: Option<CallParams<'a>>,
+}
+
+#[derive(Deserialize)]
+struct CallParams<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arguments: Option<&'a RawValue>,
+}
+
+/// Asks the gate about every `tools/call` in a POST. On a refusal nothing of the POST is
+/// relayed: a single call is answered with its error; a batch with an error for each
+/// request, the refused calls' saying why.
+pub(super) async fn screen_calls(
+    gate: &dyn ToolGate,
+    msgs: &[Message],
+    grant: GrantId,
+    upstream: &str,
+) -> Result<(), Response> {
+    let mut refusals: Vec<(usize, String)> = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        if m.method() != Some("tools/call") {
+            continue;
+        }
+        let env: Option<CallEnvelope> = serde_json::from_slice(&m.raw).ok();
+        let params = env.and_then(|e| e.params);
+        // No name: the upstream answers the malformed call itself.
+        let Some(tool) = params.as_ref().and_then(|p| p.name.as_deref()) else {
+            continue;
+        };
+        let call = ToolCall {
+            grant,
+            upstream,
+            tool,
+            arguments: params.as_ref().and_then(|p| p.arguments),
+        };
+        if let Err(why) = gate.check_call(call).await {
+            refusals.push((i, why));
+        }
+    }
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    let answers: Vec<Bytes> = msgs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let Kind::Request { id, .. } = &m.kind else {
+                return None;
+            };
+            let why = refusals
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map(|(_, w)| w.as_str())
+                .unwrap_or("not relayed: another call in this batch was refused");
+            Some(error_response(Some(id), TOOL_REFUSED, why))
+        })
+        .collect();
+    let body = if msgs.len() == 1 {
+        answers.into_iter().next().unwrap_or_default()
+    } else {
+        super::streamable::json_array(&answers)
+    };
+    Err(Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap_or_default())
+}
+
+/// A response from the upstream to a `tools/list`, passed through the gate.
+pub(super) async fn screen_response(
+    gate: &dyn ToolGate,
+    relay_grant: GrantId,
+    upstream: &str,
+    m: Message,
+) -> Message {
+    match gate.screen_list(relay_grant, upstream, &m.raw).await {
+        Some(b) => parse_one(b).unwrap_or(m),
+        None => m,
+    }
+}
+
+/// Pages of `tools/list` read for a consent screen at most.
+const MAX_PAGES: usize = 20;
+
+impl Upstreams {
+    pub fn set_tool_gate(&self, gate: std::sync::Arc<dyn ToolGate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    /// The upstream's tools (`tools/list`, every page), from a session of its own that
+    /// ends at once, within `bound`. `Err` says why, in one line.
+    pub async fn list_tools(&self, upstream: &str, bound: Duration) -> Result<Vec<Value>, String> {
+        let relay = self.connect(upstream, GrantId(0), false).await?;
+        let listed = tokio::time::timeout(bound, list_over(&relay)).await;
+        relay.session.end(&EndReason::Closed);
+        relay.link.shutdown().await;
+        match listed {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "the server did not list its tools within {} seconds",
+                bound.as_secs()
+            )),
+        }
+    }
+
+    /// Tells every open session of `grant` on `upstream` that its tool list changed.
+    pub fn tools_changed_for(&self, grant: GrantId) {
+        let raw =
+            Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#);
+        let Ok(msg) = parse_one(raw) else { return };
+        let now = Instant::now();
+        for r in self.sessions().values() {
+            if r.session.grant == grant && !r.session.is_closed() {
+                r.session.route(msg.clone(), now);
+            }
+        }
+    }
+}
+
+async fn list_over(relay: &Relay) -> Result<Vec<Value>, String> {
+    request(
+        relay,
+        0,
+        "initialize",
+        serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "mcp-broker (consent)", "version": env!("CARGO_PKG_VERSION")}}),
+    )
+    .await?;
+    if let Ok(m) = parse_one(Bytes::from_static(
+        br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )) {
+        relay.link.send(&m).await;
+    }
+    let mut tools = Vec::new();
+    let mut cursor: Option<Value> = None;
+    for page in 1..=MAX_PAGES {
+        let params = match &cursor {
+            Some(c) => serde_json::json!({"cursor": c}),
+            None => serde_json::json!({}),
+        };
+        let mut r = request(relay, page as i64, "tools/list", params).await?;
+        match r.get_mut("tools").map(Value::take) {
+            Some(Value::Array(t)) => tools.extend(t),
+            // Not a tool list: the consent cannot offer a choice per tool.
+            _ => return Err("the server's tools/list answer lists no tools".into()),
+        }
+        cursor = r.get("nextCursor").filter(|c| !c.is_null()).cloned();
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(tools)
+}
+
+async fn request(relay: &Relay, id: i64, method: &str, params: Value) -> Result<Value, String> {
+    let raw = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let m = parse_one(Bytes::from(raw.to_string())).map_err(|_| "bad request".to_owned())?;
+    let mut post = relay
+        .session
+        .open_post_stream(std::slice::from_ref(&m), Instant::now());
+    relay.link.send(&m).await;
+    while let Some(item) = post.rx.recv().await {
+        if !item.response {
+            continue;
+        }
+        relay.session.drop_stream(post.id);
+        let mut v: Value = serde_json::from_slice(&item.data).map_err(|e| e.to_string())?;
+        if let Some(e) = v.get("error") {
+            return Err(format!(
+                "the server refused {method}: {}",
+                e.get("message").and_then(Value::as_str).unwrap_or("error")
+            ));
+        }
+        return Ok(v.get_mut("result").map(Value::take).unwrap_or(Value::Null));
+    }
+    Err("the server ended before it answered".into())
+}
