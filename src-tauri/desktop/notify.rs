@@ -105,6 +105,8 @@ impl Notifier {
                     "The [broker] settings in the configuration changed; the servers were \
                      applied, the settings take effect after a restart."
                         .to_owned(),
+                )
+            }
             GatewayEvent::ToolsSuspended {
                 upstream,
                 changed,

@@ -209,7 +209,11 @@ impl Upstreams {
             .get(upstream)
             .cloned()
             .ok_or_else(|| format!("no upstream named {upstream}"))?;
-        let warm = if screened { self.take_warm(upstream) } else { None };
+        let warm = if screened {
+            self.take_warm(upstream)
+        } else {
+            None
+        };
         // A child started while this client's consent was shown, if there is one.
         let (id, link, inbound) = match warm {
             Some(w) => (w.session_id, Link::Stdio(w.link), w.inbound),
