@@ -82,7 +82,7 @@ pub async fn sign_out_upstream(gateway: State<'_, Gateway>, name: String) -> Out
 #[tauri::command]
 pub async fn revoke_grant(gateway: State<'_, Gateway>, id: i64) -> Outcome<()> {
     gateway
-        .revoke_grant(GrantId(id), RevokeReason::User)
+        .revoke_grant(GrantId(id), RevokeReason::Window)
         .await?;
     Ok(())
 }
@@ -90,7 +90,7 @@ pub async fn revoke_grant(gateway: State<'_, Gateway>, id: i64) -> Outcome<()> {
 /// Revokes every active grant (the window asks for confirmation first); returns how many.
 #[tauri::command]
 pub async fn revoke_all_grants(gateway: State<'_, Gateway>) -> Outcome<usize> {
-    Ok(gateway.revoke_all(None, RevokeReason::User).await?.len())
+    Ok(gateway.revoke_all(None, RevokeReason::Window).await?.len())
 }
 
 /// Mints a personal access token; the window shows it once, with a copy button.

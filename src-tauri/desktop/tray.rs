@@ -129,7 +129,7 @@ fn on_menu_event(app: &AppHandle, event: MenuEvent) {
                 return;
             };
             tauri::async_runtime::spawn(async move {
-                if let Err(e) = gateway.revoke_all(None, RevokeReason::User).await {
+                if let Err(e) = gateway.revoke_all(None, RevokeReason::Tray).await {
                     tracing::error!("revoking all grants from the tray failed: {e}");
                 }
             });
@@ -139,7 +139,7 @@ fn on_menu_event(app: &AppHandle, event: MenuEvent) {
                 return;
             };
             tauri::async_runtime::spawn(async move {
-                if let Err(e) = gateway.revoke_grant(id, RevokeReason::User).await {
+                if let Err(e) = gateway.revoke_grant(id, RevokeReason::Tray).await {
                     tracing::error!(grant = %id, "revoking from the tray failed: {e}");
                 }
             });

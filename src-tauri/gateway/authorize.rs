@@ -49,6 +49,11 @@ impl Gateway {
             .iter()
             .find(|(k, _)| k == "client_id")
             .map(|(_, v)| v.as_str());
+        self.limit(
+            self.inner.limits.authorization(client_id.unwrap_or("")),
+            None,
+            client_id,
+        )?;
         let client = match client_id {
             Some(id) if is_metadata_client_id(id) => match self.metadata_client(id).await? {
                 Ok(c) => Some(c),
@@ -137,6 +142,14 @@ impl Gateway {
         Ok(self.decided(&req, decision).await)
     }
 
+    fn shown_in(&self) -> &'static str {
+        if self.inner.consents.is_native() {
+            "window"
+        } else {
+            "page"
+        }
+    }
+
     /// A native window's answer; the waiting browser continues by itself.
     pub fn decide_native(&self, consent_id: &str, decision: Decision) -> Result<(), GatewayError> {
         self.inner
@@ -183,6 +196,7 @@ impl Gateway {
         match decision {
             Decision::Deny => {
                 tracing::info!(client_id = %req.client_id, upstream = %req.upstream, "consent denied");
+                self.record_consent(&ConsentView::of(req), None, self.shown_in());
                 let e = OAuthError::new(ErrorCode::AccessDenied, "the user denied access");
                 Ok(error_redirect(
                     &req.redirect_uri,
@@ -211,6 +225,7 @@ impl Gateway {
                     .await?;
                 tracing::info!(grant = %grant, client_id = %req.client_id, upstream = %req.upstream, "consent approved");
                 let view = ConsentView::of(req);
+                self.record_consent(&view, Some(grant), self.shown_in());
                 self.known_grant(grant, &view.client_name, &req.upstream);
                 self.emit(GatewayEvent::GrantApproved {
                     grant_id: grant,

@@ -31,6 +31,9 @@ pub enum GatewayError {
     SignIn { upstream: String, reason: String },
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    /// Over a `[broker]` rate limit: 429 with `Retry-After`.
+    #[error("{0}")]
+    RateLimited(super::limits::Limited),
     /// Plumbing: the database, the disk, the keychain. Details go to the log.
     #[error(transparent)]
     Internal(#[from] crate::Error),
@@ -68,6 +71,7 @@ impl GatewayError {
             GatewayError::UnknownUpstream(_) => "unknown_upstream",
             GatewayError::SignIn { .. } => "sign_in",
             GatewayError::Secrets(_) => "secrets",
+            GatewayError::RateLimited(_) => "rate_limited",
             GatewayError::Internal(_) => "internal",
         }
     }

@@ -23,10 +23,12 @@
 //! announces it the same way. So is a grant another process created (a personal token
 //! made by the CLI): the store moves the same counter.
 
+pub mod activity;
 pub mod authorize;
 mod error;
 pub mod grants;
 pub mod introspect;
+pub mod limits;
 pub mod mcp;
 pub mod personal;
 pub mod register;
@@ -45,6 +47,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+use crate::activity::{ActivityLog, Retention};
 use crate::cimd_fetch::ClientMetadataDocuments;
 use crate::clock::now;
 use crate::config::Config;
@@ -108,6 +111,9 @@ struct Inner {
     known_grants: Mutex<Option<grants::KnownGrants>>,
     /// The last failure of each upstream, until it is settled (a sign-in, a secret set).
     last_errors: Mutex<HashMap<String, String>>,
+    /// What each grant did (issue 12); written off the hot path.
+    activity: ActivityLog,
+    limits: limits::RateLimits,
 }
 
 impl Gateway {
@@ -129,11 +135,20 @@ impl Gateway {
             .map(|u| (u.name.clone(), issuer.resource(&u.name)))
             .collect();
         let (events, _) = broadcast::channel(256);
+        let (max_age, max_rows) = config.activity_retention();
+        let activity = ActivityLog::start(
+            store.clone(),
+            Retention { max_age, max_rows },
+            config.activity_log(),
+        );
         let upstreams = Upstreams::new(&config, data_dir, events.clone(), vault.clone());
+        upstreams.set_activity(activity.clone());
         upstreams.oauth.set_base(issuer.as_str());
         let client_metadata =
             ClientMetadataDocuments::new(config.settings.test_client_metadata.as_ref());
         let inner = Inner {
+            limits: limits::RateLimits::new(&config),
+            activity,
             client_metadata,
             authorize_ctx: AuthorizeContext {
                 resources,
@@ -282,6 +297,7 @@ impl Gateway {
                     if let Err(e) = g.inner.store.purge_expired(t).await {
                         tracing::warn!("purging expired tokens failed: {e}");
                     }
+                    g.inner.limits.shrink();
                     let cutoff = t - registration_ttl.as_secs() as i64;
                     match g.inner.store.purge_stale_registrations(cutoff, t).await {
                         Ok(0) => {}
@@ -298,8 +314,11 @@ impl Gateway {
         });
     }
 
+    /// Ends every session, then writes what the activity log still holds, then closes
+    /// the store: nothing recorded is lost on a clean shutdown.
     pub async fn shutdown(&self) {
         self.inner.upstreams.shutdown().await;
+        self.inner.activity.flush().await;
         self.inner.store.close().await;
     }
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
+use crate::activity::ActivityLog;
 use crate::config::{Config, Transport, UpstreamConfig, ValueSource};
 use crate::events::GatewayEvent;
 use crate::oauth::GrantId;
@@ -51,6 +52,10 @@ pub struct Upstreams {
     vault: Arc<Vault>,
     /// The broker's own sign-ins to remote upstreams.
     pub oauth: Arc<upstream_oauth::UpstreamOAuth>,
+    /// Where sessions report each request (set once by the gateway).
+    activity: std::sync::OnceLock<ActivityLog>,
+    /// Upstreams whose tool arguments are recorded (`[broker] log_arguments`).
+    log_arguments: std::collections::HashSet<String>,
 }
 
 /// Live counts for the desktop's upstream list.
@@ -102,7 +107,25 @@ impl Upstreams {
             )),
             http,
             vault,
+            activity: std::sync::OnceLock::new(),
+            log_arguments: config
+                .settings
+                .log_arguments
+                .iter()
+                .flatten()
+                .cloned()
+                .collect(),
         })
+    }
+
+    /// The activity log every new session reports to.
+    pub fn set_activity(&self, log: ActivityLog) {
+        let _ = self.activity.set(log);
+    }
+
+    /// The activity log, for refusals made before a session exists.
+    pub fn activity(&self) -> Option<&ActivityLog> {
+        self.activity.get()
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Relay>>> {
@@ -146,13 +169,21 @@ impl Upstreams {
         }
 
         let id = crate::oauth::mint_secret();
-        let session = Arc::new(Session::new(
+        let mut session = Session::new(
             id.clone(),
             upstream.to_owned(),
             grant,
             self.request_timeout,
             Instant::now(),
-        ));
+        );
+        if let Some(log) = self.activity.get() {
+            session = session.with_activity(session::CallSink {
+                log: log.clone(),
+                upstream: Arc::from(upstream),
+                arguments: self.log_arguments.contains(upstream),
+            });
+        }
+        let session = Arc::new(session);
         let (inbox, inbound) = mpsc::unbounded_channel();
         let link = match &cfg.transport {
             Transport::Stdio {

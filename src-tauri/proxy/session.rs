@@ -13,8 +13,8 @@
 //! below are unit-tested with a fixed clock.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,6 +23,8 @@ use tokio::sync::mpsc;
 use super::message::{
     INVALID_REQUEST, IdKey, Kind, Message, REQUEST_TIMEOUT, UPSTREAM_ERROR, error_response,
 };
+use crate::activity::{ActivityLog, Call, Outcome, Reference, redact};
+use crate::clock::now_ms;
 use crate::oauth::GrantId;
 
 /// Events kept per stream for resumption.
@@ -72,6 +74,25 @@ struct Pending {
     stream: u64,
     deadline: Instant,
     progress: Option<Box<str>>,
+    /// What the activity log records when it ends (`None` with the log off).
+    call: Option<Box<CallStart>>,
+}
+
+/// A request on its way, as the activity log will record it.
+struct CallStart {
+    method: Box<str>,
+    target: Option<Box<str>>,
+    at_ms: i64,
+    started: Instant,
+    arguments: Option<String>,
+}
+
+/// Where a session reports its requests: the activity log, and what it records.
+pub struct CallSink {
+    pub log: ActivityLog,
+    pub upstream: Arc<str>,
+    /// Record `tools/call` arguments, redacted (`[broker] log_arguments`).
+    pub arguments: bool,
 }
 
 #[derive(Default)]
@@ -103,6 +124,7 @@ pub struct Session {
     last_active: Mutex<Instant>,
     closed: AtomicBool,
     request_timeout: Duration,
+    activity: Option<CallSink>,
 }
 
 /// The stream a POST's answers go out on.
@@ -136,7 +158,59 @@ impl Session {
             last_active: Mutex::new(now),
             closed: AtomicBool::new(false),
             request_timeout,
+            activity: None,
         }
+    }
+
+    /// Reports every request's end to the activity log.
+    pub fn with_activity(mut self, sink: CallSink) -> Session {
+        if sink.log.is_on() {
+            self.activity = Some(sink);
+        }
+        self
+    }
+
+    fn call_start(&self, m: &Message, now: Instant) -> Option<Box<CallStart>> {
+        let sink = self.activity.as_ref()?;
+        let Kind::Request { method, .. } = &m.kind else {
+            return None;
+        };
+        Some(Box::new(CallStart {
+            method: method.as_str().into(),
+            target: m.target.clone(),
+            at_ms: now_ms(),
+            started: now,
+            arguments: (sink.arguments && method == "tools/call")
+                .then(|| redact::arguments(&m.raw))
+                .flatten(),
+        }))
+    }
+
+    /// Records a request's end. Called under the state lock: a `try_send`, no waiting.
+    fn record(
+        &self,
+        call: Option<Box<CallStart>>,
+        outcome: Outcome,
+        response_bytes: usize,
+        reference: Option<Reference>,
+        now: Instant,
+    ) {
+        let (Some(sink), Some(c)) = (&self.activity, call) else {
+            return;
+        };
+        let c = *c;
+        sink.log.call(Call {
+            at_ms: c.at_ms,
+            grant: self.grant,
+            upstream: sink.upstream.clone(),
+            method: c.method,
+            target: c.target,
+            outcome,
+            duration: now.saturating_duration_since(c.started),
+            response_bytes,
+            reference,
+            arguments: c.arguments,
+        });
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -187,18 +261,31 @@ impl Session {
                     stream: sid,
                     deadline,
                     progress: m.progress_token.clone(),
+                    call: self.call_start(m, now),
                 },
             );
             accepted += 1;
         }
         for &i in &refused {
             if let Kind::Request { id, .. } = &msgs[i].kind {
+                let reference = Reference::mint();
+                tracing::info!(session = %self.id, %reference, "refused a request whose id is already in flight");
                 let err = error_response(
                     Some(id),
                     INVALID_REQUEST,
                     "Invalid Request: a request with this id is already in flight",
+                    &reference,
                 );
+                let size = err.len();
                 deliver(&mut st, sid, err, true);
+                let call = self.call_start(&msgs[i], now);
+                self.record(
+                    call,
+                    Outcome::Refused(INVALID_REQUEST),
+                    size,
+                    Some(reference),
+                    now,
+                );
             }
         }
         if let Some(s) = st.streams.get_mut(&sid) {
@@ -237,6 +324,8 @@ impl Session {
                 if let Some(t) = &p.progress {
                     st.progress.remove(t);
                 }
+                let outcome = msg.error_code.map_or(Outcome::Ok, Outcome::Error);
+                self.record(p.call, outcome, msg.raw.len(), None, now);
                 deliver(&mut st, p.stream, msg.raw, true);
                 finish_one(&mut st, p.stream, now);
             }
@@ -272,6 +361,7 @@ impl Session {
         if let Some(t) = &p.progress {
             st.progress.remove(t);
         }
+        self.record(p.call, Outcome::Cancelled, 0, None, now);
         finish_one(&mut st, p.stream, now);
         true
     }
@@ -316,11 +406,15 @@ impl Session {
                 if let Some(t) = &p.progress {
                     st.progress.remove(t);
                 }
+                let reference = Reference::mint();
+                tracing::warn!(session = %self.id, upstream = %self.upstream, %reference, "the upstream did not answer in time");
                 let err = error_response(
                     Some(id),
                     REQUEST_TIMEOUT,
                     "the upstream MCP server did not answer in time",
+                    &reference,
                 );
+                self.record(p.call, Outcome::Timeout, err.len(), Some(reference), now);
                 deliver(&mut st, p.stream, err, true);
                 finish_one(&mut st, p.stream, now);
             }
@@ -339,13 +433,25 @@ impl Session {
             return;
         }
         let mut st = self.state();
-        if let EndReason::Failed(why) = reason {
-            let ids: Vec<IdKey> = st.pending.keys().cloned().collect();
-            for id in ids {
-                if let Some(p) = st.pending.remove(&id) {
-                    let err = error_response(Some(&id), UPSTREAM_ERROR, why);
+        let now = Instant::now();
+        let reference = matches!(reason, EndReason::Failed(_)).then(Reference::mint);
+        if let (EndReason::Failed(why), Some(r)) = (reason, &reference)
+            && !st.pending.is_empty()
+        {
+            tracing::warn!(session = %self.id, upstream = %self.upstream, reference = %r, "{why}");
+        }
+        let ids: Vec<IdKey> = st.pending.keys().cloned().collect();
+        for id in ids {
+            let Some(p) = st.pending.remove(&id) else {
+                continue;
+            };
+            match (reason, &reference) {
+                (EndReason::Failed(why), Some(r)) => {
+                    let err = error_response(Some(&id), UPSTREAM_ERROR, why, r);
+                    self.record(p.call, Outcome::UpstreamFailed, err.len(), Some(*r), now);
                     deliver(&mut st, p.stream, err, true);
                 }
+                _ => self.record(p.call, Outcome::Cancelled, 0, None, now),
             }
         }
         st.pending.clear();
