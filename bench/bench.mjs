@@ -70,7 +70,8 @@ async function session(url, tok) {
   };
 }
 
-const config = `[servers.echo]\ncommand = "python3"\nargs = [${JSON.stringify(join(here, '../tests/demo/demo_server.py'))}]\n`;
+// The MCP rate limit stays in the measured path, set high enough never to refuse.
+const config = `[broker]\nmcp_rate = "100000000/minute"\n\n[servers.echo]\ncommand = "python3"\nargs = [${JSON.stringify(join(here, '../tests/demo/demo_server.py'))}]\n`;
 
 // 1. Ready line.
 const fresh = [], existing = [];
@@ -106,6 +107,28 @@ await Promise.all(clients.map(async c => { for (let i = 0; i < per; i++) await c
 ticks = cpuTicks(b.child.pid) - c0; wall = Number(process.hrtime.bigint() - t0) / 1e3;
 const n = per * clients.length;
 console.log(`8 concurrent sessions: ${n} tools/call in ${(wall / 1e6).toFixed(2)} s (${(n / (wall / 1e6)).toFixed(0)} calls/s), broker CPU ${((ticks / TICK) * 1e6 / n).toFixed(1)} us per call`);
+// 4. The activity log's cost (issue 12): the same sequential calls with it off.
+{
+  const off = await startBroker(mkdtempSync(join(tmpdir(), 'mcpb-bench-')), config.replace('[broker]\n', '[broker]\nactivity_log = false\n'));
+  const c = await session(`${off.base}/mcp/echo`, await token(off.base, 'echo'));
+  for (let i = 0; i < 300; i++) await c();
+  const on = await session(url, tok);
+  for (let i = 0; i < 300; i++) await on();
+  // Interleaved rounds, so that load from elsewhere hits both alike.
+  let tOn = 0, tOff = 0;
+  const round = Math.max(100, Math.floor(CALLS / 10));
+  for (let r = 0; r < 10; r++) {
+    let c1 = cpuTicks(b.child.pid);
+    for (let i = 0; i < round; i++) await on();
+    tOn += cpuTicks(b.child.pid) - c1;
+    c1 = cpuTicks(off.child.pid);
+    for (let i = 0; i < round; i++) await c();
+    tOff += cpuTicks(off.child.pid) - c1;
+  }
+  const usOn = (tOn / TICK) * 1e6 / (round * 10), usOff = (tOff / TICK) * 1e6 / (round * 10);
+  console.log(`activity log: broker CPU ${usOn.toFixed(1)} us per call with it on, ${usOff.toFixed(1)} us off (${(((usOn - usOff) / usOff) * 100).toFixed(1)} %)  [target < 10 %]`);
+  await stop(off.child);
+}
 await new Promise(r => setTimeout(r, 1000));
 console.log(`memory after load, 9 warm sessions: ${(rssKiB(b.child.pid) / 1024).toFixed(1)} MiB RSS`);
 await stop(b.child);

@@ -12,6 +12,7 @@ use tauri::{State, WebviewWindow};
 use super::windows::CONSENT_PREFIX;
 use crate::consent::{ConsentView, Decision};
 use crate::events::RevokeReason;
+use crate::gateway::activity::{GrantActivity, GrantActivityFilter};
 use crate::gateway::personal::CreatedToken;
 use crate::gateway::upstreams::Overview;
 use crate::gateway::{Gateway, GatewayError, GrantView};
@@ -43,6 +44,16 @@ type Outcome<T> = Result<T, CommandError>;
 #[tauri::command]
 pub async fn list_grants(gateway: State<'_, Gateway>) -> Outcome<Vec<GrantView>> {
     Ok(gateway.list_grants().await?)
+}
+
+/// One grant's detail view: its calls (filtered, paged), counts, errors and history.
+#[tauri::command]
+pub async fn grant_activity(
+    gateway: State<'_, Gateway>,
+    id: i64,
+    filter: GrantActivityFilter,
+) -> Outcome<GrantActivity> {
+    Ok(gateway.grant_activity(GrantId(id), &filter).await?)
 }
 
 #[tauri::command]

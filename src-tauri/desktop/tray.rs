@@ -65,12 +65,18 @@ pub async fn rebuild(app: AppHandle) {
             return;
         }
     };
+    let now = crate::clock::now();
     let items: Vec<(GrantId, String)> = grants
         .into_iter()
         .map(|v| {
             (
                 v.grant.id,
-                format!("Revoke {} → {}", v.grant.client_name, v.grant.upstream),
+                format!(
+                    "Revoke {} → {} ({})",
+                    v.grant.client_name,
+                    v.grant.upstream,
+                    last_used(v.grant.last_used_at, now)
+                ),
             )
         })
         .collect();
@@ -80,6 +86,19 @@ pub async fn rebuild(app: AppHandle) {
     });
     if let Err(e) = r {
         tracing::warn!("cannot rebuild the tray menu: {e}");
+    }
+}
+
+/// When a grant was last used, as the tray says it (as of the last rebuild).
+fn last_used(at: Option<i64>, now: i64) -> String {
+    let Some(at) = at else {
+        return "never used".into();
+    };
+    match (now - at).max(0) {
+        s if s < 120 => "used just now".into(),
+        s if s < 7200 => format!("used {} min ago", s / 60),
+        s if s < 172_800 => format!("used {} h ago", s / 3600),
+        s => format!("used {} days ago", s / 86_400),
     }
 }
 

@@ -7,11 +7,13 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::GrantView;
+use super::activity::GrantActivity;
 use super::personal::CreatedToken;
 use super::upstreams::{Overview, SecretUse, SignInView, UpstreamView};
 use crate::consent::ConsentView;
 use crate::oauth::GrantId;
 use crate::secrets::{SecretEntry, SecretStatus};
+use crate::store::activity::{ActivityRow, TargetCount};
 use crate::store::{GrantKind, GrantSummary};
 
 const API_TS: &str = include_str!("../../ui/src/api.ts");
@@ -107,4 +109,22 @@ fn the_window_types_match_what_the_core_serializes() {
         keychain_error: None,
     };
     assert_eq!(keys(json!(overview)), ts_fields("Overview"));
+    let row = ActivityRow::default();
+    assert_eq!(keys(json!(row)), ts_fields("ActivityRow"));
+    let count = TargetCount {
+        name: "t".into(),
+        calls: 1,
+        errors: 0,
+    };
+    assert_eq!(keys(json!(count)), ts_fields("TargetCount"));
+    let detail = GrantActivity {
+        grant_id: GrantId(1),
+        calls: vec![],
+        next_before: None,
+        counts: vec![],
+        errors: vec![],
+        last_used_ms: None,
+        history: vec![],
+    };
+    assert_eq!(keys(json!(detail)), ts_fields("GrantActivity"));
 }

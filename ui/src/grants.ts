@@ -16,6 +16,7 @@ import {
   signInUpstream,
   signOutUpstream,
 } from "./api";
+import { openGrantActivity } from "./activity";
 
 const grantsBody = document.querySelector<HTMLTableSectionElement>("#grants tbody")!;
 const grantsTable = document.querySelector<HTMLTableElement>("#grants")!;
@@ -124,8 +125,13 @@ function renderGrants(grants: Grant[]) {
           showError(e);
         }
       });
+      const activity = document.createElement("button");
+      activity.type = "button";
+      activity.className = "activity small";
+      activity.textContent = "Activity";
+      activity.addEventListener("click", () => openGrantActivity(g));
       const action = document.createElement("td");
-      action.append(revoke);
+      action.append(activity, " ", revoke);
       tr.append(
         client,
         cell(g.upstream, "upstream"),
