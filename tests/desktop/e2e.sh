@@ -8,6 +8,7 @@
 #   tests/desktop/e2e.sh upstreams  # secrets and upstream sign-in, real gnome-keyring
 #   tests/desktop/e2e.sh claude-desktop  # Python SDK stdio client -> mcp-broker connect ->
 #                                   # this app -> native consent; revoke from the tray
+#   tests/desktop/e2e.sh activity   # real calls, then the grant's detail view (activity log)
 #
 # Needs: a desktop build (`cargo build`; APP overrides target/debug/mcp-broker), the
 # packages from .ci/install-desktop.sh, tauri-driver, and a node_modules with
@@ -25,7 +26,7 @@ fi
 export MCP_NODE_MODULES
 RUN_ROOT="${RUN_DIR:-$ROOT/target/desktop-e2e/$(date +%Y%m%d-%H%M%S)}"
 MODES=("$@")
-[ ${#MODES[@]} -eq 0 ] && MODES=(window tray upstreams claude-desktop)
+[ ${#MODES[@]} -eq 0 ] && MODES=(window tray upstreams claude-desktop activity)
 # The Python MCP SDK (claude-desktop mode) comes from the acceptance harness's venv.
 export PY="${PY:-$ROOT/../shared/acceptance/.venv/bin/python}"
 
@@ -47,7 +48,7 @@ fi
 
 status=0
 for mode in "${MODES[@]}"; do
-  case "$mode" in window|tray|upstreams|claude-desktop) ;; *) echo "unknown mode: $mode (window|tray|upstreams|claude-desktop)" >&2; exit 2 ;; esac
+  case "$mode" in window|tray|upstreams|claude-desktop|activity) ;; *) echo "unknown mode: $mode (window|tray|upstreams|claude-desktop|activity)" >&2; exit 2 ;; esac
   run="$RUN_ROOT/$mode"
   mkdir -p "$run"
   echo "desktop e2e ($mode): run folder $run"

@@ -2,7 +2,7 @@
 # The desktop suite for tests/all.sh: builds the UI and the desktop app (default
 # features), then runs the end-to-end test four times (revoke in the grants window,
 # revoke from the tray, secrets and upstream sign-in in the grants window, and Claude
-# Desktop's path: stdio bridge -> this app -> native consent). Needs what
+# Desktop's path: stdio bridge -> this app -> native consent; and a grant's activity view). Needs what
 # .ci/install-desktop.sh and .ci/install-keychain.sh install.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,4 +10,4 @@ cd "$(dirname "$0")/../.."
 # The desktop code only compiles with the UI built, so its lints run here.
 cargo clippy --all-targets -- -D warnings
 cargo build
-APP="$PWD/target/debug/mcp-broker" bash tests/desktop/e2e.sh window tray upstreams claude-desktop
+APP="$PWD/target/debug/mcp-broker" bash tests/desktop/e2e.sh window tray upstreams claude-desktop activity
