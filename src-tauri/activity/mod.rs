@@ -279,13 +279,13 @@ async fn write(
             }
         }
         batch.clear();
-        for f in flushes.drain(..) {
-            let _ = f.send(());
-        }
         let now = tokio::time::Instant::now();
         if last_trim.is_none_or(|t| now - t >= TRIM_EVERY) {
             last_trim = Some(now);
             trim(&store, retention).await;
+        }
+        for f in flushes.drain(..) {
+            let _ = f.send(());
         }
     }
 }
