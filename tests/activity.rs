@@ -26,6 +26,7 @@ fn main() {
         calls_and_authorization_events_of_two_grants_are_recorded_without_secrets,
         each_rate_limit_answers_429_with_retry_after_then_recovers,
         a_reference_id_is_in_the_error_the_log_and_the_activity_log,
+        activity_follow_prints_calls_as_they_happen,
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -515,6 +516,49 @@ fn a_reference_id_is_in_the_error_the_log_and_the_activity_log() -> Result<(), F
                 && r["grant_id"].is_number()),
             "the activity log has {rpc_ref} as a refused call of the grant"
         );
+        Ok(())
+    })
+}
+
+fn activity_follow_prints_calls_as_they_happen() -> Result<(), Failed> {
+    rt().block_on(async {
+        let b = Broker::start(&config(""));
+        let (_, _, m) = connect(&b, "fake").await;
+        let mut follow = std::process::Command::new(BIN)
+            .args(["activity", "--follow", "--json", "--data-dir"])
+            .arg(b.data_dir())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = follow.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        m.request(
+            7,
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":"x"}}),
+        )
+        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut seen = false;
+        while std::time::Instant::now() < deadline && !seen {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                let v: Value = serde_json::from_str(&line)?;
+                seen = v["event"] == "call" && v["target"] == "echo";
+            }
+        }
+        let _ = follow.kill();
+        let _ = follow.wait();
+        ensure!(seen, "--follow printed the echo call within 10 s");
         Ok(())
     })
 }

@@ -56,6 +56,9 @@ pub enum Outcome {
     Ok,
     /// The upstream answered with a JSON-RPC error (its code).
     Error(i64),
+    /// A `tools/call` answered with a result that says `"isError": true` (MCP: the tool
+    /// ran and failed, as opposed to a protocol error).
+    ToolError,
     /// The broker refused it (its JSON-RPC code): a repeated id, no session, bad input.
     Refused(i64),
     /// The upstream could not be reached, died, or misbehaved.
@@ -73,6 +76,7 @@ impl Outcome {
         match self {
             Outcome::Ok => "ok",
             Outcome::Error(_) => "error",
+            Outcome::ToolError => "tool_error",
             Outcome::Refused(_) => "refused",
             Outcome::UpstreamFailed => "upstream_failed",
             Outcome::Timeout => "timeout",

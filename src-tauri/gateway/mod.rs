@@ -15,7 +15,10 @@
 //! - [`mcp`]: authenticating a request to `/mcp/NAME` (RFC 6750, RFC 8707);
 //! - [`upstreams`]: the upstream overview with sessions, credentials and last errors;
 //! - [`secrets`]: the user's upstream secrets in the OS keychain;
-//! - [`sign_in`]: the broker's own sign-in to remote upstreams.
+//! - [`sign_in`]: the broker's own sign-in to remote upstreams;
+//! - [`activity`]: the activity log's authorization events, and reading it back (the
+//!   `activity` command, a grant's detail view); MCP calls are recorded by the proxy;
+//! - [`limits`]: rate limits on registration, authorization, tokens and MCP requests.
 //!
 //! Every revocation (tray, window, CLI, `/revoke`, replay, revoke all, a deleted
 //! registration) ends in `Gateway::after_revocation`; a revocation made by another

@@ -150,6 +150,7 @@ impl HttpError {
         let status = match &e {
             GatewayError::NotRemote(_) | GatewayError::UnknownUpstream(_) => StatusCode::NOT_FOUND,
             GatewayError::SignIn { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Internal(e) if e.is_disk_full() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

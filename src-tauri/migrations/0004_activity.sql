@@ -18,7 +18,7 @@ CREATE TABLE activity (
     method         TEXT,
     -- tools/call and prompts/get: params.name; resources/read: params.uri.
     target         TEXT,
-    -- ok | error | refused | upstream_failed | timeout | cancelled | rate_limited
+    -- ok | error | tool_error | refused | upstream_failed | timeout | cancelled | rate_limited
     outcome        TEXT NOT NULL,
     error_code     INTEGER,
     duration_us    INTEGER,

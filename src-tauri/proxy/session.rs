@@ -324,7 +324,15 @@ impl Session {
                 if let Some(t) = &p.progress {
                     st.progress.remove(t);
                 }
-                let outcome = msg.error_code.map_or(Outcome::Ok, Outcome::Error);
+                let outcome = match msg.error_code {
+                    Some(code) => Outcome::Error(code),
+                    None if p.call.as_ref().is_some_and(|c| &*c.method == "tools/call")
+                        && says_is_error(&msg.raw) =>
+                    {
+                        Outcome::ToolError
+                    }
+                    None => Outcome::Ok,
+                };
                 self.record(p.call, outcome, msg.raw.len(), None, now);
                 deliver(&mut st, p.stream, msg.raw, true);
                 finish_one(&mut st, p.stream, now);
@@ -467,6 +475,26 @@ impl Session {
     }
 }
 
+/// Whether a tools/call result says `"isError": true`. Only the first and last bytes are
+/// looked at, where the SDKs put the flag (before or after `content`), so a large result
+/// costs nothing extra; a flag in the middle of a result is missed (logged as ok).
+fn says_is_error(raw: &[u8]) -> bool {
+    const EDGE: usize = 160;
+    let has = |part: &[u8]| {
+        part.windows(9).enumerate().any(|(i, w)| {
+            w == b"\"isError\"" && {
+                let rest = &part[i + 9..];
+                let rest = rest.trim_ascii_start();
+                rest.strip_prefix(b":")
+                    .is_some_and(|r| r.trim_ascii_start().starts_with(b"true"))
+            }
+        })
+    };
+    let head = &raw[..raw.len().min(EDGE)];
+    let tail = &raw[raw.len().saturating_sub(EDGE)..];
+    has(head) || has(tail)
+}
+
 fn attach(s: &mut Stream, sid: u64, after: u64) -> mpsc::UnboundedReceiver<SseItem> {
     let (tx, rx) = mpsc::unbounded_channel();
     for (seq, data) in s.buffer.iter().filter(|(seq, _)| *seq > after) {
@@ -593,6 +621,22 @@ mod tests {
 
     fn drain(rx: &mut mpsc::UnboundedReceiver<SseItem>) -> Vec<SseItem> {
         std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn a_tool_result_with_is_error_is_told_apart() {
+        assert!(says_is_error(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError": true}}"#
+        ));
+        assert!(says_is_error(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[]}}"#
+        ));
+        assert!(!says_is_error(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":false}}"#
+        ));
+        assert!(!says_is_error(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"isError"}]}}"#
+        ));
     }
 
     /// Where one upstream message ends up.

@@ -71,8 +71,17 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        // SQLite's bound-variable limit (32766) over 13 columns: 2000 rows a statement.
-        for chunk in rows.chunks(2000) {
+        let mut rest = rows;
+        while !rest.is_empty() {
+            // Statements of 64, 32, ... 1 rows: a handful of distinct SQL texts, each
+            // prepared once and then taken from the connection's statement cache.
+            let n = if rest.len() >= 64 {
+                64
+            } else {
+                1 << (usize::BITS - 1 - rest.len().leading_zeros())
+            };
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
             let mut q = QueryBuilder::new(
                 "INSERT INTO activity (at_ms, event, grant_id, client_id, upstream, method, \
                  target, outcome, error_code, duration_us, response_bytes, reference, detail) ",
@@ -81,19 +90,12 @@ impl Store {
                 b.push_bind(r.at_ms)
                     .push_bind(&r.event)
                     .push_bind(r.grant_id.map(|g| g.0));
-                match (&r.client_id, r.grant_id) {
-                    (Some(c), _) => {
-                        b.push_bind(c);
-                    }
-                    (None, Some(g)) => {
-                        b.push("(SELECT client_id FROM grants WHERE id = ")
-                            .push_bind_unseparated(g.0)
-                            .push_unseparated(")");
-                    }
-                    (None, None) => {
-                        b.push_bind(None::<String>);
-                    }
-                }
+                // The same SQL text for every row: a row without a client takes its grant's.
+                b.push("coalesce(")
+                    .push_bind_unseparated(&r.client_id)
+                    .push_unseparated(", (SELECT client_id FROM grants WHERE id = ")
+                    .push_bind_unseparated(r.grant_id.map(|g| g.0))
+                    .push_unseparated("))");
                 b.push_bind(&r.upstream)
                     .push_bind(&r.method)
                     .push_bind(&r.target)

@@ -25,6 +25,15 @@ function at(ms: number | null): string {
   return new Date(ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
 }
 
+// A call's time: the time of day, with the date when it is not today.
+function shortAt(ms: number): string {
+  const d = new Date(ms);
+  const today = d.toDateString() === new Date().toDateString();
+  return today
+    ? d.toLocaleTimeString(undefined, { timeStyle: "medium" })
+    : d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
+}
+
 function td(text: string, className?: string): HTMLTableCellElement {
   const c = document.createElement("td");
   c.textContent = text;
@@ -41,8 +50,10 @@ function callRow(r: ActivityRow): HTMLTableRowElement {
   tr.dataset.activityId = String(r.id);
   const duration = r.duration_us === null ? "" : `${(r.duration_us / 1000).toFixed(1)} ms`;
   const size = r.response_bytes === null ? "" : `${r.response_bytes} B`;
+  const time = td(shortAt(r.at_ms), "time");
+  time.title = at(r.at_ms);
   tr.append(
-    td(at(r.at_ms)),
+    time,
     td(r.method ?? "", "method"),
     td(r.target ?? "", "target"),
     td(outcomeText(r), r.outcome === "ok" ? "outcome" : "outcome err"),

@@ -97,7 +97,7 @@ export interface ActivityRow {
   method: string | null;
   // The tool / prompt name or resource URI.
   target: string | null;
-  // ok | error | refused | upstream_failed | timeout | cancelled | rate_limited
+  // ok | error | tool_error | refused | upstream_failed | timeout | cancelled | rate_limited
   outcome: string;
   error_code: number | null;
   duration_us: number | null;
