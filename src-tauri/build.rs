@@ -11,6 +11,7 @@ fn main() {
                 .capabilities_path_pattern("src-tauri/capabilities/**/*")
                 .app_manifest(tauri_build::AppManifest::new().commands(&[
                     "list_grants",
+                    "grant_activity",
                     "list_upstreams",
                     "revoke_grant",
                     "revoke_all_grants",

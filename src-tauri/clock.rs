@@ -12,3 +12,11 @@ pub fn now() -> UnixTime {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+/// Milliseconds since the Unix epoch (the activity log's time).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -64,6 +64,73 @@ pub struct BrokerSettings {
     pub max_request_bytes: Option<usize>,
     /// Test only: see [`TestClientMetadata`]. Off unless present.
     pub test_client_metadata: Option<TestClientMetadata>,
+    /// The activity log (default on); off records nothing.
+    pub activity_log: Option<bool>,
+    /// How long activity rows are kept (default 90 days).
+    pub activity_retention_days: Option<u64>,
+    /// At most this many activity rows (default one million); the oldest go first.
+    pub activity_max_rows: Option<u64>,
+    /// Upstreams whose tool arguments are recorded in the activity log, secrets redacted
+    /// (default none).
+    pub log_arguments: Option<Vec<String>>,
+    /// Client registrations (`/register`), default `"20/hour"`, per client name.
+    pub registration_rate: Option<Rate>,
+    /// Authorization requests (`/authorize`), default `"20/hour"`, per client.
+    pub authorization_rate: Option<Rate>,
+    /// Token requests, default `"10/minute"`, per client (per grant for a Client ID
+    /// Metadata Document client, whose one `client_id` every installation shares).
+    pub token_rate: Option<Rate>,
+    /// MCP requests, default `"600/minute"`, per grant.
+    pub mcp_rate: Option<Rate>,
+}
+
+/// A rate limit in the file: `"N/hour"`, `"N/minute"`, `"N/second"`, `"N/day"` or `"N/DURATION"`
+/// (`"3/2s"`); `0` or `"off"` turns it off. `N` requests may come at once; after that
+/// one more every `DURATION/N`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(try_from = "RawRate")]
+pub enum Rate {
+    Off,
+    Limit { count: u32, per: Duration },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawRate {
+    Number(u64),
+    Text(String),
+}
+
+impl TryFrom<RawRate> for Rate {
+    type Error = String;
+    fn try_from(raw: RawRate) -> Result<Rate, String> {
+        const SHAPE: &str = "expected \"N/hour\", \"N/minute\", \"N/second\", \"N/DURATION\" (\"5/30s\"), 0 or \"off\"";
+        let text = match raw {
+            RawRate::Number(0) => return Ok(Rate::Off),
+            RawRate::Number(_) => return Err(SHAPE.into()),
+            RawRate::Text(t) => t,
+        };
+        let t = text.trim();
+        if t == "off" || t == "0" {
+            return Ok(Rate::Off);
+        }
+        let (n, per) = t.split_once('/').ok_or(SHAPE)?;
+        let count: u32 = n.trim().parse().map_err(|_| SHAPE.to_string())?;
+        let per = match per.trim() {
+            "second" | "s" => Duration::from_secs(1),
+            "minute" | "min" | "m" => Duration::from_secs(60),
+            "hour" | "h" => Duration::from_secs(3600),
+            "day" | "d" => Duration::from_secs(86400),
+            d => humantime::parse_duration(d).map_err(|_| SHAPE.to_string())?,
+        };
+        if count == 0 {
+            return Ok(Rate::Off);
+        }
+        if per.is_zero() {
+            return Err(SHAPE.into());
+        }
+        Ok(Rate::Limit { count, per })
+    }
 }
 
 /// Test only (`[broker.test_client_metadata]`): when fetching Client ID Metadata
@@ -269,6 +336,45 @@ impl Config {
     /// 4 MiB by default, the limit of the official MCP SDKs' servers.
     pub fn max_request_bytes(&self) -> usize {
         self.settings.max_request_bytes.unwrap_or(4 * 1024 * 1024)
+    }
+    pub fn activity_log(&self) -> bool {
+        self.settings.activity_log.unwrap_or(true)
+    }
+    pub fn activity_retention(&self) -> (Duration, u64) {
+        (
+            Duration::from_secs(self.settings.activity_retention_days.unwrap_or(90) * 86400),
+            self.settings.activity_max_rows.unwrap_or(1_000_000),
+        )
+    }
+    pub fn logs_arguments(&self, upstream: &str) -> bool {
+        self.settings
+            .log_arguments
+            .as_ref()
+            .is_some_and(|l| l.iter().any(|n| n == upstream))
+    }
+    pub fn registration_rate(&self) -> Rate {
+        self.settings.registration_rate.unwrap_or(Rate::Limit {
+            count: 20,
+            per: Duration::from_secs(3600),
+        })
+    }
+    pub fn authorization_rate(&self) -> Rate {
+        self.settings.authorization_rate.unwrap_or(Rate::Limit {
+            count: 20,
+            per: Duration::from_secs(3600),
+        })
+    }
+    pub fn token_rate(&self) -> Rate {
+        self.settings.token_rate.unwrap_or(Rate::Limit {
+            count: 10,
+            per: Duration::from_secs(60),
+        })
+    }
+    pub fn mcp_rate(&self) -> Rate {
+        self.settings.mcp_rate.unwrap_or(Rate::Limit {
+            count: 600,
+            per: Duration::from_secs(60),
+        })
     }
     pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
         self.upstreams.iter().find(|u| u.name == name)

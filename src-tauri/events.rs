@@ -69,8 +69,14 @@ pub enum GatewayEvent {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevokeReason {
-    /// The user revoked it (CLI, window, tray).
-    User,
+    /// The person revoked it in the grants window.
+    Window,
+    /// The person revoked it from the tray menu.
+    Tray,
+    /// The person revoked it with `mcp-broker grants revoke`.
+    Cli,
+    /// Its client registration was deleted (window or CLI).
+    RegistrationDeleted,
     /// The client revoked its own token (RFC 7009).
     Client,
     /// A replayed code or refresh token: possible token theft.

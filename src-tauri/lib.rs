@@ -13,6 +13,7 @@
 //!   the loopback redirect), for the bridge and for remote upstreams; [`mcp_client`]: the
 //!   client half of MCP Streamable HTTP.
 //! - [`store`]: SQLite (sqlx); only hashes of issued secrets.
+//! - [`activity`]: the activity log's writer, reference ids and argument redaction.
 //! - [`vault`]: secrets the broker uses, in the OS keychain; `Secret` prints `<redacted>`.
 //! - [`secrets`]: the rules for the user's upstream secrets (keychain plus index of names).
 //! - [`atomic_file`]: replacing a file in one rename (config.toml, clients' files).
@@ -37,6 +38,7 @@
 //!   and what importing their servers would do; [`client_import`] does it;
 //!   [`browser`]: opening a URL for the user.
 
+pub mod activity;
 pub mod app;
 pub mod atomic_file;
 pub mod autostart;

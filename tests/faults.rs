@@ -677,7 +677,8 @@ async fn a_full_disk_refuses_writes_clearly_and_recovers_without_a_restart() {
     let up = silent_upstream().await;
     let config = format!(
         "{}\n[servers.chatty]\ncommand = \"python3\"\nargs = [\"-c\", '''{CHATTY}''']\n",
-        remote_config(&up.url, "")
+        // It registers dozens of clients a second: more than the registration limit allows.
+        remote_config(&up.url, "registration_rate = 0")
     );
     let b = Broker::start_in(dir, &config, 0);
     let pid = b.child.id();

@@ -128,7 +128,7 @@ async fn revoke(dir: &Path, id: &str) -> i32 {
         }
         Err(code) => return code,
     };
-    let outcome = gateway.revoke_grant(GrantId(n), RevokeReason::User).await;
+    let outcome = gateway.revoke_grant(GrantId(n), RevokeReason::Cli).await;
     gateway.shutdown().await;
     match outcome {
         Ok(g) => {
@@ -164,7 +164,7 @@ async fn revoke_all(dir: &Path, client: Option<&str>) -> i32 {
         }
         Err(code) => return code,
     };
-    let outcome = gateway.revoke_all(client, RevokeReason::User).await;
+    let outcome = gateway.revoke_all(client, RevokeReason::Cli).await;
     gateway.shutdown().await;
     match outcome {
         Ok(revoked) if revoked.is_empty() => {

@@ -1,8 +1,9 @@
-//! The command line: `serve`, `grants`, `tokens`, `registrations`, `secrets`, `upstream`,
+//! The command line: `serve`, `activity`, `grants`, `tokens`, `registrations`, `secrets`, `upstream`,
 //! `clients`, `connect`, `autostart`, `--version`. Thin: each command parses its
 //! arguments, calls one core operation and prints the outcome. Exit status 2 for bad
 //! usage or configuration, 1 for failures.
 
+mod activity;
 mod autostart;
 mod clients;
 mod connect;
@@ -33,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the broker (the desktop app, or with --headless the server alone).
     Serve(ServeArgs),
+    /// What each grant did: MCP calls and authorization events (the activity log).
+    Activity(activity::ActivityArgs),
     /// List or revoke the grants clients hold.
     Grants {
         #[command(subcommand)]
@@ -432,6 +435,7 @@ pub fn run(cli: Cli, desktop: Option<crate::app::DesktopShell>) -> i32 {
     };
     match command {
         Command::Serve(args) => serve::run(args, desktop),
+        Command::Activity(args) => activity::run(args),
         Command::Grants { command } => grants::run(command),
         Command::Tokens { command } => tokens::run(command),
         Command::Registrations { command } => registrations::run(command),

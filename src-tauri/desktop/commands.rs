@@ -14,6 +14,7 @@ use crate::client_apps::import::PlanView;
 use crate::consent::{ConsentView, Decision, ToolChoices};
 use crate::events::RevokeReason;
 use crate::gateway::about::About;
+use crate::gateway::activity::{GrantActivity, GrantActivityFilter};
 use crate::gateway::personal::CreatedToken;
 use crate::gateway::servers::{Applied, ImportSource, ImportedView, ServerForm};
 use crate::gateway::tools::{ApprovalAnswer, GrantToolsView, ToolApprovalView};
@@ -48,6 +49,16 @@ type Outcome<T> = Result<T, CommandError>;
 #[tauri::command]
 pub async fn list_grants(gateway: State<'_, Gateway>) -> Outcome<Vec<GrantView>> {
     Ok(gateway.list_grants().await?)
+}
+
+/// One grant's detail view: its calls (filtered, paged), counts, errors and history.
+#[tauri::command]
+pub async fn grant_activity(
+    gateway: State<'_, Gateway>,
+    id: i64,
+    filter: GrantActivityFilter,
+) -> Outcome<GrantActivity> {
+    Ok(gateway.grant_activity(GrantId(id), &filter).await?)
 }
 
 #[tauri::command]
@@ -135,7 +146,7 @@ pub async fn import_servers(
 #[tauri::command]
 pub async fn revoke_grant(gateway: State<'_, Gateway>, id: i64) -> Outcome<()> {
     gateway
-        .revoke_grant(GrantId(id), RevokeReason::User)
+        .revoke_grant(GrantId(id), RevokeReason::Window)
         .await?;
     Ok(())
 }
@@ -143,7 +154,7 @@ pub async fn revoke_grant(gateway: State<'_, Gateway>, id: i64) -> Outcome<()> {
 /// Revokes every active grant (the window asks for confirmation first); returns how many.
 #[tauri::command]
 pub async fn revoke_all_grants(gateway: State<'_, Gateway>) -> Outcome<usize> {
-    Ok(gateway.revoke_all(None, RevokeReason::User).await?.len())
+    Ok(gateway.revoke_all(None, RevokeReason::Window).await?.len())
 }
 
 /// Mints a personal access token; the window shows it once, with a copy button.

@@ -48,6 +48,7 @@ pub fn run(start: app::DesktopStart) -> i32 {
         }))
         .invoke_handler(tauri::generate_handler![
             commands::list_grants,
+            commands::grant_activity,
             commands::list_upstreams,
             commands::revoke_grant,
             commands::revoke_all_grants,

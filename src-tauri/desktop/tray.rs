@@ -70,12 +70,18 @@ pub async fn rebuild(app: AppHandle) {
             return;
         }
     };
+    let now = crate::clock::now();
     let items: Vec<(GrantId, String)> = grants
         .into_iter()
         .map(|v| {
             (
                 v.grant.id,
-                format!("Revoke {} → {}", v.grant.client_name, v.grant.upstream),
+                format!(
+                    "Revoke {} → {} ({})",
+                    v.grant.client_name,
+                    v.grant.upstream,
+                    last_used(v.grant.last_used_at, now)
+                ),
             )
         })
         .collect();
@@ -85,6 +91,19 @@ pub async fn rebuild(app: AppHandle) {
     });
     if let Err(e) = r {
         tracing::warn!("cannot rebuild the tray menu: {e}");
+    }
+}
+
+/// When a grant was last used, as the tray says it (as of the last rebuild).
+fn last_used(at: Option<i64>, now: i64) -> String {
+    let Some(at) = at else {
+        return "never used".into();
+    };
+    match (now - at).max(0) {
+        s if s < 120 => "used just now".into(),
+        s if s < 7200 => format!("used {} min ago", s / 60),
+        s if s < 172_800 => format!("used {} h ago", s / 3600),
+        s => format!("used {} days ago", s / 86_400),
     }
 }
 
@@ -154,7 +173,7 @@ fn on_menu_event(app: &AppHandle, event: MenuEvent) {
                 return;
             };
             tauri::async_runtime::spawn(async move {
-                if let Err(e) = gateway.revoke_all(None, RevokeReason::User).await {
+                if let Err(e) = gateway.revoke_all(None, RevokeReason::Tray).await {
                     tracing::error!("revoking all grants from the tray failed: {e}");
                 }
             });
@@ -164,7 +183,7 @@ fn on_menu_event(app: &AppHandle, event: MenuEvent) {
                 return;
             };
             tauri::async_runtime::spawn(async move {
-                if let Err(e) = gateway.revoke_grant(id, RevokeReason::User).await {
+                if let Err(e) = gateway.revoke_grant(id, RevokeReason::Tray).await {
                     tracing::error!(grant = %id, "revoking from the tray failed: {e}");
                 }
             });

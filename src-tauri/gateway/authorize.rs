@@ -52,6 +52,11 @@ impl Gateway {
             .iter()
             .find(|(k, _)| k == "client_id")
             .map(|(_, v)| v.as_str());
+        self.limit(
+            self.inner.limits.authorization(client_id.unwrap_or("")),
+            None,
+            client_id,
+        )?;
         let client = match client_id {
             Some(id) if is_metadata_client_id(id) => match self.metadata_client(id).await? {
                 Ok(c) => Some(c),
@@ -151,6 +156,14 @@ impl Gateway {
         Ok(self.decided(&req, &view, decision, choices).await)
     }
 
+    fn shown_in(&self) -> &'static str {
+        if self.inner.consents.is_native() {
+            "window"
+        } else {
+            "page"
+        }
+    }
+
     /// A native window's answer; the waiting browser continues by itself.
     pub fn decide_native(
         &self,
@@ -216,6 +229,7 @@ impl Gateway {
         match decision {
             Decision::Deny => {
                 tracing::info!(client_id = %req.client_id, upstream = %req.upstream, "consent denied");
+                self.record_consent(&ConsentView::of(req), None, self.shown_in());
                 let e = OAuthError::new(ErrorCode::AccessDenied, "the user denied access");
                 Ok(error_redirect(
                     &req.redirect_uri,
@@ -246,6 +260,7 @@ impl Gateway {
                 // Before the code goes out: the client's first call meets the policy.
                 self.save_consent_tools(grant, &req.upstream, view.chosen_tools(choices))
                     .await?;
+                self.record_consent(view, Some(grant), self.shown_in());
                 self.known_grant(grant, &view.client_name, &req.upstream);
                 self.emit(GatewayEvent::GrantApproved {
                     grant_id: grant,

@@ -49,6 +49,9 @@ pub enum GatewayError {
     /// A server could not be added, changed, removed or imported; nothing was written.
     #[error(transparent)]
     Servers(#[from] super::servers::ServerError),
+    /// Over a `[broker]` rate limit: 429 with `Retry-After`.
+    #[error("{0}")]
+    RateLimited(super::limits::Limited),
     /// Plumbing: the database, the disk, the keychain. Details go to the log.
     #[error(transparent)]
     Internal(#[from] crate::Error),
@@ -98,6 +101,7 @@ impl GatewayError {
             GatewayError::Secrets(_) => "secrets",
             GatewayError::StartAtLogin(_) => "start_at_login",
             GatewayError::Servers(_) => "servers",
+            GatewayError::RateLimited(_) => "rate_limited",
             GatewayError::Internal(_) => "internal",
         }
     }

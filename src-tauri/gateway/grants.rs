@@ -69,7 +69,8 @@ impl Gateway {
     ) -> Result<Vec<RevokedGrant>, GatewayError> {
         let revoked = self.inner.store.revoke_grants(client, now()).await?;
         for g in &revoked {
-            self.after_revocation(g, reason).await;
+            self.record_revoked(g, reason, true);
+            self.announce_revocation(g, reason).await;
         }
         Ok(revoked)
     }
@@ -77,6 +78,11 @@ impl Gateway {
     /// What follows every committed revocation: the grant's sessions end (children exit,
     /// streams close) and listeners hear it once.
     pub(super) async fn after_revocation(&self, g: &RevokedGrant, reason: RevokeReason) {
+        self.record_revoked(g, reason, false);
+        self.announce_revocation(g, reason).await;
+    }
+
+    async fn announce_revocation(&self, g: &RevokedGrant, reason: RevokeReason) {
         self.inner.upstreams.stop_for_grant(g.id).await;
         tracing::info!(grant = %g.id, upstream = %g.upstream, ?reason, "grant revoked");
         self.forget_grant(g.id);
@@ -205,6 +211,8 @@ impl Gateway {
             }
         }
         for (grant_id, (client_name, upstream)) in gone {
+            // The process that revoked it (the CLI) recorded who did; this broker only
+            // announces it.
             self.emit(GatewayEvent::GrantRevoked {
                 grant_id,
                 client_name,

@@ -24,6 +24,8 @@ pub enum McpRefusal {
         error: BearerError,
         resource_metadata: String,
     },
+    /// Over `[broker] mcp_rate` for this grant.
+    RateLimited(super::limits::Limited),
     Internal(crate::Error),
 }
 
@@ -65,6 +67,10 @@ impl Gateway {
             t,
         )
         .map_err(refuse)?;
+        if let Err(l) = self.inner.limits.mcp(caller.grant_id) {
+            self.record_limited(&l, Some(caller.grant_id), None, Some(upstream));
+            return Err(McpRefusal::RateLimited(l));
+        }
         self.touch_grant(caller.grant_id);
         Ok(caller)
     }

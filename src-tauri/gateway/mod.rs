@@ -19,6 +19,9 @@
 //! - [`servers`]: adding, changing, removing and importing upstreams, and applying a new
 //!   configuration (from the window or a hand edit of the file) while serving.
 //! - [`tools`]: per-tool consent, pinned tool definitions and "ask each time".
+//! - [`activity`]: the activity log's authorization events, and reading it back (the
+//!   `activity` command, a grant's detail view); MCP calls are recorded by the proxy;
+//! - [`limits`]: rate limits on registration, authorization, tokens and MCP requests.
 //!
 //! Every revocation (tray, window, CLI, `/revoke`, replay, revoke all, a deleted
 //! registration) ends in `Gateway::after_revocation`; a revocation made by another
@@ -27,10 +30,12 @@
 //! made by the CLI): the store moves the same counter.
 
 pub mod about;
+pub mod activity;
 pub mod authorize;
 mod error;
 pub mod grants;
 pub mod introspect;
+pub mod limits;
 pub mod mcp;
 pub mod personal;
 #[cfg(test)]
@@ -53,6 +58,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+use crate::activity::{ActivityLog, Retention};
 use crate::cimd_fetch::ClientMetadataDocuments;
 use crate::clock::now;
 use crate::config::Config;
@@ -125,6 +131,9 @@ struct Inner {
     last_errors: Mutex<HashMap<String, String>>,
     /// The grants' tool policies; also the proxy's tool gate.
     tools: Arc<tools::ToolPolicies>,
+    /// What each grant did (issue 12); written off the hot path.
+    activity: ActivityLog,
+    limits: limits::RateLimits,
 }
 
 impl Gateway {
@@ -142,13 +151,22 @@ impl Gateway {
         let scopes = Scopes::single(DEFAULT_SCOPE);
         let resources = resources(&issuer, &config);
         let (events, _) = broadcast::channel(256);
+        let (max_age, max_rows) = config.activity_retention();
+        let activity = ActivityLog::start(
+            store.clone(),
+            Retention { max_age, max_rows },
+            config.activity_log(),
+        );
         let upstreams = Upstreams::new(&config, data_dir, events.clone(), vault.clone());
+        upstreams.set_activity(activity.clone());
         upstreams.oauth.set_base(issuer.as_str());
         let tools = Arc::new(tools::ToolPolicies::new(store.clone(), events.clone()));
         upstreams.set_tool_gate(tools.clone());
         let client_metadata =
             ClientMetadataDocuments::new(config.settings.test_client_metadata.as_ref());
         let inner = Inner {
+            limits: limits::RateLimits::new(&config),
+            activity,
             client_metadata,
             authorize_ctx: RwLock::new(Arc::new(AuthorizeContext {
                 resources,
@@ -312,6 +330,7 @@ impl Gateway {
                     if let Err(e) = g.inner.store.purge_expired(t).await {
                         tracing::warn!("purging expired tokens failed: {e}");
                     }
+                    g.inner.limits.shrink();
                     let cutoff = t - registration_ttl.as_secs() as i64;
                     match g.inner.store.purge_stale_registrations(cutoff, t).await {
                         Ok(0) => {}
@@ -328,8 +347,11 @@ impl Gateway {
         });
     }
 
+    /// Ends every session, then writes what the activity log still holds, then closes
+    /// the store: nothing recorded is lost on a clean shutdown.
     pub async fn shutdown(&self) {
         self.inner.upstreams.shutdown().await;
+        self.inner.activity.flush().await;
         self.inner.store.close().await;
     }
 }

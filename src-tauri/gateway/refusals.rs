@@ -42,6 +42,7 @@ async fn auth(g: &Gateway, token: &str) -> Result<(), String> {
         Err(McpRefusal::Internal(e)) => Err(format!("internal: {e}")),
         Err(McpRefusal::UnknownUpstream) => Err("unknown upstream".into()),
         Err(McpRefusal::RemovedUpstream) => Err("removed upstream".into()),
+        Err(McpRefusal::RateLimited(_)) => Err("rate limited".into()),
     }
 }
 

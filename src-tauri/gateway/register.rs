@@ -19,6 +19,7 @@ impl Gateway {
             )
         })?;
         let reg = validate_registration(&json)?;
+        self.limit(self.inner.limits.registration(&reg.client_name), None, None)?;
         let client_id = ClientId(format!("mcpb-{}", mint_id(16)));
         let secret = reg.auth_method.is_confidential().then(mint_secret);
         let t = now();
@@ -32,6 +33,7 @@ impl Gateway {
             )
             .await?;
         tracing::info!(client_id = %client_id, client_name = %reg.client_name, method = reg.auth_method.as_str(), "client registered");
+        self.record_registered(&client_id.0, &reg.client_name);
         Ok(registration_response(
             &reg,
             &client_id.0,

@@ -30,7 +30,8 @@ impl Gateway {
             "registration deleted"
         );
         for g in &deleted.revoked {
-            self.after_revocation(g, RevokeReason::User).await;
+            self.after_revocation(g, RevokeReason::RegistrationDeleted)
+                .await;
         }
         Ok(deleted)
     }

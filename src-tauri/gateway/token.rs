@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::clock::now;
 use crate::events::RevokeReason;
+use crate::oauth::cimd::is_metadata_client_id;
 use crate::oauth::token::{
     RefreshRejection, TokenRequest, authenticate_client, check_code_exchange, check_refresh,
     parse_token_request,
@@ -40,6 +41,16 @@ impl Gateway {
         let (req, creds) = parse_token_request(form, authorization)?;
         let client = self.inner.store.client(&creds.client_id).await?;
         let client_id = authenticate_client(client.as_ref(), &creds)?;
+        // A metadata document's client_id is shared by every installation: limited per
+        // grant below, once the grant is known.
+        let shared = is_metadata_client_id(&client_id.0);
+        if !shared {
+            self.limit(
+                self.inner.limits.token(client_id.0.clone()),
+                None,
+                Some(&client_id.0),
+            )?;
+        }
         let t = now();
         match req {
             TokenRequest::AuthorizationCode {
@@ -54,13 +65,17 @@ impl Gateway {
                     .redeem_code(&TokenHash::of(&code), t)
                     .await?
                 {
-                    Redeemed::Fresh(rec) => rec,
+                    Redeemed::Fresh(rec) => {
+                        self.limit_shared(shared, rec.grant_id, &client_id.0)?;
+                        rec
+                    }
                     Redeemed::AlreadyUsed(grant) => {
                         // RFC 6749 §4.1.2: "If an authorization code is used more than once,
                         // the authorization server MUST deny the request and SHOULD revoke
                         // (when possible) all tokens previously issued based on that
                         // authorization code."
                         tracing::warn!(grant = %grant, "authorization code replayed; revoking the grant");
+                        self.record_replay(grant, "authorization code");
                         return Err(self
                             .replayed(grant, "authorization code already used")
                             .await);
@@ -83,6 +98,7 @@ impl Gateway {
                     .insert_tokens(rec.grant_id, &stored)
                     .await?;
                 tracing::info!(grant = %rec.grant_id, client_id = %client_id, "tokens issued");
+                self.record_tokens(rec.grant_id, &client_id.0, false);
                 Ok(issued)
             }
             TokenRequest::RefreshToken {
@@ -97,6 +113,7 @@ impl Gateway {
                     )
                     .into());
                 };
+                self.limit_shared(shared, rec.grant_id, &client_id.0)?;
                 let scopes = match check_refresh(
                     &rec,
                     &client_id,
@@ -118,7 +135,10 @@ impl Gateway {
                     .rotate_refresh(&old, rec.grant_id, &stored, t)
                     .await?
                 {
-                    Rotation::Rotated => Ok(issued),
+                    Rotation::Rotated => {
+                        self.record_tokens(rec.grant_id, &client_id.0, true);
+                        Ok(issued)
+                    }
                     Rotation::Lost => Err(self.refresh_replayed(rec.grant_id).await),
                 }
             }
@@ -129,6 +149,7 @@ impl Gateway {
     /// parties holding it is not the client; revoke the grant.
     async fn refresh_replayed(&self, grant: GrantId) -> GatewayError {
         tracing::warn!(grant = %grant, "refresh token replayed; revoking the grant");
+        self.record_replay(grant, "refresh token");
         self.replayed(
             grant,
             "refresh token already used; the grant has been revoked",
@@ -142,6 +163,22 @@ impl Gateway {
             Ok(_) | Err(GatewayError::UnknownGrant(_)) => OAuthError::invalid_grant(why).into(),
             Err(e) => e,
         }
+    }
+
+    fn limit_shared(
+        &self,
+        shared: bool,
+        grant: GrantId,
+        client_id: &str,
+    ) -> Result<(), GatewayError> {
+        if !shared {
+            return Ok(());
+        }
+        self.limit(
+            self.inner.limits.token(format!("grant {grant}")),
+            Some(grant),
+            Some(client_id),
+        )
     }
 
     fn mint(&self, scopes: &Scopes, t: i64) -> (Issued, IssuedTokens) {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::GrantView;
 use super::about::About;
+use super::activity::GrantActivity;
 use super::personal::CreatedToken;
 use super::servers::{
     Applied, FormTransport, FormValue, ImportCandidate, ImportSource, ImportedView, ServerForm,
@@ -20,6 +21,7 @@ use crate::consent::{ConsentTool, ConsentView};
 use crate::oauth::GrantId;
 use crate::secrets::{SecretEntry, SecretStatus};
 use crate::store::ToolRow;
+use crate::store::activity::{ActivityRow, TargetCount};
 use crate::store::{GrantKind, GrantSummary};
 use crate::tool_policy::diff::definition_diff;
 use crate::tool_policy::{ToolChoice, ToolDefinition, ToolStatus};
@@ -162,6 +164,24 @@ fn the_window_types_match_what_the_core_serializes() {
         keychain_error: None,
     };
     assert_eq!(keys(json!(overview)), ts_fields("Overview"));
+    let row = ActivityRow::default();
+    assert_eq!(keys(json!(row)), ts_fields("ActivityRow"));
+    let count = TargetCount {
+        name: "t".into(),
+        calls: 1,
+        errors: 0,
+    };
+    assert_eq!(keys(json!(count)), ts_fields("TargetCount"));
+    let detail = GrantActivity {
+        grant_id: GrantId(1),
+        calls: vec![],
+        next_before: None,
+        counts: vec![],
+        errors: vec![],
+        last_used_ms: None,
+        history: vec![],
+    };
+    assert_eq!(keys(json!(detail)), ts_fields("GrantActivity"));
 }
 
 #[test]

@@ -8,7 +8,8 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
-use super::response::{BearerChallenge, HttpError};
+use super::response::{BearerChallenge, HttpError, LimitedBody};
+use crate::activity::ErrorNote;
 use crate::gateway::Gateway;
 use crate::gateway::mcp::McpRefusal;
 use crate::oauth::bearer::Caller;
@@ -44,8 +45,24 @@ async fn authenticate(
                     .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
                     .and_then(|v| v.get("id").cloned()),
             })),
+            McpRefusal::RateLimited(limited) => HttpError::Limited {
+                limited,
+                body: LimitedBody::JsonRpc(
+                    body.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                        .and_then(|v| v.get("id").cloned()),
+                ),
+            },
             McpRefusal::Internal(e) => HttpError::oauth(e.into()),
         })
+}
+
+/// A refusal the proxy rendered is a refused call of this grant in the activity log.
+fn attribute(mut res: Response, caller: &Caller, upstream: &str) -> Response {
+    if let Some(note) = res.extensions_mut().get_mut::<ErrorNote>() {
+        note.grant = Some(caller.grant_id);
+        note.upstream = Some(upstream.into());
+    }
+    res
 }
 
 pub async fn post(
@@ -62,7 +79,8 @@ pub async fn post(
         Err(rejection) => return Ok(streamable::unreadable_body(rejection.status())),
     };
     let caller = authenticate(&g, &name, &headers, Some(&body)).await?;
-    Ok(streamable::post(g.upstreams(), &name, &caller, &headers, body).await)
+    let res = streamable::post(g.upstreams(), &name, &caller, &headers, body).await;
+    Ok(attribute(res, &caller, &name))
 }
 
 pub async fn get(
@@ -71,7 +89,8 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let caller = authenticate(&g, &name, &headers, None).await?;
-    Ok(streamable::get(g.upstreams(), &name, &caller, &headers).await)
+    let res = streamable::get(g.upstreams(), &name, &caller, &headers).await;
+    Ok(attribute(res, &caller, &name))
 }
 
 pub async fn delete(
@@ -80,5 +99,6 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let caller = authenticate(&g, &name, &headers, None).await?;
-    Ok(streamable::delete(g.upstreams(), &name, &caller, &headers).await)
+    let res = streamable::delete(g.upstreams(), &name, &caller, &headers).await;
+    Ok(attribute(res, &caller, &name))
 }

@@ -97,6 +97,7 @@ pub fn router(gateway: Gateway) -> Front {
         .layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT));
 
     let port = gateway.port();
+    let recorder = gateway.clone();
     let router = Router::new()
         .merge(
             oauth_cors
@@ -106,7 +107,11 @@ pub fn router(gateway: Gateway) -> Front {
         .merge(no_cors)
         .fallback(not_found)
         .with_state(gateway);
-    Front { port, router }
+    Front {
+        port,
+        router,
+        gateway: recorder,
+    }
 }
 
 /// The router behind [`guard`]. A plain service around the router rather than a
@@ -116,15 +121,40 @@ pub fn router(gateway: Gateway) -> Front {
 pub struct Front {
     port: u16,
     router: Router,
+    /// Records the errors rendered with a reference id in the activity log.
+    gateway: Gateway,
 }
 
 type Guarded = futures_util::future::Either<
     std::future::Ready<Result<Response, Infallible>>,
-    futures_util::future::Map<
-        axum::routing::future::RouteFuture<Infallible>,
-        fn(Result<Response, Infallible>) -> Result<Response, Infallible>,
+    Recorded<
+        futures_util::future::Map<
+            axum::routing::future::RouteFuture<Infallible>,
+            fn(Result<Response, Infallible>) -> Result<Response, Infallible>,
+        >,
     >,
 >;
+
+/// The route's response, with an error it carries ([`crate::activity::ErrorNote`])
+/// recorded in the activity log: where the gateway is at hand, so that the renderers stay
+/// plain functions. The route future is polled in place (`Unpin` through its box).
+pub struct Recorded<F> {
+    inner: std::pin::Pin<Box<F>>,
+    gateway: Gateway,
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for Recorded<F> {
+    type Output = Result<Response, Infallible>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Poll::Ready(Ok(mut res)) = self.inner.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        if let Some(note) = res.extensions_mut().remove::<crate::activity::ErrorNote>() {
+            self.gateway.record_error(note);
+        }
+        Poll::Ready(Ok(res))
+    }
+}
 
 impl tower::Service<Request> for Front {
     type Response = Response;
@@ -141,9 +171,13 @@ impl tower::Service<Request> for Front {
         if let Err(msg) = guard(self.port, &req) {
             return Either::Left(std::future::ready(Ok(forbidden(msg))));
         }
-        Either::Right(
-            tower::Service::call(&mut self.router, req).map(with_security_headers as fn(_) -> _),
-        )
+        Either::Right(Recorded {
+            inner: Box::pin(
+                tower::Service::call(&mut self.router, req)
+                    .map(with_security_headers as fn(_) -> _),
+            ),
+            gateway: self.gateway.clone(),
+        })
     }
 }
 

@@ -196,6 +196,17 @@ fn refreshing(mut res: Response, url: &str) -> Response {
 }
 
 /// A page that tells the person one thing: an error, or that a step is done.
+/// [`message`] for an error, with the reference id the log records it under.
+pub fn error(status: StatusCode, title: &str, detail: &str, reference: &str) -> Response {
+    let body = html! {
+        h1 { (title) }
+        p { (detail) }
+        p { "Reference: " code.reference { (reference) } " (the broker's log and activity log record this error under it)." }
+        p { "You can close this tab and continue in the application." }
+    };
+    page(status, title, body, "")
+}
+
 pub fn message(status: StatusCode, title: &str, detail: &str) -> Response {
     let body = html! {
         h1 { (title) }

@@ -7,6 +7,12 @@
 //! A full disk is the one plumbing error a client hears about: 503 with `Retry-After` and
 //! `temporarily_unavailable`, since it can retry once space is freed. (The MCP transport's
 //! JSON-RPC errors are the proxy's; see `proxy::streamable`.)
+//!
+//! Every error rendered here carries a reference id (issue 12): in `error_description`
+//! and a `reference` member of JSON bodies, in `error.data.reference` of JSON-RPC bodies,
+//! on pages. It is logged here with the same id, and the response carries an
+//! [`ErrorNote`] the HTTP front records in the activity log. A rate-limited request gets
+//! 429 with `Retry-After` and the reference the limiter recorded it under.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -14,7 +20,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::pages;
+use crate::activity::{ErrorNote, Reference};
 use crate::gateway::GatewayError;
+use crate::gateway::limits::Limited;
 use crate::oauth::bearer::BearerError;
 use crate::oauth::{ErrorCode, OAuthError};
 
@@ -37,6 +45,17 @@ pub enum HttpError {
         status: StatusCode,
         message: &'static str,
     },
+    /// Over a rate limit: 429, `Retry-After`, a body for who asked.
+    Limited { limited: Limited, body: LimitedBody },
+}
+
+/// Who reads a 429.
+#[derive(Debug)]
+pub enum LimitedBody {
+    OAuth,
+    Page,
+    /// A JSON-RPC error echoing the request id.
+    JsonRpc(Option<Value>),
 }
 
 #[derive(Debug)]
@@ -64,6 +83,10 @@ impl HttpError {
     pub fn oauth(e: GatewayError) -> HttpError {
         match e {
             GatewayError::OAuth(e) => HttpError::OAuth(e),
+            GatewayError::RateLimited(limited) => HttpError::Limited {
+                limited,
+                body: LimitedBody::OAuth,
+            },
             other => {
                 tracing::error!("internal error: {other}");
                 HttpError::OAuth(other.client_view())
@@ -74,6 +97,10 @@ impl HttpError {
     /// A core error, as a page a person reads.
     pub fn page(e: GatewayError) -> HttpError {
         match e {
+            GatewayError::RateLimited(limited) => HttpError::Limited {
+                limited,
+                body: LimitedBody::Page,
+            },
             GatewayError::ConsentGone => HttpError::page_with(
                 StatusCode::BAD_REQUEST,
                 "This request has expired",
@@ -125,6 +152,7 @@ impl HttpError {
         let status = match &e {
             GatewayError::NotRemote(_) | GatewayError::UnknownUpstream(_) => StatusCode::NOT_FOUND,
             GatewayError::SignIn { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Internal(e) if e.is_disk_full() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -157,26 +185,108 @@ pub fn redirect(to: &str) -> Response {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        match self {
-            HttpError::OAuth(e) => oauth_error(e),
+        if let HttpError::Limited { limited, body } = self {
+            // Logged and recorded by the limiter, under this reference.
+            return too_many(&limited, body);
+        }
+        let reference = Reference::mint();
+        let summary = self.summary();
+        let mut res = match self {
+            HttpError::OAuth(e) => oauth_error(e, &reference),
             HttpError::Page {
                 status,
                 title,
                 detail,
-            } => pages::message(status, title, &detail),
-            HttpError::Json { status, message } => {
-                (status, Json(json!({ "error": message }))).into_response()
+            } => pages::error(status, title, &detail, reference.as_str()),
+            HttpError::Json { status, message } => (
+                status,
+                Json(json!({ "error": message, "reference": reference })),
+            )
+                .into_response(),
+            HttpError::Bearer(c) => {
+                bearer_challenge(&c.error, &c.resource_metadata, c.id, &reference)
             }
-            HttpError::Bearer(c) => bearer_challenge(&c.error, &c.resource_metadata, c.id),
-            HttpError::Text { status, message } => (status, format!("{message}\n")).into_response(),
+            HttpError::Text { status, message } => {
+                (status, format!("{message} (reference {reference})\n")).into_response()
+            }
+            HttpError::Limited { .. } => unreachable!("handled above"),
+        };
+        let status = res.status().as_u16();
+        // A missing token is every MCP client's first step (discovery), not news.
+        if summary == MISSING_TOKEN {
+            tracing::debug!(%reference, status, "{summary}");
+        } else {
+            tracing::info!(%reference, status, "{summary}");
+        }
+        res.extensions_mut().insert(ErrorNote {
+            reference,
+            status,
+            summary: summary.into(),
+            grant: None,
+            upstream: None,
+        });
+        res
+    }
+}
+
+const MISSING_TOKEN: &str = "authorization required";
+
+impl HttpError {
+    /// One line for the log and the activity log: never a token (none is ever in an
+    /// error), and for plumbing failures only the opaque text the client saw.
+    fn summary(&self) -> String {
+        match self {
+            HttpError::OAuth(e) => format!("{}: {}", e.code.as_str(), e.description),
+            HttpError::Page { title, detail, .. } => format!("{title}: {detail}"),
+            HttpError::Json { message, .. } => message.clone(),
+            HttpError::Bearer(c) => bearer_text(&c.error).2.to_owned(),
+            HttpError::Text { message, .. } => (*message).to_owned(),
+            HttpError::Limited { limited, .. } => limited.to_string(),
         }
     }
+}
+
+/// 429 with `Retry-After` (RFC 6585 §4) and a body for who asked.
+fn too_many(l: &Limited, body: LimitedBody) -> Response {
+    let status = StatusCode::TOO_MANY_REQUESTS;
+    let text = format!(
+        "too many {} requests; try again in {} s (reference {}; [broker] {})",
+        l.kind.as_str(),
+        l.retry_after,
+        l.reference,
+        l.kind.setting()
+    );
+    let mut res = match body {
+        LimitedBody::OAuth => json_no_store(
+            status,
+            json!({"error": "temporarily_unavailable", "error_description": text, "reference": l.reference}),
+        ),
+        LimitedBody::Page => pages::error(
+            status,
+            "Too many sign-in requests",
+            &format!("Try again in {} seconds.", l.retry_after),
+            l.reference.as_str(),
+        ),
+        LimitedBody::JsonRpc(id) => (
+            status,
+            Json(json!({
+                "jsonrpc": "2.0",
+                "id": id.unwrap_or(Value::Null),
+                "error": {"code": -32000, "message": text, "data": {"reference": l.reference, "retry_after": l.retry_after}},
+            })),
+        )
+            .into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&l.retry_after.to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
 }
 
 /// When a client may try again after a write failed on a full disk.
 const RETRY_AFTER_SECS: &str = "30";
 
-fn oauth_error(e: OAuthError) -> Response {
+fn oauth_error(e: OAuthError, reference: &Reference) -> Response {
     let status = match e.code {
         ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -185,7 +295,11 @@ fn oauth_error(e: OAuthError) -> Response {
     };
     let mut res = json_no_store(
         status,
-        json!({"error": e.code.as_str(), "error_description": e.description}),
+        json!({
+            "error": e.code.as_str(),
+            "error_description": format!("{} (reference {reference})", e.description),
+            "reference": reference,
+        }),
     );
     if status == StatusCode::SERVICE_UNAVAILABLE {
         res.headers_mut().insert(
@@ -203,9 +317,9 @@ fn oauth_error(e: OAuthError) -> Response {
 }
 
 /// A 401/403 from the MCP endpoint, pointing at the protected resource metadata.
-fn bearer_challenge(err: &BearerError, resource_metadata: &str, id: Option<Value>) -> Response {
-    let (status, code, desc) = match err {
-        BearerError::Missing => (StatusCode::UNAUTHORIZED, None, "authorization required"),
+fn bearer_text(err: &BearerError) -> (StatusCode, Option<&'static str>, &'static str) {
+    match err {
+        BearerError::Missing => (StatusCode::UNAUTHORIZED, None, MISSING_TOKEN),
         BearerError::InvalidToken => (
             StatusCode::UNAUTHORIZED,
             Some("invalid_token"),
@@ -216,7 +330,16 @@ fn bearer_challenge(err: &BearerError, resource_metadata: &str, id: Option<Value
             Some("insufficient_scope"),
             "insufficient scope",
         ),
-    };
+    }
+}
+
+fn bearer_challenge(
+    err: &BearerError,
+    resource_metadata: &str,
+    id: Option<Value>,
+    reference: &Reference,
+) -> Response {
+    let (status, code, desc) = bearer_text(err);
     let mut v = format!("Bearer resource_metadata=\"{resource_metadata}\"");
     if let Some(c) = code {
         v.push_str(&format!(", error=\"{c}\", error_description=\"{desc}\""));
@@ -227,7 +350,7 @@ fn bearer_challenge(err: &BearerError, resource_metadata: &str, id: Option<Value
     let body = json!({
         "jsonrpc": "2.0",
         "id": id.unwrap_or(Value::Null),
-        "error": {"code": -32001, "message": desc},
+        "error": {"code": -32001, "message": desc, "data": {"reference": reference}},
     });
     let mut res = (status, Json(body)).into_response();
     if let Ok(hv) = HeaderValue::from_str(&v) {

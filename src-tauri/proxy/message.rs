@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
+use crate::activity::Reference;
+
 /// A request id as it appeared on the wire (`1`, `"abc"`), used as a map key. The
 /// upstream echoes ids verbatim, so the raw text is a faithful key.
 pub type IdKey = Box<str>;
@@ -40,8 +42,8 @@ struct Envelope<'a> {
     params: Option<Params<'a>>,
     #[serde(default)]
     result: Option<IgnoredAny>,
-    #[serde(default)]
-    error: Option<IgnoredAny>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
 }
 
 /// What routing needs from `params`, read in the same pass as the envelope. Params
@@ -54,6 +56,10 @@ struct Params<'a> {
     progress_token: Option<&'a RawValue>,
     /// `params.requestId`
     request_id: Option<&'a RawValue>,
+    /// `params.name` (tools/call, prompts/get), for the activity log.
+    name: Option<&'a RawValue>,
+    /// `params.uri` (resources/read), for the activity log.
+    uri: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +70,10 @@ enum ParamsKey {
     ProgressToken,
     #[serde(rename = "requestId")]
     RequestId,
+    #[serde(rename = "name")]
+    Name,
+    #[serde(rename = "uri")]
+    Uri,
     #[serde(other)]
     Other,
 }
@@ -87,6 +97,8 @@ impl<'a> serde::de::Visitor<'a> for ParamsVisitor {
                 }
                 ParamsKey::ProgressToken => out.progress_token = Some(map.next_value()?),
                 ParamsKey::RequestId => out.request_id = Some(map.next_value()?),
+                ParamsKey::Name => out.name = Some(map.next_value()?),
+                ParamsKey::Uri => out.uri = Some(map.next_value()?),
                 ParamsKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -142,6 +154,11 @@ pub struct Message {
     pub progress_token: Option<Box<str>>,
     /// `params.requestId` of `notifications/cancelled`.
     pub cancelled_id: Option<IdKey>,
+    /// What a request acts on, for the activity log: `params.name` of a tools/call or a
+    /// prompts/get, `params.uri` of a resources/read (other methods: none).
+    pub target: Option<Box<str>>,
+    /// `error.code` of an error response.
+    pub error_code: Option<i64>,
     /// `jsonrpc` is exactly `"2.0"` (JSON-RPC 2.0 §4: it "MUST be exactly "2.0""). The
     /// broker refuses client messages without it and tolerates upstreams that are sloppy.
     pub jsonrpc_ok: bool,
@@ -198,13 +215,38 @@ pub fn parse_one(raw: Bytes) -> Result<Message, ParseError> {
     .map(|r| Box::<str>::from(r.get()));
     let cancelled_id = p.request_id.map(|r| Box::<str>::from(r.get()));
     let jsonrpc_ok = env.jsonrpc.is_some_and(|v| v.get() == "\"2.0\"");
+    let target = match &kind {
+        Kind::Request { method, .. } => match method.as_str() {
+            "tools/call" | "prompts/get" => p.name,
+            "resources/read" => p.uri,
+            _ => None,
+        }
+        .and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+        .map(Box::from),
+        _ => None,
+    };
+    let error_code = match (&kind, env.error) {
+        (Kind::Response { .. }, Some(e)) => error_code(e),
+        _ => None,
+    };
     Ok(Message {
         raw,
         kind,
         progress_token,
         cancelled_id,
+        target,
+        error_code,
         jsonrpc_ok,
     })
+}
+
+/// `code` of a JSON-RPC error object; error responses are rare, so a second small parse.
+fn error_code(e: &RawValue) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct ErrorObject {
+        code: Option<i64>,
+    }
+    serde_json::from_str::<ErrorObject>(e.get()).ok()?.code
 }
 
 /// Parses a POST body: one message, or a batch (JSON array, protocol 2025-03-26).
@@ -234,11 +276,12 @@ pub fn parse_body(body: &Bytes) -> Result<Vec<Message>, ParseError> {
     }
 }
 
-/// A JSON-RPC error response for `id` (raw JSON text, or `null`).
-pub fn error_response(id: Option<&str>, code: i64, message: &str) -> Bytes {
+/// A JSON-RPC error response the broker itself produces, for `id` (raw JSON text, or
+/// `null`). Its `data.reference` is the id the log and the activity log record it under.
+pub fn error_response(id: Option<&str>, code: i64, message: &str, reference: &Reference) -> Bytes {
     let msg = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into());
     Bytes::from(format!(
-        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{msg}}}}}"#,
+        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{msg},"data":{{"reference":"{reference}"}}}}}}"#,
         id.unwrap_or("null")
     ))
 }
@@ -298,6 +341,33 @@ mod tests {
             parse_one(Bytes::from_static(b"{nope")).unwrap_err(),
             ParseError::Json
         );
+    }
+
+    #[test]
+    fn targets_and_error_codes_for_the_activity_log() {
+        let t = p(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"name":"no"},"name":"get\"x"}}"#,
+        );
+        assert_eq!(t.target.as_deref(), Some("get\"x"));
+        let r =
+            p(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}"#);
+        assert_eq!(r.target.as_deref(), Some("file:///a"));
+        let l = p(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":"x"}}"#);
+        assert_eq!(l.target, None);
+        let e = p(r#"{"jsonrpc":"2.0","id":1,"error":{"message":"m","code":-32602}}"#);
+        assert_eq!(e.error_code, Some(-32602));
+        assert_eq!(
+            p(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).error_code,
+            None
+        );
+        let mine = p(std::str::from_utf8(&error_response(
+            Some("3"),
+            -32001,
+            "late",
+            &Reference::mint(),
+        ))
+        .unwrap());
+        assert_eq!(mine.error_code, Some(-32001));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
+use crate::activity::ActivityLog;
 use crate::config::{Config, Transport, UpstreamConfig, ValueSource};
 use crate::events::GatewayEvent;
 use crate::oauth::GrantId;
@@ -59,6 +60,10 @@ pub struct Upstreams {
     /// Per-tool consent: decides `tools/call` and screens `tools/list` (set once by the
     /// gateway; without one every tool passes).
     gate: OnceLock<Arc<dyn tool_gate::ToolGate>>,
+    /// Where sessions report each request (set once by the gateway).
+    activity: std::sync::OnceLock<ActivityLog>,
+    /// Upstreams whose tool arguments are recorded (`[broker] log_arguments`).
+    log_arguments: std::collections::HashSet<String>,
 }
 
 type Warm = Vec<warm::WarmChild>;
@@ -102,11 +107,29 @@ impl Upstreams {
             vault,
             warm: Mutex::new(Vec::new()),
             gate: OnceLock::new(),
+            activity: std::sync::OnceLock::new(),
+            log_arguments: config
+                .settings
+                .log_arguments
+                .iter()
+                .flatten()
+                .cloned()
+                .collect(),
         })
     }
 
     pub(crate) fn gate(&self) -> Option<&dyn tool_gate::ToolGate> {
         self.gate.get().map(|g| &**g)
+    }
+
+    /// The activity log every new session reports to.
+    pub fn set_activity(&self, log: ActivityLog) {
+        let _ = self.activity.set(log);
+    }
+
+    /// The activity log, for refusals made before a session exists.
+    pub fn activity(&self) -> Option<&ActivityLog> {
+        self.activity.get()
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Relay>>> {
@@ -258,13 +281,21 @@ impl Upstreams {
                 (id, link, inbound)
             }
         };
-        let session = Arc::new(Session::new(
+        let mut session = Session::new(
             id.clone(),
             upstream.to_owned(),
             grant,
             self.request_timeout,
             Instant::now(),
-        ));
+        );
+        if screened && let Some(log) = self.activity.get() {
+            session = session.with_activity(session::CallSink {
+                log: log.clone(),
+                upstream: Arc::from(upstream),
+                arguments: self.log_arguments.contains(upstream),
+            });
+        }
+        let session = Arc::new(session);
         let gate = self.gate.get().filter(|_| screened).cloned();
         tokio::spawn(drain_inbox(session.clone(), inbound, gate));
         Ok(Arc::new(Relay { session, link }))

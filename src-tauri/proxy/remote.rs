@@ -536,9 +536,10 @@ impl Inner {
     }
 
     fn fail_request(&self, msg: &Message, code: i64, why: &str) {
-        tracing::warn!(upstream = %self.remote.upstream, "{why}");
+        let reference = crate::activity::Reference::mint();
+        tracing::warn!(upstream = %self.remote.upstream, %reference, "{why}");
         if let Kind::Request { id, .. } = &msg.kind
-            && let Ok(m) = parse_one(error_response(Some(id), code, why))
+            && let Ok(m) = parse_one(error_response(Some(id), code, why, &reference))
         {
             self.report(Inbound::Message(m));
         }

@@ -13,8 +13,8 @@
 //! below are unit-tested with a fixed clock.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,6 +23,8 @@ use tokio::sync::mpsc;
 use super::message::{
     INVALID_REQUEST, IdKey, Kind, Message, REQUEST_TIMEOUT, UPSTREAM_ERROR, error_response,
 };
+use crate::activity::{ActivityLog, Call, Outcome, Reference, redact};
+use crate::clock::now_ms;
 use crate::oauth::GrantId;
 
 /// Events kept per stream for resumption.
@@ -74,6 +76,25 @@ struct Pending {
     progress: Option<Box<str>>,
     /// A `tools/list`: its answer passes the tool gate first.
     lists_tools: bool,
+    /// What the activity log records when it ends (`None` with the log off).
+    call: Option<Box<CallStart>>,
+}
+
+/// A request on its way, as the activity log will record it.
+struct CallStart {
+    method: Box<str>,
+    target: Option<Box<str>>,
+    at_ms: i64,
+    started: Instant,
+    arguments: Option<String>,
+}
+
+/// Where a session reports its requests: the activity log, and what it records.
+pub struct CallSink {
+    pub log: ActivityLog,
+    pub upstream: Arc<str>,
+    /// Record `tools/call` arguments, redacted (`[broker] log_arguments`).
+    pub arguments: bool,
 }
 
 #[derive(Default)]
@@ -105,6 +126,7 @@ pub struct Session {
     last_active: Mutex<Instant>,
     closed: AtomicBool,
     request_timeout: Duration,
+    activity: Option<CallSink>,
 }
 
 /// The stream a POST's answers go out on.
@@ -138,7 +160,59 @@ impl Session {
             last_active: Mutex::new(now),
             closed: AtomicBool::new(false),
             request_timeout,
+            activity: None,
         }
+    }
+
+    /// Reports every request's end to the activity log.
+    pub fn with_activity(mut self, sink: CallSink) -> Session {
+        if sink.log.is_on() {
+            self.activity = Some(sink);
+        }
+        self
+    }
+
+    fn call_start(&self, m: &Message, now: Instant) -> Option<Box<CallStart>> {
+        let sink = self.activity.as_ref()?;
+        let Kind::Request { method, .. } = &m.kind else {
+            return None;
+        };
+        Some(Box::new(CallStart {
+            method: method.as_str().into(),
+            target: m.target.clone(),
+            at_ms: now_ms(),
+            started: now,
+            arguments: (sink.arguments && method == "tools/call")
+                .then(|| redact::arguments(&m.raw))
+                .flatten(),
+        }))
+    }
+
+    /// Records a request's end. Called under the state lock: a `try_send`, no waiting.
+    fn record(
+        &self,
+        call: Option<Box<CallStart>>,
+        outcome: Outcome,
+        response_bytes: usize,
+        reference: Option<Reference>,
+        now: Instant,
+    ) {
+        let (Some(sink), Some(c)) = (&self.activity, call) else {
+            return;
+        };
+        let c = *c;
+        sink.log.call(Call {
+            at_ms: c.at_ms,
+            grant: self.grant,
+            upstream: sink.upstream.clone(),
+            method: c.method,
+            target: c.target,
+            outcome,
+            duration: now.saturating_duration_since(c.started),
+            response_bytes,
+            reference,
+            arguments: c.arguments,
+        });
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -190,18 +264,31 @@ impl Session {
                     deadline,
                     progress: m.progress_token.clone(),
                     lists_tools: m.method() == Some("tools/list"),
+                    call: self.call_start(m, now),
                 },
             );
             accepted += 1;
         }
         for &i in &refused {
             if let Kind::Request { id, .. } = &msgs[i].kind {
+                let reference = Reference::mint();
+                tracing::info!(session = %self.id, %reference, "refused a request whose id is already in flight");
                 let err = error_response(
                     Some(id),
                     INVALID_REQUEST,
                     "Invalid Request: a request with this id is already in flight",
+                    &reference,
                 );
+                let size = err.len();
                 deliver(&mut st, sid, err, true);
+                let call = self.call_start(&msgs[i], now);
+                self.record(
+                    call,
+                    Outcome::Refused(INVALID_REQUEST),
+                    size,
+                    Some(reference),
+                    now,
+                );
             }
         }
         if let Some(s) = st.streams.get_mut(&sid) {
@@ -245,6 +332,16 @@ impl Session {
                 if let Some(t) = &p.progress {
                     st.progress.remove(t);
                 }
+                let outcome = match msg.error_code {
+                    Some(code) => Outcome::Error(code),
+                    None if p.call.as_ref().is_some_and(|c| &*c.method == "tools/call")
+                        && says_is_error(&msg.raw) =>
+                    {
+                        Outcome::ToolError
+                    }
+                    None => Outcome::Ok,
+                };
+                self.record(p.call, outcome, msg.raw.len(), None, now);
                 deliver(&mut st, p.stream, msg.raw, true);
                 finish_one(&mut st, p.stream, now);
             }
@@ -280,6 +377,7 @@ impl Session {
         if let Some(t) = &p.progress {
             st.progress.remove(t);
         }
+        self.record(p.call, Outcome::Cancelled, 0, None, now);
         finish_one(&mut st, p.stream, now);
         true
     }
@@ -324,11 +422,15 @@ impl Session {
                 if let Some(t) = &p.progress {
                     st.progress.remove(t);
                 }
+                let reference = Reference::mint();
+                tracing::warn!(session = %self.id, upstream = %self.upstream, %reference, "the upstream did not answer in time");
                 let err = error_response(
                     Some(id),
                     REQUEST_TIMEOUT,
                     "the upstream MCP server did not answer in time",
+                    &reference,
                 );
+                self.record(p.call, Outcome::Timeout, err.len(), Some(reference), now);
                 deliver(&mut st, p.stream, err, true);
                 finish_one(&mut st, p.stream, now);
             }
@@ -347,13 +449,25 @@ impl Session {
             return;
         }
         let mut st = self.state();
-        if let EndReason::Failed(why) = reason {
-            let ids: Vec<IdKey> = st.pending.keys().cloned().collect();
-            for id in ids {
-                if let Some(p) = st.pending.remove(&id) {
-                    let err = error_response(Some(&id), UPSTREAM_ERROR, why);
+        let now = Instant::now();
+        let reference = matches!(reason, EndReason::Failed(_)).then(Reference::mint);
+        if let (EndReason::Failed(why), Some(r)) = (reason, &reference)
+            && !st.pending.is_empty()
+        {
+            tracing::warn!(session = %self.id, upstream = %self.upstream, reference = %r, "{why}");
+        }
+        let ids: Vec<IdKey> = st.pending.keys().cloned().collect();
+        for id in ids {
+            let Some(p) = st.pending.remove(&id) else {
+                continue;
+            };
+            match (reason, &reference) {
+                (EndReason::Failed(why), Some(r)) => {
+                    let err = error_response(Some(&id), UPSTREAM_ERROR, why, r);
+                    self.record(p.call, Outcome::UpstreamFailed, err.len(), Some(*r), now);
                     deliver(&mut st, p.stream, err, true);
                 }
+                _ => self.record(p.call, Outcome::Cancelled, 0, None, now),
             }
         }
         st.pending.clear();
@@ -367,6 +481,26 @@ impl Session {
     pub fn pending_count(&self) -> usize {
         self.state().pending.len()
     }
+}
+
+/// Whether a tools/call result says `"isError": true`. Only the first and last bytes are
+/// looked at, where the SDKs put the flag (before or after `content`), so a large result
+/// costs nothing extra; a flag in the middle of a result is missed (logged as ok).
+fn says_is_error(raw: &[u8]) -> bool {
+    const EDGE: usize = 160;
+    let has = |part: &[u8]| {
+        part.windows(9).enumerate().any(|(i, w)| {
+            w == b"\"isError\"" && {
+                let rest = &part[i + 9..];
+                let rest = rest.trim_ascii_start();
+                rest.strip_prefix(b":")
+                    .is_some_and(|r| r.trim_ascii_start().starts_with(b"true"))
+            }
+        })
+    };
+    let head = &raw[..raw.len().min(EDGE)];
+    let tail = &raw[raw.len().saturating_sub(EDGE)..];
+    has(head) || has(tail)
 }
 
 fn attach(s: &mut Stream, sid: u64, after: u64) -> mpsc::UnboundedReceiver<SseItem> {
@@ -495,6 +629,22 @@ mod tests {
 
     fn drain(rx: &mut mpsc::UnboundedReceiver<SseItem>) -> Vec<SseItem> {
         std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn a_tool_result_with_is_error_is_told_apart() {
+        assert!(says_is_error(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError": true}}"#
+        ));
+        assert!(says_is_error(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[]}}"#
+        ));
+        assert!(!says_is_error(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":false}}"#
+        ));
+        assert!(!says_is_error(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"isError"}]}}"#
+        ));
     }
 
     /// Where one upstream message ends up.

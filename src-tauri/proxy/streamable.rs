@@ -28,16 +28,29 @@ use super::message::{
 };
 use super::session::{EndReason, PostStream, Session, SseItem};
 use super::{Relay, Upstreams};
+use crate::activity::{ErrorNote, Reference};
 use crate::oauth::bearer::Caller;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
+/// A JSON-RPC error the broker itself answers with: its reference goes in `error.data`,
+/// to the log, and (through the [`ErrorNote`], which `http::mcp` attributes to the
+/// grant) to the activity log.
 fn jsonrpc_error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> Response {
-    let mut res = (status, error_response(id, code, message)).into_response();
+    let reference = Reference::mint();
+    tracing::info!(%reference, status = status.as_u16(), code, "{message}");
+    let mut res = (status, error_response(id, code, message, &reference)).into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    res.extensions_mut().insert(ErrorNote {
+        reference,
+        status: status.as_u16(),
+        summary: message.into(),
+        grant: None,
+        upstream: None,
+    });
     res
 }
 

@@ -110,7 +110,9 @@ pub(super) async fn screen_calls(
                 .find(|(j, _)| *j == i)
                 .map(|(_, w)| w.as_str())
                 .unwrap_or("not relayed: another call in this batch was refused");
-            Some(error_response(Some(id), TOOL_REFUSED, why))
+            let reference = crate::activity::Reference::mint();
+            tracing::info!(%reference, "tools/call refused by the grant's tool policy: {why}");
+            Some(error_response(Some(id), TOOL_REFUSED, why, &reference))
         })
         .collect();
     let body = if msgs.len() == 1 {

@@ -6,6 +6,7 @@
 //! `grants` CLI can read and revoke while the server runs. Multi-row changes happen in one
 //! transaction. Must not know about HTTP or OAuth rules; it only records decisions.
 
+pub mod activity;
 mod clients;
 mod codes;
 mod grants;

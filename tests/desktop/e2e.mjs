@@ -5,8 +5,8 @@
 // tray menu, clicked with xdotool), and expects the client's next request to get 401.
 //
 // Environment: APP (the mcp-broker binary), RUN_DIR (screenshots, config, data),
-// MODE (window | tray | upstreams | claude-desktop | servers | tools), XDG_CONFIG_HOME
-// (servers: where the app finds Claude Desktop's configuration), PY (claude-desktop: a Python with the MCP
+// MODE (window | tray | upstreams | claude-desktop | servers | tools | activity),
+// XDG_CONFIG_HOME (servers: where the app finds Claude Desktop's configuration), PY (claude-desktop: a Python with the MCP
 // SDK), WEBDRIVER_URL, NOTIFY_LOG (dbus-monitor output),
 // MCP_NODE_MODULES (a node_modules holding @modelcontextprotocol/sdk).
 import { execFileSync, spawn } from "node:child_process";
@@ -313,7 +313,11 @@ try {
     check(true, "the grant row shows one open session");
     check(await wd.exec("return document.querySelector('#upstreams tbody tr[data-upstream=\"everything\"] .sessions').textContent === '1'"),
       "the upstream list shows the running session");
-    await screenshot("grants-window.png");
+    await screenshot(MODE === "activity" ? "grants-window-activity.png" : "grants-window.png");
+
+    if (MODE === "activity") {
+      await activityFlow(client, row);
+    }
 
     const token = provider.tokens().access_token;
     const rawCall = () => fetch(`${base}/mcp/${UPSTREAM}`, {
@@ -402,6 +406,62 @@ try {
 } finally {
   await wd.quit().catch((e) => console.log(`  (closing the session: ${e.message})`));
   protectedBroker?.child.kill("SIGTERM");
+}
+
+// ---- MODE=activity: the grant's detail view after real calls (issue 12) ----
+
+async function activityFlow(client, row) {
+  step("more calls through the grant: echo twice, one unknown tool (an error), a resource read");
+  await client.callTool({ name: "echo", arguments: { message: "second" } });
+  await client.callTool({ name: "echo", arguments: { message: "third" } });
+  await client.callTool({ name: "no-such-tool", arguments: {} }).catch(() => {});
+  await client.listResources().catch(() => {});
+  await client.readResource({ uri: "demo://resource/static/document/architecture.md" }).catch(() => {});
+
+  step("open the grant's detail view");
+  const view = () => wd.exec(
+    `const p = document.querySelector('#grant-activity');
+     if (p.hidden || p.dataset.loaded !== 'true') return null;
+     return {
+       grant: p.dataset.grantId,
+       calls: [...p.querySelectorAll('#activity-calls tbody tr')].map(r => ({
+         method: r.querySelector('.method').textContent,
+         target: r.querySelector('.target').textContent,
+         outcome: r.querySelector('.outcome').textContent })),
+       counts: [...p.querySelectorAll('#activity-counts tbody tr')].map(r => r.textContent),
+       history: [...p.querySelectorAll('#activity-history li')].map(l => l.textContent),
+       errors: [...p.querySelectorAll('#activity-errors li')].map(l => l.textContent),
+       lastUsed: p.querySelector('#activity-last-used').textContent };`);
+  // Rows reach the database within a batch window (200 ms): reopen until they are in.
+  const shown = await until("the detail view with the calls", async () => {
+    await wd.click(await wd.find(`#grants tbody tr[data-grant-id="${row.id}"] button.activity`));
+    await sleep(300);
+    const v = await view();
+    return v && v.calls.filter((c) => c.target === "echo").length >= 3 ? v : null;
+  });
+  check(shown.grant === row.id, "the detail view is the grant's");
+  check(shown.calls[0].method !== "" && shown.calls.some((c) => c.method === "tools/list"),
+    "calls are listed with their method");
+  check(shown.calls.some((c) => c.target === "no-such-tool" && c.outcome !== "ok"),
+    `the failed call shows its outcome (${JSON.stringify(shown.calls.find((c) => c.target === "no-such-tool"))})`);
+  check(shown.counts.some((c) => c.startsWith("echo3")), `counts per tool (${shown.counts})`);
+  check(shown.history.some((h) => h.includes("approved in the window")), `authorization history (${shown.history})`);
+  check(shown.history.some((h) => h.includes("tokens issued")), "tokens issued in the history");
+  check(!shown.lastUsed.includes("never"), `last used (${shown.lastUsed})`);
+
+  step("filter by tool");
+  await wd.exec(`const s = document.querySelector('#activity-tool'); s.value = 'echo';
+                 s.dispatchEvent(new Event('change'));`);
+  const filtered = await until("the filtered calls", async () => {
+    const v = await view();
+    return v && v.calls.length > 0 && v.calls.every((c) => c.target === "echo") ? v : null;
+  });
+  check(filtered.calls.length === 3, `only echo calls (${filtered.calls.length})`);
+  await wd.exec(`const s = document.querySelector('#activity-tool'); s.value = '';
+                 s.dispatchEvent(new Event('change'));`);
+  await until("all calls again", async () => ((await view())?.calls.length ?? 0) > 3);
+  await wd.exec("document.querySelector('#grant-activity').scrollIntoView({ block: 'start' })");
+  await screenshot("grant-activity.png");
 }
 
 // A client whose redirect URI is not on this machine: the consent window warns, and

@@ -12,6 +12,7 @@
 #                                   # in the window, a client uses it; import from Claude Desktop
 #   tests/desktop/e2e.sh tools      # per-tool consent, the approval window, a changed
 #                                   # tool's diff in the grants window
+#   tests/desktop/e2e.sh activity   # real calls, then the grant's detail view (activity log)
 #
 # Needs: a desktop build (`cargo build`; APP overrides target/debug/mcp-broker), the
 # packages from .ci/install-desktop.sh, tauri-driver, and a node_modules with
@@ -29,7 +30,7 @@ fi
 export MCP_NODE_MODULES
 RUN_ROOT="${RUN_DIR:-$ROOT/target/desktop-e2e/$(date +%Y%m%d-%H%M%S)}"
 MODES=("$@")
-[ ${#MODES[@]} -eq 0 ] && MODES=(window tray upstreams claude-desktop servers tools)
+[ ${#MODES[@]} -eq 0 ] && MODES=(window tray upstreams claude-desktop servers tools activity)
 # The Python MCP SDK (claude-desktop mode) comes from the acceptance harness's venv.
 export PY="${PY:-$ROOT/../shared/acceptance/.venv/bin/python}"
 
@@ -51,7 +52,7 @@ fi
 
 status=0
 for mode in "${MODES[@]}"; do
-  case "$mode" in window|tray|upstreams|claude-desktop|servers|tools) ;; *) echo "unknown mode: $mode (window|tray|upstreams|claude-desktop|servers|tools)" >&2; exit 2 ;; esac
+  case "$mode" in window|tray|upstreams|claude-desktop|servers|tools|activity) ;; *) echo "unknown mode: $mode (window|tray|upstreams|claude-desktop|servers|tools|activity)" >&2; exit 2 ;; esac
   run="$RUN_ROOT/$mode"
   mkdir -p "$run"
   echo "desktop e2e ($mode): run folder $run"

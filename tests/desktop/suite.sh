@@ -3,8 +3,8 @@
 # features), then runs the end-to-end test four times (revoke in the grants window,
 # revoke from the tray, secrets and upstream sign-in in the grants window, and Claude
 # Desktop's path: stdio bridge -> this app -> native consent, a first start with no
-# configuration: servers added and imported in the window, and per-tool consent with the
-# approval window and a changed tool's diff). Needs what
+# configuration: servers added and imported in the window, per-tool consent with the
+# approval window and a changed tool's diff, and a grant's activity view). Needs what
 # .ci/install-desktop.sh and .ci/install-keychain.sh install.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,4 +12,4 @@ cd "$(dirname "$0")/../.."
 # The desktop code only compiles with the UI built, so its lints run here.
 cargo clippy --all-targets -- -D warnings
 cargo build
-APP="$PWD/target/debug/mcp-broker" bash tests/desktop/e2e.sh window tray upstreams claude-desktop servers tools
+APP="$PWD/target/debug/mcp-broker" bash tests/desktop/e2e.sh window tray upstreams claude-desktop servers tools activity

@@ -135,6 +135,54 @@ export interface GrantToolsView {
 }
 
 /// What a failed command rejects with.
+// One row of the activity log (src-tauri/store/activity.rs): an MCP call, or an
+// authorization event (registered, consent_approved/denied, tokens_issued/refreshed,
+// replay, revoked, rate_limited, error).
+export interface ActivityRow {
+  id: number;
+  // Unix milliseconds.
+  at_ms: number;
+  event: string;
+  grant_id: number | null;
+  client_id: string | null;
+  upstream: string | null;
+  method: string | null;
+  // The tool / prompt name or resource URI.
+  target: string | null;
+  // ok | error | tool_error | refused | upstream_failed | timeout | cancelled | rate_limited
+  outcome: string;
+  error_code: number | null;
+  duration_us: number | null;
+  response_bytes: number | null;
+  reference: string | null;
+  // JSON: what a consent screen showed, who revoked, redacted arguments.
+  detail: string | null;
+}
+
+export interface TargetCount {
+  name: string;
+  calls: number;
+  errors: number;
+}
+
+// One grant's detail view (src-tauri/gateway/activity.rs).
+export interface GrantActivity {
+  grant_id: number;
+  calls: ActivityRow[];
+  // Pass as `before` for the next (older) page; null: no more.
+  next_before: number | null;
+  counts: TargetCount[];
+  errors: ActivityRow[];
+  last_used_ms: number | null;
+  history: ActivityRow[];
+}
+
+export interface ActivityFilter {
+  tool?: string;
+  outcome?: string;
+  before?: number;
+}
+
 export interface CommandError {
   code: string;
   message: string;
@@ -149,6 +197,8 @@ export function errorText(e: unknown): string {
 }
 
 export const listGrants = () => invoke<Grant[]>("list_grants");
+export const grantActivity = (id: number, filter: ActivityFilter) =>
+  invoke<GrantActivity>("grant_activity", { id, filter });
 export const listUpstreams = () => invoke<Overview>("list_upstreams");
 export const revokeGrant = (id: number) => invoke<void>("revoke_grant", { id });
 // Revokes every active grant; resolves to how many were revoked.

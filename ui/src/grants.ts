@@ -17,6 +17,7 @@ import {
   signOutUpstream,
 } from "./api";
 import { toolsRow } from "./grant_tools";
+import { openGrantActivity } from "./activity";
 
 const grantsBody = document.querySelector<HTMLTableSectionElement>("#grants tbody")!;
 const grantsTable = document.querySelector<HTMLTableElement>("#grants")!;
@@ -125,8 +126,13 @@ function renderGrants(grants: Grant[]) {
           showError(e);
         }
       });
+      const activity = document.createElement("button");
+      activity.type = "button";
+      activity.className = "activity small";
+      activity.textContent = "Activity";
+      activity.addEventListener("click", () => openGrantActivity(g));
       const action = document.createElement("td");
-      action.append(revoke);
+      action.append(activity, " ", revoke);
       tr.append(
         client,
         cell(g.upstream, "upstream"),
