@@ -9,6 +9,7 @@
 
 mod link;
 pub mod message;
+mod modern;
 mod remote;
 pub mod session;
 mod stdio;
@@ -51,6 +52,8 @@ pub struct Upstreams {
     vault: Arc<Vault>,
     /// The broker's own sign-ins to remote upstreams.
     pub oauth: Arc<upstream_oauth::UpstreamOAuth>,
+    /// The 2026-07-28 face of `/mcp/NAME`.
+    modern: modern::Front,
 }
 
 /// Live counts for the desktop's upstream list.
@@ -96,6 +99,7 @@ impl Upstreams {
             idle_timeout: config.session_idle_timeout(),
             max_per_grant: config.max_sessions_per_grant().max(1),
             request_timeout: config.request_timeout(),
+            modern: modern::Front::new(config.request_timeout()),
             oauth: Arc::new(upstream_oauth::UpstreamOAuth::new(
                 vault.clone(),
                 http.clone(),
