@@ -452,6 +452,7 @@ impl Drop for Call {
     fn drop(&mut self) {
         // Closing the response is cancellation over HTTP (cancellation §Transport-Specific).
         if let Some(r) = self.relayed.take() {
+            tracing::info!(upstream = %r.warm.upstream, method = %r.method, "the client went away; cancelled the upstream call");
             r.cancel("the client went away");
         }
     }
