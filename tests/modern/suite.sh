@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # MCP 2026-07-28 clients through the broker (tests/modern/modern_test.py): the Python MCP
-# SDK 2.3 client, probing and pinned, against server-everything over stdio and over
-# Streamable HTTP (2025-11-25 upstreams).
+# SDK 2.3 client, probing and pinned, and the TypeScript SDK v2 client in `auto` mode
+# (tests/clients/modern.mjs), against server-everything over stdio and over Streamable
+# HTTP (2025-11-25 upstreams).
 #   bash tests/modern/suite.sh   (tests/all.sh runs every tests/*/suite.sh)
 # Needs node and /work/shared/acceptance (its .venv with `mcp` 2.3 and its node_modules with
 # @modelcontextprotocol/server-everything), or ACCEPTANCE_DIR pointing elsewhere.
@@ -15,4 +16,11 @@ export BROKER EVERYTHING
 # The throwaway HOME keeps the broker away from the user's keychain and config.
 export HOME="$(mktemp -d)"
 trap 'rm -rf "$HOME"' EXIT
-exec "$PY" "$HERE/modern_test.py"
+status=0
+"$PY" "$HERE/modern_test.py" || status=1
+# The TypeScript SDK v2 client in `auto` mode (tests/clients/modern.mjs).
+if [ ! -d "$ROOT/tests/clients/node_modules/@modelcontextprotocol/client" ]; then
+    (cd "$ROOT/tests/clients" && npm ci --no-audit --no-fund)
+fi
+BROKER="$BROKER" node "$ROOT/tests/clients/modern.mjs" || status=1
+exit $status
