@@ -3,7 +3,8 @@
 //   - idle memory, headless (target <= 25 MiB RSS)
 //   - the broker's own CPU per proxied tools/call (target <= 100 us), read from
 //     /proc/PID/stat (user+system time of the broker process only, not the upstream),
-//     sequential and with 8 concurrent clients; upstream sessions stay warm.
+//     sequential and with 8 concurrent clients; upstream sessions stay warm; and sequential
+//     for a 2026-07-28 client (stateless requests over the broker's warm upstream session).
 // Usage: BROKER=target/release/mcp-broker node bench/bench.mjs [calls]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
@@ -70,6 +71,19 @@ async function session(url, tok) {
   };
 }
 
+// A 2026-07-28 client: no session, the envelope on every request (the broker keeps one warm
+// upstream session per grant behind it).
+function modern(url, tok) {
+  const h = { authorization: `Bearer ${tok}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'echo' };
+  const _meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} };
+  let id = 1;
+  return async () => {
+    const r = await fetch(url, { method: 'POST', headers: h, body: JSON.stringify({ jsonrpc: '2.0', id: id++, method: 'tools/call', params: { name: 'echo', arguments: { text: 'x'.repeat(64) }, _meta } }) });
+    const body = await r.text();
+    if (!body.includes('xxxx')) throw new Error(`bad reply: ${r.status} ${body}`);
+  };
+}
+
 const config = `[servers.echo]\ncommand = "python3"\nargs = [${JSON.stringify(join(here, '../tests/demo/demo_server.py'))}]\n`;
 
 // 1. Ready line.
@@ -106,6 +120,12 @@ await Promise.all(clients.map(async c => { for (let i = 0; i < per; i++) await c
 ticks = cpuTicks(b.child.pid) - c0; wall = Number(process.hrtime.bigint() - t0) / 1e3;
 const n = per * clients.length;
 console.log(`8 concurrent sessions: ${n} tools/call in ${(wall / 1e6).toFixed(2)} s (${(n / (wall / 1e6)).toFixed(0)} calls/s), broker CPU ${((ticks / TICK) * 1e6 / n).toFixed(1)} us per call`);
+const m = modern(url, tok);
+for (let i = 0; i < 300; i++) await m();
+c0 = cpuTicks(b.child.pid); t0 = process.hrtime.bigint();
+for (let i = 0; i < CALLS; i++) await m();
+ticks = cpuTicks(b.child.pid) - c0; wall = Number(process.hrtime.bigint() - t0) / 1e3;
+console.log(`sequential, 2026-07-28 client: ${CALLS} tools/call in ${(wall / 1e6).toFixed(2)} s, ${(wall / CALLS).toFixed(0)} us round trip, broker CPU ${((ticks / TICK) * 1e6 / CALLS).toFixed(1)} us per call  [no worse than the 2025-11-25 row]`);
 await new Promise(r => setTimeout(r, 1000));
 console.log(`memory after load, 9 warm sessions: ${(rssKiB(b.child.pid) / 1024).toFixed(1)} MiB RSS`);
 await stop(b.child);

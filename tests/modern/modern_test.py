@@ -216,6 +216,28 @@ async def raw_checks(base: str, tok: str, upstream: str) -> None:
               and first["params"]["_meta"].get("io.modelcontextprotocol/subscriptionId") == "listen-1"
               and first["params"]["notifications"].get("toolsListChanged") is True,
               f"{upstream}: subscriptions/listen is acknowledged first, tagged with the listen id", first)
+        # Resource updates reach a listener that subscribed, tagged with its listen id.
+        uri = "demo://resource/dynamic/text/1"
+        listen = {"jsonrpc": "2.0", "id": 77, "method": "subscriptions/listen",
+                  "params": {"notifications": {"resourceSubscriptions": [uri]}, "_meta": meta()}}
+        toggle = {"jsonrpc": "2.0", "id": 21, "method": "tools/call", "params": {"name": "toggle-subscriber-updates", "arguments": {}, "_meta": meta()}}
+        updated = None
+        async with http.stream("POST", url, headers=hdr("subscriptions/listen"), content=json.dumps(listen)) as s:
+            lines = s.aiter_lines()
+            with anyio.move_on_after(15):
+                async for line in lines:
+                    if not line.startswith("data:"):
+                        continue
+                    ev = json.loads(line[5:])
+                    if ev.get("method") == "notifications/subscriptions/acknowledged":
+                        await post(hdr("tools/call", **{"mcp-name": "toggle-subscriber-updates"}), toggle)
+                    elif ev.get("method") == "notifications/resources/updated":
+                        updated = ev
+                        break
+        await post(hdr("tools/call", **{"mcp-name": "toggle-subscriber-updates"}), {**toggle, "id": 22})
+        check(updated is not None and updated["params"].get("uri") == uri
+              and updated["params"]["_meta"].get("io.modelcontextprotocol/subscriptionId") == 77,
+              f"{upstream}: a subscribed resource's update reaches the listener, tagged with the listen id", updated)
         # No GET stream, no DELETE without a legacy session.
         r = await http.get(url, headers={"authorization": h["authorization"], "accept": "text/event-stream"})
         check(r.status_code == 405, f"{upstream}: GET without a session -> 405", r.status_code)

@@ -73,6 +73,8 @@ struct Relayed {
     warm: Arc<Warm>,
     grant: GrantId,
     method: String,
+    /// `params.name` or `params.uri`.
+    name: Option<String>,
     digest: String,
     upstream_id: IdKey,
     upstream_token: Option<Box<str>>,
@@ -146,6 +148,7 @@ impl Call {
             relayed: Some(Relayed {
                 grant,
                 method: req.method.clone(),
+                name: req.name().map(str::to_owned),
                 digest: digest(&req.method, req.name()),
                 upstream_id: json_text(&Value::String(upstream_id)),
                 upstream_token: upstream_token.map(|t| json_text(&Value::String(t))),
@@ -248,8 +251,12 @@ impl Call {
             };
             match &m.kind {
                 Kind::Response { id } if *id == r.upstream_id => {
-                    let (status, data) =
-                        client_response(&m.raw, &self.client_id, &r.method, r.warm.server_info());
+                    let (status, data) = client_response(
+                        &m.raw,
+                        &self.client_id,
+                        (&r.method, r.name.as_deref()),
+                        r.warm.server_info(),
+                    );
                     let status = if self.streaming {
                         StatusCode::OK
                     } else {
@@ -490,7 +497,7 @@ fn legacy_request(body: &Value, id: &str, token: Option<&str>) -> Value {
 pub fn client_response(
     raw: &[u8],
     client_id: &Value,
-    method: &str,
+    (method, name): (&str, Option<&str>),
     server_info: &Value,
 ) -> (StatusCode, Bytes) {
     let mut v: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
@@ -516,6 +523,11 @@ pub fn client_response(
             // resources §Error Handling: not found is -32602 in 2026-07-28.
             Some(-32002) if method == "resources/read" => {
                 err.insert("code".into(), json!(-32602));
+                if !err.contains_key("data")
+                    && let Some(uri) = name
+                {
+                    err.insert("data".into(), json!({"uri": uri}));
+                }
             }
             Some(METHOD_NOT_FOUND) => status = StatusCode::NOT_FOUND,
             _ => {}
@@ -562,7 +574,7 @@ mod tests {
         let (s, b) = client_response(
             br#"{"jsonrpc":"2.0","id":"mb-1","result":{"tools":[]}}"#,
             &json!(7),
-            "tools/list",
+            ("tools/list", None),
             &info,
         );
         let v: Value = serde_json::from_slice(&b).unwrap();
@@ -583,7 +595,7 @@ mod tests {
         let (_, b) = client_response(
             br#"{"jsonrpc":"2.0","id":"mb-1","result":{"content":[]}}"#,
             &json!("a"),
-            "tools/call",
+            ("tools/call", None),
             &info,
         );
         let v: Value = serde_json::from_slice(&b).unwrap();
@@ -591,17 +603,21 @@ mod tests {
         let (_, b) = client_response(
             br#"{"jsonrpc":"2.0","id":"mb-1","error":{"code":-32002,"message":"nf"}}"#,
             &json!(1),
-            "resources/read",
+            ("resources/read", Some("a://gone")),
             &info,
         );
+        let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(
-            serde_json::from_slice::<Value>(&b).unwrap()["error"]["code"],
-            json!(-32602)
+            (
+                v["error"]["code"].clone(),
+                v["error"]["data"]["uri"].clone()
+            ),
+            (json!(-32602), json!("a://gone"))
         );
         let (s, _) = client_response(
             br#"{"jsonrpc":"2.0","id":"mb-1","error":{"code":-32601,"message":"no"}}"#,
             &json!(1),
-            "prompts/list",
+            ("prompts/list", None),
             &info,
         );
         assert_eq!(s, StatusCode::NOT_FOUND);
