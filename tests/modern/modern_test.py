@@ -75,11 +75,22 @@ def start_remote() -> int:
     return port
 
 
-def start_broker(remote_port: int) -> tuple[str, subprocess.Popen]:
+def start_modern_upstream() -> int:
+    port = free_port()
+    log = open(work / "modern-upstream.log", "w")
+    p = subprocess.Popen([sys.executable, str(Path(__file__).with_name("modern_upstream.py")), str(port)],
+                         stdout=log, stderr=log, start_new_session=True)
+    procs.append(p)
+    assert wait_port(port), "the modern upstream did not start"
+    return port
+
+
+def start_broker(remote_port: int, modern_port: int) -> tuple[str, subprocess.Popen]:
     config = work / "broker.toml"
     config.write_text(
         f'[servers.every]\ncommand = {json.dumps(NODE)}\nargs = [{json.dumps(EVERYTHING)}, "stdio"]\n\n'
-        f'[servers.remote]\nurl = "http://127.0.0.1:{remote_port}/mcp"\n'
+        f'[servers.remote]\nurl = "http://127.0.0.1:{remote_port}/mcp"\n\n'
+        f'[servers.modern]\nurl = "http://127.0.0.1:{modern_port}/mcp"\n'
     )
     log = open(work / "broker.log", "w")
     p = subprocess.Popen([BROKER, "serve", "--headless", "--config", str(config), "--data-dir", str(work / "data"),
@@ -263,9 +274,50 @@ async def legacy_still_served(url: str, tok: str, upstream: str) -> None:
             check("legacy" in text_of(res), f"{upstream}: legacy tools/call works next to modern ones", text_of(res))
 
 
+async def modern_upstream(base: str, tok: str) -> None:
+    """A 2026-07-28 remote upstream: the broker finds its era and passes requests through."""
+    url = f"{base}/mcp/modern"
+    asked: list = []
+
+    async def elicit(context, params):  # noqa: ANN001
+        asked.append(params)
+        return ElicitResult(action="accept", content={"name": "Alan"})
+
+    for mode in ["auto", V]:
+        tag = f"modern upstream, mode={mode}"
+        async with httpx2.AsyncClient(headers={"authorization": f"Bearer {tok}"}, timeout=60) as http:
+            async with Client(streamable_http_client(url, http_client=http, terminate_on_close=False), mode=mode,
+                              elicitation_callback=elicit) as client:
+                check(client.session.protocol_version == V, f"{tag}: {V} end to end", client.session.protocol_version)
+                names = [t.name for t in (await client.list_tools()).tools]
+                check({"echo", "slow", "ask"} <= set(names), f"{tag}: tools/list passes through", names)
+                res = await client.call_tool("echo", {"message": "m"})
+                check("Echo: m" in text_of(res), f"{tag}: tools/call echo", text_of(res))
+                progress: list[float] = []
+
+                async def on_progress(p: float, total: float | None, message: str | None) -> None:
+                    progress.append(p)
+
+                res = await client.call_tool("slow", {"steps": 3}, progress_callback=on_progress)
+                check(progress == [1, 2, 3] and "done" in text_of(res), f"{tag}: progress streams through", progress)
+                res = await client.call_tool("ask", {})
+                check("Hello, Alan" in text_of(res), f"{tag}: the upstream's input_required reaches the client and its retry completes", text_of(res))
+    async with httpx2.AsyncClient(timeout=30) as http:
+        h = {"authorization": f"Bearer {tok}", "content-type": "application/json", "accept": "application/json, text/event-stream",
+             "mcp-protocol-version": V, "mcp-method": "tools/call", "mcp-name": "nope"}
+        r = await http.post(url, headers=h, content=json.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                            "params": {"name": "nope", "arguments": {}, "_meta": meta()}}))
+        check(r.status_code in (200, 400, 404) and r.json()["id"] == 5, "modern upstream: its own answer comes back with its status", (r.status_code, r.text))
+    log = (work / "broker.log").read_text()
+    probes = [line for line in log.splitlines() if "upstream era found" in line and '"modern"' in line]
+    check(len(probes) == 1 and "Modern" in probes[0], "the broker found the upstream's era with one server/discover probe", probes)
+
+
 async def main() -> None:
     remote_port = start_remote()
-    base, broker = start_broker(remote_port)
+    modern_port = start_modern_upstream()
+    base, broker = start_broker(remote_port, modern_port)
+    await modern_upstream(base, token("modern"))
     for upstream in ["every", "remote"]:
         tok = token(upstream)
         url = f"{base}/mcp/{upstream}"

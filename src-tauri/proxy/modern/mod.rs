@@ -2,17 +2,19 @@
 //! §Backward Compatibility: a dual-era server serves both eras concurrently). Each POST
 //! is classified ([`ladder`]); modern requests are validated and served here, statelessly
 //! for the client, over a warm legacy session per grant and upstream ([`warm`]);
-//! everything else returns to `streamable` untouched.
+//! a modern remote upstream gets them passed through ([`passthrough`]); everything else
+//! returns to `streamable` untouched.
 //!
 //! One file per concern: [`ladder`] (classification, validation), [`warm`] (the shared
 //! legacy session), [`call`] (relaying a request, progress, cancellation, parking for
 //! `input_required`), [`request_state`] (the sealed retry handle), [`discover`],
-//! [`listen`].
+//! [`listen`], [`passthrough`] (modern upstreams).
 
 mod call;
 mod discover;
 pub mod ladder;
 mod listen;
+mod passthrough;
 mod request_state;
 mod warm;
 
@@ -36,6 +38,7 @@ use ladder::{Era, ModernRequest, Rejection};
 pub struct Front {
     warm: warm::WarmSessions,
     parking: Arc<Parking>,
+    eras: passthrough::Eras,
 }
 
 impl Front {
@@ -44,6 +47,7 @@ impl Front {
             warm: warm::WarmSessions::default(),
             // A parked call waits for a person: as long as a request may take.
             parking: Parking::new(request_timeout),
+            eras: passthrough::Eras::default(),
         }
     }
 }
@@ -64,7 +68,15 @@ pub async fn post(
         Era::Legacy => None,
         Era::ModernNotification => Some(StatusCode::ACCEPTED.into_response()),
         Era::Reject(r) => Some(rejection(&r)),
-        Era::Modern(req) => Some(serve(up, upstream, caller, headers, req).await),
+        Era::Modern(req) => {
+            if let Some(url) = up.modern_remote(upstream).await {
+                return Some(
+                    up.pass_through(upstream, &url, headers, &req.id, body)
+                        .await,
+                );
+            }
+            Some(serve(up, upstream, caller, headers, req).await)
+        }
     }
 }
 
