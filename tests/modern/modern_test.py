@@ -107,7 +107,11 @@ def token(upstream: str) -> str:
                         "--config", str(work / "broker.toml"), "--data-dir", str(work / "data")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+    grants[r.stdout.strip()] = re.search(r"grant (\d+)", r.stderr).group(1)
     return r.stdout.strip()
+
+
+grants: dict[str, str] = {}
 
 
 def text_of(res) -> str:
@@ -332,6 +336,30 @@ async def main() -> None:
         check(opened == 1, f"{upstream}: one warm upstream session (one initialize) served every modern request of the grant", opened)
     cancelled = [line for line in log.splitlines() if "went away; cancelled the upstream call" in line]
     check(len(cancelled) >= 2, "closing a call's stream cancels the upstream call (stdio and remote)", cancelled)
+    # Revoking the grant ends its warm session: an open listen ends with the listen result.
+    tok = token("every")
+    url = f"{base}/mcp/every"
+    h = {"authorization": f"Bearer {tok}", "content-type": "application/json", "accept": "application/json, text/event-stream",
+         "mcp-protocol-version": V, "mcp-method": "subscriptions/listen"}
+    listen = {"jsonrpc": "2.0", "id": 99, "method": "subscriptions/listen", "params": {"notifications": {"toolsListChanged": True}, "_meta": meta()}}
+    events: list[dict] = []
+    async with httpx2.AsyncClient(timeout=30) as http:
+        async with http.stream("POST", url, headers=h, content=json.dumps(listen)) as s:
+            with anyio.move_on_after(20):
+                async for line in s.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    events.append(json.loads(line[5:]))
+                    if len(events) == 1:
+                        subprocess.run([BROKER, "grants", "revoke", grants[tok], "--data-dir", str(work / "data")],
+                                       capture_output=True, timeout=60)
+    last = events[-1] if events else {}
+    changed = [e for e in events if e.get("method") == "notifications/tools/list_changed"]
+    check(all(e["params"]["_meta"].get("io.modelcontextprotocol/subscriptionId") == 99 for e in changed),
+          f"the upstream's tools/list_changed reach the listener, tagged ({len(changed)} seen)", changed)
+    check(last.get("id") == 99 and last.get("result", {}).get("resultType") == "complete"
+          and last["result"]["_meta"].get("io.modelcontextprotocol/subscriptionId") == 99,
+          "when the warm session ends (grant revoked), an open listen ends with the listen result", events)
     broker.send_signal(signal.SIGTERM)
 
 

@@ -2,8 +2,9 @@
 //! basic/patterns/subscriptions): the honoured filter is what the client asked for and
 //! the upstream declared; the acknowledgement goes first; every later notification
 //! carries the listen request's id as `subscriptionId`. Resource subscriptions become
-//! `resources/subscribe` upstream. The stream ends when the client closes it or the
-//! warm session ends.
+//! `resources/subscribe` upstream (kept until the warm session ends: no reference
+//! counting of unsubscribes yet). The stream ends when the client closes it, or with the
+//! listen result when the warm session ends.
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -96,7 +97,7 @@ pub async fn listen(
 ) -> impl futures_util::Stream<Item = Bytes> + Send + 'static {
     let filter = Filter::honoured(requested, warm.capabilities());
     // Subscribe to the broadcast before anything upstream can change.
-    let rx = BroadcastStream::new(warm.notes.subscribe());
+    let rx = warm.listen().map(BroadcastStream::new);
     warm.subscribe(&filter.uris).await;
     let ack = json!({
         "jsonrpc": "2.0",
@@ -104,10 +105,23 @@ pub async fn listen(
         "params": {"notifications": filter.as_json(), "_meta": {SUBSCRIPTION_ID: id}},
     });
     let first = Bytes::from(ack.to_string());
-    futures_util::stream::iter([first]).chain(rx.filter_map(move |n| {
-        let out = n.ok().and_then(|raw| filter.pass(&raw, &id));
-        async move { out }
-    }))
+    // subscriptions §Graceful Closure: when the broker ends the subscription (the upstream
+    // session ended), the listen result goes last.
+    let last = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "result": {"resultType": "complete", "_meta": {SUBSCRIPTION_ID: id}},
+    });
+    let last = Bytes::from(last.to_string());
+    let notes = futures_util::stream::iter(rx)
+        .flatten()
+        .filter_map(move |n| {
+            let out = n.ok().and_then(|raw| filter.pass(&raw, &id));
+            async move { out }
+        });
+    futures_util::stream::iter([first])
+        .chain(notes)
+        .chain(futures_util::stream::iter([last]))
 }
 
 #[cfg(test)]

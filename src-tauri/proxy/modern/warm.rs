@@ -30,8 +30,8 @@ pub struct Warm {
     pub init: Value,
     next: AtomicU64,
     /// Upstream notifications outside any call (list changes, resource updates), for
-    /// `subscriptions/listen`.
-    pub notes: broadcast::Sender<Bytes>,
+    /// `subscriptions/listen`. Taken when the session ends, which ends every listen.
+    notes: Mutex<Option<broadcast::Sender<Bytes>>>,
     subscribed: Mutex<HashSet<String>>,
 }
 
@@ -138,7 +138,7 @@ impl Warm {
             upstream: upstream.to_owned(),
             init: result,
             next: AtomicU64::new(1),
-            notes,
+            notes: Mutex::new(Some(notes)),
             subscribed: Mutex::new(HashSet::new()),
         });
         if let Some(rx) = warm.relay.session.attach_standalone() {
@@ -166,7 +166,14 @@ impl Warm {
         if let Some(method) = m.method()
             && (method.ends_with("/list_changed") || method == "notifications/resources/updated")
         {
-            let _ = self.notes.send(m.raw.clone());
+            if let Some(n) = self
+                .notes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
+                let _ = n.send(m.raw.clone());
+            }
         }
     }
 
@@ -182,6 +189,12 @@ impl Warm {
         if let Ok(m) = parse_one(Bytes::from(body)) {
             self.relay.link.send(&m).await;
         }
+    }
+
+    /// The listeners' feed; `None` once the session has ended.
+    pub fn listen(&self) -> Option<broadcast::Receiver<Bytes>> {
+        let n = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        n.as_ref().map(|n| n.subscribe())
     }
 
     /// `resources/subscribe` upstream for URIs no listener asked for before.
@@ -232,4 +245,6 @@ async fn pump(
             Kind::Response { .. } => {}
         }
     }
+    // The session ended: listens end too (the client listens again, on a new session).
+    warm.notes.lock().unwrap_or_else(|e| e.into_inner()).take();
 }
