@@ -163,17 +163,12 @@ impl Warm {
 
     /// Hands an upstream notification to the listeners, when it is one they may want.
     pub fn publish(&self, m: &Message) {
-        if let Some(method) = m.method()
-            && (method.ends_with("/list_changed") || method == "notifications/resources/updated")
-        {
-            if let Some(n) = self
-                .notes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-            {
-                let _ = n.send(m.raw.clone());
-            }
+        let wanted = m.method().is_some_and(|method| {
+            method.ends_with("/list_changed") || method == "notifications/resources/updated"
+        });
+        let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        if let (true, Some(n)) = (wanted, notes.as_ref()) {
+            let _ = n.send(m.raw.clone());
         }
     }
 
