@@ -132,6 +132,21 @@ const stdioConfig = `[servers.echo]\n${stdioUpstream}`;
 const rows = [];
 const row = (figure, value, target = '') => { rows.push([figure, value, target]); console.log(`${figure}: ${value}${target ? `  [target ${target}]` : ''}`); };
 
+// A 2026-07-28 client: no session, the envelope on every request (the broker keeps one warm
+// upstream session per grant behind it).
+function modern(url, tok) {
+  const h = { authorization: `Bearer ${tok}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'echo' };
+  const _meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} };
+  let id = 1;
+  return async () => {
+    const r = await fetch(url, { method: 'POST', headers: h, body: JSON.stringify({ jsonrpc: '2.0', id: id++, method: 'tools/call', params: { name: 'echo', arguments: { text: 'x'.repeat(64) }, _meta } }) });
+    const body = await r.text();
+    if (!body.includes('xxxx')) throw new Error(`bad reply: ${r.status} ${body}`);
+  };
+}
+
+const config = `[servers.echo]\ncommand = "python3"\nargs = [${JSON.stringify(join(here, '../tests/demo/demo_server.py'))}]\n`;
+
 // 1. Ready line.
 const fresh = [], existing = [];
 const keep = mkdtempSync(join(tmpdir(), 'mcpb-bench-'));

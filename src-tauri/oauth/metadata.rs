@@ -33,12 +33,14 @@ pub fn authorization_server(issuer: &str, scopes: &Scopes, cimd_supported: bool)
     })
 }
 
-/// RFC 9728 §2, for one upstream's MCP endpoint.
+/// RFC 9728 §2, for one upstream's MCP endpoint. Never lists `offline_access`: refresh is
+/// the authorization server's business, not a scope of the resource (MCP 2026-07-28
+/// basic/authorization §Refresh Tokens, SEP-2207).
 pub fn protected_resource(resource: &Resource, issuer: &str, scopes: &Scopes, name: &str) -> Value {
     json!({
         "resource": resource.0,
         "authorization_servers": [issuer],
-        "scopes_supported": scopes.iter().collect::<Vec<_>>(),
+        "scopes_supported": scopes.iter().filter(|s| *s != "offline_access").collect::<Vec<_>>(),
         "bearer_methods_supported": ["header"],
         "resource_name": format!("{name} (via mcp-broker)"),
     })
@@ -63,5 +65,17 @@ mod tests {
             asm["introspection_endpoint"],
             "http://127.0.0.1:4242/introspect"
         );
+    }
+
+    #[test]
+    fn the_resource_never_lists_offline_access() {
+        let s = Scopes::parse("mcp offline_access").unwrap();
+        let prm = protected_resource(
+            &Resource("http://127.0.0.1:1/mcp/x".into()),
+            "http://127.0.0.1:1",
+            &s,
+            "x",
+        );
+        assert_eq!(prm["scopes_supported"], json!(["mcp"]));
     }
 }

@@ -9,6 +9,7 @@
 
 mod link;
 pub mod message;
+mod modern;
 mod remote;
 pub mod session;
 mod stdio;
@@ -64,6 +65,8 @@ pub struct Upstreams {
     activity: std::sync::OnceLock<ActivityLog>,
     /// Upstreams whose tool arguments are recorded (`[broker] log_arguments`).
     log_arguments: std::collections::HashSet<String>,
+    /// The 2026-07-28 face of `/mcp/NAME`.
+    modern: modern::Front,
 }
 
 type Warm = Vec<warm::WarmChild>;
@@ -99,6 +102,7 @@ impl Upstreams {
             idle_timeout: config.session_idle_timeout(),
             max_per_grant: config.max_sessions_per_grant().max(1),
             request_timeout: config.request_timeout(),
+            modern: modern::Front::new(config.request_timeout()),
             oauth: Arc::new(upstream_oauth::UpstreamOAuth::new(
                 vault.clone(),
                 http.clone(),

@@ -382,6 +382,14 @@ impl Session {
         true
     }
 
+    /// Request `id` is known to be alive (a person is answering it): its deadline starts
+    /// over.
+    pub fn extend(&self, id: &str, now: Instant) {
+        if let Some(p) = self.state().pending.get_mut(id) {
+            p.deadline = now + self.request_timeout;
+        }
+    }
+
     /// Attaches a GET to the standalone stream, handing over what waited for it.
     pub fn attach_standalone(&self) -> Option<mpsc::UnboundedReceiver<SseItem>> {
         let mut st = self.state();

@@ -112,12 +112,17 @@ fn find_session(
     caller: &Caller,
 ) -> Result<Arc<Relay>, Response> {
     let Some(sid) = session_header(headers) else {
-        return Err(jsonrpc_error(
-            StatusCode::BAD_REQUEST,
+        // Without a 2025-11-25 session, GET and DELETE are 2026-07-28 requests, which have
+        // neither (streamable-http §Earlier Streamable HTTP Revisions).
+        let mut res = jsonrpc_error(
+            StatusCode::METHOD_NOT_ALLOWED,
             None,
             TRANSPORT_ERROR,
-            "Bad Request: Mcp-Session-Id header is required",
-        ));
+            "Method Not Allowed: GET and DELETE need an Mcp-Session-Id (2025-11-25); 2026-07-28 uses POST only",
+        );
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return Err(res);
     };
     // A session belongs to the grant that opened it; another grant's token must not be
     // able to use it (nor learn that it exists).
@@ -139,6 +144,9 @@ pub async fn post(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(res) = super::modern::post(up, upstream, caller, headers, &body).await {
+        return res;
+    }
     let (acc, version) = match negotiate(headers) {
         Ok(x) => x,
         Err(r) => return r,

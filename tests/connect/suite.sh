@@ -9,15 +9,7 @@
 # with @modelcontextprotocol/server-everything), or ACCEPTANCE_DIR pointing elsewhere.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-BROKER="$(realpath "${BROKER:-$ROOT/target/debug/mcp-broker}")"
-ACCEPTANCE_DIR="${ACCEPTANCE_DIR:-$ROOT/../shared/acceptance}"
-# A read-only harness is set up in a copy (see its setup.sh): use that copy.
-if [ ! -x "$ACCEPTANCE_DIR/.venv/bin/python" ] && [ ! -w "$ACCEPTANCE_DIR" ]; then
-    ACCEPTANCE_DIR="${ACCEPTANCE_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/mcp-broker-acceptance}"
-fi
-PY="$ACCEPTANCE_DIR/.venv/bin/python"
-EVERYTHING="$ACCEPTANCE_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+. "$HERE/../support/acceptance.sh"
 for need in dbus-run-session gnome-keyring-daemon secret-tool node "$PY" "$BROKER" "$EVERYTHING"; do
     command -v "$need" >/dev/null 2>&1 || [ -e "$need" ] || { echo "tests/connect: missing $need" >&2; exit 1; }
 done

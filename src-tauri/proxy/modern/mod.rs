@@ -1,0 +1,204 @@
+//! MCP 2026-07-28 on `/mcp/NAME`, next to 2025-11-25 on the same URL (basic/versioning
+//! §Backward Compatibility: a dual-era server serves both eras concurrently). Each POST
+//! is classified ([`ladder`]); modern requests are validated and served here, statelessly
+//! for the client, over a warm legacy session per grant and upstream ([`warm`]);
+//! a modern remote upstream gets them passed through ([`passthrough`]); everything else
+//! returns to `streamable` untouched.
+//!
+//! One file per concern: [`ladder`] (classification, validation), [`warm`] (the shared
+//! legacy session), [`call`] (relaying a request, progress, cancellation, parking for
+//! `input_required`), [`request_state`] (the sealed retry handle), [`discover`],
+//! [`listen`], [`passthrough`] (modern upstreams).
+
+mod call;
+mod discover;
+pub mod ladder;
+mod listen;
+mod passthrough;
+mod request_state;
+mod warm;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt};
+use serde_json::{Value, json};
+
+use super::Upstreams;
+use crate::oauth::bearer::Caller;
+use call::{Call, Parking};
+use ladder::{Era, ModernRequest, Rejection};
+
+/// The modern face's state inside [`Upstreams`].
+pub struct Front {
+    warm: warm::WarmSessions,
+    parking: Arc<Parking>,
+    eras: passthrough::Eras,
+}
+
+impl Front {
+    pub fn new(request_timeout: Duration) -> Front {
+        Front {
+            warm: warm::WarmSessions::default(),
+            // A parked call waits for a person: as long as a request may take.
+            parking: Parking::new(request_timeout),
+            eras: passthrough::Eras::default(),
+        }
+    }
+}
+
+/// Serves the POST if it is a 2026-07-28 one; `None` hands it to the legacy path.
+pub async fn post(
+    up: &Upstreams,
+    upstream: &str,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Option<Response> {
+    if !ladder::may_be_modern(headers, body) {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(body).ok()?;
+    match ladder::classify(headers, v) {
+        Era::Legacy => None,
+        Era::ModernNotification => Some(StatusCode::ACCEPTED.into_response()),
+        Era::Reject(r) => Some(rejection(&r)),
+        Era::Modern(req) => {
+            // The grant's tool policy holds in this era too: a blocked, unknown or
+            // suspended tool never reaches the upstream.
+            if req.method == "tools/call"
+                && let Some(gate) = up.gate()
+                && let Ok(m) = super::message::parse_one(body.clone())
+                && let Err(refused) = super::tool_gate::screen_calls(
+                    gate,
+                    std::slice::from_ref(&m),
+                    caller.grant_id,
+                    upstream,
+                )
+                .await
+            {
+                return Some(refused);
+            }
+            if let Some(url) = up.modern_remote(upstream).await {
+                return Some(
+                    up.pass_through(upstream, &url, headers, &req.id, body)
+                        .await,
+                );
+            }
+            Some(serve(up, upstream, caller, headers, req).await)
+        }
+    }
+}
+
+async fn serve(
+    up: &Upstreams,
+    upstream: &str,
+    caller: &Caller,
+    headers: &HeaderMap,
+    req: ModernRequest,
+) -> Response {
+    let front = &up.modern;
+    let warm = match front.warm.get(up, upstream, caller.grant_id).await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(upstream, "cannot serve a 2026-07-28 request: {e}");
+            // In-band, never 5xx: a probing client reads this as "fall back".
+            let body = json!({"jsonrpc": "2.0", "id": req.id, "error": {"code": -32603, "message": e.to_string()}});
+            return json_response(StatusCode::OK, Bytes::from(body.to_string()));
+        }
+    };
+    match req.method.as_str() {
+        "server/discover" => {
+            let body = json!({"jsonrpc": "2.0", "id": req.id, "result": discover::discover_result(&warm.init)});
+            json_response(StatusCode::OK, Bytes::from(body.to_string()))
+        }
+        "subscriptions/listen" => {
+            let requested = req
+                .params()
+                .and_then(|p| p.get("notifications"))
+                .cloned()
+                .unwrap_or(json!({}));
+            sse(listen::listen(warm, req.id.clone(), &requested).await)
+        }
+        _ => {
+            let state = req
+                .params()
+                .and_then(|p| p.get("requestState"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let call = match state {
+                Some(s) => {
+                    match Call::resume(front.parking.clone(), caller.grant_id, upstream, &req, &s)
+                        .await
+                    {
+                        Ok(c) => c,
+                        Err(r) => return rejection(&r),
+                    }
+                }
+                None => Call::start(warm, front.parking.clone(), caller.grant_id, &req).await,
+            };
+            answer(call, accepts_sse(headers)).await
+        }
+    }
+}
+
+/// Plain JSON when the first thing to say is the answer; else an SSE stream scoped to
+/// this request (streamable-http §Sending Messages 6).
+async fn answer(mut call: Call, sse_ok: bool) -> Response {
+    let Some(first) = call.next().await else {
+        return json_response(StatusCode::OK, Bytes::new());
+    };
+    if first.last {
+        return json_response(first.status, first.data);
+    }
+    if !sse_ok {
+        while let Some(o) = call.next().await {
+            if o.last {
+                return json_response(o.status, o.data);
+            }
+        }
+        return json_response(StatusCode::OK, Bytes::new());
+    }
+    let rest =
+        futures_util::stream::unfold(
+            call,
+            |mut c| async move { c.next().await.map(|o| (o.data, c)) },
+        );
+    sse(futures_util::stream::iter([first.data]).chain(rest))
+}
+
+fn accepts_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.contains("text/event-stream") || v.contains("*/*"))
+}
+
+fn rejection(r: &Rejection) -> Response {
+    json_response(r.status, Bytes::from(r.body().to_string()))
+}
+
+fn json_response(status: StatusCode, data: Bytes) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(data))
+        .unwrap_or_default()
+}
+
+/// No event ids: 2026-07-28 streams are not resumable (streamable-http §Receiving Messages).
+fn sse(events: impl Stream<Item = Bytes> + Send + 'static) -> Response {
+    let stream =
+        events.map(|b| Ok::<_, Infallible>(Event::default().data(String::from_utf8_lossy(&b))));
+    let mut res = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    res.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    res
+}

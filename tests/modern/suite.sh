@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# MCP 2026-07-28 clients through the broker (tests/modern/modern_test.py): the Python MCP
+# SDK 2.3 client, probing and pinned, and the TypeScript SDK v2 client in `auto` mode
+# (tests/clients/modern.mjs), against server-everything over stdio and over Streamable
+# HTTP (2025-11-25 upstreams).
+#   bash tests/modern/suite.sh   (tests/all.sh runs every tests/*/suite.sh)
+# Needs node and /work/shared/acceptance (its .venv with `mcp` 2.3 and its node_modules with
+# @modelcontextprotocol/server-everything), or ACCEPTANCE_DIR pointing elsewhere.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+. "$HERE/../support/acceptance.sh"
+for need in node "$PY" "$BROKER" "$EVERYTHING"; do
+    command -v "$need" >/dev/null 2>&1 || [ -e "$need" ] || { echo "tests/modern: missing $need" >&2; exit 1; }
+done
+export BROKER EVERYTHING
+# The throwaway HOME keeps the broker away from the user's keychain and config.
+export HOME="$(mktemp -d)"
+trap 'rm -rf "$HOME"' EXIT
+status=0
+"$PY" "$HERE/modern_test.py" || status=1
+# The TypeScript SDK v2 client in `auto` mode (tests/clients/modern.mjs).
+if [ ! -d "$ROOT/tests/clients/node_modules/@modelcontextprotocol/client" ]; then
+    (cd "$ROOT/tests/clients" && npm ci --no-audit --no-fund)
+fi
+BROKER="$BROKER" node "$ROOT/tests/clients/modern.mjs" || status=1
+exit $status
