@@ -9,6 +9,8 @@
 //   - the broker's CPU to refuse a request: no token, a malformed one, a well-formed one
 //     never issued, a revoked one (target <= 30 us)
 //   - cold start: consent to the first tools/call answer, and initialize to it
+//   - a 2026-07-28 client vs a 2025-11-25 one, a grant with a per-tool policy vs a personal
+//     token without one, and the activity log on vs off (alternating rounds)
 // Everything runs on loopback with bounded counts and stops by itself.
 // Usage: BROKER=target/release/mcp-broker FLOOR=target/release/examples/hyper_echo \
 //        node bench/bench.mjs [calls]
@@ -128,7 +130,10 @@ async function warm(fns) { await Promise.all(fns.map(async f => { for (let i = 0
 const stdioUpstream = EVERYTHING
   ? `command = ${JSON.stringify(process.execPath)}\nargs = [${JSON.stringify(EVERYTHING)}, "stdio"]\n`
   : `command = "python3"\nargs = [${JSON.stringify(join(here, '../tests/demo/demo_server.py'))}]\n`;
-const stdioConfig = `[servers.echo]\n${stdioUpstream}`;
+// The MCP rate limit stays in the measured path, set high enough never to refuse (its
+// default, 600 calls a minute per grant, is for people's clients, not for a benchmark).
+const brokerSettings = `[broker]\nmcp_rate = "100000000/minute"\n`;
+const stdioConfig = `${brokerSettings}[servers.echo]\n${stdioUpstream}`;
 const rows = [];
 const row = (figure, value, target = '') => { rows.push([figure, value, target]); console.log(`${figure}: ${value}${target ? `  [target ${target}]` : ''}`); };
 
@@ -145,7 +150,6 @@ function modern(url, tok) {
   };
 }
 
-const config = `[servers.echo]\ncommand = "python3"\nargs = [${JSON.stringify(join(here, '../tests/demo/demo_server.py'))}]\n`;
 
 // 1. Ready line.
 const fresh = [], existing = [];
@@ -189,6 +193,48 @@ row('idle memory, headless', `${(rssKiB(b.child.pid) / 1024).toFixed(1)} MiB RSS
   }
   row('memory with 17 warm sessions', `${(rssKiB(b.child.pid) / 1024).toFixed(1)} MiB RSS`);
 
+  // Alternating rounds, so that load from elsewhere on the machine hits both sides alike.
+  const alternate = async (a, bFn, pids) => {
+    const tA = [], tB = [];
+    for (let r = 0; r < 5; r++) {
+      tA.push((await measure([pids[0]], [a], Math.ceil(CALLS / 5))).cpu[0]);
+      tB.push((await measure([pids[1]], [bFn], Math.ceil(CALLS / 5))).cpu[0]);
+    }
+    return [median(tA), median(tB)];
+  };
+  const pct = (x, y) => `${(((x - y) / y) * 100).toFixed(1)} %`;
+
+  // The 2026-07-28 era (issue 11): stateless requests over the broker's warm upstream session.
+  {
+    const legacy = (await sessions(1, url, () => token(b.base, 'echo')))[0];
+    const m = modern(url, await token(b.base, 'echo'));
+    await warm([legacy, m]);
+    const [uModern, uLegacy] = await alternate(m, legacy, [b.child.pid, b.child.pid]);
+    row('broker CPU per call, stdio upstream, 1 client: 2026-07-28 vs 2025-11-25', `${us(uModern)} vs ${us(uLegacy)}`, 'modern no worse');
+  }
+
+  // Per-tool policy (issue 14): an OAuth grant whose tools were chosen at consent vs a
+  // personal access token, which has no policy.
+  {
+    const policy = (await sessions(1, url, () => token(b.base, 'echo')))[0];
+    const pat = spawnSync(BROKER, ['tokens', 'create', '--upstream', 'echo', '--label', 'bench', '--data-dir', join(b.dir, 'data'), '--port', new URL(b.base).port]).stdout.toString().trim();
+    const none = await session(url, pat);
+    await warm([policy, none]);
+    const [uPolicy, uNone] = await alternate(policy, none, [b.child.pid, b.child.pid]);
+    row('broker CPU per call with a per-tool policy vs without', `${us(uPolicy)} vs ${us(uNone)} (${pct(uPolicy, uNone)})`, 'within 10 %');
+  }
+
+  // The activity log (issue 12): the same calls to a broker with it off.
+  {
+    const off = await startBroker(mkdtempSync(join(tmpdir(), 'mcpb-bench-')), stdioConfig.replace('[broker]\n', '[broker]\nactivity_log = false\n'));
+    const on = (await sessions(1, url, () => token(b.base, 'echo')))[0];
+    const offCall = (await sessions(1, `${off.base}/mcp/echo`, () => token(off.base, 'echo')))[0];
+    await warm([on, offCall]);
+    const [uOn, uOff] = await alternate(on, offCall, [b.child.pid, off.child.pid]);
+    row('broker CPU per call with the activity log on vs off', `${us(uOn)} vs ${us(uOff)} (${pct(uOn, uOff)})`, 'within 10 %');
+    await stop(off.child);
+  }
+
   // Refusals: what a flood of bad requests costs the broker.
   const revoked = await token(b.base, 'echo');
   const grants = JSON.parse(spawnSync(BROKER, ['grants', 'list', '--json', '--data-dir', join(b.dir, 'data')]).stdout);
@@ -219,7 +265,7 @@ if (EVERYTHING) {
   const d = await sessions(SESSIONS, direct, async () => null);
   await warm(d);
   const dm = await measure([up.child.pid], d, CALLS);
-  const rb = await startBroker(mkdtempSync(join(tmpdir(), 'mcpb-bench-')), `[servers.remote]\nurl = "${direct}"\n`);
+  const rb = await startBroker(mkdtempSync(join(tmpdir(), 'mcpb-bench-')), `${brokerSettings}[servers.remote]\nurl = "${direct}"\n`);
   const url = `${rb.base}/mcp/remote`;
   let bm;
   for (const n of [1, SESSIONS]) {
