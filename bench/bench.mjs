@@ -131,8 +131,9 @@ const stdioUpstream = EVERYTHING
   ? `command = ${JSON.stringify(process.execPath)}\nargs = [${JSON.stringify(EVERYTHING)}, "stdio"]\n`
   : `command = "python3"\nargs = [${JSON.stringify(join(here, '../tests/demo/demo_server.py'))}]\n`;
 // The MCP rate limit stays in the measured path, set high enough never to refuse (its
-// default, 600 calls a minute per grant, is for people's clients, not for a benchmark).
-const brokerSettings = `[broker]\nmcp_rate = "100000000/minute"\n`;
+// default, 600 calls a minute per grant, is for people's clients, not for a benchmark that
+// also registers and authorizes dozens of clients a minute).
+const brokerSettings = `[broker]\nmcp_rate = "100000000/minute"\nregistration_rate = "off"\nauthorization_rate = "off"\ntoken_rate = "off"\n`;
 const stdioConfig = `${brokerSettings}[servers.echo]\n${stdioUpstream}`;
 const rows = [];
 const row = (figure, value, target = '') => { rows.push([figure, value, target]); console.log(`${figure}: ${value}${target ? `  [target ${target}]` : ''}`); };
@@ -144,7 +145,7 @@ function modern(url, tok) {
   const _meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} };
   let id = 1;
   return async () => {
-    const r = await fetch(url, { method: 'POST', headers: h, body: JSON.stringify({ jsonrpc: '2.0', id: id++, method: 'tools/call', params: { name: 'echo', arguments: { text: 'x'.repeat(64) }, _meta } }) });
+    const r = await fetch(url, { method: 'POST', headers: h, body: JSON.stringify({ jsonrpc: '2.0', id: id++, method: 'tools/call', params: { name: 'echo', arguments: { message: 'x'.repeat(64), text: 'x'.repeat(64) }, _meta } }) });
     const body = await r.text();
     if (!body.includes('xxxx')) throw new Error(`bad reply: ${r.status} ${body}`);
   };
@@ -217,7 +218,7 @@ row('idle memory, headless', `${(rssKiB(b.child.pid) / 1024).toFixed(1)} MiB RSS
   // personal access token, which has no policy.
   {
     const policy = (await sessions(1, url, () => token(b.base, 'echo')))[0];
-    const pat = spawnSync(BROKER, ['tokens', 'create', '--upstream', 'echo', '--label', 'bench', '--data-dir', join(b.dir, 'data'), '--port', new URL(b.base).port]).stdout.toString().trim();
+    const pat = spawnSync(BROKER, ['tokens', 'create', '--upstream', 'echo', '--label', 'bench', '--config', join(b.dir, 'config.toml'), '--data-dir', join(b.dir, 'data'), '--port', new URL(b.base).port]).stdout.toString().trim();
     const none = await session(url, pat);
     await warm([policy, none]);
     const [uPolicy, uNone] = await alternate(policy, none, [b.child.pid, b.child.pid]);
