@@ -114,6 +114,21 @@ async def launch_one() -> None:
               (progress, text_of(res)))
         # The sampling tool is registered after initialization; the list_changed
         # notification arrives on the GET stream.
+        # A tool that appears after consent stays hidden until the person allows it
+        # (per-tool consent): once the broker has seen it in a tools/list answer, allow it
+        # the way a person would from the command line.
+        allowed = None
+        for _ in range(20):
+            names = [t.name for t in (await c.list_tools()).tools]
+            check("trigger-sampling-request" not in names, "a tool that appeared after consent is hidden until allowed",
+                  names)
+            grant_id = json.loads(broker_cli("grants", "list", "--json").stdout)[0]["id"]
+            allowed = broker_cli("grants", "tools", str(grant_id), "--allow", "trigger-sampling-request")
+            if allowed.returncode == 0:
+                break
+            await anyio.sleep(0.5)
+        check(allowed is not None and allowed.returncode == 0, "the new tool allowed with `grants tools`",
+              allowed and allowed.stderr)
         for _ in range(20):
             names = [t.name for t in (await c.list_tools()).tools]
             if "trigger-sampling-request" in names:
