@@ -166,7 +166,8 @@ pub async fn post(
         };
     if let Some(gate) = up.gate()
         && let Err(refused) =
-            super::tool_gate::screen_calls(gate, &msgs, caller.grant_id, upstream).await
+            super::tool_gate::screen_calls(gate, &msgs, caller.grant_id, upstream, up.activity())
+                .await
     {
         return refused;
     }

@@ -67,13 +67,17 @@ struct CallParams<'a> {
 
 /// Asks the gate about every `tools/call` in a POST. On a refusal nothing of the POST is
 /// relayed: a single call is answered with its error; a batch with an error for each
-/// request, the refused calls' saying why.
+/// request, the refused calls' saying why. Each refused request is recorded in the
+/// activity log as refused by the broker, under the reference its error carries.
 pub(super) async fn screen_calls(
     gate: &dyn ToolGate,
     msgs: &[Message],
     grant: GrantId,
     upstream: &str,
+    activity: Option<&crate::activity::ActivityLog>,
 ) -> Result<(), Response> {
+    let started = std::time::Instant::now();
+    let mut names: Vec<Option<String>> = vec![None; msgs.len()];
     let mut refusals: Vec<(usize, String)> = Vec::new();
     for (i, m) in msgs.iter().enumerate() {
         if m.method() != Some("tools/call") {
@@ -85,6 +89,7 @@ pub(super) async fn screen_calls(
         let Some(tool) = params.as_ref().and_then(|p| p.name.as_deref()) else {
             continue;
         };
+        names[i] = Some(tool.to_owned());
         let call = ToolCall {
             grant,
             upstream,
@@ -112,7 +117,22 @@ pub(super) async fn screen_calls(
                 .unwrap_or("not relayed: another call in this batch was refused");
             let reference = crate::activity::Reference::mint();
             tracing::info!(%reference, "tools/call refused by the grant's tool policy: {why}");
-            Some(error_response(Some(id), TOOL_REFUSED, why, &reference))
+            let answer = error_response(Some(id), TOOL_REFUSED, why, &reference);
+            if let Some(log) = activity {
+                log.call(crate::activity::Call {
+                    at_ms: crate::clock::now_ms(),
+                    grant,
+                    upstream: std::sync::Arc::from(upstream),
+                    method: m.method().unwrap_or("").into(),
+                    target: names[i].clone().map(Into::into),
+                    outcome: crate::activity::Outcome::Refused(TOOL_REFUSED),
+                    duration: started.elapsed(),
+                    response_bytes: answer.len(),
+                    reference: Some(reference),
+                    arguments: None,
+                });
+            }
+            Some(answer)
         })
         .collect();
     let body = if msgs.len() == 1 {

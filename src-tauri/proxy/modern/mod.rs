@@ -79,6 +79,7 @@ pub async fn post(
                     std::slice::from_ref(&m),
                     caller.grant_id,
                     upstream,
+                    up.activity(),
                 )
                 .await
             {
