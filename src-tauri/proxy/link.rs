@@ -14,6 +14,9 @@ use super::stdio::StdioLink;
 pub enum Inbound {
     /// A message from the upstream (a response, notification or request).
     Message(Message),
+    /// The upstream refused a request with an HTTP error status and a JSON-RPC error,
+    /// which the client hears with that status where its answer is still plain JSON.
+    Refused { message: Message, status: u16 },
     /// The upstream is gone or unusable; the session ends with this reason.
     Failed(String),
 }

@@ -470,6 +470,9 @@ async fn drain_inbox(
                 };
                 session.route(m, Instant::now())
             }
+            Inbound::Refused { message, status } => {
+                session.route_with_status(message, Some(status), Instant::now())
+            }
             Inbound::Failed(why) => session.end(&EndReason::Failed(why)),
         }
     }

@@ -10,6 +10,16 @@
 //! and then each read of the answer must arrive within it, every exchange is dropped
 //! (closing its connection) when its request is cancelled, times out or its session ends,
 //! and at most [`MAX_EXCHANGES`] exchanges per upstream are open at once.
+//!
+//! Transparent for 2025-11-25 upstreams (basic/transports):
+//! - SSE polling (§Sending Messages to the Server item 6, §Resumability and Redelivery):
+//!   an SSE answer that closes before the response is resumed with a GET carrying
+//!   `Last-Event-ID`, after the upstream's `retry`, until the response comes, the upstream
+//!   goes quiet for [`MAX_QUIET_RESUMES`] connections, or the request's deadline passes.
+//!   The standalone GET stream is resumed the same way.
+//! - An HTTP 4xx answer whose body is a JSON-RPC error about the client's message is
+//!   relayed with its status, code and message ([`relayed_status`]); 401 and 403 concern
+//!   the broker's own sign-in to the upstream and stay the broker's business.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
+use sse_stream::{Sse, SseByteStream};
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
@@ -44,6 +54,17 @@ const DID_NOT_ANSWER: &str = "the upstream MCP server did not answer in time";
 /// Its answer to a POST ended without the response: nothing else will bring it (the
 /// broker does not resume upstream POST streams), so the client hears it now.
 const ENDED_UNANSWERED: &str = "the upstream MCP server ended its answer without a response";
+
+/// Connections in a row that bring nothing (no event, or no connection at all) before
+/// the broker stops resuming an upstream's SSE stream.
+pub const MAX_QUIET_RESUMES: u32 = 5;
+/// The wait before resuming when the upstream named none (`retry`): the EventSource
+/// default order of magnitude, doubled for each quiet connection in a row.
+const DEFAULT_RETRY: Duration = Duration::from_millis(500);
+/// The most of an error answer's body that is read.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+const STOPPED_RESUMING: &str = "the upstream MCP server kept closing its answer without sending anything, so the broker stopped resuming it";
 
 /// Whether `m` is the response to request `to`.
 fn answers(m: &Message, to: &Message) -> bool {
@@ -405,6 +426,18 @@ impl Inner {
             return Exchange::Done;
         }
         if !status.is_success() {
+            if let Kind::Request { id, .. } = &msg.kind
+                && relayed_status(status)
+                && let Some(refusal) = self.read_refusal(id, res).await
+            {
+                // The upstream turned the client's message down: the client hears it as
+                // the upstream said it, and the upstream is not failing.
+                self.report(Inbound::Refused {
+                    message: refusal,
+                    status: status.as_u16(),
+                });
+                return Exchange::Done;
+            }
             let why = format!("the upstream MCP server answered HTTP {status}");
             let _ = r.events.send(GatewayEvent::UpstreamFailed {
                 upstream: r.upstream.clone(),
@@ -428,42 +461,156 @@ impl Inner {
         }
     }
 
-    /// An SSE answer: every event goes to the inbox; the response must be among them.
+    /// An SSE answer: every event goes to the inbox; the response must be among them. A
+    /// connection that closes before it is resumed (SSE polling) as long as the upstream
+    /// gave an event id to resume from.
     async fn read_events(&self, msg: &Message, res: reqwest::Response) -> Exchange {
         let r = &self.remote;
-        let mut answered = false;
-        let mut events = res.bytes_stream().eventsource();
+        let mut cursor = Cursor::default();
+        let mut res = Some(res);
         loop {
-            let ev = match tokio::time::timeout(r.timeout, events.next()).await {
-                Ok(Some(ev)) => ev,
-                Ok(None) => break,
-                Err(_) => {
-                    self.fail_request(msg, REQUEST_TIMEOUT, DID_NOT_ANSWER);
-                    return Exchange::TimedOut;
+            if let Some(res) = res.take() {
+                match self.relay_events(Some(msg), res, &mut cursor).await {
+                    Connection::Answered => return Exchange::Done,
+                    Connection::TimedOut => {
+                        self.fail_request(msg, REQUEST_TIMEOUT, DID_NOT_ANSWER);
+                        return Exchange::TimedOut;
+                    }
+                    Connection::Gone => return Exchange::Done,
+                    Connection::Closed { heard } => cursor.closed(heard),
+                }
+            }
+            let wait = match cursor.next_try(r.timeout) {
+                Resume::After(wait) => wait,
+                Resume::Never => {
+                    self.fail_request(msg, UPSTREAM_ERROR, ENDED_UNANSWERED);
+                    return Exchange::Done;
+                }
+                Resume::GiveUp => {
+                    self.fail_request(msg, UPSTREAM_ERROR, STOPPED_RESUMING);
+                    return Exchange::Done;
                 }
             };
-            match ev {
-                Ok(ev) if !ev.data.trim().is_empty() => match parse_one(Bytes::from(ev.data)) {
-                    Ok(m) => {
-                        answered |= answers(&m, msg);
-                        self.report(Inbound::Message(m));
-                    }
-                    Err(_) => {
-                        tracing::warn!(upstream = %r.upstream, "ignoring an SSE event that is not JSON-RPC")
-                    }
-                },
-                Ok(_) => {}
-                Err(e) => {
-                    let why = format!("the upstream stream broke: {e}");
-                    self.fail_request(msg, UPSTREAM_ERROR, &why.to_string());
+            tokio::time::sleep(wait).await;
+            match self.open_stream(cursor.last_event_id.as_deref()).await {
+                Ok(resumed) if resumed.status().is_success() => res = Some(resumed),
+                Ok(refused) => {
+                    let why = format!(
+                        "the upstream MCP server closed its answer early and refused to resume it (HTTP {})",
+                        refused.status()
+                    );
+                    self.fail_request(msg, UPSTREAM_ERROR, &why);
                     return Exchange::Done;
+                }
+                Err(_) => cursor.closed(false),
+            }
+        }
+    }
+
+    /// Relays one SSE connection's events to the inbox until it ends. With `answering`,
+    /// each read must come within the timeout and the connection is done once the
+    /// response to that request is among them; without (the standalone stream), it may
+    /// stay quiet for as long as it likes.
+    async fn relay_events(
+        &self,
+        answering: Option<&Message>,
+        res: reqwest::Response,
+        cursor: &mut Cursor,
+    ) -> Connection {
+        let r = &self.remote;
+        let mut heard = false;
+        let mut events = SseByteStream::new(res.bytes_stream());
+        loop {
+            let next = match answering {
+                Some(_) => match tokio::time::timeout(r.timeout, events.next()).await {
+                    Ok(next) => next,
+                    Err(_) => return Connection::TimedOut,
+                },
+                None => events.next().await,
+            };
+            let ev = match next {
+                Some(Ok(ev)) => ev,
+                Some(Err(e)) => {
+                    // A dropped connection is no cancellation (transports §Sending
+                    // Messages item 6): resume like after a polling close.
+                    tracing::info!(upstream = %r.upstream, "the upstream's SSE connection broke: {e}");
+                    return Connection::Closed { heard };
+                }
+                None => return Connection::Closed { heard },
+            };
+            heard |= cursor.saw(&ev);
+            let Some(data) = ev.data.filter(|d| !d.trim().is_empty()) else {
+                continue;
+            };
+            match parse_one(Bytes::from(data)) {
+                Ok(m) => {
+                    let answered = answering.is_some_and(|to| answers(&m, to));
+                    if self.inbox.send(Inbound::Message(m)).is_err() {
+                        return Connection::Gone;
+                    }
+                    if answered {
+                        return Connection::Answered;
+                    }
+                }
+                Err(_) => {
+                    tracing::warn!(upstream = %r.upstream, "ignoring an SSE event that is not JSON-RPC")
                 }
             }
         }
-        if !answered {
-            self.fail_request(msg, UPSTREAM_ERROR, ENDED_UNANSWERED);
+    }
+
+    /// A GET for an SSE stream: the standalone one, or with `last_event_id` the one to
+    /// resume (transports §Resumability and Redelivery). Its headers must come within the
+    /// timeout.
+    async fn open_stream(
+        &self,
+        last_event_id: Option<&str>,
+    ) -> Result<reqwest::Response, StreamFailed> {
+        let r = &self.remote;
+        let bearer = r.oauth.bearer(&r.upstream).await.ok().flatten();
+        let mut headers = r.headers.clone();
+        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        if let Some(v) = last_event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+            headers.insert("last-event-id", v);
         }
-        Exchange::Done
+        let req = self.request(reqwest::Method::GET, headers, bearer.as_ref());
+        match tokio::time::timeout(r.timeout, r.client.execute(req)).await {
+            Ok(Ok(res)) => Ok(res),
+            Ok(Err(e)) => {
+                tracing::info!(upstream = %r.upstream, "cannot open the upstream's SSE stream: {}", without_url(&e));
+                Err(StreamFailed)
+            }
+            Err(_) => Err(StreamFailed),
+        }
+    }
+
+    /// The JSON-RPC error in an error answer's body, as the answer to request `id`; none
+    /// if the body is not one (then the broker says what happened instead).
+    async fn read_refusal(&self, id: &str, res: reqwest::Response) -> Option<Message> {
+        if res
+            .content_length()
+            .is_some_and(|n| n > MAX_ERROR_BODY as u64)
+        {
+            return None;
+        }
+        let mut body = Vec::new();
+        let mut chunks = res.bytes_stream();
+        let read = async {
+            while let Some(Ok(chunk)) = chunks.next().await {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_ERROR_BODY {
+                    return false;
+                }
+            }
+            true
+        };
+        if !matches!(
+            tokio::time::timeout(self.remote.timeout, read).await,
+            Ok(true)
+        ) {
+            return None;
+        }
+        parse_one(refusal_for(id, &body)?).ok()
     }
 
     /// A JSON answer (one message, or a batch): the response must be in it.
@@ -492,46 +639,45 @@ impl Inner {
         Exchange::Done
     }
 
-    /// The upstream's standalone SSE stream (server-initiated messages). Resumed with
-    /// `Last-Event-ID` a few times if it drops. It may stay quiet for long, so it has no
-    /// read timeout; it ends with the session.
+    /// The upstream's standalone SSE stream (server-initiated messages). Reopened when it
+    /// closes, with `Last-Event-ID` once the upstream gave an id and after its `retry`
+    /// (transports §Listening for Messages from the Server: it may poll this stream too),
+    /// until it goes quiet for [`MAX_QUIET_RESUMES`] connections. It may stay quiet for
+    /// long, so it has no read timeout; it ends with the session.
     async fn listen(self: Arc<Self>) {
-        let mut last_event_id: Option<String> = None;
-        for attempt in 0..5u32 {
+        let mut cursor = Cursor::default();
+        let mut opened = false;
+        loop {
             if self.inbox.is_closed() {
                 return;
             }
-            let r = &self.remote;
-            let bearer = r.oauth.bearer(&r.upstream).await.ok().flatten();
-            let mut headers = r.headers.clone();
-            headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-            if let Some(v) = last_event_id
-                .as_deref()
-                .and_then(|id| HeaderValue::from_str(id).ok())
-            {
-                headers.insert("last-event-id", v);
-            }
-            let req = self.request(reqwest::Method::GET, headers, bearer.as_ref());
-            let Ok(res) = r.client.execute(req).await else {
-                tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-                continue;
-            };
-            if !res.status().is_success() {
-                // 405: the upstream offers no standalone stream. Fine.
-                return;
-            }
-            let mut events = res.bytes_stream().eventsource();
-            while let Some(Ok(ev)) = events.next().await {
-                if !ev.id.is_empty() {
-                    last_event_id = Some(ev.id.clone());
+            match self.open_stream(cursor.last_event_id.as_deref()).await {
+                Ok(res) if res.status().is_success() => {
+                    opened = true;
+                    match self.relay_events(None, res, &mut cursor).await {
+                        Connection::Closed { heard } => cursor.closed(heard),
+                        _ => return,
+                    }
                 }
-                if let Ok(m) = parse_one(Bytes::from(ev.data))
-                    && self.inbox.send(Inbound::Message(m)).is_err()
-                {
+                // 405 at first: the upstream offers no standalone stream. Fine. Later: it
+                // cannot resume it, and a fresh one would lose what it held; stop.
+                Ok(res) => {
+                    if opened {
+                        tracing::warn!(upstream = %self.remote.upstream, status = %res.status(), "the upstream refused to resume its standalone stream");
+                    }
+                    return;
+                }
+                Err(StreamFailed) => cursor.closed(false),
+            }
+            match cursor.next_try(self.remote.timeout) {
+                Resume::After(wait) => tokio::time::sleep(wait).await,
+                // No id to resume from: a fresh stream, after the same wait.
+                Resume::Never => tokio::time::sleep(cursor.backoff(self.remote.timeout)).await,
+                Resume::GiveUp => {
+                    tracing::warn!(upstream = %self.remote.upstream, "{STOPPED_RESUMING} (standalone stream)");
                     return;
                 }
             }
-            tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
         }
     }
 
@@ -546,6 +692,111 @@ impl Inner {
     }
 }
 
+/// The 4xx statuses an upstream gives about the client's own message, which the client
+/// hears as they are when the body is a JSON-RPC error: 400 (malformed or invalid), 409,
+/// 413 (too large), 422 and 429 (slow down). Not 401/403 (the broker's sign-in to the
+/// upstream, not the client's token), 404 (the upstream session, which the broker holds),
+/// nor 405/406/415 (the broker's own use of HTTP).
+pub fn relayed_status(status: reqwest::StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 409 | 413 | 422 | 429)
+}
+
+/// `body` as the error response to request `id` (JSON text): the upstream's `code`,
+/// `message` and `data`, with the id put in when the upstream left it null (transports
+/// §Sending Messages item 4: an error about a message it could not read has no id).
+/// None if the body is no JSON-RPC error, or answers another request.
+fn refusal_for(id: &str, body: &[u8]) -> Option<Bytes> {
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let o = v.as_object_mut()?;
+    let error = o.get("error")?;
+    error.get("code")?.as_i64()?;
+    error.get("message")?.as_str()?;
+    if o.contains_key("result") {
+        return None;
+    }
+    let want: serde_json::Value = serde_json::from_str(id).ok()?;
+    match o.get("id") {
+        None | Some(serde_json::Value::Null) => {
+            o.insert("id".into(), want);
+        }
+        Some(given) if *given == want => {}
+        Some(_) => return None,
+    }
+    o.insert("jsonrpc".into(), "2.0".into());
+    serde_json::to_vec(&v).ok().map(Bytes::from)
+}
+
+/// How one SSE connection ended.
+enum Connection {
+    /// The response it was waiting for came.
+    Answered,
+    /// A read took longer than the timeout.
+    TimedOut,
+    /// The session is gone: nobody reads what the upstream says any more.
+    Gone,
+    /// The upstream closed it (or it broke); `heard` if it brought any event.
+    Closed { heard: bool },
+}
+
+/// A GET for a stream got no answer (the reason is logged).
+struct StreamFailed;
+
+/// What to do about an SSE stream that closed before it was done.
+#[derive(Debug, PartialEq)]
+enum Resume {
+    After(Duration),
+    /// The upstream gave no event id: nothing to resume from.
+    Never,
+    /// Too many quiet connections in a row.
+    GiveUp,
+}
+
+/// Where an upstream's SSE stream stands (transports §Resumability and Redelivery): the
+/// last event id, the reconnection time the upstream asked for, and how many
+/// connections in a row brought nothing.
+#[derive(Default)]
+struct Cursor {
+    last_event_id: Option<String>,
+    retry: Option<Duration>,
+    quiet: u32,
+}
+
+impl Cursor {
+    /// Takes an event's `id` and `retry` (an empty id resets it, as in the SSE
+    /// standard); whether the event counts as hearing from the upstream.
+    fn saw(&mut self, ev: &Sse) -> bool {
+        if let Some(id) = &ev.id {
+            self.last_event_id = (!id.is_empty()).then(|| id.clone());
+        }
+        if let Some(ms) = ev.retry {
+            self.retry = Some(Duration::from_millis(ms));
+        }
+        ev.id.is_some() || ev.data.is_some()
+    }
+
+    fn closed(&mut self, heard: bool) {
+        self.quiet = if heard { 0 } else { self.quiet + 1 };
+    }
+
+    /// The upstream's `retry` (which the client must respect), else a backoff that
+    /// grows with each quiet connection; never longer than `ceiling`.
+    fn backoff(&self, ceiling: Duration) -> Duration {
+        self.retry
+            .unwrap_or_else(|| DEFAULT_RETRY * 2u32.pow(self.quiet.min(6)))
+            .min(ceiling)
+    }
+
+    fn next_try(&self, ceiling: Duration) -> Resume {
+        if self.quiet >= MAX_QUIET_RESUMES {
+            Resume::GiveUp
+        } else if self.last_event_id.is_none() {
+            Resume::Never
+        } else {
+            Resume::After(self.backoff(ceiling))
+        }
+    }
+}
+
 /// reqwest's errors include the URL, which may carry credentials in its query.
 fn without_url(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
@@ -553,4 +804,104 @@ fn without_url(e: &reqwest::Error) -> String {
         s = s.replace(u.as_str(), "<upstream>");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: Option<&str>, data: Option<&str>, retry: Option<u64>) -> Sse {
+        Sse {
+            event: None,
+            data: data.map(str::to_owned),
+            id: id.map(str::to_owned),
+            retry,
+        }
+    }
+
+    #[test]
+    fn a_priming_event_makes_the_stream_resumable_after_its_retry() {
+        let ceiling = Duration::from_secs(30);
+        let mut c = Cursor::default();
+        assert_eq!(c.next_try(ceiling), Resume::Never);
+        // The 2025-11-25 priming event: an id, empty data, and a retry.
+        assert!(c.saw(&event(Some("s1-0"), Some(""), Some(250))));
+        c.closed(true);
+        assert_eq!(
+            c.next_try(ceiling),
+            Resume::After(Duration::from_millis(250))
+        );
+        assert_eq!(c.last_event_id.as_deref(), Some("s1-0"));
+        // A retry above the request timeout waits no longer than it.
+        c.saw(&event(None, None, Some(3_600_000)));
+        assert_eq!(c.next_try(ceiling), Resume::After(ceiling));
+        // An empty id resets the cursor (SSE standard): nothing to resume from.
+        c.saw(&event(Some(""), Some("{}"), None));
+        assert_eq!(c.next_try(ceiling), Resume::Never);
+    }
+
+    #[test]
+    fn quiet_connections_in_a_row_end_the_resuming_and_an_event_starts_over() {
+        let ceiling = Duration::from_secs(30);
+        let mut c = Cursor::default();
+        c.saw(&event(Some("7"), Some(""), None));
+        for n in 0..MAX_QUIET_RESUMES {
+            c.closed(false);
+            let expected = if n + 1 < MAX_QUIET_RESUMES {
+                Resume::After(DEFAULT_RETRY * 2u32.pow(n + 1))
+            } else {
+                Resume::GiveUp
+            };
+            assert_eq!(c.next_try(ceiling), expected, "after {} quiet", n + 1);
+        }
+        c.closed(true);
+        assert_eq!(c.next_try(ceiling), Resume::After(DEFAULT_RETRY));
+        // A comment-only connection is quiet: `saw` is never called for it.
+        assert!(!c.saw(&event(None, None, Some(5))));
+    }
+
+    #[test]
+    fn an_upstream_refusal_keeps_its_code_message_and_data_and_gets_the_request_id() {
+        let body = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32602,"message":"bad cursor","data":{"x":1}}}"#;
+        let out: serde_json::Value =
+            serde_json::from_slice(&refusal_for("\"a-1\"", body).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!({"jsonrpc":"2.0","id":"a-1","error":{"code":-32602,"message":"bad cursor","data":{"x":1}}})
+        );
+        let same = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32000,"message":"slow down"}}"#;
+        assert!(refusal_for("7", same).is_some());
+        // Another request's answer, a result, or no JSON-RPC error at all: not relayed.
+        let other = br#"{"jsonrpc":"2.0","id":8,"error":{"code":-32000,"message":"x"}}"#;
+        assert!(refusal_for("7", other).is_none());
+        assert!(refusal_for("7", br#"{"jsonrpc":"2.0","id":7,"result":{}}"#).is_none());
+        assert!(refusal_for("7", br#"{"error":{"code":"no","message":"x"}}"#).is_none());
+        assert!(refusal_for("7", b"Bad Request").is_none());
+    }
+
+    #[test]
+    fn only_statuses_about_the_client_s_message_are_relayed() {
+        use reqwest::StatusCode as S;
+        for s in [
+            S::BAD_REQUEST,
+            S::CONFLICT,
+            S::PAYLOAD_TOO_LARGE,
+            S::UNPROCESSABLE_ENTITY,
+            S::TOO_MANY_REQUESTS,
+        ] {
+            assert!(relayed_status(s), "{s}");
+        }
+        for s in [
+            S::UNAUTHORIZED,
+            S::FORBIDDEN,
+            S::NOT_FOUND,
+            S::METHOD_NOT_ALLOWED,
+            S::NOT_ACCEPTABLE,
+            S::UNSUPPORTED_MEDIA_TYPE,
+            S::INTERNAL_SERVER_ERROR,
+            S::BAD_GATEWAY,
+        ] {
+            assert!(!relayed_status(s), "{s}");
+        }
+    }
 }

@@ -44,6 +44,9 @@ pub struct SseItem {
     pub data: Bytes,
     /// The final response to a request (lets a single-request POST answer as JSON).
     pub response: bool,
+    /// The HTTP status the upstream refused the request with, for a response that goes
+    /// out as plain JSON (none: 200).
+    pub status: Option<u16>,
 }
 
 struct Stream {
@@ -322,6 +325,11 @@ impl Session {
 
     /// Routes one message from the upstream to the right client stream.
     pub fn route(&self, msg: Message, now: Instant) {
+        self.route_with_status(msg, None, now)
+    }
+
+    /// [`Session::route`] for a response the upstream gave with an HTTP error `status`.
+    pub fn route_with_status(&self, msg: Message, status: Option<u16>, now: Instant) {
         let mut st = self.state();
         match &msg.kind {
             Kind::Response { id } => {
@@ -342,7 +350,7 @@ impl Session {
                     None => Outcome::Ok,
                 };
                 self.record(p.call, outcome, msg.raw.len(), None, now);
-                deliver(&mut st, p.stream, msg.raw, true);
+                deliver_with(&mut st, p.stream, msg.raw, true, status);
                 finish_one(&mut st, p.stream, now);
             }
             Kind::Notification { method } if method == "notifications/progress" => {
@@ -519,6 +527,7 @@ fn attach(s: &mut Stream, sid: u64, after: u64) -> mpsc::UnboundedReceiver<SseIt
             seq: *seq,
             data: data.clone(),
             response: false,
+            status: None,
         });
         s.handed = s.handed.max(*seq);
     }
@@ -552,6 +561,10 @@ fn fallback_stream(st: &State) -> u64 {
 }
 
 fn deliver(st: &mut State, sid: u64, data: Bytes, response: bool) {
+    deliver_with(st, sid, data, response, None)
+}
+
+fn deliver_with(st: &mut State, sid: u64, data: Bytes, response: bool, status: Option<u16>) {
     let Some(s) = st.streams.get_mut(&sid) else {
         return;
     };
@@ -568,6 +581,7 @@ fn deliver(st: &mut State, sid: u64, data: Bytes, response: bool) {
                 seq,
                 data,
                 response,
+                status,
             })
             .is_ok()
         {

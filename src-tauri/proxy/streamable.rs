@@ -375,7 +375,12 @@ async fn forward(
         match rx.recv().await {
             Some(item) if item.response => {
                 session.drop_stream(sid);
-                json_body(item.data)
+                let mut res = json_body(item.data);
+                // The upstream's own refusal keeps its status (remote.rs `relayed_status`).
+                if let Some(status) = item.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+                    *res.status_mut() = status;
+                }
+                res
             }
             Some(item) if acc.sse => sse(Some(item), rx),
             Some(_) => json_only(session, sid, rx).await,
