@@ -55,7 +55,11 @@ pub fn parse_bearer(header: Option<&str>) -> Result<&str, BearerError> {
     }
 }
 
-/// Checks a looked-up token against the resource being called.
+/// Checks a looked-up token against the resource being called and the scopes the
+/// operation needs (`required`). A token whose scope falls short is refused with
+/// exactly those scopes, all of them in one challenge, never `offline_access` (RFC 6750
+/// §3.1 `insufficient_scope`; MCP 2026-07-28 basic/authorization §Scope Challenge
+/// Handling and §Runtime Insufficient Scope Errors), so that the client can step up.
 pub fn check_bearer(
     rec: Option<&AccessRecord>,
     expected: &Resource,
@@ -73,8 +77,9 @@ pub fn check_bearer(
     if &rec.resource != expected {
         return Err(BearerError::InvalidToken);
     }
+    let required = required.of_resource();
     if !required.is_subset(&rec.scopes) {
-        return Err(BearerError::InsufficientScope(required.clone()));
+        return Err(BearerError::InsufficientScope(required));
     }
     Ok(Caller {
         grant_id: rec.grant_id,
@@ -133,6 +138,14 @@ mod tests {
         assert_eq!(
             check_bearer(None, &a, &mcp, NOW).unwrap_err(),
             BearerError::InvalidToken
+        );
+        // `offline_access` is never needed for a call, nor named in the challenge.
+        let with_refresh = Scopes::parse("mcp offline_access").unwrap();
+        assert!(check_bearer(Some(&rec()), &a, &with_refresh, NOW).is_ok());
+        let more = Scopes::parse("mcp admin offline_access").unwrap();
+        assert_eq!(
+            check_bearer(Some(&rec()), &a, &more, NOW).unwrap_err(),
+            BearerError::InsufficientScope(Scopes::parse("admin mcp").unwrap())
         );
         let admin = Scopes::single("admin");
         assert_eq!(

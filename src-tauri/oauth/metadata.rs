@@ -40,7 +40,7 @@ pub fn protected_resource(resource: &Resource, issuer: &str, scopes: &Scopes, na
     json!({
         "resource": resource.0,
         "authorization_servers": [issuer],
-        "scopes_supported": scopes.iter().filter(|s| *s != "offline_access").collect::<Vec<_>>(),
+        "scopes_supported": scopes.of_resource().iter().collect::<Vec<_>>(),
         "bearer_methods_supported": ["header"],
         "resource_name": format!("{name} (via mcp-broker)"),
     })

@@ -108,7 +108,23 @@ impl Scopes {
     pub fn difference(&self, other: &Scopes) -> Scopes {
         Scopes(self.0.difference(&other.0).cloned().collect())
     }
+    /// These scopes as the protected resource names them: without `offline_access`,
+    /// which asks the authorization server for a refresh token and is no permission on
+    /// the resource (MCP 2026-07-28 basic/authorization §Refresh Tokens: not in the
+    /// resource metadata's `scopes_supported`, nor in a `WWW-Authenticate` scope).
+    pub fn of_resource(&self) -> Scopes {
+        Scopes(
+            self.0
+                .iter()
+                .filter(|s| *s != OFFLINE_ACCESS)
+                .cloned()
+                .collect(),
+        )
+    }
 }
+
+/// The scope that asks for a refresh token (OpenID Connect Core §11).
+pub const OFFLINE_ACCESS: &str = "offline_access";
 
 impl fmt::Display for Scopes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
