@@ -129,6 +129,17 @@ impl Messages {
     }
 }
 
+/// The caller's bearer token, marked sensitive (kept out of debug output).
+fn with_bearer(req: reqwest::RequestBuilder, bearer: Option<&str>) -> reqwest::RequestBuilder {
+    match bearer.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+        Some(mut v) => {
+            v.set_sensitive(true);
+            req.header(AUTHORIZATION, v)
+        }
+        None => req,
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -169,16 +180,12 @@ impl StreamableHttp {
     }
 
     fn request(&self, method: reqwest::Method, bearer: Option<&str>) -> reqwest::RequestBuilder {
-        let mut req = self
-            .http
-            .request(method, self.endpoint.clone())
-            .headers(self.headers.clone());
-        if let Some(t) = bearer
-            && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {t}"))
-        {
-            v.set_sensitive(true);
-            req = req.header(AUTHORIZATION, v);
-        }
+        let mut req = with_bearer(
+            self.http
+                .request(method, self.endpoint.clone())
+                .headers(self.headers.clone()),
+            bearer,
+        );
         if let Some(sid) = lock(&self.session).clone() {
             req = req.header(SESSION, sid);
         }
@@ -191,8 +198,36 @@ impl StreamableHttp {
     /// POSTs one JSON-RPC message (or batch) as it is.
     pub async fn post(&self, body: String, bearer: Option<&str>) -> Result<Answer, McpClientError> {
         let had_session = lock(&self.session).is_some();
-        let res = self
-            .request(reqwest::Method::POST, bearer)
+        let req = self.request(reqwest::Method::POST, bearer);
+        self.send_post(req, body, had_session).await
+    }
+
+    /// POSTs one 2026-07-28 request: stateless, so with its own routing `headers`
+    /// (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`) and never the session's id or
+    /// version (MCP 2026-07-28 basic/transports/streamable-http §Standard Request Headers).
+    pub async fn post_stateless(
+        &self,
+        body: String,
+        bearer: Option<&str>,
+        headers: HeaderMap,
+    ) -> Result<Answer, McpClientError> {
+        let req = with_bearer(
+            self.http
+                .request(reqwest::Method::POST, self.endpoint.clone())
+                .headers(self.headers.clone())
+                .headers(headers),
+            bearer,
+        );
+        self.send_post(req, body, false).await
+    }
+
+    async fn send_post(
+        &self,
+        req: reqwest::RequestBuilder,
+        body: String,
+        had_session: bool,
+    ) -> Result<Answer, McpClientError> {
+        let res = req
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream")
             .body(body)

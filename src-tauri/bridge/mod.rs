@@ -15,8 +15,10 @@
 //! - [`start`]: starting a broker when none runs, one for many bridges.
 //! - [`auth`]: registration, consent in the browser, token exchange and refresh.
 //! - [`relay`]: stdin lines to POSTs, JSON and SSE answers and the GET stream to stdout.
+//! - [`modern`]: what a 2026-07-28 client's request needs to go out statelessly.
 
 pub mod auth;
 pub mod locate;
+pub mod modern;
 pub mod relay;
 pub mod start;

@@ -10,7 +10,13 @@
 //! order. A 401 refreshes the token (or asks for consent once) and retries; a 404 for the
 //! session (the broker ended it, for example after a revocation) replays the client's
 //! `initialize` and retries, so the client does not notice.
+//!
+//! A 2026-07-28 client's requests (their `_meta` names the version) are served
+//! statelessly instead, each on its own POST with its routing headers ([`super::modern`]);
+//! the era is a property of each request, as on the broker's own endpoint, so a client
+//! that probes with `server/discover` and falls back to `initialize` works either way.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +24,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use reqwest::header::HeaderMap;
+use tokio::task::AbortHandle;
+
 use super::auth::Auth;
+use super::modern;
 use crate::mcp_client::{Answer, Listen, Messages, StreamableHttp};
 
 pub struct Relay {
@@ -28,6 +38,9 @@ pub struct Relay {
     initialize: Mutex<Option<String>>,
     reinit: tokio::sync::Mutex<()>,
     out: mpsc::UnboundedSender<String>,
+    /// The 2026-07-28 requests on their way, by id (JSON text): dropping one's POST
+    /// cancels it.
+    stateless: Mutex<HashMap<String, AbortHandle>>,
 }
 
 enum Outcome {
@@ -57,6 +70,7 @@ impl Relay {
             initialize: Mutex::new(None),
             reinit: tokio::sync::Mutex::new(()),
             out,
+            stateless: Mutex::new(HashMap::new()),
         });
 
         // Get a token before the client's first message, so consent happens at launch.
@@ -80,10 +94,30 @@ impl Relay {
                 }
             };
             let is_request = msg.get("method").is_some() && msg.get("id").is_some();
-            if msg.get("method").and_then(Value::as_str) == Some("initialize") {
-                *relay.initialize.lock().unwrap_or_else(|e| e.into_inner()) = Some(line.clone());
+            if let Some(version) = modern::protocol_version(&msg) {
+                let route = modern::routing_headers(&msg, version);
+                let key = msg["id"].to_string();
+                let r = relay.clone();
+                // Registered before the task can finish (and unregister itself).
+                let mut stateless = relay.lock_stateless();
+                let k = key.clone();
+                let task = tasks.spawn(async move {
+                    r.deliver(line, &msg, Some(route)).await;
+                    r.lock_stateless().remove(&k);
+                });
+                stateless.insert(key, task);
+            } else if let Some(id) = modern::cancelled_request(&msg)
+                && let Some(task) = relay.lock_stateless().remove(&id)
+            {
+                task.abort();
+            } else if !is_request && relay.lock_initialize().is_none() {
+                // Without a session there is nowhere to send it: a 2026-07-28 client's
+                // notifications (its cancellations are handled above) have no HTTP form.
+                tracing::debug!("dropping a notification sent outside any session");
+            } else if msg.get("method").and_then(Value::as_str) == Some("initialize") {
+                *relay.lock_initialize() = Some(line.clone());
                 // Everything after initialize needs its session id: wait for it.
-                relay.deliver(line, &msg).await;
+                relay.deliver(line, &msg, None).await;
                 if !stream_started && relay.broker.session_id().is_some() {
                     stream_started = true;
                     let r = relay.clone();
@@ -91,9 +125,9 @@ impl Relay {
                 }
             } else if is_request {
                 let r = relay.clone();
-                tasks.spawn(async move { r.deliver(line, &msg).await });
+                tasks.spawn(async move { r.deliver(line, &msg, None).await });
             } else {
-                relay.deliver(line, &msg).await;
+                relay.deliver(line, &msg, None).await;
             }
             while tasks.try_join_next().is_some() {}
         }
@@ -107,14 +141,23 @@ impl Relay {
         0
     }
 
+    fn lock_stateless(&self) -> std::sync::MutexGuard<'_, HashMap<String, AbortHandle>> {
+        self.stateless.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_initialize(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.initialize.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn emit(&self, v: Value) {
         let _ = self.out.send(v.to_string());
     }
 
     /// Sends one message and relays the answer; on failure, answers a request with a
-    /// JSON-RPC error so the client is never left waiting.
-    async fn deliver(&self, body: String, msg: &Value) {
-        if let Outcome::Failed(why) = self.send(&body, msg, true).await {
+    /// JSON-RPC error so the client is never left waiting. With `stateless` routing
+    /// headers it is a 2026-07-28 request, sent outside the session.
+    async fn deliver(&self, body: String, msg: &Value, stateless: Option<HeaderMap>) {
+        if let Outcome::Failed(why) = self.send(&body, msg, true, stateless.as_ref()).await {
             tracing::warn!("relaying failed: {why}");
             if let (Some(id), Some(_)) = (msg.get("id"), msg.get("method")) {
                 self.emit(json!({"jsonrpc": "2.0", "id": id,
@@ -123,7 +166,13 @@ impl Relay {
         }
     }
 
-    async fn send(&self, body: &str, msg: &Value, forward: bool) -> Outcome {
+    async fn send(
+        &self,
+        body: &str,
+        msg: &Value,
+        forward: bool,
+        stateless: Option<&HeaderMap>,
+    ) -> Outcome {
         let is_init = msg.get("method").and_then(Value::as_str) == Some("initialize");
         let mut token = match self.auth.access_token().await {
             Ok(t) => t,
@@ -133,7 +182,15 @@ impl Relay {
         let mut reinitialized = false;
         loop {
             let sent_session = self.broker.session_id();
-            let answer = match self.broker.post(body.to_owned(), Some(&token)).await {
+            let sent = match stateless {
+                Some(route) => {
+                    self.broker
+                        .post_stateless(body.to_owned(), Some(&token), route.clone())
+                        .await
+                }
+                None => self.broker.post(body.to_owned(), Some(&token)).await,
+            };
+            let answer = match sent {
                 Ok(a) => a,
                 Err(e) => return Outcome::Failed(e.to_string()),
             };
@@ -216,22 +273,17 @@ impl Relay {
         if self.broker.session_id().as_deref() != stale {
             return Ok(()); // another request already did it
         }
-        let Some(init) = self
-            .initialize
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        else {
+        let Some(init) = self.lock_initialize().clone() else {
             return Err("the session ended before it was initialized".into());
         };
         tracing::info!("the broker ended the MCP session; starting a new one");
         self.broker.forget_session();
         let msg: Value = serde_json::from_str(&init).map_err(|e| e.to_string())?;
-        if let Outcome::Failed(e) = Box::pin(self.send(&init, &msg, false)).await {
+        if let Outcome::Failed(e) = Box::pin(self.send(&init, &msg, false, None)).await {
             return Err(e);
         }
         let n = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        if let Outcome::Failed(e) = Box::pin(self.send(&n.to_string(), &n, false)).await {
+        if let Outcome::Failed(e) = Box::pin(self.send(&n.to_string(), &n, false, None)).await {
             return Err(e);
         }
         Ok(())

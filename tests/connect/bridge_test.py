@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -197,19 +196,7 @@ async def main() -> None:
     await launch_two()
 
 
-try:
-    anyio.run(main)
-except Exception as e:
-    import traceback
-
-    traceback.print_exc()
-    check(False, "test run", repr(e))
-finally:
-    broker.send_signal(signal.SIGTERM)
-    try:
-        broker.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        broker.kill()
+checks.run_then_stop(main, broker, check)
 check(not (data / "broker.json").exists(), "broker.json removed when the broker exits")
 print(f"{0 if failures else 1} of 1 connect runs passed; failures: {failures}" if failures else "connect: all passed")
 if failures:

@@ -3,9 +3,14 @@ consent log the headless "user" (approve.py, set as $BROWSER) appends to."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import tempfile
+import traceback
 from pathlib import Path
+
+import anyio
 
 failures: list[str] = []
 
@@ -28,3 +33,19 @@ def workdir(prefix: str) -> Path:
 def consents(work: Path) -> list[str]:
     log = work / "consents.log"
     return log.read_text().splitlines() if log.exists() else []
+
+
+def run_then_stop(main, broker: subprocess.Popen, check) -> None:
+    """Runs the async `main` (an exception is one FAIL), then stops the broker with
+    SIGTERM as a person or a service manager would."""
+    try:
+        anyio.run(main)
+    except Exception as e:
+        traceback.print_exc()
+        check(False, "test run", repr(e))
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        try:
+            broker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            broker.kill()

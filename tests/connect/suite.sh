@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests of `mcp-broker connect`: the Python MCP SDK's stdio client launches the
-# bridge against a real broker (bridge_test.py), or ten at once with no broker running, as
-# Claude Desktop does (many_bridges_test.py), with a real OS keychain (gnome-keyring in its own D-Bus
+# bridge against a real broker (bridge_test.py), pinned to 2026-07-28, probing and legacy
+# (modern_bridge_test.py), or ten at once with no broker running, as Claude Desktop does
+# (many_bridges_test.py), with a real OS keychain (gnome-keyring in its own D-Bus
 # session, throwaway HOME) and consent approved headlessly over HTTP.
 #   bash tests/connect/suite.sh   (tests/all.sh runs every tests/*/suite.sh)
 # Needs: dbus-run-session, gnome-keyring-daemon, secret-tool (.ci/install-keychain.sh),
@@ -22,6 +23,7 @@ exec dbus-run-session -- bash -c '
     export MCP_BROKER_KEYCHAIN_SERVICE="mcp-broker-connect-test-$$"
     status=0
     "$PY" "$HERE/bridge_test.py" || status=1
+    "$PY" "$HERE/modern_bridge_test.py" || status=1
     "$PY" "$HERE/many_bridges_test.py" || status=1
     exit $status
 '
