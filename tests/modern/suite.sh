@@ -2,7 +2,8 @@
 # MCP 2026-07-28 clients through the broker (tests/modern/modern_test.py): the Python MCP
 # SDK 2.3 client, probing and pinned, and the TypeScript SDK v2 client in `auto` mode
 # (tests/clients/modern.mjs), against server-everything over stdio and over Streamable
-# HTTP (2025-11-25 upstreams).
+# HTTP (2025-11-25 upstreams); and a 2025-11-25 remote upstream that closes its answers
+# for SSE polling (tests/modern/polling_test.py).
 #   bash tests/modern/suite.sh   (tests/all.sh runs every tests/*/suite.sh)
 # Needs node and /work/shared/acceptance (its .venv with `mcp` 2.3 and its node_modules with
 # @modelcontextprotocol/server-everything), or ACCEPTANCE_DIR pointing elsewhere.
@@ -18,6 +19,8 @@ export HOME="$(mktemp -d)"
 trap 'rm -rf "$HOME"' EXIT
 status=0
 "$PY" "$HERE/modern_test.py" || status=1
+# A 2025-11-25 upstream that uses SSE polling (polling_upstream.py), resumed by the broker.
+"$PY" "$HERE/polling_test.py" || status=1
 # The TypeScript SDK v2 client in `auto` mode (tests/clients/modern.mjs).
 if [ ! -d "$ROOT/tests/clients/node_modules/@modelcontextprotocol/client" ]; then
     (cd "$ROOT/tests/clients" && npm ci --no-audit --no-fund)
