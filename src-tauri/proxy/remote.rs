@@ -561,27 +561,42 @@ impl Inner {
 
     /// A GET for an SSE stream: the standalone one, or with `last_event_id` the one to
     /// resume (transports §Resumability and Redelivery). Its headers must come within the
-    /// timeout.
+    /// timeout. A polled call can outlive the broker's access token for the upstream:
+    /// after a 401 the sign-in is refreshed once and the GET tried again.
     async fn open_stream(
         &self,
         last_event_id: Option<&str>,
     ) -> Result<reqwest::Response, StreamFailed> {
         let r = &self.remote;
-        let bearer = r.oauth.bearer(&r.upstream).await.ok().flatten();
+        let mut bearer = r.oauth.bearer(&r.upstream).await.ok().flatten();
         let mut headers = r.headers.clone();
         headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         if let Some(v) = last_event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
             headers.insert("last-event-id", v);
         }
-        let req = self.request(reqwest::Method::GET, headers, bearer.as_ref());
-        match tokio::time::timeout(r.timeout, r.client.execute(req)).await {
-            Ok(Ok(res)) => Ok(res),
-            Ok(Err(e)) => {
-                tracing::info!(upstream = %r.upstream, "cannot open the upstream's SSE stream: {}", without_url(&e));
-                Err(StreamFailed)
+        for last_try in [false, true] {
+            let req = self.request(reqwest::Method::GET, headers.clone(), bearer.as_ref());
+            let res = match tokio::time::timeout(r.timeout, r.client.execute(req)).await {
+                Ok(Ok(res)) => res,
+                Ok(Err(e)) => {
+                    tracing::info!(upstream = %r.upstream, "cannot open the upstream's SSE stream: {}", without_url(&e));
+                    return Err(StreamFailed);
+                }
+                Err(_) => return Err(StreamFailed),
+            };
+            if last_try || res.status() != reqwest::StatusCode::UNAUTHORIZED {
+                return Ok(res);
             }
-            Err(_) => Err(StreamFailed),
+            match r
+                .oauth
+                .after_unauthorized(&r.upstream, bearer.as_ref())
+                .await
+            {
+                Ok(fresh) => bearer = Some(fresh),
+                Err(_) => return Ok(res),
+            }
         }
+        Err(StreamFailed)
     }
 
     /// The JSON-RPC error in an error answer's body, as the answer to request `id`; none

@@ -144,6 +144,16 @@ def raw_bridge() -> None:
               "params": {"name": "echo", "arguments": {"message": "raw modern"}, "_meta": META}})
         got = read_until(lambda m: m.get("id") == 2, 30)
         check(got and "raw modern" in json.dumps(got[-1].get("result")), "raw: tools/call with derived Mcp-Name", got)
+        # subscriptions/listen stays open on its own POST: the acknowledgement comes first,
+        # tagged with the listen id; cancelling it ends it.
+        send({"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen",
+              "params": {"notifications": {"toolsListChanged": True}, "_meta": META}})
+        got = read_until(lambda m: m.get("method") == "notifications/subscriptions/acknowledged", 30)
+        ack = got[-1] if got else {}
+        check(ack.get("method") == "notifications/subscriptions/acknowledged"
+              and ack["params"]["_meta"].get("io.modelcontextprotocol/subscriptionId") == "listen-1",
+              "raw: subscriptions/listen is acknowledged through the bridge", got)
+        send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "listen-1"}})
         # Cancelled: its POST is dropped; no answer comes, and the next request works.
         send({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
               "params": {"name": "trigger-long-running-operation", "arguments": {"duration": 4, "steps": 4},
