@@ -278,6 +278,13 @@ async fn a_token_without_the_needed_scope_gets_a_step_up_challenge() {
         );
         assert!(!challenge.contains("offline_access"), "{challenge}");
     }
+    // Without a token: 401 naming the scope any call needs.
+    let (status, www) = mcp_status(&c, &b.mcp_url("alpha"), None).await;
+    assert_eq!(status, 401);
+    assert!(
+        www.contains(r#"scope="mcp""#) && !www.contains("offline_access"),
+        "{www}"
+    );
     let (asm, prm) = metadata(&c, &b.base, "alpha").await;
     assert_eq!(prm["scopes_supported"], serde_json::json!(["mcp"]));
     let listed = asm["scopes_supported"].as_array().unwrap();

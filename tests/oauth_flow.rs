@@ -55,8 +55,10 @@ async fn discovery_documents_and_challenge() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 
+    // The scope a call needs, so that a client asks for just that (MCP 2026-07-28
+    // basic/authorization §Scope Selection Strategy).
     let expected = format!(
-        "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp/alpha\"",
+        "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp/alpha\", scope=\"mcp\"",
         b.base
     );
     let (status, www) = mcp_status(&c, &b.mcp_url("alpha"), None).await;
@@ -74,7 +76,7 @@ async fn discovery_documents_and_challenge() {
     let (status, www) = mcp_status(&c, &b.mcp_url("alpha"), Some("not-a-real-token")).await;
     assert_eq!(status, 401);
     assert!(
-        www.starts_with(&expected) && www.contains("error=\"invalid_token\""),
+        www.contains("error=\"invalid_token\"") && www.ends_with(", scope=\"mcp\""),
         "{www}"
     );
 }

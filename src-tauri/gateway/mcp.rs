@@ -23,6 +23,9 @@ pub enum McpRefusal {
     Bearer {
         error: BearerError,
         resource_metadata: String,
+        /// The scopes a call needs, for the challenge's `scope` (MCP 2026-07-28
+        /// basic/authorization §Scope Selection Strategy).
+        scope: crate::oauth::Scopes,
     },
     /// Over `[broker] mcp_rate` for this grant.
     RateLimited(super::limits::Limited),
@@ -47,6 +50,7 @@ impl Gateway {
         let refuse = |error| McpRefusal::Bearer {
             error,
             resource_metadata: self.protected_resource_metadata_url(upstream),
+            scope: self.authorize_ctx().supported_scopes.of_resource(),
         };
         let token = parse_bearer(authorization).map_err(refuse)?;
         let t = now();

@@ -37,9 +37,11 @@ async fn authenticate(
             McpRefusal::Bearer {
                 error,
                 resource_metadata,
+                scope,
             } => HttpError::Bearer(Box::new(BearerChallenge {
                 error,
                 resource_metadata,
+                scope,
                 // Echo the request id so a JSON-RPC client can pair the error with its call.
                 id: body
                     .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())

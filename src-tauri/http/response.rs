@@ -24,7 +24,7 @@ use crate::activity::{ErrorNote, Reference};
 use crate::gateway::GatewayError;
 use crate::gateway::limits::Limited;
 use crate::oauth::bearer::BearerError;
-use crate::oauth::{ErrorCode, OAuthError};
+use crate::oauth::{ErrorCode, OAuthError, Scopes};
 
 #[derive(Debug)]
 pub enum HttpError {
@@ -62,6 +62,9 @@ pub enum LimitedBody {
 pub struct BearerChallenge {
     pub error: BearerError,
     pub resource_metadata: String,
+    /// The scopes a call needs (never `offline_access`), named on a 401 too so that the
+    /// client asks for just those.
+    pub scope: Scopes,
     /// The JSON-RPC request id, echoed so the client can pair the error.
     pub id: Option<Value>,
 }
@@ -204,7 +207,7 @@ impl IntoResponse for HttpError {
             )
                 .into_response(),
             HttpError::Bearer(c) => {
-                bearer_challenge(&c.error, &c.resource_metadata, c.id, &reference)
+                bearer_challenge(&c.error, &c.resource_metadata, &c.scope, c.id, &reference)
             }
             HttpError::Text { status, message } => {
                 (status, format!("{message} (reference {reference})\n")).into_response()
@@ -336,6 +339,7 @@ fn bearer_text(err: &BearerError) -> (StatusCode, Option<&'static str>, &'static
 fn bearer_challenge(
     err: &BearerError,
     resource_metadata: &str,
+    needed: &Scopes,
     id: Option<Value>,
     reference: &Reference,
 ) -> Response {
@@ -344,8 +348,14 @@ fn bearer_challenge(
     if let Some(c) = code {
         v.push_str(&format!(", error=\"{c}\", error_description=\"{desc}\""));
     }
-    if let BearerError::InsufficientScope(s) = err {
-        v.push_str(&format!(", scope=\"{s}\""));
+    // A 403 names what this operation needs, a 401 what any call needs (MCP 2026-07-28
+    // basic/authorization §Scope Selection Strategy, §Runtime Insufficient Scope Errors).
+    let scope = match err {
+        BearerError::InsufficientScope(s) => s,
+        _ => needed,
+    };
+    if !scope.is_empty() {
+        v.push_str(&format!(", scope=\"{scope}\""));
     }
     let body = json!({
         "jsonrpc": "2.0",
@@ -389,6 +399,7 @@ mod tests {
             error: BearerError::InvalidToken,
             resource_metadata: "http://127.0.0.1:1/.well-known/oauth-protected-resource/mcp/x"
                 .into(),
+            scope: Scopes::single("mcp"),
             id: Some(json!(7)),
         }))
         .into_response();
@@ -396,5 +407,6 @@ mod tests {
         let h = res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
         assert!(h.starts_with("Bearer resource_metadata=\"http://127.0.0.1:1/"));
         assert!(h.contains("error=\"invalid_token\""));
+        assert!(h.contains("scope=\"mcp\""), "{h}");
     }
 }
