@@ -51,8 +51,8 @@ pub const MAX_EXCHANGES: usize = 32;
 const POST_ACCEPT: &str = "application/json, text/event-stream;q=0.9";
 
 const DID_NOT_ANSWER: &str = "the upstream MCP server did not answer in time";
-/// Its answer to a POST ended without the response: nothing else will bring it (the
-/// broker does not resume upstream POST streams), so the client hears it now.
+/// Its answer to a POST ended without the response and without an event id to resume
+/// it from: nothing else will bring it, so the client hears it now.
 const ENDED_UNANSWERED: &str = "the upstream MCP server ended its answer without a response";
 
 /// Connections in a row that bring nothing (no event, or no connection at all) before
