@@ -5,6 +5,7 @@
 
 use tokio::sync::mpsc;
 
+use super::era_bridge::ModernLink;
 use super::message::Message;
 use super::remote::HttpLink;
 use super::stdio::StdioLink;
@@ -24,6 +25,8 @@ pub type Inbox = mpsc::UnboundedSender<Inbound>;
 pub enum Link {
     Stdio(StdioLink),
     Http(HttpLink),
+    /// A 2026-07-28 upstream behind a 2025-11-25 session (`proxy::era_bridge`).
+    Modern(ModernLink),
 }
 
 impl Link {
@@ -32,6 +35,7 @@ impl Link {
         match self {
             Link::Stdio(l) => l.send(msg).await,
             Link::Http(l) => l.send(msg),
+            Link::Modern(l) => l.send(msg),
         }
     }
 
@@ -47,6 +51,7 @@ impl Link {
                 }
             }
             Link::Http(l) => l.cancel(id, notify),
+            Link::Modern(l) => l.cancel(id, notify),
         }
     }
 
@@ -70,6 +75,7 @@ impl Link {
         match self {
             Link::Stdio(l) => l.shutdown().await,
             Link::Http(l) => l.shutdown().await,
+            Link::Modern(l) => l.shutdown().await,
         }
     }
 }

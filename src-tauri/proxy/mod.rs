@@ -7,6 +7,7 @@
 //! know pass through unchanged. This module is the only one that knows the MCP
 //! transports; `http::mcp` authenticates and then calls [`streamable`].
 
+mod era_bridge;
 mod link;
 pub mod message;
 mod modern;
@@ -236,6 +237,14 @@ impl Upstreams {
             .get(upstream)
             .cloned()
             .ok_or_else(|| format!("no upstream named {upstream}"))?;
+        // Decided before a working child starts: a dual-era child locks to the era of
+        // its first request (`era_bridge::probe`).
+        let era = self.upstream_era(upstream).await;
+        if era == Some(era_bridge::UpstreamEra::Modern)
+            && matches!(cfg.transport, Transport::Stdio { .. })
+        {
+            return Err(era_bridge::modern_stdio_unsupported(upstream));
+        }
         let warm = if screened {
             self.take_warm(upstream)
         } else {
@@ -269,17 +278,33 @@ impl Upstreams {
                             .get(upstream)
                             .cloned()
                             .unwrap_or_else(|| Arc::new(Semaphore::new(remote::MAX_EXCHANGES)));
-                        let remote = remote::Remote {
-                            client: self.http.clone(),
-                            url: url.clone(),
-                            headers: map,
-                            events: self.events.clone(),
-                            oauth: self.oauth.clone(),
-                            upstream: upstream.to_owned(),
-                            exchanges,
-                            timeout: self.request_timeout,
-                        };
-                        Link::Http(remote::HttpLink::new(remote, inbox))
+                        if era == Some(era_bridge::UpstreamEra::Modern) {
+                            let wire = era_bridge::Wire {
+                                http: self.http.clone(),
+                                url: url.clone(),
+                                headers: map,
+                                oauth: self.oauth.clone(),
+                                upstream: upstream.to_owned(),
+                                timeout: self.request_timeout,
+                            };
+                            Link::Modern(era_bridge::ModernLink::new(
+                                wire,
+                                inbox,
+                                self.modern.eras.clone(),
+                            ))
+                        } else {
+                            let remote = remote::Remote {
+                                client: self.http.clone(),
+                                url: url.clone(),
+                                headers: map,
+                                events: self.events.clone(),
+                                oauth: self.oauth.clone(),
+                                upstream: upstream.to_owned(),
+                                exchanges,
+                                timeout: self.request_timeout,
+                            };
+                            Link::Http(remote::HttpLink::new(remote, inbox))
+                        }
                     }
                 };
                 (id, link, inbound)
