@@ -239,13 +239,9 @@ impl Upstreams {
             .ok_or_else(|| format!("no upstream named {upstream}"))?;
         // Decided before a working child starts: a dual-era child locks to the era of
         // its first request (`era_bridge::probe`).
-        let era = self.upstream_era(upstream).await;
-        if era == Some(era_bridge::UpstreamEra::Modern)
-            && matches!(cfg.transport, Transport::Stdio { .. })
-        {
-            return Err(era_bridge::modern_stdio_unsupported(upstream));
-        }
-        let warm = if screened {
+        let modern = self.upstream_era(upstream).await == Some(era_bridge::UpstreamEra::Modern);
+        // A child warmed for a consent is started for 2025-11-25 sessions.
+        let warm = if screened && !modern {
             self.take_warm(upstream)
         } else {
             None
@@ -257,20 +253,12 @@ impl Upstreams {
                 let id = crate::oauth::mint_secret();
                 let (inbox, inbound) = mpsc::unbounded_channel();
                 let link = match &cfg.transport {
+                    _ if modern => self.modern_link(upstream, &cfg, &id, inbox).await?,
                     Transport::Stdio { .. } => {
                         Link::Stdio(self.spawn_stdio(upstream, &cfg, &id, inbox).await?)
                     }
                     Transport::Http { url, headers, .. } => {
-                        let values = self.resolve(upstream, headers).await?;
-                        let mut map = HeaderMap::new();
-                        for (k, v) in values {
-                            let name = HeaderName::from_bytes(k.as_bytes())
-                                .map_err(|_| format!("bad header name {k}"))?;
-                            let mut value = HeaderValue::from_str(v.expose())
-                                .map_err(|_| format!("bad value for header {k}"))?;
-                            value.set_sensitive(true);
-                            map.insert(name, value);
-                        }
+                        let map = self.header_map(upstream, headers).await?;
                         let exchanges = self
                             .exchanges
                             .read()
@@ -278,33 +266,17 @@ impl Upstreams {
                             .get(upstream)
                             .cloned()
                             .unwrap_or_else(|| Arc::new(Semaphore::new(remote::MAX_EXCHANGES)));
-                        if era == Some(era_bridge::UpstreamEra::Modern) {
-                            let wire = era_bridge::Wire {
-                                http: self.http.clone(),
-                                url: url.clone(),
-                                headers: map,
-                                oauth: self.oauth.clone(),
-                                upstream: upstream.to_owned(),
-                                timeout: self.request_timeout,
-                            };
-                            Link::Modern(era_bridge::ModernLink::new(
-                                wire,
-                                inbox,
-                                self.modern.eras.clone(),
-                            ))
-                        } else {
-                            let remote = remote::Remote {
-                                client: self.http.clone(),
-                                url: url.clone(),
-                                headers: map,
-                                events: self.events.clone(),
-                                oauth: self.oauth.clone(),
-                                upstream: upstream.to_owned(),
-                                exchanges,
-                                timeout: self.request_timeout,
-                            };
-                            Link::Http(remote::HttpLink::new(remote, inbox))
-                        }
+                        let remote = remote::Remote {
+                            client: self.http.clone(),
+                            url: url.clone(),
+                            headers: map,
+                            events: self.events.clone(),
+                            oauth: self.oauth.clone(),
+                            upstream: upstream.to_owned(),
+                            exchanges,
+                            timeout: self.request_timeout,
+                        };
+                        Link::Http(remote::HttpLink::new(remote, inbox))
                     }
                 };
                 (id, link, inbound)
@@ -537,6 +509,24 @@ impl Upstreams {
             out.insert(k.clone(), Secret::new(value));
         }
         Ok(out)
+    }
+
+    /// A remote upstream's configured headers, resolved; secrets marked sensitive.
+    async fn header_map(
+        &self,
+        upstream: &str,
+        headers: &BTreeMap<String, ValueSource>,
+    ) -> Result<HeaderMap, String> {
+        let mut map = HeaderMap::new();
+        for (k, v) in self.resolve(upstream, headers).await? {
+            let name =
+                HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("bad header name {k}"))?;
+            let mut value = HeaderValue::from_str(v.expose())
+                .map_err(|_| format!("bad value for header {k}"))?;
+            value.set_sensitive(true);
+            map.insert(name, value);
+        }
+        Ok(map)
     }
 
     /// Keychain calls block (D-Bus on Linux), so they run off the async workers, with a

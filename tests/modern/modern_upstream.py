@@ -4,6 +4,7 @@ elicits a name (on 2026-07-28 that is an `input_required` result), `region`, who
 argument travels in an `Mcp-Param-Region` header too (`x-mcp-header`), and `whoami`,
 which reports what the request carried (version, capabilities, Authorization).
     python modern_upstream.py PORT [--modern-only]
+    python modern_upstream.py stdio     (dual-era over stdio: the first request picks the era)
 With --modern-only it refuses every 2025-11-25 request (`initialize` gets -32022, GET and
 DELETE 405), as a server that speaks only 2026-07-28 does."""
 from __future__ import annotations
@@ -118,6 +119,9 @@ def modern_only(inner):
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "stdio":
+        app.run("stdio")
+        sys.exit(0)
     port = int(sys.argv[1])
     if "--modern-only" in sys.argv[2:]:
         import uvicorn

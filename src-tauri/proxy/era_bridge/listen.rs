@@ -84,7 +84,7 @@ pub(super) fn open(link: Arc<Inner>) {
             failures = if acknowledged { 0 } else { failures + 1 };
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        tracing::warn!(upstream = %me.wire.upstream, "the upstream's subscriptions/listen keeps failing; list changes are not relayed");
+        tracing::warn!(upstream = %me.upstream, "the upstream's subscriptions/listen keeps failing; list changes are not relayed");
     });
     tasks.listen = Some(task.abort_handle());
 }

@@ -23,11 +23,15 @@
 //!   (basic/patterns/subscriptions) for the list changes the upstream announces
 //!   ([`listen`]).
 //!
-//! Which upstreams get this link is decided by their era ([`probe`]).
+//! Which upstreams get this link is decided by their era ([`probe`]). The upstream is
+//! reached over HTTP or stdio ([`wire`], [`stdio_wire`]); a 2026-07-28 client's warm
+//! session to a 2026-07-28 stdio upstream (`proxy::modern::warm`) runs over this link
+//! too.
 
 mod listen;
 mod probe;
 mod rounds;
+mod stdio_wire;
 mod wire;
 
 use std::collections::HashMap;
@@ -39,19 +43,14 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
-use super::link::{Inbound, Inbox};
+use super::Upstreams;
+use super::link::{Inbound, Inbox, Link};
 use super::message::{IdKey, Kind, Message, parse_one};
 use super::modern::ladder::{CAPABILITIES_KEY, MODERN_VERSION, VERSION_KEY};
+use crate::config::{Transport, UpstreamConfig};
 pub use probe::{Eras, UpstreamEra};
-pub use wire::Wire;
-
-/// What a session to a 2026-07-28-only stdio upstream gets, until the bridge speaks
-/// stdio too.
-pub fn modern_stdio_unsupported(upstream: &str) -> String {
-    format!(
-        "upstream {upstream} is a stdio server that speaks only MCP 2026-07-28, which the broker does not relay over stdio yet; if it also speaks 2025-11-25, set era = \"legacy\" in [servers.{upstream}]"
-    )
-}
+use stdio_wire::StdioWire;
+use wire::{HttpWire, Wire};
 
 /// The legacy revisions a client may ask for; the newest is offered otherwise.
 const LEGACY_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
@@ -61,6 +60,7 @@ pub struct ModernLink {
 }
 
 struct Inner {
+    upstream: String,
     wire: Wire,
     inbox: Inbox,
     /// What the client declared at `initialize`, and its log level.
@@ -92,9 +92,10 @@ struct Tasks {
 }
 
 impl ModernLink {
-    pub fn new(wire: Wire, inbox: Inbox, eras: Arc<Eras>) -> ModernLink {
+    pub fn new(upstream: &str, wire: Wire, inbox: Inbox, eras: Arc<Eras>) -> ModernLink {
         ModernLink {
             inner: Arc::new(Inner {
+                upstream: upstream.to_owned(),
                 wire,
                 inbox,
                 client: Mutex::new(ClientView::default()),
@@ -182,6 +183,42 @@ impl ModernLink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        self.inner.wire.shutdown().await;
+    }
+}
+
+impl Upstreams {
+    /// The link of a 2025-11-25 session to a 2026-07-28 upstream: its stdio child is
+    /// started here, in that era.
+    pub(in crate::proxy) async fn modern_link(
+        &self,
+        upstream: &str,
+        cfg: &UpstreamConfig,
+        session: &str,
+        inbox: Inbox,
+    ) -> Result<Link, String> {
+        let wire = match &cfg.transport {
+            Transport::Stdio { .. } => {
+                let (to_wire, heard) = tokio::sync::mpsc::unbounded_channel();
+                let child = self.spawn_stdio(upstream, cfg, session, to_wire).await?;
+                Wire::Stdio(StdioWire::new(
+                    child,
+                    heard,
+                    inbox.clone(),
+                    self.request_timeout,
+                ))
+            }
+            Transport::Http { url, headers, .. } => Wire::Http(HttpWire {
+                http: self.http.clone(),
+                url: url.clone(),
+                headers: self.header_map(upstream, headers).await?,
+                oauth: self.oauth.clone(),
+                upstream: upstream.to_owned(),
+                timeout: self.request_timeout,
+            }),
+        };
+        let eras = self.modern.eras.clone();
+        Ok(Link::Modern(ModernLink::new(upstream, wire, inbox, eras)))
     }
 }
 

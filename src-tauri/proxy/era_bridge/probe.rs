@@ -17,17 +17,19 @@
 //!   modern; any other error, a timeout or an exit means legacy (stdio §Backward
 //!   Compatibility: the fallback must not key on one code).
 
-use std::collections::{BTreeMap, HashMap};
-use std::process::Stdio;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue};
+use bytes::Bytes;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
 
-use crate::config::{Transport, UpstreamConfig, UpstreamEra as Setting, ValueSource};
+use crate::config::{Transport, UpstreamConfig, UpstreamEra as Setting};
 use crate::proxy::Upstreams;
+use crate::proxy::link::Inbound;
+use crate::proxy::message::{Kind, parse_one};
 use crate::proxy::modern::ladder::{CAPABILITIES_KEY, MODERN_VERSION, VERSION_KEY};
 
 /// How long a remote upstream may take to answer the probe.
@@ -35,6 +37,8 @@ const HTTP_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a throwaway stdio child may take to start and answer.
 const STDIO_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const PROBE_ID: &str = "mcp-broker-probe";
+/// The probe's id as it appears on the wire.
+const PROBE_ID_JSON: &str = "\"mcp-broker-probe\"";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamEra {
@@ -153,14 +157,6 @@ pub fn json_of(body: &[u8]) -> Option<Value> {
         .find_map(|d| serde_json::from_str(d.trim()).ok())
 }
 
-/// How a stdio upstream is started: command, arguments, environment, directory.
-struct StdioLaunch<'a>(
-    &'a str,
-    &'a [String],
-    &'a BTreeMap<String, ValueSource>,
-    Option<&'a std::path::Path>,
-);
-
 impl Upstreams {
     /// The era `upstream` speaks: its setting, else the cached verdict, else a probe's.
     /// `None`: not configured, or the probe said nothing (auth, outage); callers then
@@ -184,15 +180,7 @@ impl Upstreams {
         }
         let era = match &cfg.transport {
             Transport::Http { url, .. } => self.probe_http(upstream, url).await?,
-            Transport::Stdio {
-                command,
-                args,
-                env,
-                cwd: dir,
-            } => {
-                let launch = StdioLaunch(command, args, env, dir.as_deref());
-                self.probe_stdio(upstream, launch).await
-            }
+            Transport::Stdio { .. } => self.probe_stdio(upstream, &cfg).await,
         };
         tracing::info!(upstream, era = ?era, "upstream era found by a server/discover probe");
         eras.put(key, era);
@@ -218,54 +206,30 @@ impl Upstreams {
         verdict(status, &bytes)
     }
 
-    /// The probe on a throwaway child, which is killed afterwards whatever it said.
-    async fn probe_stdio(&self, upstream: &str, child: StdioLaunch<'_>) -> UpstreamEra {
-        let StdioLaunch(command, args, env, cwd) = child;
-        let env = match self.resolve(upstream, env).await {
-            Ok(e) => e,
+    /// The probe on a throwaway child, started exactly as a working child is (same
+    /// environment, stderr to the upstream's log), stopped afterwards whatever it said.
+    async fn probe_stdio(&self, upstream: &str, cfg: &UpstreamConfig) -> UpstreamEra {
+        let (inbox, mut heard) = mpsc::unbounded_channel();
+        let Ok(child) = self.spawn_stdio(upstream, cfg, "era-probe", inbox).await else {
             // The working child will fail the same way, with this message.
-            Err(_) => return UpstreamEra::Legacy,
-        };
-        let mut cmd = tokio::process::Command::new(command);
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        for (k, v) in &env {
-            cmd.env(k, v.expose());
-        }
-        if let Some(c) = cwd {
-            cmd.current_dir(c);
-        }
-        let Ok(mut child) = cmd.spawn() else {
             return UpstreamEra::Legacy;
         };
-        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let Ok(probe) = parse_one(Bytes::from(probe_request().to_string())) else {
             return UpstreamEra::Legacy;
         };
-        let ask = async {
-            let mut line = probe_request().to_string();
-            line.push('\n');
-            stdin.write_all(line.as_bytes()).await.ok()?;
-            stdin.flush().await.ok()?;
-            let mut lines = BufReader::new(stdout).lines();
-            while let Some(l) = lines.next_line().await.ok()? {
-                let Ok(v) = serde_json::from_str::<Value>(&l) else {
-                    continue;
-                };
-                if v["id"] == PROBE_ID {
-                    return Some(v);
+        child.send(&probe).await;
+        let answer = tokio::time::timeout(STDIO_PROBE_TIMEOUT, async {
+            while let Some(Inbound::Message(m)) = heard.recv().await {
+                if matches!(&m.kind, Kind::Response { id } if **id == *PROBE_ID_JSON) {
+                    return serde_json::from_slice::<Value>(&m.raw).ok();
                 }
             }
             None
-        };
-        let answer = tokio::time::timeout(STDIO_PROBE_TIMEOUT, ask)
-            .await
-            .ok()
-            .flatten();
-        let _ = child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+        })
+        .await
+        .ok()
+        .flatten();
+        child.shutdown().await;
         answer.map_or(UpstreamEra::Legacy, |a| stdio_verdict(&a))
     }
 }

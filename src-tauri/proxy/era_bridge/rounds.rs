@@ -43,7 +43,7 @@ pub(super) async fn initialize(link: Arc<Inner>, id: IdKey, params: Value) {
     let discover = match link.wire.exchange(&body, &[], false, |_| {}).await {
         Ok(Answer { message, .. }) if message.get("result").is_some() => message["result"].clone(),
         Ok(Answer { status, message }) => {
-            link.eras.forget(&link.wire.upstream);
+            link.eras.forget(&link.upstream);
             let why = format!(
                 "the upstream MCP server did not answer server/discover (HTTP {status}: {}); it may no longer speak 2026-07-28",
                 message["error"]["message"].as_str().unwrap_or("no message")
@@ -65,7 +65,7 @@ pub(super) async fn initialize(link: Arc<Inner>, id: IdKey, params: Value) {
     let server_info = discover["_meta"]["io.modelcontextprotocol/serverInfo"]
         .as_object()
         .map(|m| Value::Object(m.clone()))
-        .unwrap_or_else(|| json!({"name": link.wire.upstream, "version": "unknown"}));
+        .unwrap_or_else(|| json!({"name": link.upstream, "version": "unknown"}));
     let mut result = json!({
         "protocolVersion": version,
         "capabilities": capabilities,
@@ -74,7 +74,7 @@ pub(super) async fn initialize(link: Arc<Inner>, id: IdKey, params: Value) {
     if let Some(i) = discover.get("instructions").filter(|i| i.is_string()) {
         result["instructions"] = i.clone();
     }
-    tracing::info!(upstream = %link.wire.upstream, "a 2025-11-25 session bridged to a 2026-07-28 upstream");
+    tracing::info!(upstream = %link.upstream, "a 2025-11-25 session bridged to a 2026-07-28 upstream");
     link.answer(&id, result);
 }
 
@@ -119,7 +119,7 @@ pub(super) async fn relay(link: Arc<Inner>, id: IdKey, method: String, params: V
             }
             if matches!(status, 400 | 404 | 405) && !is_modern_error(error) {
                 // A legacy refusal: the upstream's era changed under the broker.
-                link.eras.forget(&link.wire.upstream);
+                link.eras.forget(&link.upstream);
             }
             return link.fail(&id, error);
         }
@@ -170,10 +170,10 @@ fn is_modern_error(error: &Value) -> bool {
 
 fn wire_error(link: &Inner, e: WireError) -> Value {
     if matches!(e, WireError::Status(_)) {
-        link.eras.forget(&link.wire.upstream);
+        link.eras.forget(&link.upstream);
     }
-    let why = e.to_string().replace("UPSTREAM", &link.wire.upstream);
-    tracing::warn!(upstream = %link.wire.upstream, "bridged request failed: {why}");
+    let why = e.to_string().replace("UPSTREAM", &link.upstream);
+    tracing::warn!(upstream = %link.upstream, "bridged request failed: {why}");
     json!({"code": UPSTREAM_ERROR, "message": why})
 }
 

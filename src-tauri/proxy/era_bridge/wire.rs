@@ -21,11 +21,44 @@ use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
+use super::stdio_wire::StdioWire;
 use crate::proxy::modern::ladder::{MODERN_VERSION, name_key};
 use crate::proxy::upstream_oauth::UpstreamOAuth;
 
+/// How the bridge reaches a 2026-07-28 upstream.
+pub enum Wire {
+    Http(HttpWire),
+    Stdio(StdioWire),
+}
+
+impl Wire {
+    /// Sends one request and waits for its response; `on_note` gets each notification
+    /// about it as it comes. `idle`: the answer may stay quiet for longer than the
+    /// timeout (a `subscriptions/listen`).
+    pub async fn exchange(
+        &self,
+        body: &Value,
+        params_headers: &[(String, String)],
+        idle: bool,
+        on_note: impl FnMut(Value),
+    ) -> Result<Answer, WireError> {
+        match self {
+            Wire::Http(w) => w.exchange(body, params_headers, idle, on_note).await,
+            // Headers are an HTTP matter: over stdio the metadata is only in `_meta`
+            // (stdio §Receiving Messages).
+            Wire::Stdio(w) => w.exchange(body, idle, on_note).await,
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        if let Wire::Stdio(w) = self {
+            w.shutdown().await;
+        }
+    }
+}
+
 /// What a modern remote upstream needs to be reached.
-pub struct Wire {
+pub struct HttpWire {
     pub http: reqwest::Client,
     pub url: url::Url,
     /// The configured headers, resolved (secrets marked sensitive).
@@ -50,6 +83,8 @@ pub enum WireError {
     Status(u16),
     #[error("the upstream MCP server ended its answer without a response")]
     Ended,
+    #[error("{0}")]
+    Gone(String),
     #[error("the broker's sign-in to the upstream failed: {0}")]
     SignIn(String),
 }
@@ -60,10 +95,8 @@ pub struct Answer {
     pub message: Value,
 }
 
-impl Wire {
-    /// POSTs `body` (a request whose `params._meta` is complete); `on_note` gets each
-    /// notification on the answer's stream. `idle`: whether the answer may stay quiet for
-    /// longer than the timeout (a `subscriptions/listen` stream).
+impl HttpWire {
+    /// POSTs `body` (a request whose `params._meta` is complete).
     pub async fn exchange(
         &self,
         body: &Value,
