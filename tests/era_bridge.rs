@@ -104,7 +104,7 @@ async fn mcp(State(up): State<Upstream>, headers: HeaderMap, body: Bytes) -> Res
     };
     match body["method"].as_str().unwrap_or("") {
         "server/discover" => result(json!({
-            "supportedVersions": [V], "capabilities": {"tools": {"listChanged": true}},
+            "supportedVersions": [V], "capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true}},
             "instructions": "modern only", "resultType": "complete", "ttlMs": 0, "cacheScope": "private",
             "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "rust-modern", "version": "9"}}})),
         "tools/list" => result(json!({"tools": [
@@ -156,8 +156,12 @@ async fn mcp(State(up): State<Upstream>, headers: HeaderMap, body: Bytes) -> Res
             let tag = json!({"io.modelcontextprotocol/subscriptionId": id});
             tx.send(json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
                            "params": {"notifications": body["params"]["notifications"], "_meta": tag}})).unwrap();
+            let uris = body["params"]["notifications"]["resourceSubscriptions"].clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(300)).await;
+                for uri in uris.as_array().into_iter().flatten() {
+                    let _ = tx.send(json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri, "_meta": tag}}));
+                }
                 let _ = tx.send(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "params": {"_meta": tag}}));
                 tokio::time::sleep(Duration::from_secs(600)).await;
             });
@@ -297,12 +301,42 @@ async fn legacy_client_to_a_modern_only_upstream() {
         .await
         .unwrap();
     assert_eq!(get.status(), 200);
-    let changed = next(&mut messages(get)).await;
+    let mut standalone = messages(get);
+    let changed = next(&mut standalone).await;
     assert_eq!(
         changed["method"], "notifications/tools/list_changed",
         "{changed}"
     );
     assert!(changed["params"].get("_meta").is_none(), "{changed}");
+
+    // resources/subscribe opens the listen again with the resource in it.
+    let sub = next(&mut messages(
+        client
+            .post(
+                json!({"jsonrpc": "2.0", "id": 20, "method": "resources/subscribe",
+        "params": {"uri": "test://a"}}),
+            )
+            .await,
+    ))
+    .await;
+    assert_eq!(sub["result"], json!({}), "{sub}");
+    let updated = next(&mut standalone).await;
+    assert_eq!(
+        updated["method"], "notifications/resources/updated",
+        "{updated}"
+    );
+    assert_eq!(updated["params"], json!({"uri": "test://a"}));
+    let listens: Vec<Value> = up
+        .seen()
+        .into_iter()
+        .filter(|s| s.body["method"] == "subscriptions/listen")
+        .map(|s| s.body["params"]["notifications"].clone())
+        .collect();
+    assert_eq!(
+        listens.last().unwrap()["resourceSubscriptions"],
+        json!(["test://a"]),
+        "{listens:?}"
+    );
 
     // ping is answered here (2026-07-28 has none).
     let pong = next(&mut messages(

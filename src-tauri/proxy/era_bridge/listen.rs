@@ -2,10 +2,13 @@
 //! modern upstream (basic/patterns/subscriptions): opened once the client sent
 //! `notifications/initialized`, for the list changes the upstream's capabilities
 //! announce (the server must not send kinds not requested, §Requesting Notifications).
+//! The client's `resources/subscribe` and `resources/unsubscribe` change the set of
+//! `resourceSubscriptions`, and the listen is opened again with the new set (brief §3.4).
 //! The acknowledgement stays here; every later notification reaches the client without
 //! the `subscriptionId` tag, which no legacy client knows. A listen the upstream ends is
 //! opened again, a few times at most when it keeps failing.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +20,13 @@ use super::Inner;
 /// Consecutive failed listens before the broker stops trying.
 const MAX_FAILURES: u32 = 3;
 
-/// What to listen for: each list whose changes the upstream announces.
-fn wanted(capabilities: &Value) -> Option<Value> {
+/// What to listen for: each list whose changes the upstream announces, and the
+/// resources the client subscribed to where the upstream takes subscriptions.
+fn wanted(capabilities: &Value, uris: &BTreeSet<String>) -> Option<Value> {
     let mut n = Map::new();
+    if capabilities["resources"]["subscribe"] == true && !uris.is_empty() {
+        n.insert("resourceSubscriptions".into(), json!(uris));
+    }
     for (cap, key) in [
         ("tools", "toolsListChanged"),
         ("prompts", "promptsListChanged"),
@@ -48,13 +55,34 @@ fn untagged(mut note: Value) -> Option<Value> {
     Some(note)
 }
 
+/// The client subscribed to, or unsubscribed from, `uri`: the listen starts over with
+/// the new set. Whether the upstream takes subscriptions at all.
+pub(super) fn subscribe(link: &Arc<Inner>, uri: &str, on: bool) -> bool {
+    if link.capabilities()["resources"]["subscribe"] != true {
+        return false;
+    }
+    {
+        let mut uris = link.subscribed.lock().unwrap_or_else(|e| e.into_inner());
+        if on {
+            uris.insert(uri.to_owned());
+        } else {
+            uris.remove(uri);
+        }
+    }
+    if let Some(old) = link.tasks().listen.take() {
+        old.abort();
+    }
+    open(link.clone());
+    true
+}
+
 pub(super) fn open(link: Arc<Inner>) {
-    let capabilities = link
-        .capabilities
+    let uris = link
+        .subscribed
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let Some(notifications) = wanted(&capabilities) else {
+    let Some(notifications) = wanted(&link.capabilities(), &uris) else {
         return;
     };
     let mut tasks = link.tasks();
@@ -95,12 +123,19 @@ mod tests {
 
     #[test]
     fn listens_for_announced_lists_only() {
+        let none = BTreeSet::new();
         let caps = json!({"tools": {"listChanged": true}, "prompts": {}, "resources": {"listChanged": true}});
         assert_eq!(
-            wanted(&caps),
+            wanted(&caps, &none),
             Some(json!({"toolsListChanged": true, "resourcesListChanged": true}))
         );
-        assert_eq!(wanted(&json!({"tools": {}})), None);
+        assert_eq!(wanted(&json!({"tools": {}}), &none), None);
+        let uris = BTreeSet::from(["a://1".to_owned()]);
+        assert_eq!(wanted(&json!({"resources": {}}), &uris), None);
+        assert_eq!(
+            wanted(&json!({"resources": {"subscribe": true}}), &uris),
+            Some(json!({"resourceSubscriptions": ["a://1"]}))
+        );
     }
 
     #[test]

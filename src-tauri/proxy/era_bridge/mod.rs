@@ -20,8 +20,8 @@
 //! - `notifications/cancelled` closes that request's upstream exchange
 //!   (streamable-http §Cancellation: closing the stream is cancellation).
 //! - The legacy standalone GET stream becomes a `subscriptions/listen`
-//!   (basic/patterns/subscriptions) for the list changes the upstream announces
-//!   ([`listen`]).
+//!   (basic/patterns/subscriptions) for the list changes the upstream announces and the
+//!   resources the client subscribed to ([`listen`]).
 //!
 //! Which upstreams get this link is decided by their era ([`probe`]). The upstream is
 //! reached over HTTP or stdio ([`wire`], [`stdio_wire`]); a 2026-07-28 client's warm
@@ -67,6 +67,8 @@ struct Inner {
     client: Mutex<ClientView>,
     /// The upstream's capabilities, from `server/discover` at `initialize`.
     capabilities: Mutex<Value>,
+    /// The resources the client subscribed to (`resources/subscribe`).
+    subscribed: Mutex<std::collections::BTreeSet<String>>,
     /// Per tool, its `Mcp-Param-*` arguments (from the last `tools/list`).
     params_headers: Mutex<HashMap<String, Vec<(String, String)>>>,
     /// Upstream exchanges in flight, by the client's request id (the listen: `None`).
@@ -101,6 +103,7 @@ impl ModernLink {
                 client: Mutex::new(ClientView::default()),
                 capabilities: Mutex::new(json!({})),
                 params_headers: Mutex::new(HashMap::new()),
+                subscribed: Mutex::default(),
                 tasks: Mutex::new(Tasks::default()),
                 asks: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(1),
@@ -144,6 +147,15 @@ impl ModernLink {
                         inner.spawn(id, rounds::initialize(inner.clone(), id.clone(), params))
                     }
                     "ping" => inner.answer(id, json!({})),
+                    "resources/subscribe" | "resources/unsubscribe" => {
+                        let uri = params["uri"].as_str().unwrap_or_default();
+                        if listen::subscribe(inner, uri, method == "resources/subscribe") {
+                            inner.answer(id, json!({}));
+                        } else {
+                            let no = json!({"code": -32601, "message": "the upstream MCP server takes no resource subscriptions"});
+                            inner.fail(id, &no);
+                        }
+                    }
                     "logging/setLevel" => {
                         inner.client().log_level = params["level"].as_str().map(str::to_owned);
                         inner.answer(id, json!({}));
@@ -225,6 +237,13 @@ impl Upstreams {
 impl Inner {
     fn client(&self) -> std::sync::MutexGuard<'_, ClientView> {
         self.client.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn capabilities(&self) -> Value {
+        self.capabilities
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn tasks(&self) -> std::sync::MutexGuard<'_, Tasks> {

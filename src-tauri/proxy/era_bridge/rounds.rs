@@ -54,12 +54,10 @@ pub(super) async fn initialize(link: Arc<Inner>, id: IdKey, params: Value) {
     };
     let mut capabilities = discover["capabilities"].clone();
     if let Some(c) = capabilities.as_object_mut() {
-        // Extensions are a 2026-07-28 notion; and `resources/subscribe` has no modern
-        // form the broker maps (subscriptions come with `subscriptions/listen`).
+        // Extensions are a 2026-07-28 notion. `resources.subscribe` keeps its legacy
+        // meaning: the broker maps `resources/subscribe` onto the listen (resources
+        // §Capabilities).
         c.remove("extensions");
-        if let Some(r) = c.get_mut("resources").and_then(Value::as_object_mut) {
-            r.remove("subscribe");
-        }
     }
     *link.capabilities.lock().unwrap_or_else(|e| e.into_inner()) = capabilities.clone();
     let server_info = discover["_meta"]["io.modelcontextprotocol/serverInfo"]
