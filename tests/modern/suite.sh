@@ -22,6 +22,12 @@ status=0
 "$PY" "$HERE/modern_test.py" || status=1
 # The TypeScript SDK v2 client in `auto` mode (tests/clients/modern.mjs).
 if [ ! -d "$ROOT/tests/clients/node_modules/@modelcontextprotocol/client" ]; then
+    # `npm ci` empties node_modules first: through a symlink (a worktree sharing another
+    # checkout's copy) that would empty the other checkout's too.
+    if [ -L "$ROOT/tests/clients/node_modules" ]; then
+        echo "tests/modern: $ROOT/tests/clients/node_modules is a symlink without @modelcontextprotocol/client; run npm ci where it points" >&2
+        exit 1
+    fi
     (cd "$ROOT/tests/clients" && npm ci --no-audit --no-fund)
 fi
 BROKER="$BROKER" node "$ROOT/tests/clients/modern.mjs" || status=1

@@ -5,7 +5,9 @@
 //! (the default) a `server/discover` probe decides, once, and the verdict is cached per
 //! upstream and launch (URL, or command line): a changed configuration is a new key, so
 //! it is probed afresh. A verdict is forgotten when the upstream's answers say its era
-//! changed ([`Eras::forget`]).
+//! changed ([`Eras::forget`]); a legacy verdict is dated and probed again after a while
+//! (an upstream that moved to 2026-07-28 keeps serving its old sessions, so nothing else
+//! would tell).
 //!
 //! - A remote upstream gets the probe over HTTP: a discover result naming 2026-07-28,
 //!   or a modern ladder error (-32020…-32022), means modern; any other answer means
@@ -19,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue};
 use bytes::Bytes;
@@ -46,26 +48,34 @@ pub enum UpstreamEra {
     Modern,
 }
 
-/// Verdicts, per upstream name and launch.
+/// How long a legacy verdict holds: an upstream that moves to 2026-07-28 keeps
+/// answering its old sessions, so nothing else would tell (the TypeScript SDK's gateway
+/// guide dates legacy verdicts too).
+const LEGACY_VERDICT_TTL: Duration = Duration::from_secs(600);
+
+/// Verdicts, per upstream name and launch, with when they were reached.
 #[derive(Default)]
 pub struct Eras {
-    known: Mutex<HashMap<(String, String), UpstreamEra>>,
+    known: Mutex<HashMap<(String, String), (UpstreamEra, Instant)>>,
 }
 
 impl Eras {
-    fn get(&self, key: &(String, String)) -> Option<UpstreamEra> {
-        self.known
+    fn get(&self, key: &(String, String), now: Instant) -> Option<UpstreamEra> {
+        let (era, at) = *self
+            .known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .copied()
+            .get(key)?;
+        let stale =
+            era == UpstreamEra::Legacy && now.saturating_duration_since(at) >= LEGACY_VERDICT_TTL;
+        (!stale).then_some(era)
     }
 
-    fn put(&self, key: (String, String), era: UpstreamEra) {
+    fn put(&self, key: (String, String), era: UpstreamEra, now: Instant) {
         self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, era);
+            .insert(key, (era, now));
     }
 
     /// The upstream answered in a way its cached era cannot explain (an outage, or a
@@ -175,15 +185,15 @@ impl Upstreams {
         }
         let key = (upstream.to_owned(), launch_key(&cfg));
         let eras = &self.modern.eras;
-        if let Some(e) = eras.get(&key) {
+        if let Some(e) = eras.get(&key, Instant::now()) {
             return Some(e);
         }
         let era = match &cfg.transport {
             Transport::Http { url, .. } => self.probe_http(upstream, url).await?,
-            Transport::Stdio { .. } => self.probe_stdio(upstream, &cfg).await,
+            Transport::Stdio { .. } => self.probe_stdio(upstream, &cfg).await?,
         };
         tracing::info!(upstream, era = ?era, "upstream era found by a server/discover probe");
-        eras.put(key, era);
+        eras.put(key, era, Instant::now());
         Some(era)
     }
 
@@ -208,15 +218,15 @@ impl Upstreams {
 
     /// The probe on a throwaway child, started exactly as a working child is (same
     /// environment, stderr to the upstream's log), stopped afterwards whatever it said.
-    async fn probe_stdio(&self, upstream: &str, cfg: &UpstreamConfig) -> UpstreamEra {
+    /// `None`: the child could not be started (no verdict; the working child will fail
+    /// the same way, with the reason).
+    async fn probe_stdio(&self, upstream: &str, cfg: &UpstreamConfig) -> Option<UpstreamEra> {
         let (inbox, mut heard) = mpsc::unbounded_channel();
-        let Ok(child) = self.spawn_stdio(upstream, cfg, "era-probe", inbox).await else {
-            // The working child will fail the same way, with this message.
-            return UpstreamEra::Legacy;
-        };
-        let Ok(probe) = parse_one(Bytes::from(probe_request().to_string())) else {
-            return UpstreamEra::Legacy;
-        };
+        let child = self
+            .spawn_stdio(upstream, cfg, "era-probe", inbox)
+            .await
+            .ok()?;
+        let probe = parse_one(Bytes::from(probe_request().to_string())).ok()?;
         child.send(&probe).await;
         let answer = tokio::time::timeout(STDIO_PROBE_TIMEOUT, async {
             while let Some(Inbound::Message(m)) = heard.recv().await {
@@ -230,7 +240,7 @@ impl Upstreams {
         .ok()
         .flatten();
         child.shutdown().await;
-        answer.map_or(UpstreamEra::Legacy, |a| stdio_verdict(&a))
+        Some(answer.map_or(UpstreamEra::Legacy, |a| stdio_verdict(&a)))
     }
 }
 
@@ -264,6 +274,24 @@ mod tests {
         let unknown =
             json!({"id": PROBE_ID, "error": {"code": -32601, "message": "Method not found"}});
         assert_eq!(stdio_verdict(&unknown), UpstreamEra::Legacy);
+    }
+
+    #[test]
+    fn legacy_verdicts_expire_modern_ones_hold() {
+        let eras = Eras::default();
+        let t0 = Instant::now();
+        let (a, b) = (
+            ("a".to_owned(), "x".to_owned()),
+            ("b".to_owned(), "y".to_owned()),
+        );
+        eras.put(a.clone(), UpstreamEra::Legacy, t0);
+        eras.put(b.clone(), UpstreamEra::Modern, t0);
+        let later = t0 + LEGACY_VERDICT_TTL;
+        assert_eq!(eras.get(&a, t0), Some(UpstreamEra::Legacy));
+        assert_eq!(eras.get(&a, later), None);
+        assert_eq!(eras.get(&b, later), Some(UpstreamEra::Modern));
+        eras.forget("b");
+        assert_eq!(eras.get(&b, t0), None);
     }
 
     #[test]

@@ -215,6 +215,7 @@ async fn learn_tools(link: &Inner) {
 async fn ask_client(link: &Arc<Inner>, requests: &Value) -> Option<Map<String, Value>> {
     let requests = requests.as_object().cloned().unwrap_or_default();
     let declared = link.client().capabilities.clone();
+    let mut asked = Asked(Vec::new(), link);
     let mut waits = Vec::new();
     for (key, req) in requests {
         let method = req["method"].as_str()?.to_owned();
@@ -232,6 +233,7 @@ async fn ask_client(link: &Arc<Inner>, requests: &Value) -> Option<Map<String, V
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(ask_id.clone(), tx);
+        asked.0.push(ask_id.clone());
         let params = req.get("params").cloned().unwrap_or(json!({}));
         link.report(Bytes::from(
             json!({"jsonrpc": "2.0", "id": serde_json::from_str::<Value>(&ask_id).ok()?, "method": method, "params": params})
@@ -245,6 +247,19 @@ async fn ask_client(link: &Arc<Inner>, requests: &Value) -> Option<Map<String, V
         answers.insert(key, reply.get("result")?.clone());
     }
     Some(answers)
+}
+
+/// The broker's requests to the client still waiting: forgotten when the round ends,
+/// also when it is cancelled while a person is answering.
+struct Asked<'a>(Vec<IdKey>, &'a Inner);
+
+impl Drop for Asked<'_> {
+    fn drop(&mut self) {
+        let mut asks = self.1.asks.lock().unwrap_or_else(|e| e.into_inner());
+        for id in &self.0 {
+            asks.remove(id);
+        }
+    }
 }
 
 #[cfg(test)]
