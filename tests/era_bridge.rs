@@ -110,6 +110,7 @@ async fn mcp(State(up): State<Upstream>, headers: HeaderMap, body: Bytes) -> Res
         "tools/list" => result(json!({"tools": [
             {"name": "geo", "inputSchema": {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}}},
             {"name": "ask", "inputSchema": {"type": "object"}},
+            {"name": "both", "inputSchema": {"type": "object"}},
             {"name": "hold", "inputSchema": {"type": "object"}}],
             "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})),
         "tools/call" => match body["params"]["name"].as_str().unwrap_or("") {
@@ -122,6 +123,22 @@ async fn mcp(State(up): State<Upstream>, headers: HeaderMap, body: Bytes) -> Res
                     json!({"content": [{"type": "text", "text": format!("header {h}")}], "resultType": "complete"}),
                 )
             }
+            "both" => match body["params"].get("inputResponses") {
+                None => result(
+                    json!({"resultType": "input_required", "requestState": "state-2", "inputRequests": {
+                    "roots": {"method": "roots/list", "params": {}},
+                    "model": {"method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 5}}}}),
+                ),
+                Some(a) => {
+                    let text = format!(
+                        "{} {}",
+                        a["roots"]["roots"][0]["uri"], a["model"]["content"]["text"]
+                    );
+                    result(
+                        json!({"content": [{"type": "text", "text": text}], "resultType": "complete"}),
+                    )
+                }
+            },
             "ask" => match body["params"].get("inputResponses") {
                 None => result(
                     json!({"resultType": "input_required", "requestState": "state-1",
@@ -270,7 +287,7 @@ async fn legacy_client_to_a_modern_only_upstream() {
     // initialize: answered by the broker from the upstream's server/discover.
     let res = client
         .post(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}, "experimental": {"x": {}}},
+            "protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}, "roots": {}, "sampling": {}, "experimental": {"x": {}}},
             "clientInfo": {"name": "rust-legacy", "version": "1"}}}))
         .await;
     client.session = res
@@ -355,7 +372,7 @@ async fn legacy_client_to_a_modern_only_upstream() {
     .await;
     assert_eq!(
         list["result"]["tools"].as_array().unwrap().len(),
-        3,
+        4,
         "{list}"
     );
     assert!(list["result"].get("resultType").is_none(), "{list}");
@@ -388,7 +405,7 @@ async fn legacy_client_to_a_modern_only_upstream() {
     );
     assert_eq!(
         meta["io.modelcontextprotocol/clientCapabilities"],
-        json!({"elicitation": {}}),
+        json!({"elicitation": {}, "roots": {}, "sampling": {}}),
         "only what the broker can relay is declared"
     );
     assert!(
@@ -425,6 +442,35 @@ async fn legacy_client_to_a_modern_only_upstream() {
     assert_ne!(
         rounds[0].body["id"], rounds[1].body["id"],
         "a retry is a new request"
+    );
+
+    // Two input requests of other kinds in one round: both asked, both answered.
+    let mut both = messages(
+        client
+            .post(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "both", "arguments": {}}}))
+            .await,
+    );
+    for _ in 0..2 {
+        let asked = next(&mut both).await;
+        let answer = match asked["method"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{asked}"))
+        {
+            "roots/list" => json!({"roots": [{"uri": "file:///work", "name": "work"}]}),
+            "sampling/createMessage" => {
+                json!({"role": "assistant", "model": "m", "content": {"type": "text", "text": "hi"}})
+            }
+            other => panic!("unexpected {other}: {asked}"),
+        };
+        let res = client
+            .post(json!({"jsonrpc": "2.0", "id": asked["id"], "result": answer}))
+            .await;
+        assert_eq!(res.status(), 202);
+    }
+    let done = next(&mut both).await;
+    assert_eq!(
+        done["result"]["content"][0]["text"], "\"file:///work\" \"hi\"",
+        "{done}"
     );
 
     // Progress relayed; the client's cancellation closes the upstream request.
