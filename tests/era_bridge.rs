@@ -115,10 +115,16 @@ async fn mcp(State(up): State<Upstream>, headers: HeaderMap, body: Bytes) -> Res
             "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})),
         "tools/call" => match body["params"]["name"].as_str().unwrap_or("") {
             "geo" => {
-                let h = headers
+                let Some(h) = headers
                     .get("mcp-param-region")
                     .and_then(|v| v.to_str().ok())
-                    .unwrap_or("none");
+                else {
+                    // streamable-http §Server Behavior for Custom Headers.
+                    return json_answer(
+                        StatusCode::BAD_REQUEST,
+                        json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32020, "message": "Mcp-Param-Region missing"}}),
+                    );
+                };
                 result(
                     json!({"content": [{"type": "text", "text": format!("header {h}")}], "resultType": "complete"}),
                 )
@@ -491,6 +497,32 @@ async fn legacy_client_to_a_modern_only_upstream() {
         wait_until(|| up.held.load(Ordering::SeqCst) == 0, 5).await,
         "the upstream request was not closed"
     );
+
+    // A new session calls geo before listing tools: the upstream's -32020 makes the
+    // broker learn the tools' headers and try once more.
+    let mut fresh = Client {
+        session: None,
+        ..client
+    };
+    let res = fresh
+        .post(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "fresh", "version": "1"}}}))
+        .await;
+    fresh.session = res
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let before = up.methods().iter().filter(|m| *m == "tools/list").count();
+    let geo = next(&mut messages(
+        fresh
+            .post(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "geo", "arguments": {"region": "north"}}}))
+            .await,
+    ))
+    .await;
+    assert_eq!(geo["result"]["content"][0]["text"], "header north", "{geo}");
+    let after = up.methods().iter().filter(|m| *m == "tools/list").count();
+    assert_eq!(after, before + 1, "one tools/list to learn the headers");
 
     let methods = up.methods();
     assert!(
