@@ -3,10 +3,10 @@
 //!
 //! The `era` setting of a server decides when it is `legacy` or `modern`; with `auto`
 //! (the default) a `server/discover` probe decides, once, and the verdict is cached per
-//! upstream and launch (URL, or command line): a changed configuration is a new key, so
-//! it is probed afresh. A verdict is forgotten when the upstream's answers say its era
-//! changed ([`Eras::forget`]); a legacy verdict is dated and probed again after a while
-//! (an upstream that moved to 2026-07-28 keeps serving its old sessions, so nothing else
+//! upstream and launch (URL, or command line): a changed launch is probed afresh. A
+//! verdict is forgotten when the upstream's answers say its era changed
+//! ([`Eras::forget`]); a legacy verdict is dated and probed again after a while (an
+//! upstream that moved to 2026-07-28 keeps serving its old sessions, so nothing else
 //! would tell).
 //!
 //! - A remote upstream gets the probe over HTTP: a discover result naming 2026-07-28,
@@ -20,6 +20,7 @@
 //!   Compatibility: the fallback must not key on one code).
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -53,29 +54,30 @@ pub enum UpstreamEra {
 /// guide dates legacy verdicts too).
 const LEGACY_VERDICT_TTL: Duration = Duration::from_secs(600);
 
-/// Verdicts, per upstream name and launch, with when they were reached.
+/// Verdicts, per upstream name: for which launch, which era, reached when.
 #[derive(Default)]
 pub struct Eras {
-    known: Mutex<HashMap<(String, String), (UpstreamEra, Instant)>>,
+    known: Mutex<HashMap<String, (u64, UpstreamEra, Instant)>>,
 }
 
 impl Eras {
-    fn get(&self, key: &(String, String), now: Instant) -> Option<UpstreamEra> {
-        let (era, at) = *self
+    fn get(&self, upstream: &str, launch: u64, now: Instant) -> Option<UpstreamEra> {
+        let (of, era, at) = *self
             .known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(key)?;
-        let stale =
-            era == UpstreamEra::Legacy && now.saturating_duration_since(at) >= LEGACY_VERDICT_TTL;
+            .get(upstream)?;
+        let stale = of != launch
+            || (era == UpstreamEra::Legacy
+                && now.saturating_duration_since(at) >= LEGACY_VERDICT_TTL);
         (!stale).then_some(era)
     }
 
-    fn put(&self, key: (String, String), era: UpstreamEra, now: Instant) {
+    fn put(&self, upstream: &str, launch: u64, era: UpstreamEra, now: Instant) {
         self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (era, now));
+            .insert(upstream.to_owned(), (launch, era, now));
     }
 
     /// The upstream answered in a way its cached era cannot explain (an outage, or a
@@ -84,29 +86,21 @@ impl Eras {
         self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(name, _), _| name != upstream);
+            .remove(upstream);
     }
 }
 
-/// What identifies one way of reaching an upstream: its URL, or its command line.
-fn launch_key(cfg: &UpstreamConfig) -> String {
+/// What identifies one way of reaching an upstream (its URL, or its command line), as a
+/// hash: looked up on every request of a 2026-07-28 client, so nothing is allocated.
+fn launch_key(cfg: &UpstreamConfig) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
     match &cfg.transport {
-        Transport::Http { url, .. } => url.to_string(),
+        Transport::Http { url, .. } => url.as_str().hash(&mut h),
         Transport::Stdio {
             command, args, cwd, ..
-        } => {
-            let mut k = command.clone();
-            for a in args {
-                k.push('\0');
-                k.push_str(a);
-            }
-            if let Some(c) = cwd {
-                k.push('\u{1}');
-                k.push_str(&c.to_string_lossy());
-            }
-            k
-        }
+        } => (command, args, cwd).hash(&mut h),
     }
+    h.finish()
 }
 
 /// The `server/discover` probe request.
@@ -172,28 +166,26 @@ impl Upstreams {
     /// `None`: not configured, or the probe said nothing (auth, outage); callers then
     /// treat it as it was treated before eras existed (legacy).
     pub(in crate::proxy) async fn upstream_era(&self, upstream: &str) -> Option<UpstreamEra> {
-        let cfg = self
-            .configs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(upstream)
-            .cloned()?;
-        match cfg.era {
-            Setting::Legacy => return Some(UpstreamEra::Legacy),
-            Setting::Modern => return Some(UpstreamEra::Modern),
-            Setting::Auto => {}
-        }
-        let key = (upstream.to_owned(), launch_key(&cfg));
         let eras = &self.modern.eras;
-        if let Some(e) = eras.get(&key, Instant::now()) {
-            return Some(e);
-        }
+        let cfg = {
+            let configs = self.configs.read().unwrap_or_else(|e| e.into_inner());
+            let cfg = configs.get(upstream)?;
+            match cfg.era {
+                Setting::Legacy => return Some(UpstreamEra::Legacy),
+                Setting::Modern => return Some(UpstreamEra::Modern),
+                Setting::Auto => {}
+            }
+            if let Some(e) = eras.get(upstream, launch_key(cfg), Instant::now()) {
+                return Some(e);
+            }
+            cfg.clone()
+        };
         let era = match &cfg.transport {
             Transport::Http { url, .. } => self.probe_http(upstream, url).await?,
             Transport::Stdio { .. } => self.probe_stdio(upstream, &cfg).await?,
         };
         tracing::info!(upstream, era = ?era, "upstream era found by a server/discover probe");
-        eras.put(key, era, Instant::now());
+        eras.put(upstream, launch_key(&cfg), era, Instant::now());
         Some(era)
     }
 
@@ -280,18 +272,19 @@ mod tests {
     fn legacy_verdicts_expire_modern_ones_hold() {
         let eras = Eras::default();
         let t0 = Instant::now();
-        let (a, b) = (
-            ("a".to_owned(), "x".to_owned()),
-            ("b".to_owned(), "y".to_owned()),
-        );
-        eras.put(a.clone(), UpstreamEra::Legacy, t0);
-        eras.put(b.clone(), UpstreamEra::Modern, t0);
+        eras.put("a", 1, UpstreamEra::Legacy, t0);
+        eras.put("b", 2, UpstreamEra::Modern, t0);
         let later = t0 + LEGACY_VERDICT_TTL;
-        assert_eq!(eras.get(&a, t0), Some(UpstreamEra::Legacy));
-        assert_eq!(eras.get(&a, later), None);
-        assert_eq!(eras.get(&b, later), Some(UpstreamEra::Modern));
+        assert_eq!(eras.get("a", 1, t0), Some(UpstreamEra::Legacy));
+        assert_eq!(eras.get("a", 1, later), None);
+        assert_eq!(eras.get("b", 2, later), Some(UpstreamEra::Modern));
+        assert_eq!(
+            eras.get("b", 3, t0),
+            None,
+            "another launch is probed afresh"
+        );
         eras.forget("b");
-        assert_eq!(eras.get(&b, t0), None);
+        assert_eq!(eras.get("b", 2, t0), None);
     }
 
     #[test]
