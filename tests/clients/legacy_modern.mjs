@@ -4,6 +4,8 @@
 // Lists and calls tools, gets progress, and answers an elicitation the upstream asks for in
 // the middle of a call (its input_required becomes an elicitation/create on the client's
 // stream). Authenticates with a personal access token.
+// The same against that server over stdio (probed on a throwaway child, then spoken to in
+// 2026-07-28 only).
 // BROKER=path/to/mcp-broker PY=python-with-mcp-2.3 node legacy_modern.mjs
 import { fileURLToPath } from 'node:url';
 import { dirname, resolve } from 'node:path';
@@ -18,9 +20,18 @@ const upstreamScript = resolve(here, '..', 'modern', 'modern_upstream.py');
 async function run() {
   const port = await freePort();
   await start(process.env.PY, [upstreamScript, String(port), '--modern-only'], { ready: /Uvicorn running|Application startup complete/ });
-  const b = await startBroker(`[servers.modern]\nurl = "http://127.0.0.1:${port}/mcp"\n`);
-  const token = personalToken(b, 'modern', 'ts-1x');
-  const transport = new StreamableHTTPClientTransport(new URL(`${b.base}/mcp/modern`), {
+  const b = await startBroker(
+    `[servers.modern]\nurl = "http://127.0.0.1:${port}/mcp"\n\n` +
+      `[servers.stdio]\ncommand = ${JSON.stringify(process.env.PY)}\nargs = [${JSON.stringify(upstreamScript)}, "stdio"]\n`
+  );
+  for (const [upstream, what] of [['modern', '2026-07-28-only remote upstream'], ['stdio', '2026-07-28 stdio upstream']]) {
+    await session(b, upstream, `TS SDK 1.x -> ${what}`);
+  }
+}
+
+async function session(b, upstream, tag) {
+  const token = personalToken(b, upstream, 'ts-1x');
+  const transport = new StreamableHTTPClientTransport(new URL(`${b.base}/mcp/${upstream}`), {
     requestInit: { headers: { authorization: `Bearer ${token}` } }
   });
   const client = new Client({ name: 'ts-1x-legacy', version: '1.0.0' }, { capabilities: { elicitation: {} } });
@@ -30,7 +41,6 @@ async function run() {
     return { action: 'accept', content: { name: 'Hedy' } };
   });
   await client.connect(transport);
-  const tag = 'TS SDK 1.x -> 2026-07-28-only upstream';
   check(client.getServerVersion()?.name === 'modern-upstream', `${tag}: initialize answered from the upstream's server/discover`, JSON.stringify(client.getServerVersion()));
   const tools = await client.listTools();
   check(['echo', 'slow', 'ask'].every(n => tools.tools.some(t => t.name === n)), `${tag}: tools/list`, JSON.stringify(tools.tools.map(t => t.name)));
