@@ -229,6 +229,8 @@ struct RawServer {
     headers: BTreeMap<String, ValueSource>,
     cwd: Option<PathBuf>,
     client_id: Option<String>,
+    #[serde(default)]
+    era: UpstreamEra,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +264,20 @@ pub enum Transport {
 pub struct UpstreamConfig {
     pub name: String,
     pub transport: Transport,
+    /// Which MCP era the upstream speaks (`era = "auto" | "legacy" | "modern"`).
+    pub era: UpstreamEra,
+}
+
+/// The MCP protocol era of an upstream (basic/versioning §Backward Compatibility):
+/// `auto` finds it out with a `server/discover` probe; `legacy` (2025-11-25 and
+/// earlier: `initialize`, sessions) and `modern` (2026-07-28: stateless) skip the probe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamEra {
+    #[default]
+    Auto,
+    Legacy,
+    Modern,
 }
 
 #[derive(Debug, Clone)]
@@ -604,7 +620,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 }
             }
         };
-        upstreams.push(UpstreamConfig { name, transport });
+        upstreams.push(UpstreamConfig {
+            name,
+            transport,
+            era: s.era,
+        });
     }
     Ok(Config {
         path: path.to_owned(),
@@ -817,6 +837,11 @@ mod tests {
                 "servers.a.env.A",
                 "unknown key `secrt`",
             ),
+            (
+                "[servers.a]\nurl='https://a.example/mcp'\nera='2026'",
+                "servers.a.era",
+                "expected one of `auto`, `legacy`, `modern`",
+            ),
         ];
         for (text, key, reason) in cases {
             let e = p(text).unwrap_err();
@@ -826,5 +851,15 @@ mod tests {
             assert!(!line.contains('\n'), "{line}");
             assert!(line.contains("c.toml"), "{line}");
         }
+    }
+
+    #[test]
+    fn era_defaults_to_auto_and_takes_legacy_or_modern() {
+        let c = p("[servers.a]\ncommand='x'\n[servers.b]\nurl='https://b.example/mcp'\nera='modern'\n[servers.c]\ncommand='y'\nera='legacy'\n").unwrap();
+        let eras: Vec<UpstreamEra> = c.upstreams.iter().map(|u| u.era).collect();
+        assert_eq!(
+            eras,
+            [UpstreamEra::Auto, UpstreamEra::Modern, UpstreamEra::Legacy]
+        );
     }
 }

@@ -506,6 +506,23 @@ mod tests {
     }
 
     #[test]
+    fn replace_keeps_the_era_setting_the_form_does_not_show() {
+        let mut d = draft("[servers.a]\nurl = \"https://a.example/mcp\"\nera = \"modern\"\n");
+        d.replace(
+            "a",
+            &ServerEntry::Remote {
+                url: "https://b.example/mcp".into(),
+                headers: BTreeMap::new(),
+                client_id: None,
+            },
+        )
+        .unwrap();
+        let (_, config) = d.check().unwrap();
+        assert_eq!(config.upstreams[0].era, config::UpstreamEra::Modern);
+        assert!(d.text().contains("era = \"modern\""), "{}", d.text());
+    }
+
+    #[test]
     fn inline_server_tables_are_edited_too() {
         let mut d = draft("[servers]\na = { command = \"x\" }\n");
         d.replace("a", &stdio("z")).unwrap();

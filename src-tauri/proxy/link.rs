@@ -5,6 +5,7 @@
 
 use tokio::sync::mpsc;
 
+use super::era_bridge::ModernLink;
 use super::message::Message;
 use super::remote::HttpLink;
 use super::stdio::StdioLink;
@@ -27,6 +28,8 @@ pub type Inbox = mpsc::UnboundedSender<Inbound>;
 pub enum Link {
     Stdio(StdioLink),
     Http(HttpLink),
+    /// A 2026-07-28 upstream behind a 2025-11-25 session (`proxy::era_bridge`).
+    Modern(ModernLink),
 }
 
 impl Link {
@@ -35,6 +38,7 @@ impl Link {
         match self {
             Link::Stdio(l) => l.send(msg).await,
             Link::Http(l) => l.send(msg),
+            Link::Modern(l) => l.send(msg),
         }
     }
 
@@ -50,6 +54,7 @@ impl Link {
                 }
             }
             Link::Http(l) => l.cancel(id, notify),
+            Link::Modern(l) => l.cancel(id, notify),
         }
     }
 
@@ -73,6 +78,7 @@ impl Link {
         match self {
             Link::Stdio(l) => l.shutdown().await,
             Link::Http(l) => l.shutdown().await,
+            Link::Modern(l) => l.shutdown().await,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! know pass through unchanged. This module is the only one that knows the MCP
 //! transports; `http::mcp` authenticates and then calls [`streamable`].
 
+mod era_bridge;
 mod link;
 pub mod message;
 mod modern;
@@ -236,7 +237,11 @@ impl Upstreams {
             .get(upstream)
             .cloned()
             .ok_or_else(|| format!("no upstream named {upstream}"))?;
-        let warm = if screened {
+        // Decided before a working child starts: a dual-era child locks to the era of
+        // its first request (`era_bridge::probe`).
+        let modern = self.upstream_era(upstream).await == Some(era_bridge::UpstreamEra::Modern);
+        // A child warmed for a consent is started for 2025-11-25 sessions.
+        let warm = if screened && !modern {
             self.take_warm(upstream)
         } else {
             None
@@ -248,20 +253,12 @@ impl Upstreams {
                 let id = crate::oauth::mint_secret();
                 let (inbox, inbound) = mpsc::unbounded_channel();
                 let link = match &cfg.transport {
+                    _ if modern => self.modern_link(upstream, &cfg, &id, inbox).await?,
                     Transport::Stdio { .. } => {
                         Link::Stdio(self.spawn_stdio(upstream, &cfg, &id, inbox).await?)
                     }
                     Transport::Http { url, headers, .. } => {
-                        let values = self.resolve(upstream, headers).await?;
-                        let mut map = HeaderMap::new();
-                        for (k, v) in values {
-                            let name = HeaderName::from_bytes(k.as_bytes())
-                                .map_err(|_| format!("bad header name {k}"))?;
-                            let mut value = HeaderValue::from_str(v.expose())
-                                .map_err(|_| format!("bad value for header {k}"))?;
-                            value.set_sensitive(true);
-                            map.insert(name, value);
-                        }
+                        let map = self.header_map(upstream, headers).await?;
                         let exchanges = self
                             .exchanges
                             .read()
@@ -515,6 +512,24 @@ impl Upstreams {
             out.insert(k.clone(), Secret::new(value));
         }
         Ok(out)
+    }
+
+    /// A remote upstream's configured headers, resolved; secrets marked sensitive.
+    async fn header_map(
+        &self,
+        upstream: &str,
+        headers: &BTreeMap<String, ValueSource>,
+    ) -> Result<HeaderMap, String> {
+        let mut map = HeaderMap::new();
+        for (k, v) in self.resolve(upstream, headers).await? {
+            let name =
+                HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("bad header name {k}"))?;
+            let mut value = HeaderValue::from_str(v.expose())
+                .map_err(|_| format!("bad value for header {k}"))?;
+            value.set_sensitive(true);
+            map.insert(name, value);
+        }
+        Ok(map)
     }
 
     /// Keychain calls block (D-Bus on Linux), so they run off the async workers, with a

@@ -1,15 +1,33 @@
 // Shared pieces of the real-client tests: start the broker binary, approve consent over
 // HTTP (as the person would by clicking Approve), and connect the official TS SDK client.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { createServer } from 'node:net';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 
 export const BROKER = process.env.BROKER;
+
+/** A TCP port free on 127.0.0.1 right now. */
+export function freePort() {
+  return new Promise(res => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => res(p));
+    });
+  });
+}
+
+/** A personal access token for `upstream` from the broker started by `startBroker`. */
+export function personalToken(b, upstream, label) {
+  const made = spawnSync(BROKER, ['tokens', 'create', '--upstream', upstream, '--label', label, '--config', `${b.dir}/config.toml`, '--data-dir', `${b.dir}/data`], { encoding: 'utf8' });
+  return made.stdout.trim();
+}
 
 let passed = 0;
 let failed = 0;

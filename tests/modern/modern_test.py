@@ -86,12 +86,17 @@ def start_modern_upstream() -> int:
 
 
 def start_broker(remote_port: int, modern_port: int) -> tuple[str, subprocess.Popen]:
-    config = work / "broker.toml"
-    config.write_text(
+    return serve(
         f'[servers.every]\ncommand = {json.dumps(NODE)}\nargs = [{json.dumps(EVERYTHING)}, "stdio"]\n\n'
         f'[servers.remote]\nurl = "http://127.0.0.1:{remote_port}/mcp"\n\n'
         f'[servers.modern]\nurl = "http://127.0.0.1:{modern_port}/mcp"\n'
     )
+
+
+def serve(config_text: str) -> tuple[str, subprocess.Popen]:
+    """The broker with this configuration, in `work`; its base URL."""
+    config = work / "broker.toml"
+    config.write_text(config_text)
     log = open(work / "broker.log", "w")
     p = subprocess.Popen([BROKER, "serve", "--headless", "--config", str(config), "--data-dir", str(work / "data"),
                           "--port", "0"], stdout=subprocess.PIPE, stderr=log, text=True)
@@ -363,14 +368,19 @@ async def main() -> None:
     broker.send_signal(signal.SIGTERM)
 
 
+def finish() -> None:
+    """Stops what the test started, prints the verdict and exits with it."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGTERM) if p.args[0] in (NODE, sys.executable) else p.terminate()
+        except Exception:  # noqa: BLE001
+            pass
+    print(f"{'FAILED' if failures else 'OK'}: {len(failures)} failure(s); work dir {work}")
+    sys.exit(1 if failures else 0)
+
+
 if __name__ == "__main__":
     try:
         anyio.run(main)
     finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGTERM) if p.args[0] == NODE else p.terminate()
-            except Exception:  # noqa: BLE001
-                pass
-    print(f"{'FAILED' if failures else 'OK'}: {len(failures)} failure(s); work dir {work}")
-    sys.exit(1 if failures else 0)
+        finish()

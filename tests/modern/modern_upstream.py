@@ -1,13 +1,21 @@
 """A 2026-07-28 (dual-era) MCP server on Streamable HTTP, built on the Python MCP SDK 2.3,
-for the broker's modern-upstream tests: `echo`, `slow` with progress, and `ask`, which
-elicits a name (on 2026-07-28 that is an `input_required` result).
-    python modern_upstream.py PORT"""
+for the broker's modern-upstream tests: `echo`, `slow` with progress, `ask`, which
+elicits a name (on 2026-07-28 that is an `input_required` result), `region`, whose
+argument travels in an `Mcp-Param-Region` header too (`x-mcp-header`), and `whoami`,
+which reports what the request carried (version, capabilities, Authorization).
+    python modern_upstream.py PORT [--modern-only]
+    python modern_upstream.py stdio     (dual-era over stdio: the first request picks the era)
+With --modern-only it refuses every 2025-11-25 request (`initialize` gets -32022, GET and
+DELETE 405), as a server that speaks only 2026-07-28 does."""
 from __future__ import annotations
 
+import json
 import sys
+from typing import Annotated
 
 import anyio
 import mcp_types
+from pydantic import Field
 
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -45,5 +53,79 @@ async def ask(ctx: Context) -> str | mcp_types.InputRequiredResult:
     return f"Hello, {(content or {}).get('name')}"
 
 
+@app.tool()
+async def region(ctx: Context, region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})]) -> str:
+    """Answers with the region from the arguments and from its Mcp-Param-Region header."""
+    header = (ctx.headers or {}).get("mcp-param-region")
+    return f"region {region}; header {header}"
+
+
+@app.tool()
+async def whoami(ctx: Context) -> str:
+    """What this request carried: protocol version, client capabilities, Authorization."""
+    caps = ctx.client_capabilities
+    return json.dumps({
+        "protocolVersion": ctx.protocol_version,
+        "clientCapabilities": caps.model_dump(exclude_none=True) if caps else None,
+        "authorization": (ctx.headers or {}).get("authorization"),
+        "mcpMethod": (ctx.headers or {}).get("mcp-method"),
+        "mcpName": (ctx.headers or {}).get("mcp-name"),
+    })
+
+
+def modern_only(inner):
+    """ASGI wrapper: 2025-11-25 traffic is refused, 2026-07-28 requests pass."""
+    async def asgi(scope, receive, send):
+        if scope["type"] != "http":
+            return await inner(scope, receive, send)
+
+        async def reply(status: int, body: dict | None) -> None:
+            data = json.dumps(body).encode() if body else b""
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": data})
+
+        if scope["method"] != "POST":
+            return await reply(405, None)
+        chunks = []
+        while True:
+            m = await receive()
+            chunks.append(m.get("body", b""))
+            if not m.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            msg = None
+        params = msg.get("params") if isinstance(msg, dict) else None
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        if isinstance(msg, dict) and "method" in msg and not (isinstance(meta, dict) and "io.modelcontextprotocol/protocolVersion" in meta):
+            requested = params.get("protocolVersion") if isinstance(params, dict) else None
+            return await reply(400, {"jsonrpc": "2.0", "id": msg.get("id"), "error": {
+                "code": -32022, "message": "this server speaks only MCP 2026-07-28",
+                "data": {"supported": ["2026-07-28"], "requested": requested or "none"}}})
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        await inner(scope, replay, send)
+    return asgi
+
+
 if __name__ == "__main__":
-    app.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
+    if sys.argv[1] == "stdio":
+        app.run("stdio")
+        sys.exit(0)
+    port = int(sys.argv[1])
+    if "--modern-only" in sys.argv[2:]:
+        import uvicorn
+
+        uvicorn.run(modern_only(app.streamable_http_app()), host="127.0.0.1", port=port, log_level="info")
+    else:
+        app.run("streamable-http", host="127.0.0.1", port=port)

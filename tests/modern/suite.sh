@@ -2,8 +2,10 @@
 # MCP 2026-07-28 clients through the broker (tests/modern/modern_test.py): the Python MCP
 # SDK 2.3 client, probing and pinned, and the TypeScript SDK v2 client in `auto` mode
 # (tests/clients/modern.mjs), against server-everything over stdio and over Streamable
-# HTTP (2025-11-25 upstreams); and a 2025-11-25 remote upstream that closes its answers
-# for SSE polling (tests/modern/polling_test.py).
+# HTTP (2025-11-25 upstreams); and 2025-11-25 clients (the Python SDK in legacy mode,
+# tests/modern/legacy_client_test.py, and the TypeScript SDK 1.x, tests/clients/legacy_modern.mjs)
+# against a 2026-07-28-only remote upstream (modern_upstream.py --modern-only); and a
+# 2025-11-25 remote upstream that closes its answers for SSE polling (polling_test.py).
 #   bash tests/modern/suite.sh   (tests/all.sh runs every tests/*/suite.sh)
 # Needs node and /work/shared/acceptance (its .venv with `mcp` 2.3 and its node_modules with
 # @modelcontextprotocol/server-everything), or ACCEPTANCE_DIR pointing elsewhere.
@@ -23,7 +25,16 @@ status=0
 "$PY" "$HERE/polling_test.py" || status=1
 # The TypeScript SDK v2 client in `auto` mode (tests/clients/modern.mjs).
 if [ ! -d "$ROOT/tests/clients/node_modules/@modelcontextprotocol/client" ]; then
+    # `npm ci` empties node_modules first: through a symlink (a worktree sharing another
+    # checkout's copy) that would empty the other checkout's too.
+    if [ -L "$ROOT/tests/clients/node_modules" ]; then
+        echo "tests/modern: $ROOT/tests/clients/node_modules is a symlink without @modelcontextprotocol/client; run npm ci where it points" >&2
+        exit 1
+    fi
     (cd "$ROOT/tests/clients" && npm ci --no-audit --no-fund)
 fi
 BROKER="$BROKER" node "$ROOT/tests/clients/modern.mjs" || status=1
+# 2025-11-25 clients in front of a 2026-07-28-only upstream (the broker holds the session).
+"$PY" "$HERE/legacy_client_test.py" || status=1
+BROKER="$BROKER" PY="$PY" node "$ROOT/tests/clients/legacy_modern.mjs" || status=1
 exit $status

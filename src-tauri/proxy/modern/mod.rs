@@ -38,7 +38,8 @@ use ladder::{Era, ModernRequest, Rejection};
 pub struct Front {
     warm: warm::WarmSessions,
     parking: Arc<Parking>,
-    eras: passthrough::Eras,
+    /// Upstream eras found by probes (`proxy::era_bridge`).
+    pub(in crate::proxy) eras: Arc<crate::proxy::era_bridge::Eras>,
 }
 
 impl Front {
@@ -47,7 +48,7 @@ impl Front {
             warm: warm::WarmSessions::default(),
             // A parked call waits for a person: as long as a request may take.
             parking: Parking::new(request_timeout),
-            eras: passthrough::Eras::default(),
+            eras: Arc::default(),
         }
     }
 }

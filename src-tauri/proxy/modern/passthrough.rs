@@ -7,64 +7,18 @@
 //! upstream's status, so its 400/404 protocol errors reach the client as they are.
 //! Closing the client's response closes the upstream exchange: that is cancellation.
 //!
-//! Which era a remote upstream speaks is found out once per process by a
-//! `server/discover` probe (basic/versioning §Backward Compatibility): a discover result
-//! naming 2026-07-28, or a modern ladder error, means modern; any other answer means
-//! legacy. Auth failures, 5xx and network errors are not verdicts and are not cached.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+//! Which era a remote upstream speaks is the `era` setting or a cached
+//! `server/discover` probe (`proxy::era_bridge::probe`).
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::ladder::{CAPABILITIES_KEY, MODERN_VERSION, VERSION_KEY};
+use super::ladder::MODERN_VERSION;
 use crate::config::Transport;
 use crate::proxy::Upstreams;
-
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamEra {
-    Legacy,
-    Modern,
-}
-
-#[derive(Default)]
-pub struct Eras {
-    known: Mutex<HashMap<String, UpstreamEra>>,
-}
-
-/// What a probe answer says, if it says anything (pure; tested below).
-pub fn verdict(status: u16, body: &[u8]) -> Option<UpstreamEra> {
-    if status == 401 || status == 403 || status >= 500 {
-        return None;
-    }
-    let v = json_of(body).unwrap_or(Value::Null);
-    let modern = v["result"]["supportedVersions"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|x| x == MODERN_VERSION))
-        || matches!(v["error"]["code"].as_i64(), Some(-32022..=-32020));
-    Some(if modern {
-        UpstreamEra::Modern
-    } else {
-        UpstreamEra::Legacy
-    })
-}
-
-/// The body as JSON, or the first `data:` event of an SSE body.
-fn json_of(body: &[u8]) -> Option<Value> {
-    if let Ok(v) = serde_json::from_slice(body) {
-        return Some(v);
-    }
-    let text = std::str::from_utf8(body).ok()?;
-    text.lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .find_map(|d| serde_json::from_str(d.trim()).ok())
-}
+use crate::proxy::era_bridge::UpstreamEra;
 
 impl Upstreams {
     /// How `upstream` is reached, as configured now (the configuration can change live).
@@ -78,63 +32,14 @@ impl Upstreams {
 
     /// The URL of `upstream` if it is a remote upstream that speaks 2026-07-28.
     pub(super) async fn modern_remote(&self, upstream: &str) -> Option<url::Url> {
-        let transport = self.transport(upstream)?;
-        let Transport::Http { url, .. } = &transport else {
+        let Transport::Http { url, .. } = self.transport(upstream)? else {
             return None;
         };
-        let cached = self
-            .modern
-            .eras
-            .known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(upstream)
-            .copied();
-        let era = match cached {
-            Some(e) => e,
-            None => {
-                let e = self.probe(upstream, url).await?;
-                tracing::info!(upstream, era = ?e, "upstream era found by a server/discover probe");
-                self.modern
-                    .eras
-                    .known
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(upstream.to_owned(), e);
-                e
-            }
-        };
-        (era == UpstreamEra::Modern).then(|| url.clone())
-    }
-
-    async fn probe(&self, upstream: &str, url: &url::Url) -> Option<UpstreamEra> {
-        let body = json!({
-            "jsonrpc": "2.0",
-            "id": "mcp-broker-probe",
-            "method": "server/discover",
-            "params": {"_meta": {
-                VERSION_KEY: MODERN_VERSION,
-                CAPABILITIES_KEY: {},
-                "io.modelcontextprotocol/clientInfo": {"name": "mcp-broker", "version": env!("CARGO_PKG_VERSION")},
-            }},
-        });
-        let mut headers = HeaderMap::new();
-        headers.insert("mcp-method", HeaderValue::from_static("server/discover"));
-        let req = self.signed(upstream, url, &headers).await.ok()?;
-        let res = tokio::time::timeout(PROBE_TIMEOUT, req.body(body.to_string()).send())
-            .await
-            .ok()?
-            .ok()?;
-        let status = res.status().as_u16();
-        let bytes = tokio::time::timeout(PROBE_TIMEOUT, res.bytes())
-            .await
-            .ok()?
-            .ok()?;
-        verdict(status, &bytes)
+        (self.upstream_era(upstream).await? == UpstreamEra::Modern).then_some(url)
     }
 
     /// A POST to the upstream with its configured headers and the broker's sign-in.
-    async fn signed(
+    pub(in crate::proxy) async fn signed(
         &self,
         upstream: &str,
         url: &url::Url,
@@ -214,12 +119,7 @@ impl Upstreams {
         }
         if status.is_server_error() {
             // A probing client must never take an upstream outage for a broker one.
-            self.modern
-                .eras
-                .known
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(upstream);
+            self.modern.eras.forget(upstream);
         }
         let content_type = res
             .headers()
@@ -246,24 +146,4 @@ fn plain(status: StatusCode, content_type: &str, body: Body) -> Response {
         .header(header::CONTENT_TYPE, content_type)
         .body(body)
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn probe_verdicts() {
-        let discover = br#"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2026-07-28"],"capabilities":{}}}"#;
-        assert_eq!(verdict(200, discover), Some(UpstreamEra::Modern));
-        let sse = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"supportedVersions\":[\"2026-07-28\"]}}\n\n";
-        assert_eq!(verdict(200, sse), Some(UpstreamEra::Modern));
-        let unsupported = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"x","data":{"supported":["2026-07-28"]}}}"#;
-        assert_eq!(verdict(400, unsupported), Some(UpstreamEra::Modern));
-        let no_session = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Bad Request: No valid session ID provided"}}"#;
-        assert_eq!(verdict(400, no_session), Some(UpstreamEra::Legacy));
-        assert_eq!(verdict(404, b""), Some(UpstreamEra::Legacy));
-        assert_eq!(verdict(401, b""), None);
-        assert_eq!(verdict(503, discover), None);
-    }
 }
