@@ -77,7 +77,9 @@ impl StdioWire {
         tokio::spawn(async move {
             while let Some(m) = heard.recv().await {
                 match m {
-                    Inbound::Message(m) => {
+                    // Only an HTTP link reports a refusal with a status; over stdio both
+                    // are just the upstream's answer.
+                    Inbound::Message(m) | Inbound::Refused { message: m, .. } => {
                         let Ok(v) = serde_json::from_slice::<Value>(&m.raw) else {
                             continue;
                         };
