@@ -27,6 +27,7 @@ fn main() {
         each_rate_limit_answers_429_with_retry_after_then_recovers,
         a_reference_id_is_in_the_error_the_log_and_the_activity_log,
         activity_follow_prints_calls_as_they_happen,
+        a_flood_of_made_up_tokens_is_one_row_not_a_row_each,
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -515,6 +516,41 @@ fn a_reference_id_is_in_the_error_the_log_and_the_activity_log() -> Result<(), F
                 && r["outcome"] == "refused"
                 && r["grant_id"].is_number()),
             "the activity log has {rpc_ref} as a refused call of the grant"
+        );
+        Ok(())
+    })
+}
+
+/// Requests without a valid token cost no row each (a flood would push real activity
+/// out of the log): the broker counts them and records one row with the counts.
+fn a_flood_of_made_up_tokens_is_one_row_not_a_row_each() -> Result<(), Failed> {
+    rt().block_on(async {
+        let mut b = Broker::start(&config(""));
+        let c = http();
+        let url = format!("{}/mcp/fake", b.base);
+        let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/list"});
+        for i in 0..60 {
+            let mut req = c.post(&url).json(&body);
+            if i % 3 != 0 {
+                req = req.bearer_auth(format!("made-up-{i}"));
+            }
+            let res = req.send().await?;
+            ensure!(res.status() == 401, "status {}", res.status());
+            let v: Value = res.json().await?;
+            ensure!(v["id"] == 7, "the request id is echoed: {v}");
+            ensure!(
+                v["error"].get("data").is_none(),
+                "no reference that nothing records: {v}"
+            );
+        }
+        ensure!(b.terminate().success(), "exit");
+        let rows = activity(&b, &[]);
+        let refused: Vec<&Value> = rows.iter().filter(|r| r["event"] == "error").collect();
+        ensure!(refused.len() == 1, "one row for the lot: {refused:?}");
+        let detail: Value = serde_json::from_str(refused[0]["detail"].as_str().unwrap_or("{}"))?;
+        ensure!(
+            detail["without_token"] == 20 && detail["unknown_token"] == 40,
+            "the row counts them: {detail}"
         );
         Ok(())
     })

@@ -5,6 +5,8 @@
 //! (see `activity`). Reading: [`Gateway::activity`] for `mcp-broker activity`, and
 //! [`Gateway::grant_activity`] for the grants window's detail view.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::Serialize;
 use serde_json::json;
 
@@ -12,6 +14,7 @@ use crate::activity::ErrorNote;
 use crate::clock::now_ms;
 use crate::consent::ConsentView;
 use crate::events::RevokeReason;
+use crate::oauth::bearer::BearerError;
 use crate::oauth::{GrantId, UnixTime};
 use crate::store::RevokedGrant;
 use crate::store::activity::{ActivityQuery, ActivityRow, TargetCount};
@@ -73,6 +76,27 @@ impl RevokeReason {
             RevokeReason::External => "another process",
             RevokeReason::RegistrationDeleted => "registration deleted",
         }
+    }
+}
+
+/// Requests to `/mcp/NAME` refused for a missing or unknown token: counted on the hot path
+/// and recorded as one row a minute ([`Gateway::record_bearer_refusals`]), so that a flood
+/// of made-up tokens neither costs a row each nor pushes real activity out of the log.
+#[derive(Default)]
+pub(super) struct BearerRefusals {
+    missing: AtomicU64,
+    invalid: AtomicU64,
+}
+
+impl BearerRefusals {
+    pub(super) fn count(&self, error: &BearerError) {
+        let n = match error {
+            BearerError::Missing => &self.missing,
+            BearerError::InvalidToken => &self.invalid,
+            // A known grant without the scope: recorded as a refused call of that grant.
+            BearerError::InsufficientScope(_) => return,
+        };
+        n.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -147,6 +171,35 @@ impl Gateway {
         r.grant_id = Some(g.id);
         r.upstream = Some(g.upstream.clone());
         r.detail = Some(json!({ "by": reason.by(), "revoke_all": all }).to_string());
+        self.inner.activity.record(r);
+    }
+
+    /// What [`BearerRefusals`] counted since the last call, as one row (none if nothing).
+    pub(super) fn record_bearer_refusals(&self) {
+        let c = &self.inner.bearer_refusals;
+        let missing = c.missing.swap(0, Ordering::Relaxed);
+        let invalid = c.invalid.swap(0, Ordering::Relaxed);
+        if missing + invalid == 0 {
+            return;
+        }
+        // A missing token alone is clients discovering the authorization server.
+        if invalid > 0 {
+            tracing::info!(
+                invalid,
+                missing,
+                "MCP requests refused for an unknown token"
+            );
+        }
+        let mut r = event("error", "refused");
+        r.error_code = Some(401);
+        r.detail = Some(
+            json!({
+                "error": "MCP requests without a valid access token",
+                "without_token": missing,
+                "unknown_token": invalid,
+            })
+            .to_string(),
+        );
         self.inner.activity.record(r);
     }
 

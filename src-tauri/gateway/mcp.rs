@@ -47,10 +47,13 @@ impl Gateway {
                 McpRefusal::UnknownUpstream
             });
         };
-        let refuse = |error| McpRefusal::Bearer {
-            error,
-            resource_metadata: self.protected_resource_metadata_url(upstream),
-            scope: self.authorize_ctx().supported_scopes.of_resource(),
+        let refuse = |error| {
+            self.inner.bearer_refusals.count(&error);
+            McpRefusal::Bearer {
+                error,
+                resource_metadata: self.protected_resource_metadata_url(upstream),
+                scope: self.authorize_ctx().supported_scopes.of_resource(),
+            }
         };
         let token = parse_bearer(authorization).map_err(refuse)?;
         let t = now();

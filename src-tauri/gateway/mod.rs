@@ -133,6 +133,8 @@ struct Inner {
     tools: Arc<tools::ToolPolicies>,
     /// What each grant did (issue 12); written off the hot path.
     activity: ActivityLog,
+    /// Missing and unknown tokens at `/mcp/NAME`, until the next row about them.
+    bearer_refusals: activity::BearerRefusals,
     limits: limits::RateLimits,
 }
 
@@ -167,6 +169,7 @@ impl Gateway {
         let inner = Inner {
             limits: limits::RateLimits::new(&config),
             activity,
+            bearer_refusals: Default::default(),
             client_metadata,
             authorize_ctx: RwLock::new(Arc::new(AuthorizeContext {
                 resources,
@@ -313,6 +316,7 @@ impl Gateway {
             const TICK: Duration = Duration::from_millis(250);
             const PURGE_EVERY: Duration = Duration::from_secs(3600);
             const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+            const REFUSALS_EVERY: Duration = Duration::from_secs(60);
             // A registration TTL shorter than the purge period is honoured to the second.
             let registration_ttl = g.config().registration_ttl();
             let purge_every = PURGE_EVERY.min(registration_ttl);
@@ -320,6 +324,7 @@ impl Gateway {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_purge: Option<tokio::time::Instant> = None;
             let mut last_housekeeping = tokio::time::Instant::now();
+            let mut last_refusals = last_housekeeping;
             let mut last_seen = None;
             loop {
                 let at = tick.tick().await;
@@ -342,6 +347,10 @@ impl Gateway {
                     last_housekeeping = at;
                     g.inner.upstreams.housekeeping().await;
                 }
+                if at - last_refusals >= REFUSALS_EVERY {
+                    last_refusals = at;
+                    g.record_bearer_refusals();
+                }
                 g.notice_changes(&mut last_seen).await;
             }
         });
@@ -351,6 +360,7 @@ impl Gateway {
     /// the store: nothing recorded is lost on a clean shutdown.
     pub async fn shutdown(&self) {
         self.inner.upstreams.shutdown().await;
+        self.record_bearer_refusals();
         self.inner.activity.flush().await;
         self.inner.store.close().await;
     }

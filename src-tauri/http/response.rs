@@ -192,6 +192,18 @@ impl IntoResponse for HttpError {
             // Logged and recorded by the limiter, under this reference.
             return too_many(&limited, body);
         }
+        if let HttpError::Bearer(c) = &self
+            && !matches!(c.error, BearerError::InsufficientScope(_))
+        {
+            // A 401 is every MCP client's first step (discovery), and a flood of made-up
+            // tokens is the cheapest load on the broker: no reference, no log line, no
+            // activity row each; the gateway counts them and records one row a minute.
+            tracing::debug!("{}", self.summary());
+            let HttpError::Bearer(c) = self else {
+                unreachable!()
+            };
+            return bearer_challenge(&c.error, &c.resource_metadata, &c.scope, c.id, None);
+        }
         let reference = Reference::mint();
         let summary = self.summary();
         let mut res = match self {
@@ -206,21 +218,20 @@ impl IntoResponse for HttpError {
                 Json(json!({ "error": message, "reference": reference })),
             )
                 .into_response(),
-            HttpError::Bearer(c) => {
-                bearer_challenge(&c.error, &c.resource_metadata, &c.scope, c.id, &reference)
-            }
+            HttpError::Bearer(c) => bearer_challenge(
+                &c.error,
+                &c.resource_metadata,
+                &c.scope,
+                c.id,
+                Some(&reference),
+            ),
             HttpError::Text { status, message } => {
                 (status, format!("{message} (reference {reference})\n")).into_response()
             }
             HttpError::Limited { .. } => unreachable!("handled above"),
         };
         let status = res.status().as_u16();
-        // A missing token is every MCP client's first step (discovery), not news.
-        if summary == MISSING_TOKEN {
-            tracing::debug!(%reference, status, "{summary}");
-        } else {
-            tracing::info!(%reference, status, "{summary}");
-        }
+        tracing::info!(%reference, status, "{summary}");
         res.extensions_mut().insert(ErrorNote {
             reference,
             status,
@@ -341,7 +352,7 @@ fn bearer_challenge(
     resource_metadata: &str,
     needed: &Scopes,
     id: Option<Value>,
-    reference: &Reference,
+    reference: Option<&Reference>,
 ) -> Response {
     let (status, code, desc) = bearer_text(err);
     let mut v = format!("Bearer resource_metadata=\"{resource_metadata}\"");
@@ -357,10 +368,14 @@ fn bearer_challenge(
     if !scope.is_empty() {
         v.push_str(&format!(", scope=\"{scope}\""));
     }
+    let mut error = json!({"code": -32001, "message": desc});
+    if let Some(reference) = reference {
+        error["data"] = json!({ "reference": reference });
+    }
     let body = json!({
         "jsonrpc": "2.0",
         "id": id.unwrap_or(Value::Null),
-        "error": {"code": -32001, "message": desc, "data": {"reference": reference}},
+        "error": error,
     });
     let mut res = (status, Json(body)).into_response();
     if let Ok(hv) = HeaderValue::from_str(&v) {
