@@ -15,6 +15,20 @@ use crate::gateway::mcp::McpRefusal;
 use crate::oauth::bearer::Caller;
 use crate::proxy::streamable;
 
+/// The `id` of a JSON-RPC request body, read without building the rest of it: this is on
+/// the refusal path, which a flood of made-up tokens exercises.
+fn request_id(body: &Bytes) -> Option<serde_json::Value> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: Option<serde_json::Value>,
+    }
+    // serde reads a struct from an array too; a batch has no one id.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    serde_json::from_slice::<Id>(body).ok()?.id
+}
+
 async fn authenticate(
     g: &Gateway,
     name: &str,
@@ -43,16 +57,11 @@ async fn authenticate(
                 resource_metadata,
                 scope,
                 // Echo the request id so a JSON-RPC client can pair the error with its call.
-                id: body
-                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-                    .and_then(|v| v.get("id").cloned()),
+                id: body.and_then(request_id),
             })),
             McpRefusal::RateLimited(limited) => HttpError::Limited {
                 limited,
-                body: LimitedBody::JsonRpc(
-                    body.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-                        .and_then(|v| v.get("id").cloned()),
-                ),
+                body: LimitedBody::JsonRpc(body.and_then(request_id)),
             },
             McpRefusal::Internal(e) => HttpError::oauth(e.into()),
         })
