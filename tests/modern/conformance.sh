@@ -13,7 +13,13 @@
 #   broker-stdio   /mcp/stdio on the broker, the fixture's MCP server over stdio (generated
 #                  into OUT_DIR from the fixture: its legacy server with a stdio transport
 #                  instead of the HTTP listener; the fixture itself has no stdio mode), so a
-#                  modern client is bridged to a 2025-11-25 child
+#                  modern client is bridged to a 2025-11-25 child. Three diagnostics that the
+#                  fixture has only on its hand-written modern face are added in their
+#                  2025-11-25 form (test_missing_capability asks for sampling mid-call,
+#                  test_trigger_{tool,prompt}_change send list-changed notifications). The
+#                  input-required-result-* fixtures cannot be given that way (their
+#                  inputRequests keys and requestState are the server's own), so through a
+#                  2025-11-25 upstream those scenarios find no such tools
 # The suite's `server` command cannot send a token: a loopback relay (bearer_relay.mjs) adds
 # a personal access token (`tokens create`) in front of the broker.
 #
@@ -71,8 +77,27 @@ echo '{"type":"module"}' > "$STDIO_DIR/package.json"
 {
     echo 'console.log = console.error;'
     sed -e '1{/^#!/d}' -e '/^const PORT = process.env.PORT/,$d' "$FIXTURE/everything-server.ts"
-    echo "import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';"
-    echo 'await createMcpServer().connect(new StdioServerTransport());'
+    cat <<'TS'
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { CreateMessageResultSchema as StdioSamplingResult } from '@modelcontextprotocol/sdk/types.js';
+const stdioServer = createMcpServer();
+// The fixture's modern face answers these diagnostics by hand; here they take the form a
+// 2025-11-25 server can give them (a request to the client in the middle of the call, a
+// list-changed notification on the session), which is what the broker has to translate.
+stdioServer.registerTool('test_missing_capability', { description: 'Asks the client for sampling in the middle of the call', inputSchema: {} }, async (_args, extra) => {
+  await extra.sendRequest({ method: 'sampling/createMessage', params: { messages: [{ role: 'user', content: { type: 'text', text: 'ping' } }], maxTokens: 1 } }, StdioSamplingResult);
+  return { content: [{ type: 'text', text: 'Success' }] };
+});
+stdioServer.registerTool('test_trigger_tool_change', { description: 'Sends notifications/tools/list_changed', inputSchema: {} }, async () => {
+  stdioServer.sendToolListChanged();
+  return { content: [{ type: 'text', text: 'Mutation triggered' }] };
+});
+stdioServer.registerTool('test_trigger_prompt_change', { description: 'Sends notifications/prompts/list_changed', inputSchema: {} }, async () => {
+  stdioServer.sendPromptListChanged();
+  return { content: [{ type: 'text', text: 'Mutation triggered' }] };
+});
+await stdioServer.connect(new StdioServerTransport());
+TS
 } > "$STDIO_DIR/everything-stdio.ts"
 
 cat > "$OUT/broker.toml" <<TOML
