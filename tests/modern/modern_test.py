@@ -219,6 +219,14 @@ async def raw_checks(base: str, tok: str, upstream: str) -> None:
         check(res.get("resultType") == "complete" and res.get("ttlMs") == 0 and res.get("cacheScope") == "private"
               and "io.modelcontextprotocol/serverInfo" in res.get("_meta", {}),
               f"{upstream}: tools/list carries resultType, ttlMs, cacheScope and serverInfo", list(res))
+        # resources §Error Handling: not found is -32602 with the URI in `data`, whatever the
+        # 2025-11-25 upstream said (-32002, or -32602 without it).
+        gone = "demo://resource/nowhere"
+        r = await post(hdr("resources/read", **{"mcp-name": gone}),
+                       {"jsonrpc": "2.0", "id": 22, "method": "resources/read", "params": {"uri": gone, "_meta": meta()}})
+        err = r.json().get("error", {})
+        check(err.get("code") == -32602 and (err.get("data") or {}).get("uri") == gone,
+              f"{upstream}: resources/read of a missing resource -> -32602 with data.uri", r.text)
         r = await post(hdr("server/discover"), {"jsonrpc": "2.0", "id": 19, "method": "server/discover", "params": {"_meta": meta()}})
         d = r.json()["result"]
         check(d.get("supportedVersions") == [V] and d["capabilities"].get("tools") is not None and "tasks" not in d["capabilities"],

@@ -520,8 +520,10 @@ pub fn client_response(
         }
     } else if let Some(err) = v.get_mut("error").and_then(|e| e.as_object_mut()) {
         match err.get("code").and_then(|c| c.as_i64()) {
-            // resources §Error Handling: not found is -32602 in 2026-07-28.
-            Some(-32002) if method == "resources/read" => {
+            // resources §Error Handling: not found is -32602 in 2026-07-28, with the
+            // URI in `data` as its example shows. A 2025-11-25 upstream says -32002,
+            // or already -32602 (the TypeScript SDK) but without the URI.
+            Some(-32002 | -32602) if method == "resources/read" => {
                 err.insert("code".into(), json!(-32602));
                 if !err.contains_key("data")
                     && let Some(uri) = name
@@ -614,6 +616,14 @@ mod tests {
             ),
             (json!(-32602), json!("a://gone"))
         );
+        let (_, b) = client_response(
+            br#"{"jsonrpc":"2.0","id":"mb-1","error":{"code":-32602,"message":"Resource a://gone not found"}}"#,
+            &json!(1),
+            ("resources/read", Some("a://gone")),
+            &info,
+        );
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["error"]["data"], json!({"uri": "a://gone"}));
         let (s, _) = client_response(
             br#"{"jsonrpc":"2.0","id":"mb-1","error":{"code":-32601,"message":"no"}}"#,
             &json!(1),
