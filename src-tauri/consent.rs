@@ -46,6 +46,12 @@ pub struct ConsentView {
     pub ignored_scopes: Option<String>,
     /// Shown on every consent screen: what approving hands over.
     pub access_warning: String,
+    /// The upstream's accounts when the person must choose one (two or more); empty
+    /// otherwise, and then the screens look as they did before accounts.
+    pub accounts: Vec<String>,
+    /// The account this client chose last time, if still one of `accounts`: named as a
+    /// suggestion, never pre-selected.
+    pub suggested_account: Option<String>,
 }
 
 impl ConsentView {
@@ -66,6 +72,8 @@ impl ConsentView {
             upstream: req.upstream.clone(),
             scope: req.requested_scopes.to_string(),
             ignored_scopes: (!ignored.is_empty()).then(|| ignored.to_string()),
+            accounts: Vec::new(),
+            suggested_account: None,
         }
     }
 }
@@ -97,7 +105,7 @@ enum Pending {
     Native {
         request: AuthorizeRequest,
         created: Instant,
-        answer: oneshot::Sender<Decision>,
+        answer: oneshot::Sender<(Decision, Option<String>)>,
     },
 }
 
@@ -216,11 +224,12 @@ impl Consents {
         }
     }
 
-    /// Asks the native shell and waits for its decision; no answer within the TTL (or
-    /// a shell that went away) counts as Deny.
-    pub async fn ask_native(&self, request: AuthorizeRequest) -> Decision {
+    /// Asks the native shell and waits for its decision and the account chosen; no
+    /// answer within the TTL (or a shell that went away) counts as Deny.
+    pub async fn ask_native(&self, request: AuthorizeRequest) -> (Decision, Option<String>) {
+        const DENY: (Decision, Option<String>) = (Decision::Deny, None);
         let ConsentMode::Native(tx) = &self.mode else {
-            return Decision::Deny;
+            return DENY;
         };
         let id = mint_secret();
         let view = ConsentView::of(&request);
@@ -241,26 +250,31 @@ impl Consents {
             .is_err()
         {
             self.pending().remove(&id);
-            return Decision::Deny;
+            return DENY;
         }
         let d = tokio::time::timeout(CONSENT_TTL, answered).await;
         self.pending().remove(&id);
         match d {
             Ok(Ok(d)) => d,
-            _ => Decision::Deny,
+            _ => DENY,
         }
     }
 
     /// The native shell's answer to [`ask_native`](Self::ask_native).
-    pub fn answer_native(&self, id: &str, decision: Decision) -> Result<(), ConsentLookupError> {
+    pub fn answer_native(
+        &self,
+        id: &str,
+        decision: Decision,
+        account: Option<String>,
+    ) -> Result<(), ConsentLookupError> {
         let mut p = self.pending();
         if !matches!(p.get(id), Some(Pending::Native { .. })) {
             return Err(ConsentLookupError::Gone);
         }
         match p.remove(id) {
-            Some(Pending::Native { answer, .. }) => {
-                answer.send(decision).map_err(|_| ConsentLookupError::Gone)
-            }
+            Some(Pending::Native { answer, .. }) => answer
+                .send((decision, account))
+                .map_err(|_| ConsentLookupError::Gone),
             _ => Err(ConsentLookupError::Gone),
         }
     }
@@ -269,6 +283,15 @@ impl Consents {
     pub fn native_view(&self, id: &str) -> Option<ConsentView> {
         match self.pending().get(id) {
             Some(Pending::Native { request, .. }) => Some(ConsentView::of(request)),
+            _ => None,
+        }
+    }
+
+    /// The upstream of an open HTML-form question, without consuming it (an answer that
+    /// must be refused leaves the form answerable).
+    pub fn form_upstream(&self, id: &str) -> Option<String> {
+        match self.pending().get(id) {
+            Some(Pending::Form { request, .. }) => Some(request.upstream.clone()),
             _ => None,
         }
     }
@@ -370,10 +393,10 @@ mod tests {
             b.take_form(&q.id, "").is_err(),
             "a native question cannot be answered by the form"
         );
-        b.answer_native(&q.id, Decision::Approve).unwrap();
-        assert_eq!(asked.await.unwrap(), Decision::Approve);
+        b.answer_native(&q.id, Decision::Approve, None).unwrap();
+        assert_eq!(asked.await.unwrap(), (Decision::Approve, None));
         assert!(
-            b.answer_native(&q.id, Decision::Deny).is_err(),
+            b.answer_native(&q.id, Decision::Deny, None).is_err(),
             "answered once"
         );
     }

@@ -12,8 +12,8 @@ use tauri::{State, WebviewWindow};
 use super::windows::CONSENT_PREFIX;
 use crate::consent::{ConsentView, Decision};
 use crate::events::RevokeReason;
-use crate::gateway::personal::CreatedToken;
 use crate::gateway::about::About;
+use crate::gateway::personal::CreatedToken;
 use crate::gateway::upstreams::Overview;
 use crate::gateway::{Gateway, GatewayError, GrantView};
 use crate::oauth::GrantId;
@@ -135,8 +135,11 @@ fn consent_id(window: &WebviewWindow) -> Outcome<&str> {
 }
 
 #[tauri::command]
-pub fn consent_details(window: WebviewWindow, gateway: State<'_, Gateway>) -> Outcome<ConsentView> {
-    Ok(gateway.consent_view(consent_id(&window)?)?)
+pub async fn consent_details(
+    window: WebviewWindow,
+    gateway: State<'_, Gateway>,
+) -> Outcome<ConsentView> {
+    Ok(gateway.consent_view(consent_id(&window)?).await?)
 }
 
 #[tauri::command]
@@ -144,6 +147,7 @@ pub fn decide_consent(
     window: WebviewWindow,
     gateway: State<'_, Gateway>,
     approve: bool,
+    account: Option<String>,
 ) -> Outcome<()> {
     let id = consent_id(&window)?;
     let decision = if approve {
@@ -151,7 +155,13 @@ pub fn decide_consent(
     } else {
         Decision::Deny
     };
-    let answered = gateway.decide_native(id, decision);
+    let answered = gateway.decide_native(id, decision, account.as_deref());
+    if let Err(e @ (GatewayError::AccountRequired { .. } | GatewayError::UnknownAccount(_))) =
+        answered
+    {
+        // Still open: the person chooses an account and approves again.
+        return Err(e.into());
+    }
     // The question is settled either way (answered now, or expired); the window goes.
     let _ = window.close();
     Ok(answered?)

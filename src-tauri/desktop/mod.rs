@@ -147,7 +147,7 @@ async fn ask_for_consent(app: tauri::AppHandle, mut rx: mpsc::UnboundedReceiver<
             tracing::error!("cannot open a consent window: {e}");
             // Without a window nobody can answer; deny now rather than after 5 minutes.
             if let Some(g) = app.try_state::<Gateway>() {
-                let _ = g.decide_native(&req.id, Decision::Deny);
+                let _ = g.decide_native(&req.id, Decision::Deny, None);
             }
         }
     }

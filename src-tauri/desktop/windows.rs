@@ -56,7 +56,7 @@ pub fn open_consent(app: &AppHandle, id: &str) -> tauri::Result<()> {
             && let Some(g) = app2.try_state::<Gateway>()
         {
             // Already answered is fine: the decision then reports Gone, which is ignored.
-            let _ = g.decide_native(&id2, Decision::Deny);
+            let _ = g.decide_native(&id2, Decision::Deny, None);
         }
     });
     let app = app.clone();

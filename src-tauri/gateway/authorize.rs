@@ -73,15 +73,16 @@ impl Gateway {
                 )));
             }
         };
-        let view = ConsentView::of(&req);
+        let mut view = ConsentView::of(&req);
+        self.offer_accounts(&mut view).await?;
         if self.inner.consents.is_native() {
             let wait_id = self.inner.consents.start_wait();
             let g = self.clone();
             let id = wait_id.clone();
             // The window is answered whenever the person gets to it; the browser polls.
             tokio::spawn(async move {
-                let decision = g.inner.consents.ask_native(req.clone()).await;
-                let to = g.decided(&req, decision).await;
+                let (decision, account) = g.inner.consents.ask_native(req.clone()).await;
+                let to = g.decided(&req, decision, account.as_deref()).await;
                 g.inner.consents.finish_wait(&id, to);
             });
             return Ok(AuthorizeOutcome::Wait { view, wait_id });
@@ -125,7 +126,14 @@ impl Gateway {
         consent_id: &str,
         csrf: &str,
         decision: Decision,
+        account: Option<&str>,
     ) -> Result<String, GatewayError> {
+        // Checked before the question is consumed: a refused choice can be made again.
+        if decision == Decision::Approve
+            && let Some(upstream) = self.inner.consents.form_upstream(consent_id)
+        {
+            self.chosen_account(&upstream, account)?;
+        }
         let req = self
             .inner
             .consents
@@ -134,23 +142,41 @@ impl Gateway {
                 ConsentLookupError::Gone => GatewayError::ConsentGone,
                 ConsentLookupError::BadCsrf => GatewayError::ConsentForged,
             })?;
-        Ok(self.decided(&req, decision).await)
+        Ok(self.decided(&req, decision, account).await)
     }
 
-    /// A native window's answer; the waiting browser continues by itself.
-    pub fn decide_native(&self, consent_id: &str, decision: Decision) -> Result<(), GatewayError> {
+    /// A native window's answer (with the account chosen, when the upstream has several);
+    /// the waiting browser continues by itself. Approve without a needed choice is
+    /// refused and leaves the question open.
+    pub fn decide_native(
+        &self,
+        consent_id: &str,
+        decision: Decision,
+        account: Option<&str>,
+    ) -> Result<(), GatewayError> {
+        if decision == Decision::Approve {
+            let view = self
+                .inner
+                .consents
+                .native_view(consent_id)
+                .ok_or(GatewayError::ConsentGone)?;
+            self.chosen_account(&view.upstream, account)?;
+        }
         self.inner
             .consents
-            .answer_native(consent_id, decision)
+            .answer_native(consent_id, decision, account.map(str::to_owned))
             .map_err(|_| GatewayError::ConsentGone)
     }
 
     /// What a native consent window shows.
-    pub fn consent_view(&self, consent_id: &str) -> Result<ConsentView, GatewayError> {
-        self.inner
+    pub async fn consent_view(&self, consent_id: &str) -> Result<ConsentView, GatewayError> {
+        let mut view = self
+            .inner
             .consents
             .native_view(consent_id)
-            .ok_or(GatewayError::ConsentGone)
+            .ok_or(GatewayError::ConsentGone)?;
+        self.offer_accounts(&mut view).await?;
+        Ok(view)
     }
 
     /// Polled by the browser while a native window asks.
@@ -161,12 +187,17 @@ impl Gateway {
     /// [`apply`](Self::apply), where a failure to record the decision still sends the
     /// browser back to the client: with `temporarily_unavailable` for a full disk (the
     /// client can retry), else `server_error` (RFC 6749 §4.1.2.1).
-    async fn decided(&self, req: &AuthorizeRequest, decision: Decision) -> String {
-        match self.apply(req, decision).await {
+    async fn decided(
+        &self,
+        req: &AuthorizeRequest,
+        decision: Decision,
+        account: Option<&str>,
+    ) -> String {
+        match self.apply(req, decision, account).await {
             Ok(to) => to,
             Err(e) => {
                 tracing::error!("recording the decision failed: {e}");
-                let e = GatewayError::Internal(e).client_view();
+                let e = e.client_view();
                 error_redirect(
                     &req.redirect_uri,
                     req.state.as_deref(),
@@ -178,7 +209,12 @@ impl Gateway {
     }
 
     /// Applies a decision and returns where to send the browser.
-    async fn apply(&self, req: &AuthorizeRequest, decision: Decision) -> crate::Result<String> {
+    async fn apply(
+        &self,
+        req: &AuthorizeRequest,
+        decision: Decision,
+        account: Option<&str>,
+    ) -> Result<String, GatewayError> {
         let issuer = self.issuer().as_str();
         match decision {
             Decision::Deny => {
@@ -192,6 +228,7 @@ impl Gateway {
                 ))
             }
             Decision::Approve => {
+                let account = self.chosen_account(&req.upstream, account)?;
                 let code = mint_secret();
                 let t = now();
                 let grant = self
@@ -207,9 +244,10 @@ impl Gateway {
                         code_challenge: &req.code_challenge,
                         expires_at: t + CODE_TTL_SECS,
                         now: t,
+                        account: account.as_deref(),
                     })
                     .await?;
-                tracing::info!(grant = %grant, client_id = %req.client_id, upstream = %req.upstream, "consent approved");
+                tracing::info!(grant = %grant, client_id = %req.client_id, upstream = %req.upstream, account = account.as_deref().unwrap_or(""), "consent approved");
                 let view = ConsentView::of(req);
                 self.known_grant(grant, &view.client_name, &req.upstream);
                 self.emit(GatewayEvent::GrantApproved {

@@ -28,6 +28,14 @@ pub enum GatewayError {
     NotRemote(String),
     #[error("no upstream named {0}")]
     UnknownUpstream(String),
+    /// Approve without choosing which of the upstream's accounts the grant uses.
+    #[error("choose which account of {upstream} this access uses: {}", .accounts.join(", "))]
+    AccountRequired {
+        upstream: String,
+        accounts: Vec<String>,
+    },
+    #[error(transparent)]
+    UnknownAccount(#[from] crate::config::UnknownAccount),
     #[error("sign-in to {upstream} failed: {reason}")]
     SignIn {
         upstream: String,
@@ -73,6 +81,8 @@ impl GatewayError {
             GatewayError::PersonalToken(_) => "personal_token",
             GatewayError::NotRemote(_) => "not_remote",
             GatewayError::UnknownUpstream(_) => "unknown_upstream",
+            GatewayError::AccountRequired { .. } => "account_required",
+            GatewayError::UnknownAccount(_) => "unknown_account",
             GatewayError::SignIn {
                 reason: UpstreamAuthError::NeedsSignIn(_),
                 ..

@@ -24,6 +24,7 @@
 //! made by the CLI): the store moves the same counter.
 
 pub mod about;
+mod accounts;
 pub mod authorize;
 mod error;
 pub mod grants;

@@ -50,6 +50,7 @@ fn the_window_types_match_what_the_core_serializes() {
             label: Some("l".into()),
             expires_at: None,
             tools: None,
+            account: Some("work".into()),
         },
         sessions: 0,
     };
@@ -75,6 +76,8 @@ fn the_window_types_match_what_the_core_serializes() {
         scope: "mcp".into(),
         ignored_scopes: None,
         access_warning: "w".into(),
+        accounts: vec!["a".into()],
+        suggested_account: None,
     };
     assert_eq!(keys(json!(view)), ts_fields("ConsentView"));
     let secret_use = SecretUse {

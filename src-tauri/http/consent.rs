@@ -59,7 +59,12 @@ pub async fn decide(
         }
     };
     let to = g
-        .decide_form(get("consent_id"), get("csrf_token"), decision)
+        .decide_form(
+            get("consent_id"),
+            get("csrf_token"),
+            decision,
+            Some(get("account")).filter(|a| !a.is_empty()),
+        )
         .await
         .map_err(HttpError::page)?;
     Ok(redirect(&to))

@@ -118,11 +118,19 @@ impl Upstreams {
     }
 
     /// Starts a new session: its child process or its remote connection.
-    pub async fn create(&self, upstream: &str, grant: GrantId) -> Result<Arc<Relay>, String> {
+    /// `account` is the grant's (`None`: the upstream's implicit or only one): the child's
+    /// environment or the remote's headers are that account's values over the server's.
+    pub async fn create(
+        &self,
+        upstream: &str,
+        grant: GrantId,
+        account: Option<&str>,
+    ) -> Result<Arc<Relay>, String> {
         let cfg = self
             .configs
             .get(upstream)
             .ok_or_else(|| format!("no upstream named {upstream}"))?;
+        let values = cfg.values_for(account).map_err(|e| e.to_string())?;
         // Cap sessions per grant: a client that never sends DELETE must not be able to
         // pile up children. The least recently used session makes room.
         let evict = {
@@ -156,12 +164,9 @@ impl Upstreams {
         let (inbox, inbound) = mpsc::unbounded_channel();
         let link = match &cfg.transport {
             Transport::Stdio {
-                command,
-                args,
-                env,
-                cwd,
+                command, args, cwd, ..
             } => {
-                let env = self.resolve(upstream, env).await?;
+                let env = self.resolve(upstream, &values).await?;
                 // Without a log (a full or read-only disk) the server still runs.
                 let log_file = std::fs::create_dir_all(&self.log_dir)
                     .and_then(|()| {
@@ -197,8 +202,8 @@ impl Upstreams {
                 })?;
                 Link::Stdio(link)
             }
-            Transport::Http { url, headers, .. } => {
-                let values = self.resolve(upstream, headers).await?;
+            Transport::Http { url, .. } => {
+                let values = self.resolve(upstream, &values).await?;
                 let mut map = HeaderMap::new();
                 for (k, v) in values {
                     let name = HeaderName::from_bytes(k.as_bytes())

@@ -20,6 +20,8 @@ export interface Grant {
   expires_at: number | null;
   // The tools a personal token is meant for (null: all); not enforced yet.
   tools: string[] | null;
+  // The upstream account the grant uses (null: the upstream has no named accounts).
+  account: string | null;
   sessions: number;
 }
 
@@ -80,6 +82,10 @@ export interface ConsentView {
   scope: string;
   ignored_scopes: string | null;
   access_warning: string;
+  // The upstream's accounts when one must be chosen (empty: no choice to make).
+  accounts: string[];
+  // The account this client chose last time: named, never pre-selected.
+  suggested_account: string | null;
 }
 
 /// What a failed command rejects with.
@@ -122,4 +128,5 @@ export const about = () => invoke<About>("about");
 export const setStartAtLogin = (on: boolean) => invoke<About>("set_start_at_login", { on });
 export const dismissStartAtLoginOffer = () => invoke<About>("dismiss_start_at_login_offer");
 export const consentDetails = () => invoke<ConsentView>("consent_details");
-export const decideConsent = (approve: boolean) => invoke<void>("decide_consent", { approve });
+export const decideConsent = (approve: boolean, account: string | null = null) =>
+  invoke<void>("decide_consent", { approve, account });
