@@ -243,7 +243,7 @@ pub const FIRST_STEPS: &str = "add one in the app's window, with a [servers.NAME
 
 impl UpstreamConfig {
     /// The keychain secrets this upstream reads: `(secret name, where)`, where is
-    /// `env VAR` or `header NAME`, followed by ` (account A)` for an account's own value.
+    /// `env VAR` or `header NAME`, followed by `, account A` for an account's own value.
     pub fn secret_refs(&self) -> Vec<(&str, String)> {
         let (kind, values) = match &self.transport {
             Transport::Stdio { env, .. } => ("env", env),
@@ -259,7 +259,7 @@ impl UpstreamConfig {
                 ValueSource::Secret { secret, .. } => Some((
                     secret.as_str(),
                     match account {
-                        Some(a) => format!("{kind} {k} (account {a})"),
+                        Some(a) => format!("{kind} {k}, account {a}"),
                         None => format!("{kind} {k}"),
                     },
                 )),
@@ -306,6 +306,24 @@ impl UpstreamConfig {
             values.extend(acc.values.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         Ok(values)
+    }
+}
+
+/// Which sign-in of a remote upstream a session uses: `NAME` for the implicit account,
+/// `NAME:ACCOUNT` for a named one (`:` is in neither name). Its OAuth tokens live in the
+/// keychain under `oauth:` and this id, so the implicit account keeps `oauth:NAME`.
+pub fn sign_in_id(upstream: &str, account: Option<&str>) -> String {
+    match account {
+        Some(a) => format!("{upstream}:{a}"),
+        None => upstream.to_owned(),
+    }
+}
+
+/// The upstream and account a [`sign_in_id`] names.
+pub fn split_sign_in_id(id: &str) -> (&str, Option<&str>) {
+    match id.split_once(':') {
+        Some((u, a)) => (u, Some(a)),
+        None => (id, None),
     }
 }
 
@@ -791,9 +809,9 @@ mod tests {
             vec![
                 (
                     "github-personal",
-                    "env GITHUB_TOKEN (account personal)".to_owned()
+                    "env GITHUB_TOKEN, account personal".to_owned()
                 ),
-                ("github-work", "env GITHUB_TOKEN (account work)".to_owned()),
+                ("github-work", "env GITHUB_TOKEN, account work".to_owned()),
             ]
         );
         // One account (here an OAuth sign-in of its own) is used without asking.
@@ -806,6 +824,14 @@ mod tests {
         assert_eq!(plain.default_account(), None);
         assert_eq!(plain.values_for(None).unwrap().len(), 1);
         assert!(plain.values_for(Some("work")).is_err());
+    }
+
+    #[test]
+    fn each_account_has_its_own_sign_in_id() {
+        assert_eq!(sign_in_id("notion", None), "notion");
+        assert_eq!(sign_in_id("notion", Some("acme")), "notion:acme");
+        assert_eq!(split_sign_in_id("notion:acme"), ("notion", Some("acme")));
+        assert_eq!(split_sign_in_id("notion"), ("notion", None));
     }
 
     #[test]

@@ -452,3 +452,33 @@ async fn an_upstream_without_accounts_asks_nothing_and_behaves_as_before() {
     let e = b.gateway.switch_account(grant, "work").await.unwrap_err();
     assert_eq!(e.code(), "unknown_account", "{e}");
 }
+
+#[test]
+fn login_to_an_account_the_upstream_lacks_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[servers.notion]\nurl = \"https://mcp.notion.example/mcp\"\n[servers.notion.accounts.acme]\n[servers.notion.accounts.globex]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(support::BIN)
+        .args([
+            "upstream",
+            "login",
+            "notion",
+            "--account",
+            "initech",
+            "--no-browser",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("c.toml: servers.notion.accounts: no account named \"initech\" (its accounts: acme, globex)"),
+        "{err}"
+    );
+}

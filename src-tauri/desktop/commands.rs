@@ -88,6 +88,13 @@ pub async fn revoke_grant(gateway: State<'_, Gateway>, id: i64) -> Outcome<()> {
     Ok(())
 }
 
+/// Moves a grant to another account of its upstream; its open sessions end.
+#[tauri::command]
+pub async fn switch_account(gateway: State<'_, Gateway>, id: i64, account: String) -> Outcome<()> {
+    gateway.switch_account(GrantId(id), &account).await?;
+    Ok(())
+}
+
 /// Revokes every active grant (the window asks for confirmation first); returns how many.
 #[tauri::command]
 pub async fn revoke_all_grants(gateway: State<'_, Gateway>) -> Outcome<usize> {

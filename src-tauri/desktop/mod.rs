@@ -50,6 +50,7 @@ pub fn run(start: app::DesktopStart) -> i32 {
             commands::list_grants,
             commands::list_upstreams,
             commands::revoke_grant,
+            commands::switch_account,
             commands::revoke_all_grants,
             commands::create_personal_token,
             commands::set_secret,

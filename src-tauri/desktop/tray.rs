@@ -75,7 +75,13 @@ pub async fn rebuild(app: AppHandle) {
         .map(|v| {
             (
                 v.grant.id,
-                format!("Revoke {} → {}", v.grant.client_name, v.grant.upstream),
+                match &v.grant.account {
+                    Some(a) => format!(
+                        "Revoke {} → {} ({a})",
+                        v.grant.client_name, v.grant.upstream
+                    ),
+                    None => format!("Revoke {} → {}", v.grant.client_name, v.grant.upstream),
+                },
             )
         })
         .collect();

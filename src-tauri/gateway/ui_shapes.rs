@@ -53,6 +53,7 @@ fn the_window_types_match_what_the_core_serializes() {
             account: Some("work".into()),
         },
         sessions: 0,
+        upstream_accounts: vec!["work".into()],
     };
     assert_eq!(keys(json!(grant)), ts_fields("Grant"));
     assert_eq!(json!(grant)["kind"], "personal_token");

@@ -224,6 +224,7 @@ impl Upstreams {
                     headers: map,
                     events: self.events.clone(),
                     oauth: self.oauth.clone(),
+                    sign_in: crate::config::sign_in_id(upstream, account.or(cfg.default_account())),
                     upstream: upstream.to_owned(),
                     exchanges,
                     timeout: self.request_timeout,
@@ -290,9 +291,15 @@ impl Upstreams {
             .collect()
     }
 
-    /// A remote upstream's URL and configured OAuth client id, for sign-in.
+    /// A remote upstream's URL and configured OAuth client id, for sign-in. `upstream`
+    /// may be a `NAME:ACCOUNT` sign-in id (`config::sign_in_id`) of one of its accounts.
     pub fn remote(&self, upstream: &str) -> Option<(&url::Url, Option<&str>)> {
-        match &self.configs.get(upstream)?.transport {
+        let (name, account) = crate::config::split_sign_in_id(upstream);
+        let cfg = self.configs.get(name)?;
+        if account.is_some_and(|a| !cfg.accounts.contains_key(a)) {
+            return None;
+        }
+        match &cfg.transport {
             Transport::Http { url, client_id, .. } => Some((url, client_id.as_deref())),
             Transport::Stdio { .. } => None,
         }

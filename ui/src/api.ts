@@ -23,6 +23,8 @@ export interface Grant {
   // The upstream account the grant uses (null: the upstream has no named accounts).
   account: string | null;
   sessions: number;
+  // The upstream's accounts this grant can switch to (empty: fewer than two).
+  upstream_accounts: string[];
 }
 
 export type GrantKind = "oauth" | "personal_token";
@@ -105,6 +107,8 @@ export function errorText(e: unknown): string {
 export const listGrants = () => invoke<Grant[]>("list_grants");
 export const listUpstreams = () => invoke<Overview>("list_upstreams");
 export const revokeGrant = (id: number) => invoke<void>("revoke_grant", { id });
+export const switchAccount = (id: number, account: string) =>
+  invoke<void>("switch_account", { id, account });
 // Revokes every active grant; resolves to how many were revoked.
 export const revokeAllGrants = () => invoke<number>("revoke_all_grants");
 // `expires`: a duration such as "30d", or "never".

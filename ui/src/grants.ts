@@ -15,6 +15,7 @@ import {
   setSecret,
   signInUpstream,
   signOutUpstream,
+  switchAccount,
 } from "./api";
 
 const grantsBody = document.querySelector<HTMLTableSectionElement>("#grants tbody")!;
@@ -126,9 +127,33 @@ function renderGrants(grants: Grant[]) {
       });
       const action = document.createElement("td");
       action.append(revoke);
+      const upstream = cell(g.account === null ? g.upstream : `${g.upstream} (${g.account})`, "upstream");
+      if (g.upstream_accounts.length > 1) {
+        // Switching ends the grant's open sessions; the client's next one uses the new account.
+        const pick = document.createElement("select");
+        pick.className = "account";
+        pick.title = "Switch this grant to another account";
+        for (const a of g.upstream_accounts) {
+          const o = document.createElement("option");
+          o.value = a;
+          o.textContent = a;
+          o.selected = a === g.account;
+          pick.append(o);
+        }
+        pick.addEventListener("change", async () => {
+          pick.disabled = true;
+          try {
+            await switchAccount(g.id, pick.value);
+          } catch (e) {
+            pick.disabled = false;
+            showError(e);
+          }
+        });
+        upstream.append(" ", pick);
+      }
       tr.append(
         client,
-        cell(g.upstream, "upstream"),
+        upstream,
         cell(g.scope, "scope"),
         cell(when(g.created_at)),
         cell(when(g.last_used_at)),
