@@ -51,6 +51,12 @@ headers = {{ Authorization = "Bearer {WORK}" }}
 [servers.saas.accounts.globex]
 headers = {{ Authorization = "Bearer {PERSONAL}" }}
 
+[servers.notion]
+url = "{remote_url}"
+[servers.notion.accounts.acme]
+[servers.notion.accounts.globex]
+headers = {{ Authorization = "Bearer {PERSONAL}" }}
+
 [servers.plain]
 command = "python3"
 args = ["{fixture}"]
@@ -451,6 +457,38 @@ async fn an_upstream_without_accounts_asks_nothing_and_behaves_as_before() {
     let (grant, _) = grant_of(&b.gateway, &reg.client_id, "plain").await;
     let e = b.gateway.switch_account(grant, "work").await.unwrap_err();
     assert_eq!(e.code(), "unknown_account", "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_that_signs_in_with_oauth_has_its_own_sign_in() {
+    let (remote, _) = header_recorder().await;
+    let b = start(&remote).await;
+    let o = b.gateway.overview().await.unwrap();
+    let notion = o.upstreams.iter().find(|u| u.name == "notion").unwrap();
+    assert!(
+        notion.sign_in.is_none(),
+        "no sign-in of the upstream itself"
+    );
+    let ids: Vec<_> = notion
+        .account_sign_ins
+        .iter()
+        .map(|a| (a.account.as_str(), a.sign_in_id.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        [("acme", "notion:acme")],
+        "globex sends its own header"
+    );
+    let saas = o.upstreams.iter().find(|u| u.name == "saas").unwrap();
+    assert!(saas.sign_in.is_none() && saas.account_sign_ins.is_empty());
+    let plain = o.upstreams.iter().find(|u| u.name == "plain").unwrap();
+    assert!(plain.sign_in.is_none() && plain.account_sign_ins.is_empty());
+    let e = b
+        .gateway
+        .start_upstream_sign_in("notion:nope")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "not_remote", "{e}");
 }
 
 #[test]

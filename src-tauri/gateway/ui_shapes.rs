@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::GrantView;
 use super::about::About;
 use super::personal::CreatedToken;
-use super::upstreams::{Overview, SecretUse, SignInView, UpstreamView};
+use super::upstreams::{AccountSignIn, Overview, SecretUse, SignInView, UpstreamView};
 use crate::consent::ConsentView;
 use crate::oauth::GrantId;
 use crate::secrets::{SecretEntry, SecretStatus};
@@ -103,8 +103,18 @@ fn the_window_types_match_what_the_core_serializes() {
             signed_in: None,
             login: None,
         }),
+        account_sign_ins: vec![],
     };
     assert_eq!(keys(json!(upstream)), ts_fields("Upstream"));
+    let account = AccountSignIn {
+        account: "work".into(),
+        sign_in_id: "u:work".into(),
+        sign_in: SignInView {
+            signed_in: Some(false),
+            login: None,
+        },
+    };
+    assert_eq!(keys(json!(account)), ts_fields("AccountSignIn"));
     let about = About {
         version: "0".into(),
         data_dir: "/d".into(),

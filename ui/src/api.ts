@@ -58,7 +58,18 @@ export interface Upstream {
   sessions: number;
   last_error: string | null;
   secrets: SecretUse[];
-  sign_in: { signed_in: boolean | null; login: LoginState | null } | null;
+  sign_in: SignIn | null;
+  // Per named account that signs in with OAuth (then `sign_in` is null).
+  account_sign_ins: AccountSignIn[];
+}
+
+export type SignIn = { signed_in: boolean | null; login: LoginState | null };
+
+export interface AccountSignIn {
+  account: string;
+  // What signInUpstream / signOutUpstream take for this account.
+  sign_in_id: string;
+  sign_in: SignIn;
 }
 
 export interface SecretEntry {
