@@ -71,6 +71,21 @@ impl Notifier {
                 upstream,
                 signed_in,
             } => {
+                // `NAME:ACCOUNT` for one account's sign-in (config::sign_in_id).
+                let account = crate::config::split_sign_in_id(upstream);
+                if let (name, Some(account)) = account {
+                    let who = format!("{name} (account {account})");
+                    return Some(if *signed_in {
+                        (format!("Signed in to {who}"), "The sign-in is kept in the OS keychain; grants on this account reach it through mcp-broker.".to_owned())
+                    } else {
+                        (
+                            format!("Signed out of {who}"),
+                            format!(
+                                "Grants on the {account} account of {name} fail until it signs in again; other accounts are not affected."
+                            ),
+                        )
+                    });
+                }
                 if *signed_in {
                     (
                     format!("Signed in to {upstream}"),

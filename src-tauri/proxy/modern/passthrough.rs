@@ -120,7 +120,7 @@ impl Upstreams {
         });
         let mut headers = HeaderMap::new();
         headers.insert("mcp-method", HeaderValue::from_static("server/discover"));
-        let req = self.signed(upstream, url, &headers).await.ok()?;
+        let req = self.signed(upstream, None, url, &headers).await.ok()?;
         let res = tokio::time::timeout(PROBE_TIMEOUT, req.body(body.to_string()).send())
             .await
             .ok()?
@@ -133,15 +133,24 @@ impl Upstreams {
         verdict(status, &bytes)
     }
 
-    /// A POST to the upstream with its configured headers and the broker's sign-in.
+    /// A POST to the upstream with the headers and the broker's sign-in of `account`
+    /// (`None`: the implicit or only one).
     async fn signed(
         &self,
         upstream: &str,
+        account: Option<&str>,
         url: &url::Url,
         routing: &HeaderMap,
     ) -> Result<reqwest::RequestBuilder, String> {
-        let Some(Transport::Http { headers, .. }) = self.transport(upstream) else {
-            return Err(format!("no remote upstream named {upstream}"));
+        let (headers, sign_in) = {
+            let configs = self.configs.read().unwrap_or_else(|e| e.into_inner());
+            let cfg = configs
+                .get(upstream)
+                .filter(|c| matches!(c.transport, Transport::Http { .. }))
+                .ok_or_else(|| format!("no remote upstream named {upstream}"))?;
+            let headers = cfg.values_for(account).map_err(|e| e.to_string())?;
+            let sign_in = crate::config::sign_in_id(upstream, account.or(cfg.default_account()));
+            (headers, sign_in)
         };
         let mut req = self
             .http
@@ -154,7 +163,7 @@ impl Upstreams {
         }
         if let Some(t) = self
             .oauth
-            .bearer(upstream)
+            .bearer(&sign_in)
             .await
             .map_err(|e| e.to_string())?
         {
@@ -173,6 +182,7 @@ impl Upstreams {
     pub(super) async fn pass_through(
         &self,
         upstream: &str,
+        account: Option<&str>,
         url: &url::Url,
         client: &HeaderMap,
         id: &Value,
@@ -195,7 +205,7 @@ impl Upstreams {
                 Body::from(body.to_string()),
             )
         };
-        let req = match self.signed(upstream, url, &routing).await {
+        let req = match self.signed(upstream, account, url, &routing).await {
             Ok(r) => r,
             Err(why) => return fail(why),
         };
