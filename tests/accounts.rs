@@ -434,6 +434,23 @@ async fn two_grants_on_two_accounts_get_only_their_own_credentials() {
         a_env["GH_TOKEN"], PERSONAL,
         "after the switch alice's child has the personal token"
     );
+
+    // The activity log names the account each call used, before and after the switch.
+    b.gateway.flush_activity().await;
+    let calls = b
+        .gateway
+        .grant_activity(alice_grant, &Default::default())
+        .await
+        .unwrap()
+        .calls;
+    let accounts: Vec<_> = calls
+        .iter()
+        .filter(|r| r.method.as_deref() == Some("tools/call"))
+        .map(|r| r.account.as_deref().unwrap_or("-"))
+        .collect();
+    assert_eq!(accounts.first(), Some(&"personal"), "{accounts:?}");
+    assert_eq!(accounts.last(), Some(&"work"), "{accounts:?}");
+    assert!(accounts.iter().all(|a| *a == "work" || *a == "personal"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

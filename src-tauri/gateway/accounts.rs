@@ -74,6 +74,8 @@ impl Gateway {
                 upstream: g.upstream.clone(),
                 account: account.to_owned(),
             })?;
+        // Rows take the grant's account when written: the calls made so far go out first.
+        self.flush_activity().await;
         if !self
             .inner
             .store

@@ -165,6 +165,8 @@ export interface ActivityRow {
   grant_id: number | null;
   client_id: string | null;
   upstream: string | null;
+  // The upstream account the grant used (null: the upstream has no named accounts).
+  account: string | null;
   method: string | null;
   // The tool / prompt name or resource URI.
   target: string | null;
@@ -360,3 +362,7 @@ export const importPreview = (client: string, servers: string[]) =>
 // `confirmed`: the keychain entries (from the preview) the person agreed to move.
 export const importServers = (client: string, servers: string[], confirmed: string[]) =>
   invoke<ImportedView>("import_servers", { client, servers, confirmed });
+
+// How a grant is named everywhere: "Claude Code → github (work)".
+export const grantTitle = (g: Grant) =>
+  `${g.client_name} → ${g.upstream}${g.account === null ? "" : ` (${g.account})`}`;
