@@ -312,6 +312,15 @@ impl UpstreamConfig {
     /// The keychain secrets this upstream reads: `(secret name, where)`, where is
     /// `env VAR` or `header NAME`, followed by `, account A` for an account's own value.
     pub fn secret_refs(&self) -> Vec<(&str, String)> {
+        self.secret_uses()
+            .into_iter()
+            .map(|(secret, place, _)| (secret, place))
+            .collect()
+    }
+
+    /// [`secret_refs`](Self::secret_refs) with the account whose value reads the secret
+    /// (`None`: the server's own value, shared by every account).
+    pub fn secret_uses(&self) -> Vec<(&str, String, Option<&str>)> {
         let (kind, values) = match &self.transport {
             Transport::Stdio { env, .. } => ("env", env),
             Transport::Http { headers, .. } => ("header", headers),
@@ -329,6 +338,7 @@ impl UpstreamConfig {
                         Some(a) => format!("{kind} {k}, account {a}"),
                         None => format!("{kind} {k}"),
                     },
+                    account.map(String::as_str),
                 )),
                 _ => None,
             })
@@ -919,6 +929,17 @@ mod tests {
                 ),
                 ("github-work", "env GITHUB_TOKEN, account work".to_owned()),
             ]
+        );
+        assert_eq!(
+            gh.secret_uses()
+                .iter()
+                .map(|(s, _, a)| (*s, *a))
+                .collect::<Vec<_>>(),
+            [
+                ("github-personal", Some("personal")),
+                ("github-work", Some("work"))
+            ],
+            "the window's secrets list names the account using each secret"
         );
         // One account (here an OAuth sign-in of its own) is used without asking.
         let remote = c.upstream("remote").unwrap();

@@ -131,6 +131,7 @@ fn the_window_types_match_what_the_core_serializes() {
     let secret_use = SecretUse {
         name: "s".into(),
         place: "env X".into(),
+        account: Some("work".into()),
         status: SecretStatus::Stored,
     };
     assert_eq!(keys(json!(secret_use)), ts_fields("SecretUse"));

@@ -41,6 +41,8 @@ pub struct SecretUse {
     pub name: String,
     /// `env GITHUB_TOKEN`, `header Authorization`.
     pub place: String,
+    /// The account whose value reads it (`None`: the server's own, every account's).
+    pub account: Option<String>,
     pub status: SecretStatus,
 }
 
@@ -72,9 +74,10 @@ impl Gateway {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for u in &config.upstreams {
             let uses = u
-                .secret_refs()
+                .secret_uses()
                 .into_iter()
-                .map(|(name, place)| SecretUse {
+                .map(|(name, place, account)| SecretUse {
+                    account: account.map(str::to_owned),
                     status: secrets
                         .iter()
                         .find(|e| e.name == name)

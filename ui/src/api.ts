@@ -44,6 +44,8 @@ export type SecretStatus = "stored" | "missing" | "unknown";
 export interface SecretUse {
   name: string;
   place: string;
+  // The account whose value reads it (null: the server's own, shared by every account).
+  account: string | null;
   status: SecretStatus;
 }
 

@@ -252,7 +252,7 @@ function credentials(u: Upstream): HTMLTableCellElement {
   const td = document.createElement("td");
   td.className = "credentials";
   for (const sec of u.secrets) {
-    const c = chip(`${sec.name}: ${sec.status}`, sec.status);
+    const c = chip(`${sec.name}${sec.account === null ? "" : ` (${sec.account})`}: ${sec.status}`, sec.status);
     c.title = `${sec.place}, from the OS keychain`;
     c.dataset.secret = sec.name;
     td.append(c);
