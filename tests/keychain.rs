@@ -823,31 +823,23 @@ fn upstream_oauth_per_account() -> Result<(), Failed> {
     tokio::runtime::Runtime::new()?.block_on(upstream_oauth_per_account_async())
 }
 
-/// Runs `mcp-broker upstream login|logout ARGS` against broker A; for a login, the test
-/// approves at `b_base` as the person in the browser and follows the callback.
-async fn upstream_cli(
-    http: &reqwest::Client,
-    b_base: &str,
-    service: &str,
-    args: &[&str],
-) -> Result<(), Failed> {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
+/// Starts `mcp-broker upstream login ARGS` and reads the authorization URL it prints.
+fn start_login(service: &str, args: &[&str]) -> Result<(Child, String), Failed> {
+    let mut login = Command::new(BIN)
+        .args(["upstream", "login"])
+        .args(args)
         .env(mcp_broker::vault::SERVICE_ENV, service)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if args[1] != "login" {
-        let out = cmd.output()?;
-        return check(
-            out.status.success(),
-            format!("{args:?}: {}", String::from_utf8_lossy(&out.stderr)),
-        );
-    }
-    let mut login = cmd.spawn()?;
+        .stderr(Stdio::piped())
+        .spawn()?;
     let mut lines = BufReader::new(login.stdout.take().unwrap()).lines();
-    let authorize_url = loop {
+    loop {
         match lines.next() {
-            Some(Ok(l)) if l.starts_with("http") => break l,
+            Some(Ok(l)) if l.starts_with("http") => {
+                // Keep reading: a closed pipe would fail the login's later output.
+                std::thread::spawn(move || lines.for_each(drop));
+                return Ok((login, l));
+            }
             Some(Ok(_)) => continue,
             _ => {
                 let out = login.wait_with_output()?;
@@ -858,7 +850,28 @@ async fn upstream_cli(
                 .into());
             }
         }
-    };
+    }
+}
+
+/// Runs `mcp-broker upstream login|logout ARGS` against broker A; for a login, the test
+/// approves at `b_base` as the person in the browser and follows the callback.
+async fn upstream_cli(
+    http: &reqwest::Client,
+    b_base: &str,
+    service: &str,
+    args: &[&str],
+) -> Result<(), Failed> {
+    if args[1] != "login" {
+        let out = Command::new(BIN)
+            .args(args)
+            .env(mcp_broker::vault::SERVICE_ENV, service)
+            .output()?;
+        return check(
+            out.status.success(),
+            format!("{args:?}: {}", String::from_utf8_lossy(&out.stderr)),
+        );
+    }
+    let (login, authorize_url) = start_login(service, &args[2..])?;
     let callback = approve(http, b_base, url::Url::parse(&authorize_url)?).await?;
     let r = http.get(&callback).send().await?;
     check(r.status() == 200, format!("callback: {}", r.status()))?;
@@ -1038,34 +1051,8 @@ async fn upstream_oauth_async() -> Result<(), Failed> {
     )?;
 
     // `upstream login`, with the test as the person in the browser.
-    let mut login = Command::new(BIN)
-        .args([
-            "upstream",
-            "login",
-            "protected",
-            "--no-browser",
-            "--port",
-            &port_a,
-        ])
-        .env(mcp_broker::vault::SERVICE_ENV, &service)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut lines = BufReader::new(login.stdout.take().unwrap()).lines();
-    let authorize_url = loop {
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("http") => break l,
-            Some(Ok(_)) => continue,
-            _ => {
-                let out = login.wait_with_output()?;
-                return Err(format!(
-                    "login printed no URL: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-                .into());
-            }
-        }
-    };
+    let (login, authorize_url) =
+        start_login(&service, &["protected", "--no-browser", "--port", &port_a])?;
     let au = url::Url::parse(&authorize_url)?;
     let q: std::collections::HashMap<String, String> = au.query_pairs().into_owned().collect();
     check(
