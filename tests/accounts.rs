@@ -451,6 +451,34 @@ async fn two_grants_on_two_accounts_get_only_their_own_credentials() {
     assert_eq!(accounts.first(), Some(&"personal"), "{accounts:?}");
     assert_eq!(accounts.last(), Some(&"work"), "{accounts:?}");
     assert!(accounts.iter().all(|a| *a == "work" || *a == "personal"));
+
+    // Approving again with another account keeps the grant and ends its open sessions,
+    // which hold the old account's credentials.
+    let mut bob_open = Mcp::new(&c, &b.base, "gh", &bob_gh);
+    bob_open.open().await;
+    assert_eq!(
+        bob_open.tool_text("env", json!({"name": "GH_TOKEN"})).await,
+        PERSONAL
+    );
+    let (bob_grant, _) = grant_of(&b.gateway, &bob.client_id, "gh").await;
+    let (bob_gh2, _) = sign_in(&c, &b.base, &bob, "gh", "work").await;
+    assert_eq!(
+        grant_of(&b.gateway, &bob.client_id, "gh").await,
+        (bob_grant, Some("work".to_owned())),
+        "the same grant, now on work"
+    );
+    let r = bob_open
+        .request(
+            "tools/call",
+            json!({"name": "env", "arguments": {"name": "GH_TOKEN"}}),
+        )
+        .await;
+    assert!(
+        r.get("result").is_none(),
+        "the session on personal ended: {r}"
+    );
+    let env = environ(&c, &b.base, "gh", &bob_gh2).await;
+    assert_eq!(env["GH_TOKEN"], WORK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

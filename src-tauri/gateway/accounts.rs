@@ -57,6 +57,41 @@ impl Gateway {
         }
     }
 
+    /// The active grant a new approval of `client_id` on `resource` would update, and its
+    /// account: approving again keeps the grant, so a different account chosen this time
+    /// must end the sessions that hold the old one's credentials.
+    pub(super) async fn grant_before_approval(
+        &self,
+        client_id: &str,
+        resource: &str,
+    ) -> Result<Option<(GrantId, Option<String>)>, GatewayError> {
+        Ok(self
+            .inner
+            .store
+            .active_grants()
+            .await?
+            .into_iter()
+            .find(|g| g.client_id == client_id && g.resource == resource)
+            .map(|g| (g.id, g.account)))
+    }
+
+    /// After an approval recorded `account` on `grant`: if the grant existed with another
+    /// account, its open sessions end (the client's next session uses the new one).
+    pub(super) async fn account_reapproved(
+        &self,
+        before: Option<(GrantId, Option<String>)>,
+        grant: GrantId,
+        account: Option<&str>,
+    ) {
+        if let Some((id, old)) = before
+            && id == grant
+            && old.as_deref() != account
+        {
+            tracing::info!(grant = %grant, account = account.unwrap_or(""), "grant approved again with another account; ending its sessions");
+            self.inner.upstreams.stop_for_grant(grant).await;
+        }
+    }
+
     /// Moves a grant to another account of its upstream and ends its open sessions (they
     /// hold the old account's credentials); the client's next session uses the new one.
     pub async fn switch_account(&self, grant: GrantId, account: &str) -> Result<(), GatewayError> {

@@ -254,6 +254,9 @@ impl Gateway {
             }
             Decision::Approve => {
                 let account = self.chosen_account(&req.upstream, answer.account.as_deref())?;
+                let before = self
+                    .grant_before_approval(&req.client_id.0, &req.resource.0)
+                    .await?;
                 let code = mint_secret();
                 let t = now();
                 let grant = self
@@ -273,6 +276,8 @@ impl Gateway {
                     })
                     .await?;
                 tracing::info!(grant = %grant, client_id = %req.client_id, upstream = %req.upstream, account = account.as_deref().unwrap_or(""), "consent approved");
+                self.account_reapproved(before, grant, account.as_deref())
+                    .await;
                 // Before the code goes out: the client's first call meets the policy.
                 self.save_consent_tools(grant, &req.upstream, view.chosen_tools(&answer.tools))
                     .await?;
