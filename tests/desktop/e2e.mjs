@@ -878,6 +878,22 @@ async function accountsFlow(main) {
   check((await token(second.client)) === PERSONAL_TOKEN, "the next call uses the personal account's credential");
   const list = execFileSync(APP, ["grants", "list", "--data-dir", dataDir], { encoding: "utf8" });
   check(list.includes("\tpersonal"), "grants list shows the account");
+
+  step("the grant's activity names the account of each call");
+  const calls = await until("env calls on both accounts in the detail view", async () => {
+    await wd.click(await wd.find(`#grants tbody tr[data-grant-id="${row.id}"] button.activity`));
+    await sleep(300);
+    const v = await wd.exec(`const p = document.querySelector('#grant-activity');
+      if (p.hidden || p.dataset.loaded !== 'true') return null;
+      return { title: p.querySelector('#activity-title').textContent,
+        calls: [...p.querySelectorAll('#activity-calls tbody tr')]
+          .filter(r => r.querySelector('.target').textContent === 'env')
+          .map(r => r.querySelector('.account-col').textContent) };`);
+    return v && v.calls.includes("work") && v.calls.includes("personal") ? v : null;
+  });
+  check(calls.title.endsWith(`→ ${UPSTREAM} (personal)`), `the detail view is titled with the account (${calls.title})`);
+  check(calls.calls[0] === "personal", `the newest call went through personal, the first through work (${calls.calls})`);
+  await screenshot("grant-activity-accounts.png");
   await second.client.close().catch(() => {});
 }
 
