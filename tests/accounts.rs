@@ -241,6 +241,45 @@ async fn environ(c: &reqwest::Client, base: &str, upstream: &str, token: &str) -
     serde_json::from_str::<Value>(&text).unwrap()["environ"].clone()
 }
 
+/// One 2026-07-28 `tools/call` (no session: the broker keeps a warm one per grant);
+/// returns the first text content.
+async fn modern_tool_text(
+    c: &reqwest::Client,
+    base: &str,
+    upstream: &str,
+    token: &str,
+    tool: &str,
+    args: Value,
+) -> String {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": tool, "arguments": args,
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let res = c
+        .post(format!("{base}/mcp/{upstream}"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let text = res.text().await.unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|m| m.get("result").is_some() || m.get("error").is_some())
+            .unwrap_or(Value::Null)
+    });
+    v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text in {text}"))
+        .to_owned()
+}
+
 /// A remote MCP upstream that records the `Authorization` header of every request.
 async fn header_recorder() -> (String, Arc<Mutex<Vec<String>>>) {
     use axum::http::HeaderMap;
@@ -325,6 +364,31 @@ async fn two_grants_on_two_accounts_get_only_their_own_credentials() {
     assert!(
         !b_all.contains(WORK),
         "personal never sees the work credential"
+    );
+    // The 2026-07-28 era: the broker's warm session per grant has the grant's account.
+    assert_eq!(
+        modern_tool_text(
+            &c,
+            &b.base,
+            "gh",
+            &alice_gh,
+            "env",
+            json!({"name": "GH_TOKEN"})
+        )
+        .await,
+        WORK
+    );
+    assert_eq!(
+        modern_tool_text(
+            &c,
+            &b.base,
+            "gh",
+            &bob_gh,
+            "env",
+            json!({"name": "GH_TOKEN"})
+        )
+        .await,
+        PERSONAL
     );
 
     // Remote: each grant's requests carry its account's header, never the other's.
