@@ -163,3 +163,26 @@ fn show(summary: String, body: String) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_one_account_out_names_it_and_spares_the_others() {
+        let mut n = Notifier::default();
+        let out = |upstream: &str| GatewayEvent::UpstreamSignIn {
+            upstream: upstream.into(),
+            signed_in: false,
+        };
+        let (summary, body) = n.message(&out("notion:acme")).unwrap();
+        assert_eq!(summary, "Signed out of notion (account acme)");
+        assert!(
+            body.contains("Grants on the acme account of notion fail")
+                && body.contains("other accounts are not affected"),
+            "{body}"
+        );
+        let (summary, _) = n.message(&out("notion")).unwrap();
+        assert_eq!(summary, "Signed out of notion", "no account, no mention");
+    }
+}
