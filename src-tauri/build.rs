@@ -14,6 +14,7 @@ fn main() {
                     "grant_activity",
                     "list_upstreams",
                     "revoke_grant",
+                    "switch_account",
                     "revoke_all_grants",
                     "create_personal_token",
                     "set_secret",

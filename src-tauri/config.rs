@@ -35,7 +35,20 @@
 //! url = "https://mcp.notion.com/mcp"
 //! client_id = "..."        # optional: a client registered by hand, where the server
 //!                          # offers no dynamic registration
+//!
+//! [servers.gh]             # several accounts: consent asks which one a grant uses
+//! command = "github-mcp-server"
+//! env = { LOG = "info" }   # shared by every account
+//! [servers.gh.accounts.work]
+//! env = { GITHUB_TOKEN = { secret = "github-work" } }
+//! [servers.gh.accounts.personal]
+//! env = { GITHUB_TOKEN = { secret = "github-personal" } }
 //! ```
+//!
+//! An account's `env` (stdio) or `headers` (HTTP) are merged over the server's own; an
+//! account of an HTTP upstream with no headers signs in with OAuth on its own
+//! (`mcp-broker upstream login NAME --account A`). An upstream without accounts has one
+//! implicit account, as before accounts existed.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -231,6 +244,17 @@ struct RawServer {
     client_id: Option<String>,
     #[serde(default)]
     era: UpstreamEra,
+    #[serde(default)]
+    accounts: BTreeMap<String, RawAccount>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    #[serde(default)]
+    env: BTreeMap<String, ValueSource>,
+    #[serde(default)]
+    headers: BTreeMap<String, ValueSource>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -266,6 +290,9 @@ pub struct UpstreamConfig {
     pub transport: Transport,
     /// Which MCP era the upstream speaks (`era = "auto" | "legacy" | "modern"`).
     pub era: UpstreamEra,
+    /// `[servers.NAME.accounts.ACCOUNT]`: the values each account sets over the
+    /// transport's own `env` / `headers`. Empty: one implicit account.
+    pub accounts: BTreeMap<String, Account>,
 }
 
 /// The MCP protocol era of an upstream (basic/versioning §Backward Compatibility):
@@ -280,6 +307,13 @@ pub enum UpstreamEra {
     Modern,
 }
 
+/// One named account of an upstream: only the values it adds or overrides (`env` for a
+/// stdio upstream, `headers` for an HTTP one; the loader refuses the other).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Account {
+    pub values: BTreeMap<String, ValueSource>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
@@ -292,22 +326,115 @@ pub const FIRST_STEPS: &str = "add one in the app's window, with a [servers.NAME
 
 impl UpstreamConfig {
     /// The keychain secrets this upstream reads: `(secret name, where)`, where is
-    /// `env VAR` or `header NAME`.
+    /// `env VAR` or `header NAME`, followed by `, account A` for an account's own value.
     pub fn secret_refs(&self) -> Vec<(&str, String)> {
+        self.secret_uses()
+            .into_iter()
+            .map(|(secret, place, _)| (secret, place))
+            .collect()
+    }
+
+    /// [`secret_refs`](Self::secret_refs) with the account whose value reads the secret
+    /// (`None`: the server's own value, shared by every account).
+    pub fn secret_uses(&self) -> Vec<(&str, String, Option<&str>)> {
         let (kind, values) = match &self.transport {
             Transport::Stdio { env, .. } => ("env", env),
             Transport::Http { headers, .. } => ("header", headers),
         };
-        values
+        let own = values.iter().map(|(k, v)| (k, v, None));
+        let accounts = self
+            .accounts
             .iter()
-            .filter_map(|(k, v)| match v {
-                ValueSource::Secret { secret, .. } => {
-                    Some((secret.as_str(), format!("{kind} {k}")))
-                }
+            .flat_map(|(a, acc)| acc.values.iter().map(move |(k, v)| (k, v, Some(a))));
+        own.chain(accounts)
+            .filter_map(|(k, v, account)| match v {
+                ValueSource::Secret { secret, .. } => Some((
+                    secret.as_str(),
+                    match account {
+                        Some(a) => format!("{kind} {k}, account {a}"),
+                        None => format!("{kind} {k}"),
+                    },
+                    account.map(String::as_str),
+                )),
                 _ => None,
             })
             .collect()
     }
+
+    /// The account names, in order; empty for the one implicit account.
+    pub fn account_names(&self) -> Vec<&str> {
+        self.accounts.keys().map(String::as_str).collect()
+    }
+
+    /// Whether a grant on this upstream must name an account: with two or more, the
+    /// person chooses at consent. With exactly one, that one is used.
+    pub fn needs_account_choice(&self) -> bool {
+        self.accounts.len() > 1
+    }
+
+    /// The account a grant uses when it names none: the only one, or the implicit one.
+    pub fn default_account(&self) -> Option<&str> {
+        match self.accounts.len() {
+            1 => self.accounts.keys().next().map(String::as_str),
+            _ => None,
+        }
+    }
+
+    /// The `env` (stdio) or `headers` (HTTP) for a session of `account` (`None`: the
+    /// implicit one, or the only one): the account's values over the server's own.
+    /// `Err` names the account when this upstream has none by that name.
+    pub fn values_for(
+        &self,
+        account: Option<&str>,
+    ) -> Result<BTreeMap<String, ValueSource>, UnknownAccount> {
+        let mut values = match &self.transport {
+            Transport::Stdio { env, .. } => env.clone(),
+            Transport::Http { headers, .. } => headers.clone(),
+        };
+        if let Some(a) = account.or(self.default_account()) {
+            let acc = self.accounts.get(a).ok_or_else(|| UnknownAccount {
+                upstream: self.name.clone(),
+                account: a.to_owned(),
+            })?;
+            values.extend(acc.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Ok(values)
+    }
+}
+
+/// Which sign-in of a remote upstream a session uses: `NAME` for the implicit account,
+/// `NAME:ACCOUNT` for a named one (`:` is in neither name). Its OAuth tokens live in the
+/// keychain under `oauth:` and this id, so the implicit account keeps `oauth:NAME`.
+pub fn sign_in_id(upstream: &str, account: Option<&str>) -> String {
+    match account {
+        Some(a) => format!("{upstream}:{a}"),
+        None => upstream.to_owned(),
+    }
+}
+
+/// The upstream and account a [`sign_in_id`] names.
+pub fn split_sign_in_id(id: &str) -> (&str, Option<&str>) {
+    match id.split_once(':') {
+        Some((u, a)) => (u, Some(a)),
+        None => (id, None),
+    }
+}
+
+/// A name that is not one of an upstream's accounts.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("upstream {upstream} has no account named \"{account}\"")]
+pub struct UnknownAccount {
+    pub upstream: String,
+    pub account: String,
+}
+
+/// Whether `name` may name an account (the same rule as server names).
+pub fn valid_account_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 impl Config {
@@ -566,14 +693,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                         "only HTTP upstreams (url) sign in with OAuth".into(),
                     ));
                 }
-                for k in s.env.keys() {
-                    if k.is_empty() || k.contains('=') || k.contains('\0') {
-                        return Err(err(
-                            &format!("{key}.env.{k}"),
-                            "not a valid environment variable name".into(),
-                        ));
-                    }
-                }
+                check_env_names(&key, &s.env).map_err(|(k, r)| err(&k, r))?;
                 Transport::Stdio {
                     command,
                     args: s.args,
@@ -597,14 +717,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                         "must be https, or http on a loopback address".into(),
                     ));
                 }
-                for h in s.headers.keys() {
-                    if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                        return Err(err(
-                            &format!("{key}.headers.{h}"),
-                            "not a valid header name".into(),
-                        ));
-                    }
-                }
+                check_header_names(&key, &s.headers).map_err(|(k, r)| err(&k, r))?;
                 if let Some(c) = &s.client_id
                     && (c.is_empty() || c.len() > 255 || c.chars().any(char::is_control))
                 {
@@ -620,9 +733,49 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 }
             }
         };
+        let mut accounts = BTreeMap::new();
+        for (a, raw) in s.accounts {
+            let akey = format!("{key}.accounts.{a}");
+            if !valid_account_name(&a) {
+                return Err(err(
+                    &akey,
+                    "account names must match [a-z0-9-]+ (at most 64 characters)".into(),
+                ));
+            }
+            let values = match &transport {
+                Transport::Stdio { .. } => {
+                    if !raw.headers.is_empty() {
+                        return Err(err(
+                            &format!("{akey}.headers"),
+                            "only accounts of HTTP upstreams (url) take headers; a stdio upstream's account sets env".into(),
+                        ));
+                    }
+                    if raw.env.is_empty() {
+                        return Err(err(
+                            &akey,
+                            "an account of a stdio upstream needs its own env values (its credentials)".into(),
+                        ));
+                    }
+                    check_env_names(&akey, &raw.env).map_err(|(k, r)| err(&k, r))?;
+                    raw.env
+                }
+                Transport::Http { .. } => {
+                    if !raw.env.is_empty() {
+                        return Err(err(
+                            &format!("{akey}.env"),
+                            "only accounts of stdio upstreams (command) take env; an HTTP upstream's account sets headers, or signs in with OAuth".into(),
+                        ));
+                    }
+                    check_header_names(&akey, &raw.headers).map_err(|(k, r)| err(&k, r))?;
+                    raw.headers
+                }
+            };
+            accounts.insert(a, Account { values });
+        }
         upstreams.push(UpstreamConfig {
             name,
             transport,
+            accounts,
             era: s.era,
         });
     }
@@ -631,6 +784,37 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         settings: raw.broker,
         upstreams,
     })
+}
+
+/// `(key, reason)` for the first name in `env` that cannot name an environment variable.
+fn check_env_names(key: &str, env: &BTreeMap<String, ValueSource>) -> Result<(), (String, String)> {
+    match env
+        .keys()
+        .find(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+    {
+        Some(k) => Err((
+            format!("{key}.env.{k}"),
+            "not a valid environment variable name".into(),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `(key, reason)` for the first name in `headers` that is not an HTTP header name.
+fn check_header_names(
+    key: &str,
+    headers: &BTreeMap<String, ValueSource>,
+) -> Result<(), (String, String)> {
+    match headers
+        .keys()
+        .find(|h| reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err())
+    {
+        Some(h) => Err((
+            format!("{key}.headers.{h}"),
+            "not a valid header name".into(),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn one_line(msg: &str, text: &str, span: Option<std::ops::Range<usize>>) -> String {
@@ -716,6 +900,82 @@ mod tests {
             c.upstreams[1].secret_refs(),
             vec![("linear", "header Authorization".to_owned())]
         );
+    }
+
+    #[test]
+    fn accounts_merge_over_the_servers_own_values() {
+        let c = p(r#"
+            [servers.gh]
+            command = "gh-mcp"
+            env = { LOG = "info", GITHUB_TOKEN = "none" }
+            [servers.gh.accounts.work]
+            env = { GITHUB_TOKEN = { secret = "github-work" } }
+            [servers.gh.accounts.personal]
+            env = { GITHUB_TOKEN = { secret = "github-personal" }, EXTRA = "1" }
+            [servers.remote]
+            url = "https://example.com/mcp"
+            [servers.remote.accounts.acme]
+            [servers.plain]
+            command = "x"
+            env = { A = "1" }
+        "#)
+        .unwrap();
+        let gh = c.upstream("gh").unwrap();
+        assert_eq!(gh.account_names(), ["personal", "work"]);
+        assert!(gh.needs_account_choice());
+        let work = gh.values_for(Some("work")).unwrap();
+        assert_eq!(work["LOG"], ValueSource::Literal("info".into()));
+        assert_eq!(
+            work["GITHUB_TOKEN"],
+            ValueSource::Secret {
+                secret: "github-work".into(),
+                prefix: None
+            }
+        );
+        assert!(!work.contains_key("EXTRA"));
+        let personal = gh.values_for(Some("personal")).unwrap();
+        assert_eq!(personal["EXTRA"], ValueSource::Literal("1".into()));
+        let e = gh.values_for(Some("other")).unwrap_err();
+        assert_eq!(e.to_string(), "upstream gh has no account named \"other\"");
+        assert_eq!(
+            gh.secret_refs(),
+            vec![
+                (
+                    "github-personal",
+                    "env GITHUB_TOKEN, account personal".to_owned()
+                ),
+                ("github-work", "env GITHUB_TOKEN, account work".to_owned()),
+            ]
+        );
+        assert_eq!(
+            gh.secret_uses()
+                .iter()
+                .map(|(s, _, a)| (*s, *a))
+                .collect::<Vec<_>>(),
+            [
+                ("github-personal", Some("personal")),
+                ("github-work", Some("work"))
+            ],
+            "the window's secrets list names the account using each secret"
+        );
+        // One account (here an OAuth sign-in of its own) is used without asking.
+        let remote = c.upstream("remote").unwrap();
+        assert!(!remote.needs_account_choice());
+        assert_eq!(remote.default_account(), Some("acme"));
+        // No accounts: exactly the server's own values, as before.
+        let plain = c.upstream("plain").unwrap();
+        assert!(plain.account_names().is_empty());
+        assert_eq!(plain.default_account(), None);
+        assert_eq!(plain.values_for(None).unwrap().len(), 1);
+        assert!(plain.values_for(Some("work")).is_err());
+    }
+
+    #[test]
+    fn each_account_has_its_own_sign_in_id() {
+        assert_eq!(sign_in_id("notion", None), "notion");
+        assert_eq!(sign_in_id("notion", Some("acme")), "notion:acme");
+        assert_eq!(split_sign_in_id("notion:acme"), ("notion", Some("acme")));
+        assert_eq!(split_sign_in_id("notion"), ("notion", None));
     }
 
     #[test]
@@ -841,6 +1101,36 @@ mod tests {
                 "[servers.a]\nurl='https://a.example/mcp'\nera='2026'",
                 "servers.a.era",
                 "expected one of `auto`, `legacy`, `modern`",
+            ),
+            (
+                "[servers.a]\ncommand='x'\n[servers.a.accounts.Work]\nenv={T='1'}",
+                "servers.a.accounts.Work",
+                "[a-z0-9-]+",
+            ),
+            (
+                "[servers.a]\ncommand='x'\n[servers.a.accounts.work]\nheaders={T='1'}",
+                "servers.a.accounts.work.headers",
+                "only accounts of HTTP upstreams",
+            ),
+            (
+                "[servers.a]\ncommand='x'\n[servers.a.accounts.work]\n",
+                "servers.a.accounts.work",
+                "needs its own env values",
+            ),
+            (
+                "[servers.a]\nurl='https://a/'\n[servers.a.accounts.work]\nenv={T='1'}",
+                "servers.a.accounts.work.env",
+                "only accounts of stdio upstreams",
+            ),
+            (
+                "[servers.a]\ncommand='x'\n[servers.a.accounts.work]\nenv={T={secret='a b'}}",
+                "servers.a.accounts.work.env.T",
+                "not a valid secret name",
+            ),
+            (
+                "[servers.a]\ncommand='x'\n[servers.a.accounts.work]\nenvs={T='1'}",
+                "servers.a.accounts.work.envs",
+                "unknown field `envs`",
             ),
         ];
         for (text, key, reason) in cases {

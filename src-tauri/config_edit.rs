@@ -523,6 +523,19 @@ mod tests {
     }
 
     #[test]
+    fn replace_keeps_the_servers_accounts() {
+        let text = "[servers.gh]\ncommand = \"x\"\n\n[servers.gh.accounts.work] # mine\nenv = { T = { secret = \"gh-work\" } }\n\n[servers.gh.accounts.home]\nenv = { T = \"h\" }\n";
+        let mut d = draft(text);
+        d.replace("gh", &stdio("y")).unwrap();
+        assert_eq!(d.text(), text.replace("command = \"x\"", "command = \"y\""));
+        let (_, c) = d.check().unwrap();
+        assert_eq!(c.upstream("gh").unwrap().account_names(), ["home", "work"]);
+        let mut d = draft(text);
+        d.remove("gh").unwrap();
+        assert!(!d.text().contains("accounts"), "{}", d.text());
+    }
+
+    #[test]
     fn inline_server_tables_are_edited_too() {
         let mut d = draft("[servers]\na = { command = \"x\" }\n");
         d.replace("a", &stdio("z")).unwrap();

@@ -51,6 +51,12 @@ pub struct ConsentView {
     pub tools: Vec<ConsentTool>,
     /// Why the tools could not be listed: the choice is then all or nothing.
     pub tools_error: Option<String>,
+    /// The upstream's accounts when the person must choose one (two or more); empty
+    /// otherwise, and then the screens look as they did before accounts.
+    pub accounts: Vec<String>,
+    /// The account this client chose last time, if still one of `accounts`: named as a
+    /// suggestion, never pre-selected.
+    pub suggested_account: Option<String>,
 }
 
 /// One tool on a consent screen.
@@ -64,6 +70,36 @@ pub struct ConsentTool {
 
 /// The person's choices per tool, by name; a tool left out keeps what was proposed.
 pub type ToolChoices = HashMap<String, ToolChoice>;
+
+/// Everything a consent screen sends back: the same from the HTML form and the native
+/// window, so both reach the same checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentAnswer {
+    pub decision: Decision,
+    /// Changes to the proposed tool choices (issue 14).
+    pub tools: ToolChoices,
+    /// The account chosen, when the upstream has several (issue 15).
+    pub account: Option<String>,
+}
+
+impl ConsentAnswer {
+    pub fn deny() -> ConsentAnswer {
+        ConsentAnswer {
+            decision: Decision::Deny,
+            tools: ToolChoices::new(),
+            account: None,
+        }
+    }
+
+    /// Approve as proposed, with this account.
+    pub fn approve(account: Option<String>) -> ConsentAnswer {
+        ConsentAnswer {
+            decision: Decision::Approve,
+            tools: ToolChoices::new(),
+            account,
+        }
+    }
+}
 
 impl ConsentView {
     pub fn of(req: &AuthorizeRequest) -> ConsentView {
@@ -85,6 +121,8 @@ impl ConsentView {
             ignored_scopes: (!ignored.is_empty()).then(|| ignored.to_string()),
             tools: Vec::new(),
             tools_error: None,
+            accounts: Vec::new(),
+            suggested_account: None,
         }
     }
 
@@ -134,7 +172,7 @@ enum Pending {
     Native {
         view: Box<ConsentView>,
         created: Instant,
-        answer: oneshot::Sender<(Decision, ToolChoices)>,
+        answer: oneshot::Sender<ConsentAnswer>,
     },
 }
 
@@ -258,12 +296,11 @@ impl Consents {
         }
     }
 
-    /// Asks the native shell and waits for its decision; no answer within the TTL (or
-    /// a shell that went away) counts as Deny.
-    pub async fn ask_native(&self, view: ConsentView) -> (Decision, ToolChoices) {
-        let deny = (Decision::Deny, ToolChoices::new());
+    /// Asks the native shell and waits for its answer; no answer within the TTL (or a
+    /// shell that went away) counts as Deny.
+    pub async fn ask_native(&self, view: ConsentView) -> ConsentAnswer {
         let ConsentMode::Native(tx) = &self.mode else {
-            return deny;
+            return ConsentAnswer::deny();
         };
         let id = mint_secret();
         let (answer, answered) = oneshot::channel();
@@ -283,31 +320,26 @@ impl Consents {
             .is_err()
         {
             self.pending().remove(&id);
-            return deny;
+            return ConsentAnswer::deny();
         }
         let d = tokio::time::timeout(CONSENT_TTL, answered).await;
         self.pending().remove(&id);
         match d {
             Ok(Ok(d)) => d,
-            _ => deny,
+            _ => ConsentAnswer::deny(),
         }
     }
 
     /// The native shell's answer to [`ask_native`](Self::ask_native).
-    pub fn answer_native(
-        &self,
-        id: &str,
-        decision: Decision,
-        choices: ToolChoices,
-    ) -> Result<(), ConsentLookupError> {
+    pub fn answer_native(&self, id: &str, answer: ConsentAnswer) -> Result<(), ConsentLookupError> {
         let mut p = self.pending();
         if !matches!(p.get(id), Some(Pending::Native { .. })) {
             return Err(ConsentLookupError::Gone);
         }
         match p.remove(id) {
-            Some(Pending::Native { answer, .. }) => answer
-                .send((decision, choices))
-                .map_err(|_| ConsentLookupError::Gone),
+            Some(Pending::Native { answer: tx, .. }) => {
+                tx.send(answer).map_err(|_| ConsentLookupError::Gone)
+            }
             _ => Err(ConsentLookupError::Gone),
         }
     }
@@ -316,6 +348,15 @@ impl Consents {
     pub fn native_view(&self, id: &str) -> Option<ConsentView> {
         match self.pending().get(id) {
             Some(Pending::Native { view, .. }) => Some((**view).clone()),
+            _ => None,
+        }
+    }
+
+    /// The upstream of an open HTML-form question, without consuming it (an answer that
+    /// must be refused leaves the form answerable).
+    pub fn form_upstream(&self, id: &str) -> Option<String> {
+        match self.pending().get(id) {
+            Some(Pending::Form { request, .. }) => Some(request.upstream.clone()),
             _ => None,
         }
     }
@@ -417,12 +458,13 @@ mod tests {
             b.take_form(&q.id, "").is_err(),
             "a native question cannot be answered by the form"
         );
-        b.answer_native(&q.id, Decision::Approve, ToolChoices::new())
+        b.answer_native(&q.id, ConsentAnswer::approve(Some("work".into())))
             .unwrap();
-        assert_eq!(asked.await.unwrap().0, Decision::Approve);
+        let got = asked.await.unwrap();
+        assert_eq!(got.decision, Decision::Approve);
+        assert_eq!(got.account.as_deref(), Some("work"));
         assert!(
-            b.answer_native(&q.id, Decision::Deny, ToolChoices::new())
-                .is_err(),
+            b.answer_native(&q.id, ConsentAnswer::deny()).is_err(),
             "answered once"
         );
     }

@@ -43,6 +43,10 @@ fn main() {
             upstreams_receive_secrets,
         ),
         keychain("upstream_oauth_end_to_end", upstream_oauth),
+        keychain(
+            "upstream_oauth_per_account_signs_out_one_account_only",
+            upstream_oauth_per_account,
+        ),
         keychain("import_claude_desktop_moves_keys", import_claude_desktop),
         keychain("import_claude_code_moves_keys", import_claude_code),
         keychain("import_cursor_moves_keys", import_cursor),
@@ -396,6 +400,16 @@ async fn approve(
     base: &str,
     authorize: url::Url,
 ) -> Result<String, Failed> {
+    approve_as(http, base, authorize, None).await
+}
+
+/// [`approve`], choosing `account` when the consent page asks which one.
+async fn approve_as(
+    http: &reqwest::Client,
+    base: &str,
+    authorize: url::Url,
+    account: Option<&str>,
+) -> Result<String, Failed> {
     let page = http.get(authorize).send().await?.text().await?;
     let consent_id = between(&page, "name=\"consent_id\" value=\"", "\"")
         .ok_or_else(|| format!("no consent form: {page}"))?;
@@ -407,6 +421,7 @@ async fn approve(
             ("consent_id", consent_id),
             ("csrf_token", csrf),
             ("decision", "approve"),
+            ("account", account.unwrap_or("")),
         ])
         .send()
         .await?;
@@ -421,6 +436,16 @@ async fn approve(
 /// The OAuth sign-in a client does, approving on the headless consent page; returns an
 /// access token for `/mcp/UPSTREAM`.
 async fn sign_in(http: &reqwest::Client, base: &str, upstream: &str) -> Result<String, Failed> {
+    sign_in_as(http, base, upstream, None).await
+}
+
+/// [`sign_in`], choosing `account` at consent.
+async fn sign_in_as(
+    http: &reqwest::Client,
+    base: &str,
+    upstream: &str,
+    account: Option<&str>,
+) -> Result<String, Failed> {
     let redirect = "http://127.0.0.1:9/callback";
     let reg: Value = http
         .post(format!("{base}/register"))
@@ -452,7 +477,7 @@ async fn sign_in(http: &reqwest::Client, base: &str, upstream: &str) -> Result<S
             ("resource", &resource),
         ],
     )?;
-    let location = url::Url::parse(&approve(http, base, url).await?)?;
+    let location = url::Url::parse(&approve_as(http, base, url, account).await?)?;
     let code = location
         .query_pairs()
         .find(|(k, _)| k == "code")
@@ -794,6 +819,186 @@ fn upstream_oauth() -> Result<(), Failed> {
     tokio::runtime::Runtime::new()?.block_on(upstream_oauth_async())
 }
 
+fn upstream_oauth_per_account() -> Result<(), Failed> {
+    tokio::runtime::Runtime::new()?.block_on(upstream_oauth_per_account_async())
+}
+
+/// Starts `mcp-broker upstream login ARGS` and reads the authorization URL it prints.
+fn start_login(service: &str, args: &[&str]) -> Result<(Child, String), Failed> {
+    let mut login = Command::new(BIN)
+        .args(["upstream", "login"])
+        .args(args)
+        .env(mcp_broker::vault::SERVICE_ENV, service)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(login.stdout.take().unwrap()).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with("http") => {
+                // Keep reading: a closed pipe would fail the login's later output.
+                std::thread::spawn(move || lines.for_each(drop));
+                return Ok((login, l));
+            }
+            Some(Ok(_)) => continue,
+            _ => {
+                let out = login.wait_with_output()?;
+                return Err(format!(
+                    "login printed no URL: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+                .into());
+            }
+        }
+    }
+}
+
+/// Runs `mcp-broker upstream login|logout ARGS` against broker A; for a login, the test
+/// approves at `b_base` as the person in the browser and follows the callback.
+async fn upstream_cli(
+    http: &reqwest::Client,
+    b_base: &str,
+    service: &str,
+    args: &[&str],
+) -> Result<(), Failed> {
+    if args[1] != "login" {
+        let out = Command::new(BIN)
+            .args(args)
+            .env(mcp_broker::vault::SERVICE_ENV, service)
+            .output()?;
+        return check(
+            out.status.success(),
+            format!("{args:?}: {}", String::from_utf8_lossy(&out.stderr)),
+        );
+    }
+    let (login, authorize_url) = start_login(service, &args[2..])?;
+    let callback = approve(http, b_base, url::Url::parse(&authorize_url)?).await?;
+    let r = http.get(&callback).send().await?;
+    check(r.status() == 200, format!("callback: {}", r.status()))?;
+    let out = login.wait_with_output()?;
+    check(
+        out.status.success(),
+        format!("login exit: {}", String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+/// An upstream with two accounts that each sign in with OAuth (issue 15): `upstream login
+/// NAME --account A` stores that account's tokens under its own keychain entry; a grant
+/// on the other account still needs sign-in and is told which; signing one account out
+/// fails only the grants on that account.
+async fn upstream_oauth_per_account_async() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir()?;
+    let config_b = tmp.path().join("b.toml");
+    std::fs::write(
+        &config_b,
+        format!(
+            "[servers.envy]\ncommand = \"{}\"\nargs = [\"{ENV_UPSTREAM}\"]\nenv = {{ PLAIN = \"from-b\" }}\n",
+            python()
+        ),
+    )?;
+    let b = Broker::start(
+        &config_b,
+        &tmp.path().join("b-data"),
+        &test_service(),
+        tmp.path().join("b.log"),
+    )?;
+    let config_a = tmp.path().join("a.toml");
+    std::fs::write(
+        &config_a,
+        format!(
+            "[servers.protected]\nurl = \"{}/mcp/envy\"\n[servers.protected.accounts.acme]\n[servers.protected.accounts.globex]\n",
+            b.base
+        ),
+    )?;
+    let service = test_service();
+    let a = Broker::start(
+        &config_a,
+        &tmp.path().join("a-data"),
+        &service,
+        tmp.path().join("a.log"),
+    )?;
+    let port_a = a.base.rsplit(':').next().unwrap().to_owned();
+    let http = http();
+    let acme_tok = sign_in_as(&http, &a.base, "protected", Some("acme")).await?;
+    let globex_tok = sign_in_as(&http, &a.base, "protected", Some("globex")).await?;
+
+    upstream_cli(
+        &http,
+        &b.base,
+        &service,
+        &[
+            "upstream",
+            "login",
+            "protected",
+            "--account",
+            "acme",
+            "--no-browser",
+            "--port",
+            &port_a,
+        ],
+    )
+    .await?;
+    check(
+        stored_tokens(&service, "protected:acme").is_some(),
+        "acme's tokens under oauth:protected:acme",
+    )?;
+    check(
+        stored_tokens(&service, "protected").is_none()
+            && stored_tokens(&service, "protected:globex").is_none(),
+        "no other account signed in",
+    )?;
+
+    let mut acme = Mcp::new(&http, &a.base, "protected", &acme_tok);
+    let init = acme.open().await?;
+    check(init.get("result").is_some(), format!("acme: {init}"))?;
+    check(
+        acme.tool_text("env", json!({"name": "PLAIN"})).await? == "from-b",
+        "a grant on acme reaches the upstream",
+    )?;
+    let mut globex = Mcp::new(&http, &a.base, "protected", &globex_tok);
+    let refused = globex.open().await?;
+    check(
+        refused["error"]["message"].as_str().is_some_and(|m| {
+            m.contains("protected (account globex) needs sign-in")
+                && m.contains("upstream login protected --account globex")
+        }),
+        format!("globex, not signed in: {refused}"),
+    )?;
+
+    upstream_cli(
+        &http,
+        &b.base,
+        &service,
+        &[
+            "upstream",
+            "logout",
+            "protected",
+            "--account",
+            "acme",
+            "--port",
+            &port_a,
+        ],
+    )
+    .await?;
+    check(
+        stored_tokens(&service, "protected:acme").is_none(),
+        "acme's tokens deleted",
+    )?;
+    let after = acme
+        .request(
+            "tools/call",
+            json!({"name": "env", "arguments": {"name": "PLAIN"}}),
+        )
+        .await?;
+    check(
+        after["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("protected (account acme) needs sign-in")),
+        format!("acme after its sign-out: {after}"),
+    )?;
+    Ok(())
+}
+
 fn stored_tokens(service: &str, upstream: &str) -> Option<Value> {
     secret_tool_lookup(service, &format!("oauth:{upstream}"))
         .and_then(|s| serde_json::from_str(&s).ok())
@@ -846,34 +1051,8 @@ async fn upstream_oauth_async() -> Result<(), Failed> {
     )?;
 
     // `upstream login`, with the test as the person in the browser.
-    let mut login = Command::new(BIN)
-        .args([
-            "upstream",
-            "login",
-            "protected",
-            "--no-browser",
-            "--port",
-            &port_a,
-        ])
-        .env(mcp_broker::vault::SERVICE_ENV, &service)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut lines = BufReader::new(login.stdout.take().unwrap()).lines();
-    let authorize_url = loop {
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("http") => break l,
-            Some(Ok(_)) => continue,
-            _ => {
-                let out = login.wait_with_output()?;
-                return Err(format!(
-                    "login printed no URL: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-                .into());
-            }
-        }
-    };
+    let (login, authorize_url) =
+        start_login(&service, &["protected", "--no-browser", "--port", &port_a])?;
     let au = url::Url::parse(&authorize_url)?;
     let q: std::collections::HashMap<String, String> = au.query_pairs().into_owned().collect();
     check(

@@ -131,7 +131,10 @@ async fn a_personal_token_works_at_once_on_its_upstream_only_until_revoked() {
     assert!(!text.contains(&token), "never the token itself");
     let text = stdout(&b.cli(&["grants", "list"]));
     assert!(
-        text.lines().next().unwrap().ends_with("\tKIND\tEXPIRES"),
+        text.lines()
+            .next()
+            .unwrap()
+            .ends_with("\tKIND\tEXPIRES\tACCOUNT"),
         "{text}"
     );
     assert!(text.contains("\tpersonal token\t"), "{text}");
@@ -203,7 +206,7 @@ async fn personal_token_expiry_and_bad_input() {
     let text = stdout(&b.cli(&["grants", "list"]));
     assert!(
         text.lines()
-            .any(|l| l.contains("forever") && l.ends_with("\tpersonal token\tnever")),
+            .any(|l| l.contains("forever") && l.ends_with("\tpersonal token\tnever\t-")),
         "{text}"
     );
     tokio::time::sleep(Duration::from_millis(4200)).await;

@@ -161,6 +161,9 @@ pub fn line(r: &ActivityRow) -> String {
     }
     if let Some(u) = &r.upstream {
         s.push_str(&format!("  {u}"));
+        if let Some(a) = &r.account {
+            s.push_str(&format!(" ({a})"));
+        }
     }
     if let Some(m) = &r.method {
         s.push_str(&format!("  {m}"));

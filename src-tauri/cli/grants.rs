@@ -89,7 +89,9 @@ async fn list(dir: &Path, json: bool) -> i32 {
         return 0;
     }
     // New columns go at the end, so scripts that cut fields keep working.
-    println!("ID\tCLIENT_ID\tCLIENT_NAME\tUPSTREAM\tSCOPE\tCREATED\tLAST_USED\tKIND\tEXPIRES");
+    println!(
+        "ID\tCLIENT_ID\tCLIENT_NAME\tUPSTREAM\tSCOPE\tCREATED\tLAST_USED\tKIND\tEXPIRES\tACCOUNT"
+    );
     for g in grants.into_iter().map(|v| v.grant) {
         let expires = match (g.kind, g.expires_at) {
             (_, Some(t)) => time(t),
@@ -97,7 +99,7 @@ async fn list(dir: &Path, json: bool) -> i32 {
             (GrantKind::Oauth, None) => "-".into(),
         };
         println!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             g.id,
             g.client_id,
             g.client_name.replace(['\t', '\n'], " "),
@@ -107,6 +109,7 @@ async fn list(dir: &Path, json: bool) -> i32 {
             g.last_used_at.map(time).unwrap_or_else(|| "never".into()),
             g.kind.describe(),
             expires,
+            g.account.as_deref().unwrap_or("-"),
         );
     }
     0

@@ -272,6 +272,9 @@ pub enum UpstreamCommand {
     /// in the OS keychain and refreshes them.
     Login {
         name: String,
+        /// Sign in as this account of the upstream (`[servers.NAME.accounts.ACCOUNT]`).
+        #[arg(long)]
+        account: Option<String>,
         #[command(flatten)]
         target: BrokerTarget,
         /// Print the URL instead of opening the browser.
@@ -281,6 +284,9 @@ pub enum UpstreamCommand {
     /// Revoke (RFC 7009, where offered) and delete the broker's tokens for an upstream.
     Logout {
         name: String,
+        /// Sign out of this account of the upstream only.
+        #[arg(long)]
+        account: Option<String>,
         #[command(flatten)]
         target: BrokerTarget,
     },

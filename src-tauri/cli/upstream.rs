@@ -18,28 +18,49 @@ pub fn run(cmd: UpstreamCommand) -> i32 {
     let Some(rt) = super::runtime() else {
         return 1;
     };
-    let (name, target, no_browser, login) = match cmd {
+    let (name, account, target, no_browser, login) = match cmd {
         UpstreamCommand::Login {
             name,
+            account,
             target,
             no_browser,
-        } => (name, target, no_browser, true),
-        UpstreamCommand::Logout { name, target } => (name, target, true, false),
+        } => (name, account, target, no_browser, true),
+        UpstreamCommand::Logout {
+            name,
+            account,
+            target,
+        } => (name, account, target, true, false),
     };
+    let path = target.config.clone().unwrap_or_else(super::default_config);
+    let config = crate::config::load(&path);
+    if let (Some(a), Ok(c)) = (&account, &config)
+        && let Some(up) = c.upstream(&name)
+        && !up.accounts.contains_key(a)
+    {
+        let known = up.account_names().join(", ");
+        eprintln!(
+            "mcp-broker: config error in {}: servers.{name}.accounts: no account named \"{a}\" ({})",
+            path.display(),
+            if known.is_empty() {
+                "this upstream has no accounts".to_owned()
+            } else {
+                format!("its accounts: {known}")
+            }
+        );
+        return 2;
+    }
     let port = match target.port {
         Some(p) => p,
-        None => {
-            let path = target.config.clone().unwrap_or_else(super::default_config);
-            match crate::config::load(&path) {
-                Ok(c) => c.port(),
-                Err(_) if target.config.is_none() => crate::config::DEFAULT_PORT,
-                Err(e) => {
-                    eprintln!("mcp-broker: {e}");
-                    return 2;
-                }
+        None => match config {
+            Ok(c) => c.port(),
+            Err(_) if target.config.is_none() => crate::config::DEFAULT_PORT,
+            Err(e) => {
+                eprintln!("mcp-broker: {e}");
+                return 2;
             }
-        }
+        },
     };
+    let name = crate::config::sign_in_id(&name, account.as_deref());
     let base = format!("http://127.0.0.1:{port}");
     let http = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -11,7 +11,7 @@ use tauri::{State, WebviewWindow};
 
 use super::windows::{APPROVAL_PREFIX, CONSENT_PREFIX};
 use crate::client_apps::import::PlanView;
-use crate::consent::{ConsentView, Decision, ToolChoices};
+use crate::consent::{ConsentAnswer, ConsentView, Decision, ToolChoices};
 use crate::events::RevokeReason;
 use crate::gateway::about::About;
 use crate::gateway::activity::{GrantActivity, GrantActivityFilter};
@@ -151,6 +151,13 @@ pub async fn revoke_grant(gateway: State<'_, Gateway>, id: i64) -> Outcome<()> {
     Ok(())
 }
 
+/// Moves a grant to another account of its upstream; its open sessions end.
+#[tauri::command]
+pub async fn switch_account(gateway: State<'_, Gateway>, id: i64, account: String) -> Outcome<()> {
+    gateway.switch_account(GrantId(id), &account).await?;
+    Ok(())
+}
+
 /// Revokes every active grant (the window asks for confirmation first); returns how many.
 #[tauri::command]
 pub async fn revoke_all_grants(gateway: State<'_, Gateway>) -> Outcome<usize> {
@@ -208,6 +215,7 @@ pub fn decide_consent(
     gateway: State<'_, Gateway>,
     approve: bool,
     tools: Option<ToolChoices>,
+    account: Option<String>,
 ) -> Outcome<()> {
     let id = consent_id(&window)?;
     let decision = if approve {
@@ -215,7 +223,20 @@ pub fn decide_consent(
     } else {
         Decision::Deny
     };
-    let answered = gateway.decide_native(id, decision, tools.unwrap_or_default());
+    let answered = gateway.decide_native(
+        id,
+        ConsentAnswer {
+            decision,
+            tools: tools.unwrap_or_default(),
+            account,
+        },
+    );
+    if let Err(e @ (GatewayError::AccountRequired { .. } | GatewayError::UnknownAccount(_))) =
+        answered
+    {
+        // Still open: the person chooses an account and approves again.
+        return Err(e.into());
+    }
     // The question is settled either way (answered now, or expired); the window goes.
     let _ = window.close();
     Ok(answered?)

@@ -18,7 +18,7 @@ use tauri::{Emitter, Manager, RunEvent};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::app;
-use crate::consent::{ConsentMode, ConsentRequest, Decision};
+use crate::consent::{ConsentAnswer, ConsentMode, ConsentRequest};
 use crate::events::GatewayEvent;
 use crate::gateway::Gateway;
 
@@ -51,6 +51,7 @@ pub fn run(start: app::DesktopStart) -> i32 {
             commands::grant_activity,
             commands::list_upstreams,
             commands::revoke_grant,
+            commands::switch_account,
             commands::revoke_all_grants,
             commands::create_personal_token,
             commands::set_secret,
@@ -163,7 +164,7 @@ async fn ask_for_consent(app: tauri::AppHandle, mut rx: mpsc::UnboundedReceiver<
             tracing::error!("cannot open a consent window: {e}");
             // Without a window nobody can answer; deny now rather than after 5 minutes.
             if let Some(g) = app.try_state::<Gateway>() {
-                let _ = g.decide_native(&req.id, Decision::Deny, Default::default());
+                let _ = g.decide_native(&req.id, ConsentAnswer::deny());
             }
         }
     }

@@ -71,6 +71,21 @@ impl Notifier {
                 upstream,
                 signed_in,
             } => {
+                // `NAME:ACCOUNT` for one account's sign-in (config::sign_in_id).
+                let account = crate::config::split_sign_in_id(upstream);
+                if let (name, Some(account)) = account {
+                    let who = format!("{name} (account {account})");
+                    return Some(if *signed_in {
+                        (format!("Signed in to {who}"), "The sign-in is kept in the OS keychain; grants on this account reach it through mcp-broker.".to_owned())
+                    } else {
+                        (
+                            format!("Signed out of {who}"),
+                            format!(
+                                "Grants on the {account} account of {name} fail until it signs in again; other accounts are not affected."
+                            ),
+                        )
+                    });
+                }
                 if *signed_in {
                     (
                     format!("Signed in to {upstream}"),
@@ -147,4 +162,27 @@ fn show(summary: String, body: String) {
             tracing::warn!("notification not shown ({summary}): {e}");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_one_account_out_names_it_and_spares_the_others() {
+        let mut n = Notifier::default();
+        let out = |upstream: &str| GatewayEvent::UpstreamSignIn {
+            upstream: upstream.into(),
+            signed_in: false,
+        };
+        let (summary, body) = n.message(&out("notion:acme")).unwrap();
+        assert_eq!(summary, "Signed out of notion (account acme)");
+        assert!(
+            body.contains("Grants on the acme account of notion fail")
+                && body.contains("other accounts are not affected"),
+            "{body}"
+        );
+        let (summary, _) = n.message(&out("notion")).unwrap();
+        assert_eq!(summary, "Signed out of notion", "no account, no mention");
+    }
 }

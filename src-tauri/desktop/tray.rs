@@ -76,12 +76,20 @@ pub async fn rebuild(app: AppHandle) {
         .map(|v| {
             (
                 v.grant.id,
-                format!(
-                    "Revoke {} → {} ({})",
-                    v.grant.client_name,
-                    v.grant.upstream,
-                    last_used(v.grant.last_used_at, now)
-                ),
+                match &v.grant.account {
+                    Some(a) => format!(
+                        "Revoke {} → {} ({a}, {})",
+                        v.grant.client_name,
+                        v.grant.upstream,
+                        last_used(v.grant.last_used_at, now)
+                    ),
+                    None => format!(
+                        "Revoke {} → {} ({})",
+                        v.grant.client_name,
+                        v.grant.upstream,
+                        last_used(v.grant.last_used_at, now)
+                    ),
+                },
             )
         })
         .collect();

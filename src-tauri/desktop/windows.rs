@@ -5,7 +5,7 @@
 
 use tauri::{AppHandle, Manager, WebviewUrl, WebviewWindowBuilder, WindowEvent};
 
-use crate::consent::{CONSENT_TTL, Decision, ToolChoices};
+use crate::consent::{CONSENT_TTL, ConsentAnswer};
 use crate::gateway::Gateway;
 use crate::gateway::tools::{APPROVAL_TIMEOUT, ApprovalAnswer};
 
@@ -61,7 +61,7 @@ pub fn open_consent(app: &AppHandle, id: &str) -> tauri::Result<()> {
             && let Some(g) = app2.try_state::<Gateway>()
         {
             // Already answered is fine: the decision then reports Gone, which is ignored.
-            let _ = g.decide_native(&id2, Decision::Deny, ToolChoices::new());
+            let _ = g.decide_native(&id2, ConsentAnswer::deny());
         }
     });
     let app = app.clone();

@@ -5,7 +5,7 @@
 //! `error=access_denied` and records nothing.
 
 use crate::clock::now;
-use crate::consent::{ConsentLookupError, ConsentView, Decision, ToolChoices, WaitState};
+use crate::consent::{ConsentAnswer, ConsentLookupError, ConsentView, Decision, WaitState};
 use crate::events::GatewayEvent;
 use crate::oauth::authorize::{
     AuthorizeError, AuthorizeRequest, code_redirect, error_redirect, validate_authorize,
@@ -82,10 +82,12 @@ impl Gateway {
             }
         };
         let mut view = ConsentView::of(&req);
+        self.offer_accounts(&mut view).await?;
         (view.tools, view.tools_error) = self.consent_tools(&req.upstream).await;
         // Start the upstream while the person reads (stopped on Deny or expiry). Awaited,
         // so that the decision always finds it; bounded, so that a slow keychain does
-        // not hold the page.
+        // not hold the page. An upstream with several accounts is not started: its
+        // environment waits for the choice.
         let _ = tokio::time::timeout(
             PREWARM_WITHIN,
             self.upstreams().prewarm(&req.upstream, &req.code_challenge),
@@ -98,8 +100,8 @@ impl Gateway {
             let asked = view.clone();
             // The window is answered whenever the person gets to it; the browser polls.
             tokio::spawn(async move {
-                let (decision, choices) = g.inner.consents.ask_native(asked.clone()).await;
-                let to = g.decided(&req, &asked, decision, &choices).await;
+                let answer = g.inner.consents.ask_native(asked.clone()).await;
+                let to = g.decided(&req, &asked, &answer).await;
                 g.inner.consents.finish_wait(&id, to);
             });
             return Ok(AuthorizeOutcome::Wait { view, wait_id });
@@ -142,9 +144,14 @@ impl Gateway {
         &self,
         consent_id: &str,
         csrf: &str,
-        decision: Decision,
-        choices: &ToolChoices,
+        answer: &ConsentAnswer,
     ) -> Result<String, GatewayError> {
+        // Checked before the question is consumed: a refused choice can be made again.
+        if answer.decision == Decision::Approve
+            && let Some(upstream) = self.inner.consents.form_upstream(consent_id)
+        {
+            self.chosen_account(&upstream, answer.account.as_deref())?;
+        }
         let (req, view) = self
             .inner
             .consents
@@ -153,7 +160,7 @@ impl Gateway {
                 ConsentLookupError::Gone => GatewayError::ConsentGone,
                 ConsentLookupError::BadCsrf => GatewayError::ConsentForged,
             })?;
-        Ok(self.decided(&req, &view, decision, choices).await)
+        Ok(self.decided(&req, &view, answer).await)
     }
 
     fn shown_in(&self) -> &'static str {
@@ -164,16 +171,25 @@ impl Gateway {
         }
     }
 
-    /// A native window's answer; the waiting browser continues by itself.
+    /// A native window's answer (with the account chosen, when the upstream has several);
+    /// the waiting browser continues by itself. Approve without a needed choice is
+    /// refused and leaves the question open.
     pub fn decide_native(
         &self,
         consent_id: &str,
-        decision: Decision,
-        choices: ToolChoices,
+        answer: ConsentAnswer,
     ) -> Result<(), GatewayError> {
+        if answer.decision == Decision::Approve {
+            let view = self
+                .inner
+                .consents
+                .native_view(consent_id)
+                .ok_or(GatewayError::ConsentGone)?;
+            self.chosen_account(&view.upstream, answer.account.as_deref())?;
+        }
         self.inner
             .consents
-            .answer_native(consent_id, decision, choices)
+            .answer_native(consent_id, answer)
             .map_err(|_| GatewayError::ConsentGone)
     }
 
@@ -197,14 +213,13 @@ impl Gateway {
         &self,
         req: &AuthorizeRequest,
         view: &ConsentView,
-        decision: Decision,
-        choices: &ToolChoices,
+        answer: &ConsentAnswer,
     ) -> String {
-        match self.apply(req, view, decision, choices).await {
+        match self.apply(req, view, answer).await {
             Ok(to) => to,
             Err(e) => {
                 tracing::error!("recording the decision failed: {e}");
-                let e = GatewayError::Internal(e).client_view();
+                let e = e.client_view();
                 error_redirect(
                     &req.redirect_uri,
                     req.state.as_deref(),
@@ -220,13 +235,12 @@ impl Gateway {
         &self,
         req: &AuthorizeRequest,
         view: &ConsentView,
-        decision: Decision,
-        choices: &ToolChoices,
-    ) -> crate::Result<String> {
+        answer: &ConsentAnswer,
+    ) -> Result<String, GatewayError> {
         let issuer = self.issuer().as_str();
         self.upstreams()
-            .consent_decided(&req.code_challenge, decision == Decision::Approve);
-        match decision {
+            .consent_decided(&req.code_challenge, answer.decision == Decision::Approve);
+        match answer.decision {
             Decision::Deny => {
                 tracing::info!(client_id = %req.client_id, upstream = %req.upstream, "consent denied");
                 self.record_consent(&ConsentView::of(req), None, self.shown_in());
@@ -239,6 +253,10 @@ impl Gateway {
                 ))
             }
             Decision::Approve => {
+                let account = self.chosen_account(&req.upstream, answer.account.as_deref())?;
+                let before = self
+                    .grant_before_approval(&req.client_id.0, &req.resource.0)
+                    .await?;
                 let code = mint_secret();
                 let t = now();
                 let grant = self
@@ -254,11 +272,14 @@ impl Gateway {
                         code_challenge: &req.code_challenge,
                         expires_at: t + CODE_TTL_SECS,
                         now: t,
+                        account: account.as_deref(),
                     })
                     .await?;
-                tracing::info!(grant = %grant, client_id = %req.client_id, upstream = %req.upstream, "consent approved");
+                tracing::info!(grant = %grant, client_id = %req.client_id, upstream = %req.upstream, account = account.as_deref().unwrap_or(""), "consent approved");
+                self.account_reapproved(before, grant, account.as_deref())
+                    .await;
                 // Before the code goes out: the client's first call meets the policy.
-                self.save_consent_tools(grant, &req.upstream, view.chosen_tools(choices))
+                self.save_consent_tools(grant, &req.upstream, view.chosen_tools(&answer.tools))
                     .await?;
                 self.record_consent(view, Some(grant), self.shown_in());
                 self.known_grant(grant, &view.client_name, &req.upstream);

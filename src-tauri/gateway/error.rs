@@ -36,6 +36,14 @@ pub enum GatewayError {
         "grant {0} allows every tool (its server could not be listed at consent); approve the client again to choose tools"
     )]
     ToolsNotChosen(GrantId),
+    /// Approve without choosing which of the upstream's accounts the grant uses.
+    #[error("choose which account of {upstream} this access uses: {}", .accounts.join(", "))]
+    AccountRequired {
+        upstream: String,
+        accounts: Vec<String>,
+    },
+    #[error(transparent)]
+    UnknownAccount(#[from] crate::config::UnknownAccount),
     #[error("sign-in to {upstream} failed: {reason}")]
     SignIn {
         upstream: String,
@@ -87,6 +95,8 @@ impl GatewayError {
             GatewayError::PersonalToken(_) => "personal_token",
             GatewayError::NotRemote(_) => "not_remote",
             GatewayError::UnknownUpstream(_) => "unknown_upstream",
+            GatewayError::AccountRequired { .. } => "account_required",
+            GatewayError::UnknownAccount(_) => "unknown_account",
             GatewayError::SignIn {
                 reason: UpstreamAuthError::NeedsSignIn(_),
                 ..

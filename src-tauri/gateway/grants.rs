@@ -29,6 +29,9 @@ pub struct GrantView {
     pub grant: GrantSummary,
     /// Open MCP sessions (0 in a process that serves nothing, such as the CLI).
     pub sessions: usize,
+    /// The accounts of the grant's upstream it could switch to (empty: the upstream
+    /// has fewer than two).
+    pub upstream_accounts: Vec<String>,
 }
 
 impl Gateway {
@@ -38,6 +41,12 @@ impl Gateway {
             .into_iter()
             .map(|grant| GrantView {
                 sessions: self.inner.upstreams.sessions_of_grant(grant.id),
+                upstream_accounts: self
+                    .config()
+                    .upstream(&grant.upstream)
+                    .filter(|u| u.needs_account_choice())
+                    .map(|u| u.account_names().into_iter().map(str::to_owned).collect())
+                    .unwrap_or_default(),
                 grant,
             })
             .collect())

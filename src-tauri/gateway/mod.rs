@@ -30,6 +30,7 @@
 //! made by the CLI): the store moves the same counter.
 
 pub mod about;
+mod accounts;
 pub mod activity;
 pub mod authorize;
 mod error;

@@ -15,7 +15,7 @@ use super::servers::{
     ValueKind,
 };
 use super::tools::{GrantToolsView, ToolApprovalView, ToolView};
-use super::upstreams::{Overview, SecretUse, SignInView, UpstreamView};
+use super::upstreams::{AccountSignIn, Overview, SecretUse, SignInView, UpstreamView};
 use crate::client_apps::import::{PlanView, SecretView, ServerView, SkippedView};
 use crate::consent::{ConsentTool, ConsentView};
 use crate::oauth::GrantId;
@@ -61,8 +61,10 @@ fn the_window_types_match_what_the_core_serializes() {
             label: Some("l".into()),
             expires_at: None,
             tools: None,
+            account: Some("work".into()),
         },
         sessions: 0,
+        upstream_accounts: vec!["work".into()],
     };
     assert_eq!(keys(json!(grant)), ts_fields("Grant"));
     assert_eq!(json!(grant)["kind"], "personal_token");
@@ -91,6 +93,8 @@ fn the_window_types_match_what_the_core_serializes() {
             choice: ToolChoice::Ask,
         }],
         tools_error: None,
+        accounts: vec!["a".into()],
+        suggested_account: None,
     };
     assert_eq!(keys(json!(view)), ts_fields("ConsentView"));
     assert_eq!(keys(json!(view.tools[0])), ts_fields("ConsentTool"));
@@ -127,6 +131,7 @@ fn the_window_types_match_what_the_core_serializes() {
     let secret_use = SecretUse {
         name: "s".into(),
         place: "env X".into(),
+        account: Some("work".into()),
         status: SecretStatus::Stored,
     };
     assert_eq!(keys(json!(secret_use)), ts_fields("SecretUse"));
@@ -146,8 +151,18 @@ fn the_window_types_match_what_the_core_serializes() {
             signed_in: None,
             login: None,
         }),
+        account_sign_ins: vec![],
     };
     assert_eq!(keys(json!(upstream)), ts_fields("Upstream"));
+    let account = AccountSignIn {
+        account: "work".into(),
+        sign_in_id: "u:work".into(),
+        sign_in: SignInView {
+            signed_in: Some(false),
+            login: None,
+        },
+    };
+    assert_eq!(keys(json!(account)), ts_fields("AccountSignIn"));
     let about = About {
         version: "0".into(),
         data_dir: "/d".into(),

@@ -20,8 +20,20 @@ pub struct UpstreamView {
     /// The keychain secrets this upstream reads, with their status.
     pub secrets: Vec<SecretUse>,
     /// For a remote upstream that may sign in with OAuth (no `Authorization` header
-    /// configured): whether the broker holds a sign-in.
+    /// configured): whether the broker holds a sign-in. `None` for an upstream with
+    /// named accounts: each signs in on its own (`account_sign_ins`).
     pub sign_in: Option<SignInView>,
+    /// Per named account of a remote upstream that signs in with OAuth (its headers set
+    /// no `Authorization`): whether the broker holds that account's sign-in.
+    pub account_sign_ins: Vec<AccountSignIn>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountSignIn {
+    pub account: String,
+    /// What `sign_in_upstream` / `upstream login` take for this account: `NAME:ACCOUNT`.
+    pub sign_in_id: String,
+    pub sign_in: SignInView,
 }
 
 #[derive(Debug, Serialize)]
@@ -29,6 +41,8 @@ pub struct SecretUse {
     pub name: String,
     /// `env GITHUB_TOKEN`, `header Authorization`.
     pub place: String,
+    /// The account whose value reads it (`None`: the server's own, every account's).
+    pub account: Option<String>,
     pub status: SecretStatus,
 }
 
@@ -60,9 +74,10 @@ impl Gateway {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for u in &config.upstreams {
             let uses = u
-                .secret_refs()
+                .secret_uses()
                 .into_iter()
-                .map(|(name, place)| SecretUse {
+                .map(|(name, place, account)| SecretUse {
+                    account: account.map(str::to_owned),
                     status: secrets
                         .iter()
                         .find(|e| e.name == name)
@@ -71,26 +86,32 @@ impl Gateway {
                     place,
                 })
                 .collect();
-            let sign_in = match &u.transport {
-                Transport::Http { headers, .. }
-                    if !headers
+            let signs_in = |headers: &std::collections::BTreeMap<String, _>| {
+                matches!(u.transport, Transport::Http { .. })
+                    && !headers
                         .keys()
-                        .any(|h| h.eq_ignore_ascii_case("authorization")) =>
-                {
-                    let signed_in = match self.upstream_signed_in(&u.name).await {
-                        Ok(b) => Some(b),
-                        Err(e) => {
-                            keychain_error.get_or_insert_with(|| e.to_string());
-                            None
-                        }
-                    };
-                    Some(SignInView {
-                        signed_in,
-                        login: self.inner.upstreams.oauth.login_state(&u.name),
-                    })
-                }
-                _ => None,
+                        .any(|h: &String| h.eq_ignore_ascii_case("authorization"))
             };
+            let own = match &u.transport {
+                Transport::Http { headers, .. } => headers.clone(),
+                Transport::Stdio { .. } => Default::default(),
+            };
+            let sign_in = if u.accounts.is_empty() && signs_in(&own) {
+                Some(self.sign_in_view(&u.name, &mut keychain_error).await)
+            } else {
+                None
+            };
+            let mut account_sign_ins = Vec::new();
+            for a in u.accounts.keys() {
+                if signs_in(&u.values_for(Some(a)).unwrap_or_default()) {
+                    let id = crate::config::sign_in_id(&u.name, Some(a));
+                    account_sign_ins.push(AccountSignIn {
+                        account: a.clone(),
+                        sign_in: self.sign_in_view(&id, &mut keychain_error).await,
+                        sign_in_id: id,
+                    });
+                }
+            }
             upstreams.push(UpstreamView {
                 name: u.name.clone(),
                 endpoint: endpoint(&u.transport),
@@ -101,6 +122,7 @@ impl Gateway {
                 last_error: self.last_errors().get(&u.name).cloned(),
                 secrets: uses,
                 sign_in,
+                account_sign_ins,
             });
         }
         Ok(Overview {
@@ -129,6 +151,24 @@ fn endpoint(t: &Transport) -> String {
             let _ = u.set_username("");
             let _ = u.set_password(None);
             u.to_string()
+        }
+    }
+}
+
+impl Gateway {
+    /// Whether the broker holds sign-in `id` (`NAME` or `NAME:ACCOUNT`); a keychain that
+    /// cannot be asked is noted once in `keychain_error`.
+    async fn sign_in_view(&self, id: &str, keychain_error: &mut Option<String>) -> SignInView {
+        let signed_in = match self.upstream_signed_in(id).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                keychain_error.get_or_insert_with(|| e.to_string());
+                None
+            }
+        };
+        SignInView {
+            signed_in,
+            login: self.inner.upstreams.oauth.login_state(id),
         }
     }
 }

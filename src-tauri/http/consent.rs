@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
 use super::response::{HttpError, redirect};
-use crate::consent::Decision;
+use crate::consent::{ConsentAnswer, Decision};
 use crate::gateway::Gateway;
 
 fn refused() -> HttpError {
@@ -58,16 +58,22 @@ pub async fn decide(
             ));
         }
     };
-    // `tool.NAME=allow|ask|block`; a tool left out keeps what the page proposed.
-    let choices: crate::consent::ToolChoices = form
-        .iter()
-        .filter_map(|(k, v)| {
-            let name = k.strip_prefix("tool.")?;
-            Some((name.to_owned(), crate::tool_policy::ToolChoice::parse(v)?))
-        })
-        .collect();
+    let answer = ConsentAnswer {
+        decision,
+        // `tool.NAME=allow|ask|block`; a tool left out keeps what the page proposed.
+        tools: form
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix("tool.")?;
+                Some((name.to_owned(), crate::tool_policy::ToolChoice::parse(v)?))
+            })
+            .collect(),
+        account: Some(get("account"))
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned),
+    };
     let to = g
-        .decide_form(get("consent_id"), get("csrf_token"), decision, &choices)
+        .decide_form(get("consent_id"), get("csrf_token"), &answer)
         .await
         .map_err(HttpError::page)?;
     Ok(redirect(&to))

@@ -131,9 +131,10 @@ pub fn consent(v: &ConsentView, consent_id: &str, csrf: &str, redirect_uri: &str
         form method="post" action="/authorize/consent" {
             input type="hidden" name="consent_id" value=(consent_id);
             input type="hidden" name="csrf_token" value=(csrf);
+            (account_choice(v))
             (tools(v))
             div.buttons {
-                button type="submit" name="decision" value="deny" autofocus { "Deny" }
+                button type="submit" name="decision" value="deny" formnovalidate[!v.accounts.is_empty()] autofocus { "Deny" }
                 button.approve type="submit" name="decision" value="approve" { "Approve" }
             }
         }
@@ -153,6 +154,29 @@ pub fn consent(v: &ConsentView, consent_id: &str, csrf: &str, redirect_uri: &str
         body,
         &form_action,
     )
+}
+
+/// Which account of the upstream the grant uses, when it has several: radio buttons with
+/// none checked (the last choice is named, not pre-selected). Nothing for an upstream
+/// with one account or none, so those pages are as before.
+fn account_choice(v: &ConsentView) -> Markup {
+    html! {
+        @if !v.accounts.is_empty() {
+            fieldset.accounts {
+                legend { "Which account of " b { (v.upstream) } " may it use?" }
+                @for a in &v.accounts {
+                    label {
+                        input type="radio" name="account" value=(a) required;
+                        " " (a)
+                        @if v.suggested_account.as_ref() == Some(a) {
+                            " " small { "(chosen last time)" }
+                        }
+                    }
+                    br;
+                }
+            }
+        }
+    }
 }
 
 /// Shown in the browser while the desktop app asks natively. Refreshes itself (no
@@ -240,7 +264,31 @@ mod tests {
                 choice: crate::tool_policy::ToolChoice::Allow,
             }],
             tools_error: None,
+            accounts: Vec::new(),
+            suggested_account: None,
         }
+    }
+
+    #[tokio::test]
+    async fn an_upstream_with_accounts_asks_which_none_checked_the_last_named() {
+        let plain = text(consent(&view(), "id", "c", "http://127.0.0.1/cb")).await;
+        assert!(
+            !plain.contains("name=\"account\""),
+            "no choice without accounts"
+        );
+        assert!(!plain.contains("formnovalidate"));
+        let mut v = view();
+        v.accounts = vec!["personal".into(), "work".into()];
+        v.suggested_account = Some("work".into());
+        let html = text(consent(&v, "id", "c", "http://127.0.0.1/cb")).await;
+        assert_eq!(html.matches("type=\"radio\" name=\"account\"").count(), 2);
+        assert!(html.contains("value=\"personal\""));
+        assert!(!html.contains("checked"), "nothing pre-selected");
+        assert!(
+            html.contains("work <small>(chosen last time)</small>"),
+            "{html}"
+        );
+        assert!(html.contains("formnovalidate"), "Deny needs no choice");
     }
 
     async fn text(res: Response) -> String {

@@ -124,6 +124,13 @@ impl HttpError {
                 "Sign-in failed",
                 reason.to_string(),
             ),
+            e @ (GatewayError::AccountRequired { .. } | GatewayError::UnknownAccount(_)) => {
+                HttpError::page_with(
+                    StatusCode::BAD_REQUEST,
+                    "Choose an account",
+                    format!("{e}. Go back, choose one and approve again."),
+                )
+            }
             GatewayError::NotRemote(name) | GatewayError::UnknownUpstream(name) => {
                 HttpError::page_with(
                     StatusCode::NOT_FOUND,
@@ -154,6 +161,9 @@ impl HttpError {
     pub fn local(e: GatewayError) -> HttpError {
         let status = match &e {
             GatewayError::NotRemote(_) | GatewayError::UnknownUpstream(_) => StatusCode::NOT_FOUND,
+            GatewayError::AccountRequired { .. } | GatewayError::UnknownAccount(_) => {
+                StatusCode::BAD_REQUEST
+            }
             GatewayError::SignIn { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Internal(e) if e.is_disk_full() => StatusCode::SERVICE_UNAVAILABLE,

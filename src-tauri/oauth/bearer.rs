@@ -22,12 +22,16 @@ pub struct AccessRecord {
     pub resource: Resource,
     pub scopes: Scopes,
     pub expires_at: UnixTime,
+    /// The upstream account the grant uses (`None`: the upstream's implicit one).
+    pub account: Option<String>,
 }
 
 /// Who is calling, once the token checked out.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub grant_id: GrantId,
+    /// The upstream account the grant uses: its sessions get that account's credentials.
+    pub account: Option<String>,
     pub client_id: ClientId,
     pub scopes: Scopes,
 }
@@ -83,6 +87,7 @@ pub fn check_bearer(
     }
     Ok(Caller {
         grant_id: rec.grant_id,
+        account: rec.account.clone(),
         client_id: rec.client_id.clone(),
         scopes: rec.scopes.clone(),
     })
@@ -96,6 +101,7 @@ mod tests {
 
     fn rec() -> AccessRecord {
         AccessRecord {
+            account: None,
             grant_id: GrantId(1),
             client_id: ClientId("c".into()),
             resource: Resource("http://127.0.0.1:9/mcp/a".into()),

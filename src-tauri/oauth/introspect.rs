@@ -244,6 +244,7 @@ mod tests {
         assert!(confidential_caller(&creds(CredentialsVia::Post, Some("s")), c1.clone()).is_ok());
         assert!(confidential_caller(&creds(CredentialsVia::IdOnly, None), c1).is_err());
         let pat = AccessRecord {
+            account: None,
             grant_id: GrantId(3),
             client_id: ClientId(PERSONAL_CLIENT_ID.into()),
             resource: served()[0].clone(),
@@ -257,6 +258,7 @@ mod tests {
         assert!(personal_caller(Some(&pat), &served(), NOW + 1).is_err());
         assert!(personal_caller(Some(&pat), &[], NOW).is_err());
         let oauth = AccessRecord {
+            account: None,
             client_id: ClientId("c1".into()),
             ..pat
         };

@@ -182,7 +182,14 @@ impl Upstreams {
     }
 
     /// Starts a new session: its child process or its remote connection.
-    pub async fn create(&self, upstream: &str, grant: GrantId) -> Result<Arc<Relay>, String> {
+    /// `account` is the grant's (`None`: the upstream's implicit or only one): the child's
+    /// environment or the remote's headers are that account's values over the server's.
+    pub async fn create(
+        &self,
+        upstream: &str,
+        grant: GrantId,
+        account: Option<&str>,
+    ) -> Result<Arc<Relay>, String> {
         if !self
             .configs
             .read()
@@ -212,7 +219,7 @@ impl Upstreams {
             tracing::info!(grant = %grant, session = %id, "session cap reached; closing the least recently used session");
             self.end(&id, EndReason::Closed).await;
         }
-        let relay = self.connect(upstream, grant, true).await?;
+        let relay = self.connect(upstream, grant, account, true).await?;
         self.sessions()
             .insert(relay.session.id.clone(), relay.clone());
         let _ = self.events.send(GatewayEvent::SessionsChanged {
@@ -228,6 +235,7 @@ impl Upstreams {
         &self,
         upstream: &str,
         grant: GrantId,
+        account: Option<&str>,
         screened: bool,
     ) -> Result<Arc<Relay>, String> {
         let cfg = self
@@ -240,9 +248,10 @@ impl Upstreams {
         // Decided before a working child starts: a dual-era child locks to the era of
         // its first request (`era_bridge::probe`).
         let modern = self.upstream_era(upstream).await == Some(era_bridge::UpstreamEra::Modern);
+        let values = cfg.values_for(account).map_err(|e| e.to_string())?;
         // A child warmed for a consent is started for 2025-11-25 sessions.
         let warm = if screened && !modern {
-            self.take_warm(upstream)
+            self.take_warm(upstream, account.or(cfg.default_account()))
         } else {
             None
         };
@@ -253,12 +262,16 @@ impl Upstreams {
                 let id = crate::oauth::mint_secret();
                 let (inbox, inbound) = mpsc::unbounded_channel();
                 let link = match &cfg.transport {
-                    _ if modern => self.modern_link(upstream, &cfg, &id, inbox).await?,
-                    Transport::Stdio { .. } => {
-                        Link::Stdio(self.spawn_stdio(upstream, &cfg, &id, inbox).await?)
+                    _ if modern => {
+                        self.modern_link(upstream, &cfg, &values, account, &id, inbox)
+                            .await?
                     }
-                    Transport::Http { url, headers, .. } => {
-                        let map = self.header_map(upstream, headers).await?;
+                    Transport::Stdio { .. } => Link::Stdio(
+                        self.spawn_stdio(upstream, &cfg, &values, &id, inbox)
+                            .await?,
+                    ),
+                    Transport::Http { url, .. } => {
+                        let map = self.header_map(upstream, &values).await?;
                         let exchanges = self
                             .exchanges
                             .read()
@@ -272,6 +285,10 @@ impl Upstreams {
                             headers: map,
                             events: self.events.clone(),
                             oauth: self.oauth.clone(),
+                            sign_in: crate::config::sign_in_id(
+                                upstream,
+                                account.or(cfg.default_account()),
+                            ),
                             upstream: upstream.to_owned(),
                             exchanges,
                             timeout: self.request_timeout,
@@ -343,15 +360,16 @@ impl Upstreams {
             .collect()
     }
 
-    /// A remote upstream's URL and configured OAuth client id, for sign-in.
+    /// A remote upstream's URL and configured OAuth client id, for sign-in. `upstream`
+    /// may be a `NAME:ACCOUNT` sign-in id (`config::sign_in_id`) of one of its accounts.
     pub fn remote(&self, upstream: &str) -> Option<(url::Url, Option<String>)> {
-        match &self
-            .configs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(upstream)?
-            .transport
-        {
+        let (name, account) = crate::config::split_sign_in_id(upstream);
+        let configs = self.configs.read().unwrap_or_else(|e| e.into_inner());
+        let cfg = configs.get(name)?;
+        if account.is_some_and(|a| !cfg.accounts.contains_key(a)) {
+            return None;
+        }
+        match &cfg.transport {
             Transport::Http { url, client_id, .. } => Some((url.clone(), client_id.clone())),
             Transport::Stdio { .. } => None,
         }

@@ -91,6 +91,8 @@ pub struct Remote {
     pub events: tokio::sync::broadcast::Sender<GatewayEvent>,
     /// The broker's own sign-in to this upstream, if it has one.
     pub oauth: Arc<UpstreamOAuth>,
+    /// Which of the upstream's sign-ins (one per account) this session's requests use.
+    pub sign_in: String,
     pub upstream: String,
     /// Shared by every session of this upstream: the bound on open exchanges.
     pub exchanges: Arc<Semaphore>,
@@ -217,7 +219,7 @@ impl HttpLink {
                 .delete(r.url.clone())
                 .headers(r.headers.clone())
                 .header("mcp-session-id", sid);
-            if let Ok(Some(t)) = r.oauth.bearer(&r.upstream).await {
+            if let Ok(Some(t)) = r.oauth.bearer(&r.sign_in).await {
                 req = req.bearer_auth(t.expose());
             }
             let _ = tokio::time::timeout(Duration::from_secs(2), req.send()).await;
@@ -347,7 +349,7 @@ impl Inner {
     /// within the timeout.
     async fn send_signed_in(&self, msg: &Message) -> Result<reqwest::Response, Exchange> {
         let r = &self.remote;
-        let mut bearer = match r.oauth.bearer(&r.upstream).await {
+        let mut bearer = match r.oauth.bearer(&r.sign_in).await {
             Ok(b) => b,
             Err(e) => {
                 self.fail_request(msg, UPSTREAM_ERROR, &e.to_string());
@@ -383,7 +385,7 @@ impl Inner {
             }
             match r
                 .oauth
-                .after_unauthorized(&r.upstream, bearer.as_ref())
+                .after_unauthorized(&r.sign_in, bearer.as_ref())
                 .await
             {
                 Ok(fresh) if !retried => {
@@ -568,7 +570,7 @@ impl Inner {
         last_event_id: Option<&str>,
     ) -> Result<reqwest::Response, StreamFailed> {
         let r = &self.remote;
-        let mut bearer = r.oauth.bearer(&r.upstream).await.ok().flatten();
+        let mut bearer = r.oauth.bearer(&r.sign_in).await.ok().flatten();
         let mut headers = r.headers.clone();
         headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         if let Some(v) = last_event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
@@ -589,7 +591,7 @@ impl Inner {
             }
             match r
                 .oauth
-                .after_unauthorized(&r.upstream, bearer.as_ref())
+                .after_unauthorized(&r.sign_in, bearer.as_ref())
                 .await
             {
                 Ok(fresh) => bearer = Some(fresh),

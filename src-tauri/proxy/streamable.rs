@@ -281,7 +281,10 @@ async fn session_for(
 ) -> Result<(Arc<Relay>, bool), Response> {
     let is_init = msgs.iter().any(|m| m.method() == Some("initialize"));
     match session_header(headers) {
-        None if is_init && msgs.len() == 1 => match up.create(upstream, caller.grant_id).await {
+        None if is_init && msgs.len() == 1 => match up
+            .create(upstream, caller.grant_id, caller.account.as_deref())
+            .await
+        {
             Ok(r) => Ok((r, true)),
             Err(why) => {
                 tracing::warn!(upstream, "cannot start a session: {why}");

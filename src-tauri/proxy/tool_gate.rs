@@ -169,9 +169,10 @@ impl Upstreams {
     }
 
     /// The upstream's tools (`tools/list`, every page), from a session of its own that
-    /// ends at once, within `bound`. `Err` says why, in one line.
+    /// ends at once, within `bound`. `Err` says why, in one line. No account is chosen
+    /// yet: an upstream with several lists its tools with the server's own values only.
     pub async fn list_tools(&self, upstream: &str, bound: Duration) -> Result<Vec<Value>, String> {
-        let relay = self.connect(upstream, GrantId(0), false).await?;
+        let relay = self.connect(upstream, GrantId(0), None, false).await?;
         let listed = tokio::time::timeout(bound, list_over(&relay)).await;
         relay.session.end(&EndReason::Closed);
         relay.link.shutdown().await;

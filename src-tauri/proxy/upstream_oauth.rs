@@ -80,7 +80,7 @@ pub struct UpstreamOAuth {
 /// window offers "Sign in" on exactly `NeedsSignIn`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum UpstreamAuthError {
-    #[error("upstream {0} needs sign-in: run `mcp-broker upstream login {0}`")]
+    #[error("upstream {} needs sign-in: run `mcp-broker upstream login {}`", shown(.0), login_args(.0))]
     NeedsSignIn(String),
     /// The OS keychain refused or did not answer (the message says what to do).
     #[error("{0}")]
@@ -88,6 +88,22 @@ pub enum UpstreamAuthError {
     /// The upstream or its authorization server was unreachable or refused.
     #[error("{0}")]
     Refused(String),
+}
+
+/// A sign-in id as a person reads it: `gh (account work)`.
+fn shown(id: &str) -> String {
+    match crate::config::split_sign_in_id(id) {
+        (u, Some(a)) => format!("{u} (account {a})"),
+        (u, None) => u.to_owned(),
+    }
+}
+
+/// The arguments of `mcp-broker upstream login` for a sign-in id.
+fn login_args(id: &str) -> String {
+    match crate::config::split_sign_in_id(id) {
+        (u, Some(a)) => format!("{u} --account {a}"),
+        (u, None) => u.to_owned(),
+    }
 }
 
 /// The answer of [`UpstreamOAuth::bearer`] when there is no usable token.
@@ -439,5 +455,28 @@ impl UpstreamOAuth {
         lock(&self.logins).remove(upstream);
         tracing::info!(upstream, "signed out of the upstream");
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod account_tests {
+    use super::*;
+
+    #[test]
+    fn each_account_signs_in_under_its_own_keychain_entry_and_says_which() {
+        assert_eq!(
+            key("notion"),
+            "oauth:notion",
+            "the implicit account keeps its entry"
+        );
+        assert_eq!(key("notion:acme"), "oauth:notion:acme");
+        assert_eq!(
+            sign_in_needed("notion:acme").to_string(),
+            "upstream notion (account acme) needs sign-in: run `mcp-broker upstream login notion --account acme`"
+        );
+        assert_eq!(
+            sign_in_needed("notion").to_string(),
+            "upstream notion needs sign-in: run `mcp-broker upstream login notion`"
+        );
     }
 }

@@ -5,8 +5,11 @@
 //! on its upstream once its consent was approved, and is stopped when it is denied, when
 //! the consent expires, or when nobody takes it within [`WARM_TTL`] after approval.
 //! At most [`MAX_WARM`] wait at once, so a flood of authorization requests cannot start
-//! an unbounded number of processes.
+//! an unbounded number of processes. An upstream with several accounts is not started
+//! before the person chose one (its environment depends on the choice), and a warm child
+//! only serves a session of the account it was started with.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -15,7 +18,7 @@ use super::link::{Inbound, Link};
 use super::stdio;
 use super::stdio::StdioLink;
 use super::{Upstreams, Warm};
-use crate::config::{Transport, UpstreamConfig};
+use crate::config::{Transport, UpstreamConfig, ValueSource};
 use crate::consent::CONSENT_TTL;
 use crate::events::GatewayEvent;
 
@@ -30,6 +33,8 @@ pub struct WarmChild {
     /// The authorization request it was started for (its PKCE challenge: unique per
     /// request, and known to both the consent and its decision).
     pub key: String,
+    /// The account whose values its environment holds (`None`: the implicit one).
+    pub account: Option<String>,
     pub session_id: String,
     pub link: StdioLink,
     pub inbound: mpsc::UnboundedReceiver<Inbound>,
@@ -55,17 +60,28 @@ impl Upstreams {
         else {
             return;
         };
-        if !matches!(cfg.transport, Transport::Stdio { .. }) || self.warm().len() >= MAX_WARM {
+        if !matches!(cfg.transport, Transport::Stdio { .. })
+            || cfg.needs_account_choice()
+            || self.warm().len() >= MAX_WARM
+        {
             return;
         }
+        let account = cfg.default_account().map(str::to_owned);
+        let Ok(values) = cfg.values_for(None) else {
+            return;
+        };
         let session_id = crate::oauth::mint_secret();
         let (inbox, inbound) = mpsc::unbounded_channel();
-        let Ok(link) = self.spawn_stdio(upstream, &cfg, &session_id, inbox).await else {
+        let Ok(link) = self
+            .spawn_stdio(upstream, &cfg, &values, &session_id, inbox)
+            .await
+        else {
             return;
         };
         let child = WarmChild {
             upstream: upstream.to_owned(),
             key: key.to_owned(),
+            account,
             session_id,
             link,
             inbound,
@@ -102,12 +118,13 @@ impl Upstreams {
         stop_all(stop);
     }
 
-    /// An approved warm child of `upstream`, for a new session.
-    pub(super) fn take_warm(&self, upstream: &str) -> Option<WarmChild> {
+    /// An approved warm child of `upstream` started with `account`'s values, for a new
+    /// session of that account.
+    pub(super) fn take_warm(&self, upstream: &str, account: Option<&str>) -> Option<WarmChild> {
         let mut warm = self.warm();
-        let i = warm
-            .iter()
-            .position(|w| w.approved && w.upstream == upstream)?;
+        let i = warm.iter().position(|w| {
+            w.approved && w.upstream == upstream && w.account.as_deref() == account
+        })?;
         Some(warm.swap_remove(i))
     }
 
@@ -124,26 +141,25 @@ impl Upstreams {
         stop_all(stop);
     }
 
-    /// Starts the child of a stdio upstream for session `id`, its stderr appended to the
+    /// Starts the child of a stdio upstream for session `id` with `values` as its
+    /// environment (an account's over the server's), its stderr appended to the
     /// upstream's log.
     pub(super) async fn spawn_stdio(
         &self,
         upstream: &str,
         cfg: &UpstreamConfig,
+        values: &BTreeMap<String, ValueSource>,
         id: &str,
         inbox: super::link::Inbox,
     ) -> Result<StdioLink, String> {
         let Transport::Stdio {
-            command,
-            args,
-            env,
-            cwd,
+            command, args, cwd, ..
         } = &cfg.transport
         else {
             return Err(format!("{upstream} is not a stdio upstream"));
         };
 
-        let env = self.resolve(upstream, env).await?;
+        let env = self.resolve(upstream, values).await?;
         // Without a log (a full or read-only disk) the server still runs.
         let log_file = std::fs::create_dir_all(&self.log_dir)
             .and_then(|()| {

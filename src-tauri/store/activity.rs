@@ -20,6 +20,9 @@ pub struct ActivityRow {
     pub grant_id: Option<GrantId>,
     pub client_id: Option<String>,
     pub upstream: Option<String>,
+    /// The upstream account the grant used (issue 15); taken from the grant when the row
+    /// is written if not given.
+    pub account: Option<String>,
     pub method: Option<String>,
     pub target: Option<String>,
     pub outcome: String,
@@ -60,12 +63,12 @@ pub struct TargetCount {
     pub errors: i64,
 }
 
-const COLUMNS: &str = "id, at_ms, event, grant_id, client_id, upstream, method, target, outcome, \
-                       error_code, duration_us, response_bytes, reference, detail";
+const COLUMNS: &str = "id, at_ms, event, grant_id, client_id, upstream, account, method, target, \
+                       outcome, error_code, duration_us, response_bytes, reference, detail";
 
 impl Store {
-    /// Writes a batch in one transaction. The client of a call row is the grant's,
-    /// looked up here so that the proxy's hot path never needs it.
+    /// Writes a batch in one transaction. The client and the account of a call row are
+    /// the grant's, looked up here so that the proxy's hot path never needs them.
     pub async fn insert_activity(&self, rows: &[ActivityRow]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
@@ -83,8 +86,9 @@ impl Store {
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
             let mut q = QueryBuilder::new(
-                "INSERT INTO activity (at_ms, event, grant_id, client_id, upstream, method, \
-                 target, outcome, error_code, duration_us, response_bytes, reference, detail) ",
+                "INSERT INTO activity (at_ms, event, grant_id, client_id, upstream, account, \
+                 method, target, outcome, error_code, duration_us, response_bytes, reference, \
+                 detail) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.at_ms)
@@ -96,8 +100,13 @@ impl Store {
                     .push_unseparated(", (SELECT client_id FROM grants WHERE id = ")
                     .push_bind_unseparated(r.grant_id.map(|g| g.0))
                     .push_unseparated("))");
-                b.push_bind(&r.upstream)
-                    .push_bind(&r.method)
+                b.push_bind(&r.upstream);
+                b.push("coalesce(")
+                    .push_bind_unseparated(&r.account)
+                    .push_unseparated(", (SELECT account FROM grants WHERE id = ")
+                    .push_bind_unseparated(r.grant_id.map(|g| g.0))
+                    .push_unseparated("))");
+                b.push_bind(&r.method)
                     .push_bind(&r.target)
                     .push_bind(&r.outcome)
                     .push_bind(r.error_code)
@@ -206,6 +215,7 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<ActivityRow> {
         grant_id: r.try_get::<Option<i64>, _>("grant_id")?.map(GrantId),
         client_id: r.try_get("client_id")?,
         upstream: r.try_get("upstream")?,
+        account: r.try_get("account")?,
         method: r.try_get("method")?,
         target: r.try_get("target")?,
         outcome: r.try_get("outcome")?,

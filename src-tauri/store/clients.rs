@@ -242,6 +242,7 @@ mod tests {
                 code_challenge: "ch",
                 expires_at: at + 60,
                 now: at,
+                account: None,
             })
             .await
             .unwrap()

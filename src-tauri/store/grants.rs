@@ -31,6 +31,8 @@ pub struct GrantSummary {
     /// The tools a personal access token is meant for (`None`: all). Recorded for the
     /// per-tool policy; not enforced yet.
     pub tools: Option<Vec<String>>,
+    /// The upstream account the grant uses (`None`: the upstream has no named accounts).
+    pub account: Option<String>,
 }
 
 /// How a grant came to be.
@@ -92,6 +94,8 @@ pub struct NewCode<'a> {
     pub code_challenge: &'a str,
     pub expires_at: UnixTime,
     pub now: UnixTime,
+    /// The upstream account chosen at consent (`None`: the implicit one).
+    pub account: Option<&'a str>,
 }
 
 impl Store {
@@ -108,6 +112,7 @@ impl Store {
             code_challenge,
             expires_at: code_expires_at,
             now,
+            account,
         } = *c;
         let mut tx = self.write_tx().await?;
         let existing: Option<i64> = sqlx::query_scalar(
@@ -120,18 +125,24 @@ impl Store {
         let scope = scopes.to_string();
         let grant = match existing {
             Some(id) => {
-                sqlx::query("UPDATE grants SET scope = ? WHERE id = ?").bind(&scope).bind(id).execute(&mut *tx).await?;
+                sqlx::query("UPDATE grants SET scope = ?, account = ? WHERE id = ?")
+                    .bind(&scope)
+                    .bind(account)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 id
             }
             None => {
                 sqlx::query_scalar(
-                    "INSERT INTO grants (client_id, upstream, resource, scope, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                    "INSERT INTO grants (client_id, upstream, resource, scope, created_at, account) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 )
                 .bind(&client_id.0)
                 .bind(upstream)
                 .bind(&resource.0)
                 .bind(&scope)
                 .bind(now)
+                .bind(account)
                 .fetch_one(&mut *tx)
                 .await?
             }
@@ -236,7 +247,7 @@ impl Store {
     pub async fn active_grants(&self) -> Result<Vec<GrantSummary>> {
         let rows = sqlx::query(
             "SELECT g.id, g.client_id, COALESCE(NULLIF(trim(g.label), ''), NULLIF(trim(c.name), ''), g.client_id) AS name,
-                    g.upstream, g.resource, g.scope, g.created_at, g.last_used_at, g.kind, g.label, g.expires_at, g.tools
+                    g.upstream, g.resource, g.scope, g.created_at, g.last_used_at, g.kind, g.label, g.expires_at, g.tools, g.account
              FROM grants g JOIN clients c ON c.id = g.client_id
              WHERE g.revoked_at IS NULL ORDER BY g.id",
         )
@@ -259,8 +270,40 @@ impl Store {
                 tools: r
                     .get::<Option<String>, _>("tools")
                     .and_then(|t| serde_json::from_str(&t).ok()),
+                account: r.get("account"),
             })
             .collect())
+    }
+
+    /// The account this client chose last for this upstream, offered as the suggestion
+    /// the next time consent asks (never pre-selected).
+    pub async fn last_account(&self, client_id: &str, upstream: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT account FROM grants WHERE client_id = ? AND upstream = ? AND account IS NOT NULL
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(client_id)
+        .bind(upstream)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Moves an active grant to another account of its upstream. Its access tokens stay
+    /// valid; the token cache is emptied so the next request carries the new account.
+    /// Returns false when there is no such active grant.
+    pub async fn set_grant_account(&self, id: GrantId, account: Option<&str>) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let n = sqlx::query("UPDATE grants SET account = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(account)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        if let Err(e) = self.tokens.revoked() {
+            tracing::warn!("cannot move the revocation counter after an account switch: {e}");
+        }
+        Ok(n == 1)
     }
 
     /// Which of `ids` are no longer active (revoked here or by another process).

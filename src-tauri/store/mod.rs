@@ -236,6 +236,7 @@ mod tests {
             code_challenge: "ch",
             expires_at: NOW + 60,
             now: NOW,
+            account: None,
         }
     }
 

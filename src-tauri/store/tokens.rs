@@ -89,7 +89,7 @@ impl Store {
 
     async fn access_token_uncached(&self, hash: &TokenHash) -> Result<Option<AccessRecord>> {
         let row = sqlx::query(
-            "SELECT t.grant_id, t.scope, t.expires_at, g.client_id, g.resource
+            "SELECT t.grant_id, t.scope, t.expires_at, g.client_id, g.resource, g.account
              FROM tokens t JOIN grants g ON g.id = t.grant_id
              WHERE t.hash = ? AND t.kind = 'access' AND g.revoked_at IS NULL",
         )
@@ -102,6 +102,7 @@ impl Store {
             resource: Resource(r.get("resource")),
             scopes: Scopes::parse(r.get::<&str, _>("scope")).unwrap_or_default(),
             expires_at: r.get("expires_at"),
+            account: r.get("account"),
         }))
     }
 

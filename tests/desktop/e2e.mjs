@@ -5,7 +5,7 @@
 // tray menu, clicked with xdotool), and expects the client's next request to get 401.
 //
 // Environment: APP (the mcp-broker binary), RUN_DIR (screenshots, config, data),
-// MODE (window | tray | upstreams | claude-desktop | servers | tools | activity),
+// MODE (window | tray | upstreams | claude-desktop | servers | tools | activity | accounts),
 // XDG_CONFIG_HOME (servers: where the app finds Claude Desktop's configuration), PY (claude-desktop: a Python with the MCP
 // SDK), WEBDRIVER_URL, NOTIFY_LOG (dbus-monitor output),
 // MCP_NODE_MODULES (a node_modules holding @modelcontextprotocol/sdk).
@@ -102,6 +102,15 @@ const firstTools = [
   tool("wipe", "Deletes every note in a folder", { destructiveHint: true }),
 ];
 if (MODE === "tools") writeFileSync(toolsFile, JSON.stringify(firstTools));
+// MODE=accounts: one upstream, two accounts, each with its own token; the fixture server
+// reports the environment it was started with.
+const WORK_TOKEN = "work-token-e2e-5d1";
+const PERSONAL_TOKEN = "personal-token-e2e-8b4";
+const accountsUpstream = () =>
+  `[servers.${UPSTREAM}]\ncommand = "python3"\nargs = [${JSON.stringify(join(import.meta.dirname, "../fixtures/env_upstream.py"))}]\n`
+  + `env = { GH_TOKEN = "none" }\n`
+  + `[servers.${UPSTREAM}.accounts.work]\nenv = { GH_TOKEN = "${WORK_TOKEN}" }\n`
+  + `[servers.${UPSTREAM}.accounts.personal]\nenv = { GH_TOKEN = "${PERSONAL_TOKEN}" }\n`;
 // MODE=servers starts with no configuration file at all: a first start.
 if (MODE !== "servers") {
   writeFileSync(
@@ -111,7 +120,9 @@ if (MODE !== "servers") {
         + `[servers.protected]\nurl = "${protectedBroker.base}/mcp/everything"\n`
       : MODE === "tools"
         ? toolsUpstream()
-        : everythingServer(UPSTREAM),
+        : MODE === "accounts"
+          ? accountsUpstream()
+          : everythingServer(UPSTREAM),
   );
 }
 const appArgs = ["serve", "--config", configPath, "--data-dir", dataDir, "--port", String(port)];
@@ -235,6 +246,8 @@ try {
     await claudeDesktopFlow(main);
   } else if (MODE === "tools") {
     await toolsFlow(main);
+  } else if (MODE === "accounts") {
+    await accountsFlow(main);
   } else {
     step("second launch: must hand over to the running app, not start a second server");
     const second = spawn(APP, appArgs, { stdio: ["ignore", "pipe", "pipe"] });
@@ -800,6 +813,88 @@ async function toolsFlow(main) {
   await until("echo to be listed again", async () => (await names()) === "echo,wipe");
   check(true, "Approve change lists the tool again");
   await client.close().catch(() => {});
+}
+
+// ---- MODE=accounts: several accounts per upstream, chosen at consent (issue 15) ----
+
+async function accountsFlow(main) {
+  step("MCP client connects; the consent window asks which account, none pre-selected");
+  const provider = new Provider();
+  await connect(provider).catch(() => {});
+  await consentWindow(main);
+  const offered = await wd.exec(`return {
+      shown: !document.querySelector('#accounts').hidden,
+      accounts: [...document.querySelectorAll('input[name="account"]')].map(r => r.value),
+      checked: document.querySelectorAll('input[name="account"]:checked').length,
+      tools: [...document.querySelectorAll('#tools li.tool')].map(li => li.dataset.tool) };`);
+  check(offered.shown && offered.accounts.join() === "personal,work",
+    `the consent window offers both accounts (${offered.accounts})`);
+  check(offered.checked === 0, "no account is pre-selected");
+  check(offered.tools.join() === "env,environ", `the tools are listed too (${offered.tools})`);
+
+  step("Approve without a choice is refused; the window stays open");
+  await wd.click(await wd.find("#approve"));
+  const refused = await until("the refusal", () => wd.exec(
+    `const e = document.querySelector('#error'); return e.hidden ? null : e.textContent;`));
+  check(/choose which account/i.test(refused), `the window says to choose an account (${refused})`);
+  check(await wd.exec("return !document.querySelector('#approve').disabled"), "Approve can be pressed again");
+
+  step("choose work and approve");
+  await wd.click(await wd.find('input[name="account"][value="work"]'));
+  await wd.exec("document.querySelector('#error').hidden = true; return true;");
+  await screenshot("consent-window-accounts.png");
+  await answer(wd.click(await wd.find("#approve")));
+  await wd.switchTo(main);
+  const callback = await provider.browser;
+  const authTransport = new StreamableHTTPClientTransport(new URL(`${base}/mcp/${UPSTREAM}`), { authProvider: provider });
+  await authTransport.finishAuth(callback.searchParams.get("code"));
+  const token = async (client) => {
+    const r = await client.callTool({ name: "env", arguments: { name: "GH_TOKEN" } });
+    return r.content?.[0]?.text;
+  };
+  const first = await connect(provider);
+  check((await token(first.client)) === WORK_TOKEN, "the call uses the work account's credential");
+
+  step("the grants window shows the account");
+  const row = await until("the grant row naming its account", async () => {
+    const r = await grantRow();
+    return r && r.upstream.includes(`${UPSTREAM} (work)`) ? r : null;
+  });
+  check(true, `the grants window shows "${UPSTREAM} (work)"`);
+  await screenshot("grants-window-accounts.png");
+
+  step("switch the grant to personal from the grants window");
+  await wd.exec(`const s = document.querySelector('#grants tr[data-grant-id="${row.id}"] select.account');
+    s.value = 'personal'; s.dispatchEvent(new Event('change')); return true;`);
+  await until("the row to name the personal account", async () =>
+    (await grantRow())?.upstream.includes(`${UPSTREAM} (personal)`));
+  check(true, "the grants window shows the new account");
+  const old = await first.client.callTool({ name: "env", arguments: { name: "GH_TOKEN" } })
+    .then((r) => JSON.stringify(r), (e) => `error: ${e.message}`);
+  check(!old.includes(WORK_TOKEN) && !old.includes(PERSONAL_TOKEN),
+    `the session open before the switch ended (${old.slice(0, 120)})`);
+  await first.client.close().catch(() => {});
+  const second = await connect(provider);
+  check((await token(second.client)) === PERSONAL_TOKEN, "the next call uses the personal account's credential");
+  const list = execFileSync(APP, ["grants", "list", "--data-dir", dataDir], { encoding: "utf8" });
+  check(list.includes("\tpersonal"), "grants list shows the account");
+
+  step("the grant's activity names the account of each call");
+  const calls = await until("env calls on both accounts in the detail view", async () => {
+    await wd.click(await wd.find(`#grants tbody tr[data-grant-id="${row.id}"] button.activity`));
+    await sleep(300);
+    const v = await wd.exec(`const p = document.querySelector('#grant-activity');
+      if (p.hidden || p.dataset.loaded !== 'true') return null;
+      return { title: p.querySelector('#activity-title').textContent,
+        calls: [...p.querySelectorAll('#activity-calls tbody tr')]
+          .filter(r => r.querySelector('.target').textContent === 'env')
+          .map(r => r.querySelector('.account-col').textContent) };`);
+    return v && v.calls.includes("work") && v.calls.includes("personal") ? v : null;
+  });
+  check(calls.title.endsWith(`→ ${UPSTREAM} (personal)`), `the detail view is titled with the account (${calls.title})`);
+  check(calls.calls[0] === "personal", `the newest call went through personal, the first through work (${calls.calls})`);
+  await screenshot("grant-activity-accounts.png");
+  await second.client.close().catch(() => {});
 }
 
 // ---- MODE=upstreams: secrets and upstream sign-in from the grants window ----

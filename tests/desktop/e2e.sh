@@ -13,6 +13,8 @@
 #   tests/desktop/e2e.sh tools      # per-tool consent, the approval window, a changed
 #                                   # tool's diff in the grants window
 #   tests/desktop/e2e.sh activity   # real calls, then the grant's detail view (activity log)
+#   tests/desktop/e2e.sh accounts   # two accounts on one upstream: the choice at consent,
+#                                   # the grants window showing and switching it
 #
 # Needs: a desktop build (`cargo build`; APP overrides target/debug/mcp-broker), the
 # packages from .ci/install-desktop.sh, tauri-driver, and a node_modules with
@@ -30,7 +32,7 @@ fi
 export MCP_NODE_MODULES
 RUN_ROOT="${RUN_DIR:-$ROOT/target/desktop-e2e/$(date +%Y%m%d-%H%M%S)}"
 MODES=("$@")
-[ ${#MODES[@]} -eq 0 ] && MODES=(window tray upstreams claude-desktop servers tools activity)
+[ ${#MODES[@]} -eq 0 ] && MODES=(window tray upstreams claude-desktop servers tools activity accounts)
 # The Python MCP SDK (claude-desktop mode) comes from the acceptance harness's venv.
 export PY="${PY:-$ROOT/../shared/acceptance/.venv/bin/python}"
 
@@ -52,7 +54,7 @@ fi
 
 status=0
 for mode in "${MODES[@]}"; do
-  case "$mode" in window|tray|upstreams|claude-desktop|servers|tools|activity) ;; *) echo "unknown mode: $mode (window|tray|upstreams|claude-desktop|servers|tools|activity)" >&2; exit 2 ;; esac
+  case "$mode" in window|tray|upstreams|claude-desktop|servers|tools|activity|accounts) ;; *) echo "unknown mode: $mode (window|tray|upstreams|claude-desktop|servers|tools|activity|accounts)" >&2; exit 2 ;; esac
   run="$RUN_ROOT/$mode"
   mkdir -p "$run"
   echo "desktop e2e ($mode): run folder $run"

@@ -4,7 +4,8 @@
 # revoke from the tray, secrets and upstream sign-in in the grants window, and Claude
 # Desktop's path: stdio bridge -> this app -> native consent, a first start with no
 # configuration: servers added and imported in the window, per-tool consent with the
-# approval window and a changed tool's diff, and a grant's activity view). Needs what
+# approval window and a changed tool's diff, a grant's activity view, and an upstream
+# with two accounts: the choice at consent and a switch in the grants window). Needs what
 # .ci/install-desktop.sh and .ci/install-keychain.sh install.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,4 +13,4 @@ cd "$(dirname "$0")/../.."
 # The desktop code only compiles with the UI built, so its lints run here.
 cargo clippy --all-targets -- -D warnings
 cargo build
-APP="$PWD/target/debug/mcp-broker" bash tests/desktop/e2e.sh window tray upstreams claude-desktop servers tools activity
+APP="$PWD/target/debug/mcp-broker" bash tests/desktop/e2e.sh window tray upstreams claude-desktop servers tools activity accounts

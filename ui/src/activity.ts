@@ -1,7 +1,7 @@
 // A grant's detail view in the grants window: its calls (newest first, filtered by tool
 // and outcome, paged), counts per tool, errors, last use and authorization history, as
 // the core's `grant_activity` returns them (src-tauri/gateway/activity.rs).
-import { type ActivityRow, type Grant, type GrantActivity, errorText, grantActivity } from "./api";
+import { type ActivityRow, type Grant, type GrantActivity, errorText, grantActivity, grantTitle } from "./api";
 
 const panel = document.querySelector<HTMLElement>("#grant-activity")!;
 const title = document.querySelector<HTMLElement>("#activity-title")!;
@@ -54,6 +54,7 @@ function callRow(r: ActivityRow): HTMLTableRowElement {
   time.title = at(r.at_ms);
   tr.append(
     time,
+    td(r.account ?? "", "account-col"),
     td(r.method ?? "", "method"),
     td(r.target ?? "", "target"),
     td(outcomeText(r), r.outcome === "ok" ? "outcome" : "outcome err"),
@@ -79,7 +80,7 @@ function historyText(r: ActivityRow): string {
     case "consent_denied": {
       const shown = (detail.shown ?? {}) as Record<string, unknown>;
       const verb = r.event === "consent_approved" ? "approved" : "denied";
-      return `${verb} in the ${String(detail.shown_in)}: ${String(shown.client_name)} → ${String(shown.upstream)}, redirect to ${String(shown.redirect_host)}, scope ${String(shown.scope)}`;
+      return `${verb} in the ${String(detail.shown_in)}: ${String(shown.client_name)} → ${String(shown.upstream)}${r.account === null ? "" : ` (${r.account})`}, redirect to ${String(shown.redirect_host)}, scope ${String(shown.scope)}`;
     }
     case "tokens_issued":
       return "tokens issued";
@@ -151,7 +152,9 @@ export async function openGrantActivity(g: Grant) {
   grant = g;
   panel.dataset.grantId = String(g.id);
   delete panel.dataset.loaded;
-  title.textContent = `${g.client_name} → ${g.upstream}`;
+  title.textContent = grantTitle(g);
+  // The account column only for a grant on an upstream with accounts (issue 15).
+  document.querySelector("#activity-calls")!.classList.toggle("no-accounts", g.account === null);
   toolFilter.value = "";
   outcomeFilter.value = "";
   panel.hidden = false;

@@ -20,7 +20,11 @@ export interface Grant {
   expires_at: number | null;
   // The tools a personal token is meant for (null: all); not enforced yet.
   tools: string[] | null;
+  // The upstream account the grant uses (null: the upstream has no named accounts).
+  account: string | null;
   sessions: number;
+  // The upstream's accounts this grant can switch to (empty: fewer than two).
+  upstream_accounts: string[];
 }
 
 export type GrantKind = "oauth" | "personal_token";
@@ -40,6 +44,8 @@ export type SecretStatus = "stored" | "missing" | "unknown";
 export interface SecretUse {
   name: string;
   place: string;
+  // The account whose value reads it (null: the server's own, shared by every account).
+  account: string | null;
   status: SecretStatus;
 }
 
@@ -54,7 +60,18 @@ export interface Upstream {
   sessions: number;
   last_error: string | null;
   secrets: SecretUse[];
-  sign_in: { signed_in: boolean | null; login: LoginState | null } | null;
+  sign_in: SignIn | null;
+  // Per named account that signs in with OAuth (then `sign_in` is null).
+  account_sign_ins: AccountSignIn[];
+}
+
+export type SignIn = { signed_in: boolean | null; login: LoginState | null };
+
+export interface AccountSignIn {
+  account: string;
+  // What signInUpstream / signOutUpstream take for this account.
+  sign_in_id: string;
+  sign_in: SignIn;
 }
 
 export interface SecretEntry {
@@ -80,6 +97,10 @@ export interface ConsentView {
   scope: string;
   ignored_scopes: string | null;
   access_warning: string;
+  // The upstream's accounts when one must be chosen (empty: no choice to make).
+  accounts: string[];
+  // The account this client chose last time: named, never pre-selected.
+  suggested_account: string | null;
   tools: ConsentTool[];
   tools_error: string | null;
 }
@@ -146,6 +167,8 @@ export interface ActivityRow {
   grant_id: number | null;
   client_id: string | null;
   upstream: string | null;
+  // The upstream account the grant used (null: the upstream has no named accounts).
+  account: string | null;
   method: string | null;
   // The tool / prompt name or resource URI.
   target: string | null;
@@ -201,6 +224,8 @@ export const grantActivity = (id: number, filter: ActivityFilter) =>
   invoke<GrantActivity>("grant_activity", { id, filter });
 export const listUpstreams = () => invoke<Overview>("list_upstreams");
 export const revokeGrant = (id: number) => invoke<void>("revoke_grant", { id });
+export const switchAccount = (id: number, account: string) =>
+  invoke<void>("switch_account", { id, account });
 // Revokes every active grant; resolves to how many were revoked.
 export const revokeAllGrants = () => invoke<number>("revoke_all_grants");
 // `expires`: a duration such as "30d", or "never".
@@ -224,8 +249,11 @@ export const about = () => invoke<About>("about");
 export const setStartAtLogin = (on: boolean) => invoke<About>("set_start_at_login", { on });
 export const dismissStartAtLoginOffer = () => invoke<About>("dismiss_start_at_login_offer");
 export const consentDetails = () => invoke<ConsentView>("consent_details");
-export const decideConsent = (approve: boolean, tools: Record<string, ToolChoice> = {}) =>
-  invoke<void>("decide_consent", { approve, tools });
+export const decideConsent = (
+  approve: boolean,
+  tools: Record<string, ToolChoice> = {},
+  account: string | null = null,
+) => invoke<void>("decide_consent", { approve, tools, account });
 export const toolApprovalDetails = () => invoke<ToolApprovalView>("tool_approval_details");
 export const answerToolApproval = (answer: "once" | "hour" | "always" | "deny") =>
   invoke<void>("answer_tool_approval", { answer });
@@ -336,3 +364,7 @@ export const importPreview = (client: string, servers: string[]) =>
 // `confirmed`: the keychain entries (from the preview) the person agreed to move.
 export const importServers = (client: string, servers: string[], confirmed: string[]) =>
   invoke<ImportedView>("import_servers", { client, servers, confirmed });
+
+// How a grant is named everywhere: "Claude Code → github (work)".
+export const grantTitle = (g: Grant) =>
+  `${g.client_name} → ${g.upstream}${g.account === null ? "" : ` (${g.account})`}`;

@@ -26,6 +26,27 @@ function show(d: ConsentView) {
     ignored.textContent = ` (not offered, ignored: ${d.ignored_scopes})`;
     ignored.hidden = false;
   }
+  if (d.accounts.length > 0) {
+    $("#accounts-upstream").textContent = d.upstream;
+    const list = $<HTMLDivElement>("#account-list");
+    for (const a of d.accounts) {
+      // None checked: the person chooses; the last choice is only named.
+      const label = document.createElement("label");
+      const radio = document.createElement("input");
+      radio.type = "radio";
+      radio.name = "account";
+      radio.value = a;
+      label.append(radio, ` ${a}`);
+      if (a === d.suggested_account) {
+        const hint = document.createElement("small");
+        hint.className = "muted";
+        hint.textContent = " (chosen last time)";
+        label.append(hint);
+      }
+      list.append(label, document.createElement("br"));
+    }
+    $("#accounts").hidden = false;
+  }
   showTools(d);
   $("#access-warning").textContent = d.access_warning;
   const warning = $<HTMLParagraphElement>("#warning");
@@ -107,10 +128,14 @@ async function decide(yes: boolean) {
   deny.disabled = true;
   approve.disabled = true;
   try {
-    await decideConsent(yes, choices); // the shell closes this window
+    const chosen = document.querySelector<HTMLInputElement>('input[name="account"]:checked');
+    await decideConsent(yes, choices, chosen?.value ?? null); // the shell closes this window
   } catch (e) {
     errorBox.textContent = errorText(e);
     errorBox.hidden = false;
+    // A refused choice leaves the question open: choose and approve again.
+    deny.disabled = false;
+    approve.disabled = false;
   }
 }
 

@@ -4,6 +4,7 @@ import { listen } from "@tauri-apps/api/event";
 import {
   type Grant,
   type SecretEntry,
+  type SignIn,
   type Upstream,
   createPersonalToken,
   deleteSecret,
@@ -15,6 +16,7 @@ import {
   setSecret,
   signInUpstream,
   signOutUpstream,
+  switchAccount,
 } from "./api";
 import { toolsRow } from "./grant_tools";
 import { openGrantActivity } from "./activity";
@@ -133,9 +135,33 @@ function renderGrants(grants: Grant[]) {
       activity.addEventListener("click", () => openGrantActivity(g));
       const action = document.createElement("td");
       action.append(activity, " ", revoke);
+      const upstream = cell(g.account === null ? g.upstream : `${g.upstream} (${g.account})`, "upstream");
+      if (g.upstream_accounts.length > 1) {
+        // Switching ends the grant's open sessions; the client's next one uses the new account.
+        const pick = document.createElement("select");
+        pick.className = "account";
+        pick.title = "Switch this grant to another account";
+        for (const a of g.upstream_accounts) {
+          const o = document.createElement("option");
+          o.value = a;
+          o.textContent = a;
+          o.selected = a === g.account;
+          pick.append(o);
+        }
+        pick.addEventListener("change", async () => {
+          pick.disabled = true;
+          try {
+            await switchAccount(g.id, pick.value);
+          } catch (e) {
+            pick.disabled = false;
+            showError(e);
+          }
+        });
+        upstream.append(" ", pick);
+      }
       tr.append(
         client,
-        cell(g.upstream, "upstream"),
+        upstream,
         cell(g.scope, "scope"),
         cell(when(g.created_at)),
         cell(when(g.last_used_at)),
@@ -226,35 +252,18 @@ function credentials(u: Upstream): HTMLTableCellElement {
   const td = document.createElement("td");
   td.className = "credentials";
   for (const sec of u.secrets) {
-    const c = chip(`${sec.name}: ${sec.status}`, sec.status);
+    const c = chip(`${sec.name}${sec.account === null ? "" : ` (${sec.account})`}: ${sec.status}`, sec.status);
     c.title = `${sec.place}, from the OS keychain`;
     c.dataset.secret = sec.name;
     td.append(c);
   }
-  const s = u.sign_in;
-  if (s) {
-    const pending = s.login?.state === "pending";
-    if (s.signed_in) {
-      td.append(chip("signed in", "signed-in"));
-      td.append(
-        button("Sign out", "small sign-out", async () => {
-          await signOutUpstream(u.name);
-        }),
-      );
-    } else {
-      td.append(chip(pending ? "waiting for the browser…" : "not signed in", "signed-out"));
-      td.append(
-        button(pending ? "Sign in again" : "Sign in", "small primary sign-in", async () => {
-          const url = await signInUpstream(u.name);
-          signInNote.textContent = `Sign in to ${u.name} in your browser. If no browser opened, visit: ${url}`;
-          signInNote.hidden = false;
-          await refreshUpstreams();
-        }),
-      );
-    }
-    if (s.login?.state === "failed") {
-      td.append(chip(`sign-in failed: ${s.login.detail}`, "missing"));
-    }
+  if (u.sign_in) signInControls(td, u.name, u.name, u.sign_in);
+  for (const a of u.account_sign_ins) {
+    const label = document.createElement("span");
+    label.className = "sub account";
+    label.textContent = a.account;
+    td.append(label);
+    signInControls(td, a.sign_in_id, `${u.name} (${a.account})`, a.sign_in);
   }
   if (!td.childElementCount) td.textContent = "—";
   return td;
@@ -275,6 +284,33 @@ function serverActions(name: string): HTMLTableCellElement {
   return td;
 }
 
+// Sign in / out of one sign-in: the upstream's own (`id` is its name) or one account's
+// (`NAME:ACCOUNT`).
+function signInControls(td: HTMLTableCellElement, id: string, shown: string, s: SignIn) {
+  const pending = s.login?.state === "pending";
+  if (s.signed_in) {
+    td.append(chip("signed in", "signed-in"));
+    td.append(
+      button("Sign out", "small sign-out", async () => {
+        await signOutUpstream(id);
+      }),
+    );
+  } else {
+    td.append(chip(pending ? "waiting for the browser…" : "not signed in", "signed-out"));
+    td.append(
+      button(pending ? "Sign in again" : "Sign in", "small primary sign-in", async () => {
+        const url = await signInUpstream(id);
+        signInNote.textContent = `Sign in to ${shown} in your browser. If no browser opened, visit: ${url}`;
+        signInNote.hidden = false;
+        await refreshUpstreams();
+      }),
+    );
+  }
+  if (s.login?.state === "failed") {
+    td.append(chip(`sign-in failed: ${s.login.detail}`, "missing"));
+  }
+}
+
 function renderUpstreams(upstreams: Upstream[]) {
   upstreamsBody.replaceChildren(
     ...upstreams.map((u) => {
@@ -292,7 +328,9 @@ function renderUpstreams(upstreams: Upstream[]) {
     }),
   );
   // The note about a sign-in in progress goes once none is pending.
-  if (!upstreams.some((u) => u.sign_in?.login?.state === "pending")) signInNote.hidden = true;
+  const pending = (s: SignIn | null) => s?.login?.state === "pending";
+  if (!upstreams.some((u) => pending(u.sign_in) || u.account_sign_ins.some((a) => pending(a.sign_in))))
+    signInNote.hidden = true;
 }
 
 function renderSecrets(secrets: SecretEntry[], error: string | null) {

@@ -34,7 +34,7 @@ mod rounds;
 mod stdio_wire;
 mod wire;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -47,7 +47,7 @@ use super::Upstreams;
 use super::link::{Inbound, Inbox, Link};
 use super::message::{IdKey, Kind, Message, parse_one};
 use super::modern::ladder::{CAPABILITIES_KEY, MODERN_VERSION, VERSION_KEY};
-use crate::config::{Transport, UpstreamConfig};
+use crate::config::{Transport, UpstreamConfig, ValueSource};
 pub use probe::{Eras, UpstreamEra};
 use stdio_wire::StdioWire;
 use wire::{HttpWire, Wire};
@@ -206,13 +206,17 @@ impl Upstreams {
         &self,
         upstream: &str,
         cfg: &UpstreamConfig,
+        values: &BTreeMap<String, ValueSource>,
+        account: Option<&str>,
         session: &str,
         inbox: Inbox,
     ) -> Result<Link, String> {
         let wire = match &cfg.transport {
             Transport::Stdio { .. } => {
                 let (to_wire, heard) = tokio::sync::mpsc::unbounded_channel();
-                let child = self.spawn_stdio(upstream, cfg, session, to_wire).await?;
+                let child = self
+                    .spawn_stdio(upstream, cfg, values, session, to_wire)
+                    .await?;
                 Wire::Stdio(StdioWire::new(
                     child,
                     heard,
@@ -220,12 +224,12 @@ impl Upstreams {
                     self.request_timeout,
                 ))
             }
-            Transport::Http { url, headers, .. } => Wire::Http(HttpWire {
+            Transport::Http { url, .. } => Wire::Http(HttpWire {
                 http: self.http.clone(),
                 url: url.clone(),
-                headers: self.header_map(upstream, headers).await?,
+                headers: self.header_map(upstream, values).await?,
                 oauth: self.oauth.clone(),
-                upstream: upstream.to_owned(),
+                sign_in: crate::config::sign_in_id(upstream, account.or(cfg.default_account())),
                 timeout: self.request_timeout,
             }),
         };

@@ -192,7 +192,7 @@ impl Upstreams {
     async fn probe_http(&self, upstream: &str, url: &url::Url) -> Option<UpstreamEra> {
         let mut headers = HeaderMap::new();
         headers.insert("mcp-method", HeaderValue::from_static("server/discover"));
-        let req = self.signed(upstream, url, &headers).await.ok()?;
+        let req = self.signed(upstream, None, url, &headers).await.ok()?;
         let res = tokio::time::timeout(
             HTTP_PROBE_TIMEOUT,
             req.body(probe_request().to_string()).send(),
@@ -214,8 +214,10 @@ impl Upstreams {
     /// the same way, with the reason).
     async fn probe_stdio(&self, upstream: &str, cfg: &UpstreamConfig) -> Option<UpstreamEra> {
         let (inbox, mut heard) = mpsc::unbounded_channel();
+        // No grant is behind a probe: with several accounts, none of their credentials.
+        let values = cfg.values_for(None).ok()?;
         let child = self
-            .spawn_stdio(upstream, cfg, "era-probe", inbox)
+            .spawn_stdio(upstream, cfg, &values, "era-probe", inbox)
             .await
             .ok()?;
         let probe = parse_one(Bytes::from(probe_request().to_string())).ok()?;
@@ -298,6 +300,7 @@ mod tests {
                 cwd: None,
             },
             era: Setting::Auto,
+            accounts: Default::default(),
         };
         assert_ne!(
             launch_key(&stdio(&["a b"])),

@@ -64,7 +64,8 @@ pub struct HttpWire {
     /// The configured headers, resolved (secrets marked sensitive).
     pub headers: HeaderMap,
     pub oauth: Arc<UpstreamOAuth>,
-    pub upstream: String,
+    /// The sign-in whose token goes with each request (the grant's account's).
+    pub sign_in: String,
     /// How long the upstream may take to send headers, and then each part of its answer.
     pub timeout: Duration,
 }
@@ -113,7 +114,7 @@ impl HttpWire {
             .headers(routing(body, params_headers));
         if let Some(t) = self
             .oauth
-            .bearer(&self.upstream)
+            .bearer(&self.sign_in)
             .await
             .map_err(|e| WireError::SignIn(e.to_string()))?
         {

@@ -88,8 +88,15 @@ pub async fn post(
             }
             if let Some(url) = up.modern_remote(upstream).await {
                 return Some(
-                    up.pass_through(upstream, &url, headers, &req.id, body)
-                        .await,
+                    up.pass_through(
+                        upstream,
+                        caller.account.as_deref(),
+                        &url,
+                        headers,
+                        &req.id,
+                        body,
+                    )
+                    .await,
                 );
             }
             Some(serve(up, upstream, caller, headers, req).await)
@@ -105,7 +112,11 @@ async fn serve(
     req: ModernRequest,
 ) -> Response {
     let front = &up.modern;
-    let warm = match front.warm.get(up, upstream, caller.grant_id).await {
+    let warm = match front
+        .warm
+        .get(up, upstream, caller.grant_id, caller.account.as_deref())
+        .await
+    {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(upstream, "cannot serve a 2026-07-28 request: {e}");

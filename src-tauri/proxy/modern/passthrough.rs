@@ -38,15 +38,24 @@ impl Upstreams {
         (self.upstream_era(upstream).await? == UpstreamEra::Modern).then_some(url)
     }
 
-    /// A POST to the upstream with its configured headers and the broker's sign-in.
+    /// A POST to the upstream with the headers and the broker's sign-in of `account`
+    /// (`None`: the implicit or only one).
     pub(in crate::proxy) async fn signed(
         &self,
         upstream: &str,
+        account: Option<&str>,
         url: &url::Url,
         routing: &HeaderMap,
     ) -> Result<reqwest::RequestBuilder, String> {
-        let Some(Transport::Http { headers, .. }) = self.transport(upstream) else {
-            return Err(format!("no remote upstream named {upstream}"));
+        let (headers, sign_in) = {
+            let configs = self.configs.read().unwrap_or_else(|e| e.into_inner());
+            let cfg = configs
+                .get(upstream)
+                .filter(|c| matches!(c.transport, Transport::Http { .. }))
+                .ok_or_else(|| format!("no remote upstream named {upstream}"))?;
+            let headers = cfg.values_for(account).map_err(|e| e.to_string())?;
+            let sign_in = crate::config::sign_in_id(upstream, account.or(cfg.default_account()));
+            (headers, sign_in)
         };
         let mut req = self
             .http
@@ -59,7 +68,7 @@ impl Upstreams {
         }
         if let Some(t) = self
             .oauth
-            .bearer(upstream)
+            .bearer(&sign_in)
             .await
             .map_err(|e| e.to_string())?
         {
@@ -78,6 +87,7 @@ impl Upstreams {
     pub(super) async fn pass_through(
         &self,
         upstream: &str,
+        account: Option<&str>,
         url: &url::Url,
         client: &HeaderMap,
         id: &Value,
@@ -100,7 +110,7 @@ impl Upstreams {
                 Body::from(body.to_string()),
             )
         };
-        let req = match self.signed(upstream, url, &routing).await {
+        let req = match self.signed(upstream, account, url, &routing).await {
             Ok(r) => r,
             Err(why) => return fail(why),
         };

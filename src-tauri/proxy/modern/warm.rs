@@ -60,6 +60,7 @@ impl WarmSessions {
         up: &Upstreams,
         upstream: &str,
         grant: GrantId,
+        account: Option<&str>,
     ) -> Result<Arc<Warm>, WarmError> {
         let slot = self
             .slots
@@ -74,15 +75,23 @@ impl WarmSessions {
         {
             return Ok(w.clone());
         }
-        let w = Warm::open(up, upstream, grant).await?;
+        let w = Warm::open(up, upstream, grant, account).await?;
         *held = Some(w.clone());
         Ok(w)
     }
 }
 
 impl Warm {
-    async fn open(up: &Upstreams, upstream: &str, grant: GrantId) -> Result<Arc<Warm>, WarmError> {
-        let relay = up.create(upstream, grant).await.map_err(WarmError::Start)?;
+    async fn open(
+        up: &Upstreams,
+        upstream: &str,
+        grant: GrantId,
+        account: Option<&str>,
+    ) -> Result<Arc<Warm>, WarmError> {
+        let relay = up
+            .create(upstream, grant, account)
+            .await
+            .map_err(WarmError::Start)?;
         let init = json!({
             "jsonrpc": "2.0",
             "id": "mcp-broker-initialize",
