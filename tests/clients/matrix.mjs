@@ -2,9 +2,10 @@
 // broker and its upstreams and runs this): the TypeScript SDK v2 client
 // (@modelcontextprotocol/client) in `auto` mode and the TypeScript SDK 1.x client
 // (@modelcontextprotocol/sdk, 2025-11-25), each against every upstream: the era it got,
-// tools/list, tools/call, progress during a call, an elicitation in the middle of a call.
+// tools/list, tools/call, progress during a call, an elicitation in the middle of a call,
+// and both in one call (`survey` on the upstream MATRIX_BOTH names for that kind).
 // Prints one line per cell: CELL<TAB>client<TAB>upstream<TAB>op<TAB>PASS|FAIL<TAB>detail.
-// MATRIX_BASE=http://127.0.0.1:PORT MATRIX_TOKENS='{"stdio":"..."}' MATRIX_TOOLS=... MATRIX_ASKS=... node matrix.mjs
+// MATRIX_BASE=http://127.0.0.1:PORT MATRIX_TOKENS='{"stdio":"..."}' MATRIX_TOOLS=... MATRIX_ASKS=... MATRIX_BOTH=... node matrix.mjs
 import { Client as ClientV2, StreamableHTTPClientTransport as TransportV2 } from '@modelcontextprotocol/client';
 import { Client as Client1x } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as Transport1x } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -14,6 +15,7 @@ const base = process.env.MATRIX_BASE;
 const tokens = JSON.parse(process.env.MATRIX_TOKENS);
 const tools = JSON.parse(process.env.MATRIX_TOOLS);
 const asks = JSON.parse(process.env.MATRIX_ASKS);
+const both = JSON.parse(process.env.MATRIX_BOTH);
 let failed = 0;
 
 function cell(client, upstream, op, ok, detail = '') {
@@ -46,10 +48,8 @@ const clients = {
   }
 };
 
-async function row(name, upstream) {
-  const kind = clients[name];
-  const [echo, [slow, slowArgs], ask] = tools[upstream];
-  const who = `${name} on ${upstream}`;
+/** A connected-to-be client of `upstream` that answers every elicitation with `who`. */
+function open(kind, upstream, who) {
   const asked = [];
   const { client, onElicit, Transport } = kind.make();
   onElicit(async request => {
@@ -59,6 +59,14 @@ async function row(name, upstream) {
   const transport = new Transport(new URL(`${base}/mcp/${upstream}`), {
     requestInit: { headers: { authorization: `Bearer ${tokens[upstream]}` } }
   });
+  return { client, transport, asked };
+}
+
+async function row(name, upstream) {
+  const kind = clients[name];
+  const [echo, [slow, slowArgs], ask] = tools[upstream];
+  const who = `${name} on ${upstream}`;
+  const { client, transport, asked } = open(kind, upstream, who);
   let op = 'era';
   try {
     await client.connect(transport);
@@ -82,10 +90,30 @@ async function row(name, upstream) {
   } finally {
     await client.close().catch(() => {});
   }
+  await bothInOneCall(name, upstream);
+}
+
+/** Progress, an elicitation, progress again, all in one call. */
+async function bothInOneCall(name, upstream) {
+  const kind = clients[name];
+  const who = `${name} on ${both[upstream]}`;
+  const { client, transport, asked } = open(kind, both[upstream], who);
+  try {
+    await client.connect(transport);
+    const progress = [];
+    // The v2 SDK reports its own progress while it fulfils an input_required round
+    // ("Fulfilling input required by 'tools/call' (round 1)"): not the upstream's.
+    const r = await kind.call(client, { name: 'survey', arguments: {} }, p => /^Fulfilling input required/.test(p.message ?? '') || progress.push(p.progress));
+    cell(name, upstream, 'both-in-1-call', progress.join(',') === '1,2' && asked.length === 1 && String(asked[0].message).includes(asks.survey) && !r.isError && textOf(r).includes(`Thanks, ${who}`), JSON.stringify({ progress, asked, r }));
+  } catch (e) {
+    cell(name, upstream, 'both-in-1-call', false, e?.stack ?? String(e));
+  } finally {
+    await client.close().catch(() => {});
+  }
 }
 
 for (const name of Object.keys(clients)) {
-  for (const upstream of Object.keys(tokens)) {
+  for (const upstream of Object.keys(tools)) {
     await row(name, upstream);
   }
 }
