@@ -501,3 +501,46 @@ async fn an_upstream_s_4xx_json_rpc_error_keeps_its_status_code_and_message() {
         "polled"
     );
 }
+
+/// The same refusal seen by a 2026-07-28 client (the broker relays over its warm legacy
+/// session): the upstream's status, code, message and data, with the client's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modern_client_gets_the_upstream_s_4xx_status_code_and_message_too() {
+    let (url, _) = polling_upstream(false).await;
+    let b = Broker::start(&config(&url, 30));
+    let c = http();
+    let (_, t) = authorize(&c, &b.base, "polling").await;
+    let call = |id: i64, tool: &str| {
+        c.post(b.mcp_url("polling"))
+            .bearer_auth(&t.access)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", tool)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(
+                json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{},
+                    "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}})
+                .to_string(),
+            )
+            .send()
+    };
+    let res = call(7, "refuse").await.unwrap();
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, 422, "the upstream's status: {body}");
+    assert_eq!(
+        body,
+        json!({"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"text must not be empty","data":{"field":"text"}}}),
+        "the upstream's code, message and data, with the client's id"
+    );
+    // A 403 stays the broker's business, as for a legacy client.
+    let res = call(8, "forbidden").await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (body["id"].clone(), body["error"]["code"].clone()),
+        (json!(8), json!(-32603)),
+        "{body}"
+    );
+}

@@ -1,6 +1,7 @@
 """A 2026-07-28 (dual-era) MCP server on Streamable HTTP, built on the Python MCP SDK 2.3,
 for the broker's modern-upstream tests: `echo`, `slow` with progress, `ask`, which
-elicits a name (on 2026-07-28 that is an `input_required` result), `region`, whose
+elicits a name (on 2026-07-28 that is an `input_required` result), `survey`, which
+reports progress, asks a name and reports progress again (in either era), `region`, whose
 argument travels in an `Mcp-Param-Region` header too (`x-mcp-header`), and `whoami`,
 which reports what the request carried (version, capabilities, Authorization).
     python modern_upstream.py PORT [--modern-only]
@@ -15,7 +16,7 @@ from typing import Annotated
 
 import anyio
 import mcp_types
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -51,6 +52,33 @@ async def ask(ctx: Context) -> str | mcp_types.InputRequiredResult:
         return mcp_types.InputRequiredResult(input_requests={"name": ask_name}, request_state="ask-1")
     content = answer.content if hasattr(answer, "content") else answer.get("content")
     return f"Hello, {(content or {}).get('name')}"
+
+
+class Name(BaseModel):
+    name: str
+
+
+@app.tool()
+async def survey(ctx: Context) -> str | mcp_types.InputRequiredResult:
+    """Progress, then a question in the middle of the call, then progress again: the
+    question is an `input_required` result on 2026-07-28 and an `elicitation/create`
+    request on 2025-11-25."""
+    modern = ctx.protocol_version == "2026-07-28"
+    answer = (ctx.input_responses or {}).get("name") if modern else None
+    if answer is None:
+        await ctx.report_progress(1, 2)
+        if modern:
+            return mcp_types.InputRequiredResult(input_requests={"name": mcp_types.ElicitRequest(
+                params=mcp_types.ElicitRequestFormParams(message="Who is taking the survey?",
+                                                         requested_schema=Name.model_json_schema()))},
+                request_state="survey-1")
+        asked = await ctx.elicit("Who is taking the survey?", Name)
+        name = asked.data.name if asked.action == "accept" and asked.data else None
+    else:
+        content = answer.content if hasattr(answer, "content") else answer.get("content")
+        name = (content or {}).get("name")
+    await ctx.report_progress(2, 2)
+    return f"Thanks, {name}"
 
 
 @app.tool()

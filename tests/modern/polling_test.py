@@ -45,11 +45,15 @@ def text_of(res) -> str:
 async def main() -> None:
     port = free_port()
     up_log = open(work / "upstream.log", "w")
+    # Unbuffered: its access log (stdout) is read while it still runs.
     procs.append(subprocess.Popen([sys.executable, str(Path(__file__).with_name("polling_upstream.py")), str(port)],
-                                  stdout=up_log, stderr=up_log, start_new_session=True))
+                                  stdout=up_log, stderr=up_log, start_new_session=True,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"}))
     assert wait_port(port), "the polling upstream did not start"
     config = work / "broker.toml"
-    config.write_text(f'[servers.polling]\nurl = "http://127.0.0.1:{port}/mcp"\n')
+    # The SDK's server is dual-era: a probe would find it 2026-07-28 and the broker would
+    # bridge statelessly, never meeting the 2025-11-25 polling this test is about.
+    config.write_text(f'[servers.polling]\nurl = "http://127.0.0.1:{port}/mcp"\nera = "legacy"\n')
     broker = subprocess.Popen([BROKER, "serve", "--headless", "--config", str(config), "--data-dir",
                                str(work / "data"), "--port", "0"], stdout=subprocess.PIPE,
                               stderr=open(work / "broker.log", "w"), text=True)

@@ -3,7 +3,9 @@
 //! and the reserved `_meta` keys stripped before the hop (basic/index §`_meta`); on the
 //! way back the id and token are restored and the result gains `resultType` and, for the
 //! cacheable methods, `ttlMs`/`cacheScope` describing the broker's view
-//! (server/utilities/caching §Cacheable Results: not cached, private to this grant).
+//! (server/utilities/caching §Cacheable Results: not cached, private to this grant). A
+//! remote upstream's 4xx refusal keeps its HTTP status, code and message, as for a legacy
+//! client (basic/transports; see proxy/remote.rs).
 //! Progress goes out on the request's own response (basic/patterns/progress); dropping
 //! the call (the client went away) cancels it upstream (basic/patterns/cancellation
 //! §Transport-Specific Cancellation).
@@ -246,6 +248,8 @@ impl Call {
                     "the upstream session ended before answering",
                 ));
             };
+            // The 4xx a remote upstream refused the request with (remote.rs relays it).
+            let refused = item.status.and_then(|s| StatusCode::from_u16(s).ok());
             let Ok(m) = parse_one(item.data) else {
                 continue;
             };
@@ -257,10 +261,11 @@ impl Call {
                         (&r.method, r.name.as_deref()),
                         r.warm.server_info(),
                     );
-                    let status = if self.streaming {
-                        StatusCode::OK
-                    } else {
-                        status
+                    let status = match refused {
+                        // Once progress went out the status line is sent: 200.
+                        _ if self.streaming => StatusCode::OK,
+                        Some(refused) => refused,
+                        None => status,
                     };
                     self.finish();
                     return Some(Out {
