@@ -35,6 +35,9 @@ pub struct ToolCall<'a> {
     pub tool: &'a str,
     /// `params.arguments`, as the client sent them.
     pub arguments: Option<&'a RawValue>,
+    /// Told when the gate starts waiting for a person (`tool_wait` then keeps the
+    /// client's request alive).
+    pub asking: Option<&'a tokio::sync::Notify>,
 }
 
 pub trait ToolGate: Send + Sync {
@@ -75,6 +78,7 @@ pub(super) async fn screen_calls(
     grant: GrantId,
     upstream: &str,
     activity: Option<&crate::activity::ActivityLog>,
+    asking: Option<&tokio::sync::Notify>,
 ) -> Result<(), Response> {
     let started = std::time::Instant::now();
     let mut names: Vec<Option<String>> = vec![None; msgs.len()];
@@ -95,6 +99,7 @@ pub(super) async fn screen_calls(
             upstream,
             tool,
             arguments: params.as_ref().and_then(|p| p.arguments),
+            asking,
         };
         if let Err(why) = gate.check_call(call).await {
             refusals.push((i, why));
