@@ -55,10 +55,11 @@ export function start(cmd, args, { env = {}, ready, cwd } = {}) {
   });
 }
 
-export async function startBroker(config) {
+export async function startBroker(config, env = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'mcpb-client-'));
   writeFileSync(join(dir, 'config.toml'), config);
   const { child, match } = await start(BROKER, ['serve', '--headless', '--config', join(dir, 'config.toml'), '--data-dir', join(dir, 'data'), '--port', '0'], {
+    env,
     ready: /^listening on (http:\/\/127\.0\.0\.1:\d+)$/
   });
   return { base: match[1], dir, child };
