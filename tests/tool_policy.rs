@@ -39,6 +39,7 @@ fn main() {
         ask_in_the_browser_keeps_the_call_alive_with_progress_and_follows_the_page,
         an_unanswered_approval_page_denies_the_call,
         modern_clients_see_the_narrowed_list_and_hear_of_policy_changes,
+        a_modern_upstream_passed_through_is_screened_too,
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -306,6 +307,23 @@ async fn modern_answer(
     params: Value,
 ) -> Value {
     next(&mut modern(c, b, token, id, method, params).await, 5).await
+}
+
+/// The tool names a 2026-07-28 `tools/list` answers.
+async fn modern_list(c: &reqwest::Client, b: &Broker, token: &str, id: i64) -> Vec<String> {
+    let v = modern_answer(c, b, token, id, "tools/list", json!({})).await;
+    v["result"]["tools"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|t| t["name"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// A 2026-07-28 `tools/call` of `tool` without arguments; its answer.
+async fn modern_call(c: &reqwest::Client, b: &Broker, token: &str, id: i64, tool: &str) -> Value {
+    let params = json!({"name": tool, "arguments": {}});
+    modern_answer(c, b, token, id, "tools/call", params).await
 }
 
 /// The file `$BROWSER` appends the URLs the broker opens to.
@@ -841,32 +859,12 @@ fn modern_clients_see_the_narrowed_list_and_hear_of_policy_changes() -> Result<(
         let b = Broker::start(&up.config());
         let c = http();
         let (_, token) = consent_with(&c, &b, &[("wipe", "block"), ("mail", "ask")]).await;
-        let list = |id| {
-            let (c, b, token) = (c.clone(), &b, token.clone());
-            async move {
-                let v = modern_answer(&c, b, &token, id, "tools/list", json!({})).await;
-                let names: Vec<String> = v["result"]["tools"]
-                    .as_array()
-                    .unwrap_or(&Vec::new())
-                    .iter()
-                    .map(|t| t["name"].as_str().unwrap_or("").to_owned())
-                    .collect();
-                names
-            }
-        };
+        let list = |id| modern_list(&c, &b, &token, id);
         ensure!(
             list(1).await == ["read", "mail"],
             "Allow and Ask listed, Block hidden"
         );
-        let r = modern_answer(
-            &c,
-            &b,
-            &token,
-            2,
-            "tools/call",
-            json!({"name": "wipe", "arguments": {}}),
-        )
-        .await;
+        let r = modern_call(&c, &b, &token, 2, "wipe").await;
         ensure!(r["error"]["code"] == -32003, "{r}");
 
         let mut listen = modern(
@@ -910,15 +908,7 @@ fn modern_clients_see_the_narrowed_list_and_hear_of_policy_changes() -> Result<(
             tool("share", "Shares a note", json!({})),
         ]));
         ensure!(list(5).await.is_empty(), "suspended and new tools hidden");
-        let r = modern_answer(
-            &c,
-            &b,
-            &token,
-            6,
-            "tools/call",
-            json!({"name": "share", "arguments": {}}),
-        )
-        .await;
+        let r = modern_call(&c, &b, &token, 6, "share").await;
         ensure!(
             r["error"]["message"]
                 .as_str()
@@ -939,6 +929,103 @@ fn modern_clients_see_the_narrowed_list_and_hear_of_policy_changes() -> Result<(
         );
         ensure!(list(7).await == ["read"], "the approved change is listed");
         ensure!(up.calls().is_empty(), "{:?}", up.calls());
+        Ok(())
+    })
+}
+
+/// A remote MCP server that speaks both eras: 2025-11-25 with a session (the consent
+/// screen lists its tools that way) and 2026-07-28 without (its `server/discover` names
+/// 2026-07-28, so modern clients' requests are passed through to it). A modern
+/// `tools/list` is answered as an event stream. Its base URL and its call log.
+async fn dual_era_upstream(
+    tools: Value,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = calls.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |body: String| {
+            let (tools, log) = (tools.clone(), log.clone());
+            async move {
+                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let id = v["id"].clone();
+                if id.is_null() {
+                    return StatusCode::ACCEPTED.into_response();
+                }
+                let method = v["method"].as_str().unwrap_or("");
+                let modern = v["params"]["_meta"]
+                    .get("io.modelcontextprotocol/protocolVersion")
+                    .is_some();
+                let result = match method {
+                    "server/discover" => json!({"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}}, "serverInfo": {"name": "dual", "version": "1"}}),
+                    "initialize" => json!({"protocolVersion": v["params"]["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": {"name": "dual", "version": "1"}}),
+                    "tools/list" => json!({"tools": tools}),
+                    "tools/call" => {
+                        let name = v["params"]["name"].as_str().unwrap_or("").to_owned();
+                        log.lock().unwrap().push(name.clone());
+                        json!({"content": [{"type": "text", "text": format!("called {name}")}]})
+                    }
+                    _ => json!({}),
+                };
+                let msg = json!({"jsonrpc": "2.0", "id": id, "result": result});
+                let mut res = if modern && method == "tools/list" {
+                    let mut r = format!("event: message\ndata: {msg}\n\n").into_response();
+                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                    r
+                } else {
+                    axum::Json(msg).into_response()
+                };
+                if method == "initialize" {
+                    res.headers_mut().insert("mcp-session-id", HeaderValue::from_static("dual-1"));
+                }
+                res
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, calls)
+}
+
+fn a_modern_upstream_passed_through_is_screened_too() -> Result<(), Failed> {
+    rt().block_on(async {
+        let (url, calls) = dual_era_upstream(json!([
+            tool("read", "Reads a note", json!({})),
+            tool(
+                "wipe",
+                "Deletes every note",
+                json!({"destructiveHint": true})
+            ),
+        ]))
+        .await;
+        let b = Broker::start(&format!("[servers.tools]\nurl = {url:?}\n"));
+        let c = http();
+        let (page, token) = consent_with(&c, &b, &[("wipe", "block")]).await;
+        ensure!(
+            page.contains(r#"name="tool.wipe""#),
+            "the consent lists its tools: {page}"
+        );
+        let names = modern_list(&c, &b, &token, 1).await;
+        ensure!(
+            names == ["read"],
+            "the passed-through list is narrowed: {names:?}"
+        );
+        ensure!(
+            b.log().contains("era found by a server/discover probe"),
+            "passed through to a modern upstream"
+        );
+        let r = modern_call(&c, &b, &token, 2, "wipe").await;
+        ensure!(r["error"]["code"] == -32003, "{r}");
+        let r = modern_call(&c, &b, &token, 3, "read").await;
+        ensure!(r["result"]["content"][0]["text"] == "called read", "{r}");
+        ensure!(
+            *calls.lock().unwrap() == ["read"],
+            "{:?}",
+            calls.lock().unwrap()
+        );
         Ok(())
     })
 }

@@ -106,9 +106,20 @@ async fn relay(
     req: ModernRequest,
 ) -> Response {
     if let Some(url) = up.modern_remote(upstream).await {
-        return up
+        let res = up
             .pass_through(upstream, &url, headers, &req.id, body)
             .await;
+        if req.method == "tools/list" {
+            return super::tool_gate::screen_passed_list(
+                up,
+                caller.grant_id,
+                upstream,
+                &req.id,
+                res,
+            )
+            .await;
+        }
+        return res;
     }
     serve(up, upstream, caller, headers, req).await
 }
