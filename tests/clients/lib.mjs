@@ -65,8 +65,13 @@ export async function startBroker(config, env = {}) {
   return { base: match[1], dir, child };
 }
 
-/** Plays the person: opens the consent page and clicks Approve (a form POST). */
+/** Plays the person: opens the consent page and clicks Approve (a form POST). The code. */
 export async function approve(authorizationUrl) {
+  return (await approveParams(authorizationUrl)).get('code');
+}
+
+/** As `approve`; every parameter of the redirect back (`code`, `state`, `iss`). */
+export async function approveParams(authorizationUrl) {
   const page = await fetch(authorizationUrl);
   const html = await page.text();
   const field = name => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)?.[1];
@@ -79,7 +84,7 @@ export async function approve(authorizationUrl) {
     body: new URLSearchParams({ consent_id: field('consent_id'), csrf_token: field('csrf_token'), decision: 'approve' })
   });
   const location = res.headers.get('location');
-  return new URL(location).searchParams.get('code');
+  return new URL(location).searchParams;
 }
 
 /** An OAuthClientProvider kept in memory, approving consent itself. */
