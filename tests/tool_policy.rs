@@ -40,6 +40,7 @@ fn main() {
         an_unanswered_approval_page_denies_the_call,
         modern_clients_see_the_narrowed_list_and_hear_of_policy_changes,
         a_modern_upstream_passed_through_is_screened_too,
+        a_bad_ask_headless_setting_exits_2_naming_file_key_and_reason,
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -1028,4 +1029,27 @@ fn a_modern_upstream_passed_through_is_screened_too() -> Result<(), Failed> {
         );
         Ok(())
     })
+}
+
+fn a_bad_ask_headless_setting_exits_2_naming_file_key_and_reason() -> Result<(), Failed> {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "[broker]\nask_headless = \"window\"\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--headless", "--port", "0", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(2), "exit 2: {out:?}");
+    ensure!(
+        err.contains(&format!(
+            "config error in {}: broker.ask_headless:",
+            cfg.display()
+        )) && err.contains("expected `block` or `browser`"),
+        "{err}"
+    );
+    Ok(())
 }
