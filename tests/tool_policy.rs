@@ -840,6 +840,24 @@ fn an_unanswered_approval_page_denies_the_call() -> Result<(), Failed> {
         let timed_out = "ask mail {\"decision\":\"no answer in time: denied\"}";
         let recorded = wait_until(|| decisions(&b).iter().any(|d| d == timed_out), 5).await;
         ensure!(recorded, "the timeout is in the activity log");
+
+        // A client that goes away withdraws its question: the page says so.
+        let s = m
+            .stream(json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"mail","arguments":{}}}))
+            .await;
+        let url = opened_page(&b, 1).await.ok_or("no second approval page")?;
+        ensure!(c.get(&url).send().await.unwrap().status() == 200, "open while the client waits");
+        drop(s);
+        let mut gone = false;
+        for _ in 0..40 {
+            if c.get(&url).send().await.unwrap().status() == 410 {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        ensure!(gone, "the question is withdrawn once the client is gone");
+        ensure!(up.calls().is_empty(), "{:?}", up.calls());
         Ok(())
     })
 }

@@ -13,7 +13,8 @@
 //! (basic/patterns/progress).
 //!
 //! The client going away ends the wait: the question is withdrawn (the approval page or
-//! window then finds nothing to answer) and nothing reaches the upstream.
+//! window then finds nothing to answer) and nothing reaches the upstream; once the call
+//! is relayed, it cancels it as usual.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -132,7 +133,12 @@ impl Waiting {
                 }
             };
             let res = match verdict {
-                Ok(()) => relay(msgs).await,
+                // The client going away now cancels the relayed call, as it would have
+                // without the wait (dropping it is cancellation upstream).
+                Ok(()) => tokio::select! {
+                    res = relay(msgs) => res,
+                    () = tx.closed() => return,
+                },
                 Err(refused) => refused,
             };
             splice(res, &tx).await;
