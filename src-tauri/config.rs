@@ -95,6 +95,21 @@ pub struct BrokerSettings {
     pub token_rate: Option<Rate>,
     /// MCP requests, default `"600/minute"`, per grant.
     pub mcp_rate: Option<Rate>,
+    /// What the headless broker does with a call to an "Ask each time" tool (default
+    /// `"block"`); the desktop app always asks in its own window.
+    pub ask_headless: Option<AskHeadless>,
+}
+
+/// `[broker] ask_headless`: who answers for an "Ask each time" tool without the desktop
+/// app.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AskHeadless {
+    /// Refused, with an error that says the desktop app (or this setting) is needed.
+    #[default]
+    Block,
+    /// The broker opens an approval page in the browser and the call waits for it.
+    Browser,
 }
 
 /// A rate limit in the file: `"N/hour"`, `"N/minute"`, `"N/second"`, `"N/day"` or `"N/DURATION"`
@@ -489,6 +504,9 @@ impl Config {
             self.settings.activity_max_rows.unwrap_or(1_000_000),
         )
     }
+    pub fn ask_headless(&self) -> AskHeadless {
+        self.settings.ask_headless.unwrap_or_default()
+    }
     pub fn logs_arguments(&self, upstream: &str) -> bool {
         self.settings
             .log_arguments
@@ -858,6 +876,19 @@ mod tests {
         );
         assert!(matches!(&c.upstreams[1].transport,
             Transport::Http { client_id: Some(c), .. } if c == "registered-by-hand"));
+    }
+
+    #[test]
+    fn ask_headless_is_block_unless_browser_and_a_typo_names_the_key() {
+        assert_eq!(p("").unwrap().ask_headless(), AskHeadless::Block);
+        let c = p("[broker]\nask_headless = \"browser\"\n").unwrap();
+        assert_eq!(c.ask_headless(), AskHeadless::Browser);
+        let e = p("[broker]\nask_headless = \"window\"\n").unwrap_err();
+        assert_eq!(e.key, "broker.ask_headless");
+        assert!(
+            e.reason.contains("block") && e.reason.contains("browser"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! every `tools/list`, so a test changes what the upstream serves between calls, and
 //! appends the name of every `tools/call` it receives to a log, so a test proves what
 //! never reached it.
+//!
+//! "Ask each time" in headless mode with `[broker] ask_headless = "browser"`: `$BROWSER`
+//! is a script that appends each URL the broker opens to a file, and the test plays the
+//! person on that page (a real form POST, as the browser sends it).
 
 mod support;
 
@@ -21,6 +25,7 @@ fn main() {
         fake_upstream();
         return;
     }
+    record_browser();
     let args = Arguments::from_args();
     macro_rules! trials {
         ($($name:ident),* $(,)?) => {
@@ -31,6 +36,11 @@ fn main() {
         consent_choices_narrow_the_list_and_refused_calls_never_reach_the_upstream,
         a_changed_definition_suspends_the_tool_until_approved_and_new_tools_stay_hidden,
         an_unreachable_upstream_is_all_or_nothing,
+        ask_in_the_browser_keeps_the_call_alive_with_progress_and_follows_the_page,
+        an_unanswered_approval_page_denies_the_call,
+        modern_clients_see_the_narrowed_list_and_hear_of_policy_changes,
+        a_modern_upstream_passed_through_is_screened_too,
+        a_bad_ask_headless_setting_exits_2_naming_file_key_and_reason,
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -168,19 +178,22 @@ impl Mcp {
         m
     }
 
-    async fn send(&self, body: Value) -> Value {
-        let res = self
-            .c
+    async fn post(&self, body: Value, accept: &str) -> reqwest::Response {
+        self.c
             .post(&self.url)
             .bearer_auth(&self.token)
             .header("mcp-session-id", &self.session)
             .header("mcp-protocol-version", "2025-11-25")
             .header("content-type", "application/json")
-            .header("accept", "application/json")
+            .header("accept", accept)
             .body(body.to_string())
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn send(&self, body: Value) -> Value {
+        let res = self.post(body, "application/json").await;
         serde_json::from_str(&res.text().await.unwrap()).unwrap_or(Value::Null)
     }
 
@@ -224,6 +237,207 @@ impl Mcp {
     }
 }
 
+impl Mcp {
+    /// A POST accepting an event stream; its events as they come (SSE comments, the
+    /// keep-alives, are not events).
+    async fn stream(&self, body: Value) -> futures_util::stream::BoxStream<'static, Value> {
+        events(self.post(body, "application/json, text/event-stream").await)
+    }
+}
+
+/// A response's messages: its SSE events, or its JSON body as one.
+fn events(res: reqwest::Response) -> futures_util::stream::BoxStream<'static, Value> {
+    let sse = res
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/event-stream"));
+    if !sse {
+        return futures_util::stream::once(async move {
+            serde_json::from_str(&res.text().await.unwrap_or_default()).unwrap_or(Value::Null)
+        })
+        .boxed();
+    }
+    res.bytes_stream()
+        .eventsource()
+        .filter_map(|e| async move { e.ok().and_then(|e| serde_json::from_str(&e.data).ok()) })
+        .boxed()
+}
+
+/// A 2026-07-28 request (no session; the version, the client's capabilities and the
+/// routing headers on every request), accepting an event stream.
+async fn modern(
+    c: &reqwest::Client,
+    b: &Broker,
+    token: &str,
+    id: i64,
+    method: &str,
+    mut params: Value,
+) -> futures_util::stream::BoxStream<'static, Value> {
+    let meta = params
+        .as_object_mut()
+        .unwrap()
+        .entry("_meta")
+        .or_insert(json!({}));
+    meta["io.modelcontextprotocol/protocolVersion"] = json!("2026-07-28");
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    let mut req = c
+        .post(b.mcp_url("tools"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = params["name"].as_str() {
+        req = req.header("mcp-name", name);
+    }
+    let res = req
+        .body(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string())
+        .send()
+        .await
+        .unwrap();
+    events(res)
+}
+
+/// The first message of a 2026-07-28 request's answer.
+async fn modern_answer(
+    c: &reqwest::Client,
+    b: &Broker,
+    token: &str,
+    id: i64,
+    method: &str,
+    params: Value,
+) -> Value {
+    next(&mut modern(c, b, token, id, method, params).await, 5).await
+}
+
+/// The tool names a 2026-07-28 `tools/list` answers.
+async fn modern_list(c: &reqwest::Client, b: &Broker, token: &str, id: i64) -> Vec<String> {
+    let v = modern_answer(c, b, token, id, "tools/list", json!({})).await;
+    v["result"]["tools"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|t| t["name"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// A 2026-07-28 `tools/call` of `tool` without arguments; its answer.
+async fn modern_call(c: &reqwest::Client, b: &Broker, token: &str, id: i64, tool: &str) -> Value {
+    let params = json!({"name": tool, "arguments": {}});
+    modern_answer(c, b, token, id, "tools/call", params).await
+}
+
+/// The file `$BROWSER` appends the URLs the broker opens to.
+static OPENED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes `$BROWSER` (inherited by every broker this binary starts) a script that records
+/// the URL instead of opening a browser. Runs before any test thread starts.
+fn record_browser() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let opened = dir.join("opened");
+    let script = dir.join("browser");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {:?}\n",
+            opened.display().to_string()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // SAFETY: no other thread runs yet.
+    unsafe { std::env::set_var("BROWSER", &script) };
+    let _ = OPENED.set(opened);
+}
+
+/// The `n`th page (from 0) this broker opened in the "browser", waiting up to 10 s.
+async fn opened_page(b: &Broker, n: usize) -> Option<String> {
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(OPENED.get()?).unwrap_or_default();
+        let mine: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{}/", b.base)))
+            .collect();
+        if let Some(u) = mine.get(n) {
+            return Some((*u).to_owned());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
+}
+
+fn field(html: &str, name: &str) -> String {
+    let at = html
+        .find(&format!(r#"name="{name}" value=""#))
+        .unwrap_or_else(|| panic!("no {name} in {html}"));
+    let rest = &html[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Plays the person on the approval page: reads it, submits `answer` as the browser
+/// would (same origin). The page and the answer's status and text.
+async fn answer_page(
+    c: &reqwest::Client,
+    b: &Broker,
+    url: &str,
+    answer: &str,
+    csrf: Option<&str>,
+) -> (String, u16, String) {
+    let page = c.get(url).send().await.unwrap().text().await.unwrap();
+    let res = c
+        .post(format!("{}/tool-approval", b.base))
+        .header("origin", &b.base)
+        .form(&[
+            ("approval_id", field(&page, "approval_id")),
+            (
+                "csrf_token",
+                csrf.map(str::to_owned)
+                    .unwrap_or_else(|| field(&page, "csrf_token")),
+            ),
+            ("answer", answer.to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (page, status, res.text().await.unwrap())
+}
+
+/// The next message of a stream within `secs`.
+async fn next(s: &mut futures_util::stream::BoxStream<'static, Value>, secs: u64) -> Value {
+    tokio::time::timeout(std::time::Duration::from_secs(secs), s.next())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(Value::Null)
+}
+
+fn is_waiting_progress(v: &Value, token: &Value) -> bool {
+    v["method"] == "notifications/progress"
+        && v["params"]["progressToken"] == *token
+        && v["params"]["message"] == "waiting for approval in mcp-broker"
+}
+
+/// The `tool_decision` rows of the activity log, as "KIND TOOL DETAIL".
+fn decisions(b: &Broker) -> Vec<String> {
+    let out = b.cli(&["activity", "--json", "--limit", "1000"]);
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    rows.as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .filter(|r| r["event"] == "tool_decision")
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["method"].as_str().unwrap_or(""),
+                r["target"].as_str().unwrap_or("*"),
+                r["detail"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
 fn names(list: &[(String, String)]) -> Vec<&str> {
     list.iter().map(|(n, _)| n.as_str()).collect()
 }
@@ -262,7 +476,10 @@ fn consent_choices_narrow_the_list_and_refused_calls_never_reach_the_upstream() 
         ensure!(r["error"]["code"] == -32003 && msg.contains("\"wipe\"") && msg.contains("--allow wipe"), "{r}");
         let r = m.call("mail").await;
         let msg = r["error"]["message"].as_str().unwrap_or("");
-        ensure!(msg.contains("desktop app"), "headless: ask is refused: {r}");
+        ensure!(
+            msg.contains("desktop app") && msg.contains("ask_headless = \"browser\""),
+            "headless: ask is refused, naming the desktop app and the setting: {r}"
+        );
         let r = m.call("nonesuch").await;
         ensure!(r["error"]["code"] == -32003, "an unknown tool is refused: {r}");
         let r = m.call("read").await;
@@ -293,6 +510,11 @@ fn consent_choices_narrow_the_list_and_refused_calls_never_reach_the_upstream() 
             "the open session hears of the change: {heard:?}"
         );
         ensure!(names(&m.list().await) == ["read", "wipe", "mail"], "now listed");
+        ensure!(
+            decisions(&b).iter().any(|d| d == "choice wipe {\"decision\":\"allow\"}"),
+            "the CLI's choice is in the activity log: {:?}",
+            decisions(&b)
+        );
         let r = m.call("wipe").await;
         ensure!(r["result"]["content"][0]["text"] == "called wipe", "{r}");
         let out = b.cli(&["grants", "tools", &id, "--block", "nonesuch"]);
@@ -429,7 +651,8 @@ fn an_unreachable_upstream_is_all_or_nothing() -> Result<(), Failed> {
     })
 }
 
-/// A stdio MCP server whose tools are whatever `FAKE_TOOLS_FILE` holds right now.
+/// A stdio MCP server whose tools are whatever `FAKE_TOOLS_FILE` holds right now. It does
+/// not declare `tools.listChanged`: the list changes the broker announces are its own.
 fn fake_upstream() {
     let tools_file = std::env::var("FAKE_TOOLS_FILE").unwrap();
     let log_file = std::env::var("FAKE_CALL_LOG").unwrap();
@@ -445,7 +668,7 @@ fn fake_upstream() {
         }
         let result = match msg["method"].as_str().unwrap_or("") {
             "initialize" => {
-                json!({"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {"listChanged": true}}, "serverInfo": {"name": "fake-tools", "version": "1"}})
+                json!({"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": {"name": "fake-tools", "version": "1"}})
             }
             "tools/list" => {
                 let tools: Value =
@@ -473,4 +696,378 @@ fn fake_upstream() {
         .unwrap();
         out.flush().unwrap();
     }
+}
+
+fn ask_in_the_browser_keeps_the_call_alive_with_progress_and_follows_the_page() -> Result<(), Failed>
+{
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let up = Upstream::new(dir.path());
+        up.serve(json!([
+            tool("read", "Reads a note", json!({"readOnlyHint": true})),
+            tool("mail", "Sends a note by mail", json!({"openWorldHint": true})),
+        ]));
+        let b = Broker::start(&format!("[broker]\nask_headless = \"browser\"\n\n{}", up.config()));
+        let c = http();
+        let (_, token) = consent_with(&c, &b, &[("mail", "ask")]).await;
+        let m = Mcp::open(&c, &b, &token).await;
+        ensure!(names(&m.list().await) == ["read", "mail"], "Ask tools are listed");
+
+        // Allow once, after the client waited through several progress notifications.
+        let started = std::time::Instant::now();
+        let mut s = m
+            .stream(json!({"jsonrpc":"2.0","id":10,"method":"tools/call","params":{
+                "name":"mail","arguments":{"to":"ada@example.com","api_key":"sk-live-1234567890abcdef"},
+                "_meta":{"progressToken":"p10"}}}))
+            .await;
+        let first = next(&mut s, 5).await;
+        ensure!(is_waiting_progress(&first, &json!("p10")), "progress at once: {first}");
+        let url = opened_page(&b, 0).await.ok_or("the broker opened no approval page")?;
+        ensure!(url.starts_with(&format!("{}/tool-approval/", b.base)), "{url}");
+        ensure!(b.log().contains(&url), "the log names the page too");
+        for _ in 0..2 {
+            let p = next(&mut s, 5).await;
+            ensure!(is_waiting_progress(&p, &json!("p10")), "progress keeps coming: {p}");
+        }
+        ensure!(up.calls().is_empty(), "nothing reached the upstream while it waits");
+        let (page, status, text) = answer_page(&c, &b, &url, "once", None).await;
+        ensure!(
+            page.contains("mail") && page.contains("ada@example.com") && page.contains("Allow for 1 hour"),
+            "the page shows the call: {page}"
+        );
+        ensure!(!page.contains("sk-live-1234567890abcdef"), "secret-looking values are masked: {page}");
+        ensure!(page.contains(r#"value="deny" autofocus"#), "Deny has the focus");
+        ensure!(status == 200 && text.contains("Allowed once"), "{status} {text}");
+        let mut answer = next(&mut s, 5).await;
+        while is_waiting_progress(&answer, &json!("p10")) {
+            answer = next(&mut s, 5).await;
+        }
+        ensure!(answer["id"] == 10 && answer["result"]["content"][0]["text"] == "called mail", "relayed once allowed: {answer}");
+        ensure!(started.elapsed() >= std::time::Duration::from_secs(6), "it did wait");
+        ensure!(up.calls() == ["mail"], "{:?}", up.calls());
+        let again = c.get(&url).send().await.unwrap().status().as_u16();
+        ensure!(again == 410, "an answered question is gone: {again}");
+
+        // Deny; without a progress token the stream still answers.
+        let mut s = m.stream(json!({"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"mail","arguments":{}}})).await;
+        let url = opened_page(&b, 1).await.ok_or("second page")?;
+        let (_, status, text) = answer_page(&c, &b, &url, "deny", None).await;
+        ensure!(status == 200 && text.contains("Denied"), "{status} {text}");
+        let r = next(&mut s, 5).await;
+        ensure!(r["id"] == 11 && r["error"]["code"] == -32003 && r["error"]["message"].as_str().unwrap_or("").contains("denied"), "{r}");
+        ensure!(up.calls() == ["mail"], "a denied call never reaches the upstream: {:?}", up.calls());
+
+        // A forged form token voids the question: the call is denied.
+        let mut s = m.stream(json!({"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"mail","arguments":{}}})).await;
+        let url = opened_page(&b, 2).await.ok_or("third page")?;
+        let (_, status, _) = answer_page(&c, &b, &url, "always", Some("forged")).await;
+        ensure!(status == 403, "a forged token is refused: {status}");
+        let r = next(&mut s, 5).await;
+        ensure!(r["error"]["code"] == -32003, "{r}");
+        // A cross-site POST is refused before anything is looked at.
+        let res = c.post(format!("{}/tool-approval", b.base)).header("origin", "http://localhost:1").form(&[("answer", "once")]).send().await.unwrap();
+        ensure!(res.status() == 403, "{}", res.status());
+
+        // A 2026-07-28 request: the same wait, progress on its own response stream.
+        let mut s = modern(&c, &b, &token, 20, "tools/call", json!({"name": "mail", "arguments": {}, "_meta": {"progressToken": 99}})).await;
+        let first = next(&mut s, 5).await;
+        ensure!(is_waiting_progress(&first, &json!(99)), "modern progress: {first}");
+        let url = opened_page(&b, 3).await.ok_or("fourth page")?;
+        let (_, status, _) = answer_page(&c, &b, &url, "hour", None).await;
+        ensure!(status == 200, "{status}");
+        let mut answer = next(&mut s, 5).await;
+        while is_waiting_progress(&answer, &json!(99)) {
+            answer = next(&mut s, 5).await;
+        }
+        ensure!(answer["id"] == 20 && answer["result"]["content"][0]["text"] == "called mail" && answer["result"]["resultType"] == "complete", "{answer}");
+        // Allowed for an hour: no question, no page.
+        let r = m.call("mail").await;
+        ensure!(r["result"]["content"][0]["text"] == "called mail", "{r}");
+        ensure!(opened_page(&b, 4).await.is_none(), "no page within the hour");
+        ensure!(up.calls() == ["mail", "mail", "mail"], "{:?}", up.calls());
+
+        // Every answer is in the activity log.
+        let wanted = [
+            "consent * {\"decision\":\"allow: read; ask: mail\"}",
+            "ask mail {\"decision\":\"allowed once\"}",
+            "ask mail {\"decision\":\"denied\"}",
+            "ask mail {\"decision\":\"allowed for 1 hour\"}",
+        ];
+        let mut all = String::new();
+        let recorded = wait_until(
+            || {
+                all = decisions(&b).join("\n");
+                wanted.iter().all(|w| all.contains(w))
+            },
+            5,
+        )
+        .await;
+        ensure!(recorded, "the activity log has every decision: {all}");
+        Ok(())
+    })
+}
+
+fn an_unanswered_approval_page_denies_the_call() -> Result<(), Failed> {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let up = Upstream::new(dir.path());
+        up.serve(json!([tool("mail", "Sends a note by mail", json!({}))]));
+        let b = Broker::start(&format!("[broker]\nask_headless = \"browser\"\n\n{}", up.config()));
+        let c = http();
+        let (_, token) = consent_with(&c, &b, &[("mail", "ask")]).await;
+        let m = Mcp::open(&c, &b, &token).await;
+        let started = std::time::Instant::now();
+        let mut s = m
+            .stream(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"mail","arguments":{},"_meta":{"progressToken":1}}}))
+            .await;
+        let url = opened_page(&b, 0).await.ok_or("no approval page")?;
+        let mut ticks = 0;
+        let answer = loop {
+            let v = next(&mut s, 10).await;
+            if is_waiting_progress(&v, &json!(1)) {
+                ticks += 1;
+                continue;
+            }
+            break v;
+        };
+        let waited = started.elapsed().as_secs();
+        ensure!(answer["error"]["code"] == -32003 && answer["error"]["message"].as_str().unwrap_or("").contains("denied"), "{answer}");
+        ensure!((49..60).contains(&waited), "denied at the timeout: {waited} s");
+        ensure!(ticks >= 15, "progress all along: {ticks}");
+        ensure!(up.calls().is_empty(), "{:?}", up.calls());
+        let status = c.get(&url).send().await.unwrap().status();
+        ensure!(status == 410, "the page is gone: {status}");
+        let timed_out = "ask mail {\"decision\":\"no answer in time: denied\"}";
+        let recorded = wait_until(|| decisions(&b).iter().any(|d| d == timed_out), 5).await;
+        ensure!(recorded, "the timeout is in the activity log");
+
+        // A client that goes away withdraws its question: the page says so.
+        let s = m
+            .stream(json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"mail","arguments":{}}}))
+            .await;
+        let url = opened_page(&b, 1).await.ok_or("no second approval page")?;
+        ensure!(c.get(&url).send().await.unwrap().status() == 200, "open while the client waits");
+        drop(s);
+        let mut gone = false;
+        for _ in 0..40 {
+            if c.get(&url).send().await.unwrap().status() == 410 {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        ensure!(gone, "the question is withdrawn once the client is gone");
+        ensure!(up.calls().is_empty(), "{:?}", up.calls());
+        Ok(())
+    })
+}
+
+fn modern_clients_see_the_narrowed_list_and_hear_of_policy_changes() -> Result<(), Failed> {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let up = Upstream::new(dir.path());
+        up.serve(json!([
+            tool("read", "Reads a note", json!({})),
+            tool(
+                "wipe",
+                "Deletes every note",
+                json!({"destructiveHint": true})
+            ),
+            tool("mail", "Sends a note by mail", json!({})),
+        ]));
+        let b = Broker::start(&up.config());
+        let c = http();
+        let (_, token) = consent_with(&c, &b, &[("wipe", "block"), ("mail", "ask")]).await;
+        let list = |id| modern_list(&c, &b, &token, id);
+        ensure!(
+            list(1).await == ["read", "mail"],
+            "Allow and Ask listed, Block hidden"
+        );
+        let r = modern_call(&c, &b, &token, 2, "wipe").await;
+        ensure!(r["error"]["code"] == -32003, "{r}");
+
+        let mut listen = modern(
+            &c,
+            &b,
+            &token,
+            3,
+            "subscriptions/listen",
+            json!({"notifications": {"toolsListChanged": true}}),
+        )
+        .await;
+        let ack = next(&mut listen, 5).await;
+        ensure!(
+            ack["params"]["notifications"]["toolsListChanged"] == true,
+            "the listen honours tool list changes: {ack}"
+        );
+        let id = grant_id(&b);
+        let out = b.cli(&["grants", "tools", &id, "--block", "mail"]);
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let heard = next(&mut listen, 5).await;
+        ensure!(
+            heard["method"] == "notifications/tools/list_changed"
+                && heard["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == 3,
+            "the open listen hears of the policy change: {heard}"
+        );
+        ensure!(list(4).await == ["read"], "now blocked");
+
+        // A changed definition and a new tool stay hidden from modern clients too.
+        up.serve(json!([
+            tool("read", "Reads a note, then mails it to someone", json!({})),
+            tool(
+                "wipe",
+                "Deletes every note",
+                json!({"destructiveHint": true})
+            ),
+            tool("mail", "Sends a note by mail", json!({})),
+            tool("share", "Shares a note", json!({})),
+        ]));
+        ensure!(list(5).await.is_empty(), "suspended and new tools hidden");
+        let r = modern_call(&c, &b, &token, 6, "share").await;
+        ensure!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("appeared after"),
+            "{r}"
+        );
+        let out = b.cli(&["grants", "tools", &id, "--allow", "read"]);
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let heard = next(&mut listen, 5).await;
+        ensure!(
+            heard["method"] == "notifications/tools/list_changed",
+            "approving the change is heard: {heard}"
+        );
+        ensure!(list(7).await == ["read"], "the approved change is listed");
+        ensure!(up.calls().is_empty(), "{:?}", up.calls());
+        Ok(())
+    })
+}
+
+/// A remote MCP server that speaks both eras: 2025-11-25 with a session (the consent
+/// screen lists its tools that way) and 2026-07-28 without (its `server/discover` names
+/// 2026-07-28, so modern clients' requests are passed through to it). A modern
+/// `tools/list` is answered as an event stream. Its base URL and its call log.
+async fn dual_era_upstream(
+    tools: Value,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = calls.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |body: String| {
+            let (tools, log) = (tools.clone(), log.clone());
+            async move {
+                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let id = v["id"].clone();
+                if id.is_null() {
+                    return StatusCode::ACCEPTED.into_response();
+                }
+                let method = v["method"].as_str().unwrap_or("");
+                let modern = v["params"]["_meta"]
+                    .get("io.modelcontextprotocol/protocolVersion")
+                    .is_some();
+                let result = match method {
+                    "server/discover" => json!({"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}}, "serverInfo": {"name": "dual", "version": "1"}}),
+                    "initialize" => json!({"protocolVersion": v["params"]["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": {"name": "dual", "version": "1"}}),
+                    "tools/list" => json!({"tools": tools}),
+                    "tools/call" => {
+                        let name = v["params"]["name"].as_str().unwrap_or("").to_owned();
+                        log.lock().unwrap().push(name.clone());
+                        json!({"content": [{"type": "text", "text": format!("called {name}")}]})
+                    }
+                    _ => json!({}),
+                };
+                let msg = json!({"jsonrpc": "2.0", "id": id, "result": result});
+                let mut res = if modern && method == "tools/list" {
+                    let mut r = format!("event: message\ndata: {msg}\n\n").into_response();
+                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                    r
+                } else {
+                    axum::Json(msg).into_response()
+                };
+                if method == "initialize" {
+                    res.headers_mut().insert("mcp-session-id", HeaderValue::from_static("dual-1"));
+                }
+                res
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, calls)
+}
+
+fn a_modern_upstream_passed_through_is_screened_too() -> Result<(), Failed> {
+    rt().block_on(async {
+        let (url, calls) = dual_era_upstream(json!([
+            tool("read", "Reads a note", json!({})),
+            tool(
+                "wipe",
+                "Deletes every note",
+                json!({"destructiveHint": true})
+            ),
+        ]))
+        .await;
+        let b = Broker::start(&format!("[servers.tools]\nurl = {url:?}\n"));
+        let c = http();
+        let (page, token) = consent_with(&c, &b, &[("wipe", "block")]).await;
+        ensure!(
+            page.contains(r#"name="tool.wipe""#),
+            "the consent lists its tools: {page}"
+        );
+        let names = modern_list(&c, &b, &token, 1).await;
+        ensure!(
+            names == ["read"],
+            "the passed-through list is narrowed: {names:?}"
+        );
+        ensure!(
+            b.log().contains("era found by a server/discover probe"),
+            "passed through to a modern upstream"
+        );
+        let r = modern_call(&c, &b, &token, 2, "wipe").await;
+        ensure!(r["error"]["code"] == -32003, "{r}");
+        let r = modern_call(&c, &b, &token, 3, "read").await;
+        ensure!(r["result"]["content"][0]["text"] == "called read", "{r}");
+        ensure!(
+            *calls.lock().unwrap() == ["read"],
+            "{:?}",
+            calls.lock().unwrap()
+        );
+        Ok(())
+    })
+}
+
+fn a_bad_ask_headless_setting_exits_2_naming_file_key_and_reason() -> Result<(), Failed> {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "[broker]\nask_headless = \"window\"\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--headless", "--port", "0", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(2), "exit 2: {out:?}");
+    ensure!(
+        err.contains(&format!(
+            "config error in {}: broker.ask_headless:",
+            cfg.display()
+        )) && err.contains("expected `block` or `browser`"),
+        "{err}"
+    );
+    Ok(())
 }

@@ -163,7 +163,14 @@ impl Gateway {
         let upstreams = Upstreams::new(&config, data_dir, events.clone(), vault.clone());
         upstreams.set_activity(activity.clone());
         upstreams.oauth.set_base(issuer.as_str());
-        let tools = Arc::new(tools::ToolPolicies::new(store.clone(), events.clone()));
+        let approval_page = (config.ask_headless() == crate::config::AskHeadless::Browser)
+            .then(|| issuer.as_str().to_owned());
+        let tools = Arc::new(tools::ToolPolicies::new(
+            store.clone(),
+            events.clone(),
+            activity.clone(),
+            approval_page,
+        ));
         upstreams.set_tool_gate(tools.clone());
         let client_metadata =
             ClientMetadataDocuments::new(config.settings.test_client_metadata.as_ref());

@@ -3,14 +3,21 @@
 //! `tools/call` and `tools/list` ([`ToolPolicies`], rules in `tool_policy`), the approval
 //! window for "Ask each time", and editing a grant's tools later (window and CLI).
 //!
+//! "Ask each time" is asked by whoever can ask: the desktop shell's approval window when
+//! it listens ([`Gateway::tool_approvals`]), else, with `[broker] ask_headless =
+//! "browser"`, a page of this broker opened in the person's browser (`http::tool_approval`,
+//! single-use CSRF token like the consent form); otherwise the call is refused. Both
+//! screens show the same [`ToolApprovalView`] and end in [`ApprovalAnswer`].
+//!
 //! Each grant's policy is cached in memory; any change, from this process or the CLI,
 //! moves the store's shared change counter, which empties the cache on the next lookup
 //! (one atomic read per call), and the maintenance tick tells the grant's open sessions
 //! with `notifications/tools/list_changed` (MCP 2025-11-25 "Tools").
 //!
-//! Every decision (the choices at consent, an answer in the approval window, a choice
-//! changed later) goes through [`ToolPolicies::record_decision`]: one tracing line and
-//! one [`GatewayEvent::ToolDecision`], which the activity log picks up.
+//! Every decision (the choices at consent, an answer in the approval window or page, a
+//! choice changed later) goes through [`ToolPolicies::record_decision`]: one tracing
+//! line, one `tool_decision` row in the activity log and one
+//! [`GatewayEvent::ToolDecision`] for the windows.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -106,11 +113,27 @@ struct PolicyCache {
 struct PendingApproval {
     view: ToolApprovalView,
     answer: oneshot::Sender<ApprovalAnswer>,
+    /// The approval page's form token (single use, like the consent form's).
+    csrf: String,
+}
+
+/// Forgets an open question when its call stops waiting, answered or not (the client
+/// went away, the time ran out): a late answer then finds nothing to answer.
+struct OpenQuestion<'a> {
+    approvals: &'a Mutex<HashMap<String, PendingApproval>>,
+    id: &'a str,
+}
+
+impl Drop for OpenQuestion<'_> {
+    fn drop(&mut self) {
+        lock(self.approvals).remove(self.id);
+    }
 }
 
 /// The grants' tool policies: the proxy's [`ToolGate`].
 pub struct ToolPolicies {
     store: Store,
+    activity: crate::activity::ActivityLog,
     events: broadcast::Sender<GatewayEvent>,
     cache: Mutex<PolicyCache>,
     /// One policy read at a time: concurrent calls after a change wait for the first
@@ -122,6 +145,9 @@ pub struct ToolPolicies {
     /// time" refuses.
     asker: Mutex<Option<mpsc::UnboundedSender<ToolApprovalRequest>>>,
     approvals: Mutex<HashMap<String, PendingApproval>>,
+    /// `[broker] ask_headless = "browser"`: the broker's base URL, where the approval
+    /// page is served, when no desktop shell asks.
+    approval_page: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,8 +155,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ToolPolicies {
-    pub(super) fn new(store: Store, events: broadcast::Sender<GatewayEvent>) -> ToolPolicies {
+    /// `approval_page`: the base URL of the broker's approval page, when "Ask each time"
+    /// is asked in the browser without the desktop app (`[broker] ask_headless`).
+    pub(super) fn new(
+        store: Store,
+        events: broadcast::Sender<GatewayEvent>,
+        activity: crate::activity::ActivityLog,
+        approval_page: Option<String>,
+    ) -> ToolPolicies {
         ToolPolicies {
+            activity,
+            approval_page,
             store,
             events,
             cache: Mutex::new(PolicyCache::default()),
@@ -151,6 +186,17 @@ impl ToolPolicies {
             detail = %d.detail,
             "tool decision"
         );
+        self.activity.record(crate::store::activity::ActivityRow {
+            at_ms: crate::clock::now_ms(),
+            event: "tool_decision".into(),
+            grant_id: Some(d.grant_id),
+            upstream: Some(d.upstream.clone()),
+            method: Some(d.kind.as_str().into()),
+            target: d.tool.clone(),
+            outcome: "ok".into(),
+            detail: Some(serde_json::json!({ "decision": &d.detail }).to_string()),
+            ..Default::default()
+        });
         let _ = self.events.send(GatewayEvent::ToolDecision(d));
     }
 
@@ -195,9 +241,10 @@ impl ToolPolicies {
     }
 
     async fn ask(&self, call: &ToolCall<'_>) -> Result<(), String> {
-        let Some(tx) = lock(&self.asker).clone() else {
+        let asker = lock(&self.asker).clone();
+        if asker.is_none() && self.approval_page.is_none() {
             return Err(refusal_message(call.tool, Refusal::NoOneToAsk, call.grant));
-        };
+        }
         let client_name = self
             .store
             .grant_client_name(call.grant)
@@ -223,20 +270,34 @@ impl ToolPolicies {
             PendingApproval {
                 view: view.clone(),
                 answer,
+                csrf: mint_secret(),
             },
         );
-        let sent = tx.send(ToolApprovalRequest {
-            id: id.clone(),
-            view,
-        });
-        let got = match sent {
-            Ok(()) => tokio::time::timeout(APPROVAL_TIMEOUT, answered).await,
-            Err(_) => {
-                lock(&self.approvals).remove(&id);
-                return Err(refusal_message(call.tool, Refusal::NoOneToAsk, call.grant));
-            }
+        let open = OpenQuestion {
+            approvals: &self.approvals,
+            id: &id,
         };
-        lock(&self.approvals).remove(&id);
+        let asked = match (asker, &self.approval_page) {
+            (Some(tx), _) => tx
+                .send(ToolApprovalRequest {
+                    id: id.clone(),
+                    view,
+                })
+                .is_ok(),
+            (None, Some(base)) => {
+                open_approval_page(&format!("{base}/tool-approval/{id}"), &view);
+                true
+            }
+            (None, None) => false,
+        };
+        if !asked {
+            return Err(refusal_message(call.tool, Refusal::NoOneToAsk, call.grant));
+        }
+        if let Some(n) = call.asking {
+            n.notify_one();
+        }
+        let got = tokio::time::timeout(APPROVAL_TIMEOUT, answered).await;
+        drop(open);
         let (answer, detail) = match got {
             Ok(Ok(a)) => (a, None),
             _ => (ApprovalAnswer::Deny, Some("no answer in time: denied")),
@@ -506,16 +567,44 @@ impl Gateway {
             .ok_or(GatewayError::ConsentGone)
     }
 
+    /// What the approval page shows, and its form's token.
+    pub fn tool_approval_form(&self, id: &str) -> Result<(ToolApprovalView, String), GatewayError> {
+        lock(&self.inner.tools.approvals)
+            .get(id)
+            .map(|p| (p.view.clone(), p.csrf.clone()))
+            .ok_or(GatewayError::ConsentGone)
+    }
+
+    /// The approval page's answer, with its form's token; a wrong token voids the
+    /// question (the call is denied), as on the consent form.
+    pub fn answer_tool_approval_form(
+        &self,
+        id: &str,
+        csrf: &str,
+        answer: ApprovalAnswer,
+    ) -> Result<(), GatewayError> {
+        let p = self.take_approval(id)?;
+        if !crate::oauth::constant_time_eq(p.csrf.as_bytes(), csrf.as_bytes()) {
+            let _ = p.answer.send(ApprovalAnswer::Deny);
+            return Err(GatewayError::ConsentForged);
+        }
+        p.answer.send(answer).map_err(|_| GatewayError::ConsentGone)
+    }
+
     /// An approval window's answer; the waiting call continues.
     pub fn answer_tool_approval(
         &self,
         id: &str,
         answer: ApprovalAnswer,
     ) -> Result<(), GatewayError> {
-        let p = lock(&self.inner.tools.approvals)
-            .remove(id)
-            .ok_or(GatewayError::ConsentGone)?;
+        let p = self.take_approval(id)?;
         p.answer.send(answer).map_err(|_| GatewayError::ConsentGone)
+    }
+
+    fn take_approval(&self, id: &str) -> Result<PendingApproval, GatewayError> {
+        lock(&self.inner.tools.approvals)
+            .remove(id)
+            .ok_or(GatewayError::ConsentGone)
     }
 
     /// Tells the grant's open sessions that their tool list changed, if it did since
@@ -541,6 +630,20 @@ impl Gateway {
         for grant in self.inner.upstreams.grants_with_sessions() {
             self.announce_tools(grant, false).await;
         }
+    }
+}
+
+/// Opens the approval page in the person's browser; the log names it too, for a broker
+/// whose browser cannot be opened (over SSH, in a container).
+fn open_approval_page(url: &str, view: &ToolApprovalView) {
+    tracing::info!(
+        grant = %view.grant_id,
+        upstream = %view.upstream,
+        tool = %view.tool,
+        "a tool call waits for your approval: {url}"
+    );
+    if let Err(e) = crate::browser::open(url) {
+        tracing::warn!("cannot open a browser for the tool approval page ({e}); open {url}");
     }
 }
 

@@ -4,43 +4,19 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::response::{HttpError, redirect};
 use crate::consent::{ConsentAnswer, Decision};
 use crate::gateway::Gateway;
 
-fn refused() -> HttpError {
-    HttpError::page_with(
-        StatusCode::FORBIDDEN,
-        "Request refused",
-        "The decision must come from the consent page.",
-    )
-}
-
 pub async fn decide(
     State(g): State<Gateway>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, HttpError> {
-    if let Some(o) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
-        && !super::is_own_origin(o, g.port())
-    {
-        return Err(refused());
-    }
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && site != "same-origin"
-    {
-        return Err(refused());
-    }
-    let form = super::form_pairs(&headers, &body).ok_or_else(|| {
-        HttpError::page_with(
-            StatusCode::BAD_REQUEST,
-            "Request refused",
-            "Expected a form submission.",
-        )
-    })?;
+    let form = super::own_page_form(&headers, &body, g.port(), "consent page")?;
     let get = |k: &str| {
         form.iter()
             .find(|(a, _)| a == k)

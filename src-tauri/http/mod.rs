@@ -21,6 +21,7 @@ mod register;
 pub mod response;
 mod revoke;
 mod token;
+mod tool_approval;
 mod upstream_login;
 
 use std::convert::Infallible;
@@ -94,6 +95,8 @@ pub fn router(gateway: Gateway) -> Front {
         )
         .route("/upstream-logout/{name}", post(upstream_login::logout))
         .route("/upstream-callback/{name}", get(upstream_login::callback))
+        .route("/tool-approval/{id}", get(tool_approval::show))
+        .route("/tool-approval", post(tool_approval::answer))
         .layer(DefaultBodyLimit::max(OAUTH_BODY_LIMIT));
 
     let port = gateway.port();
@@ -376,6 +379,41 @@ fn oauth_form<'h>(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     Ok((form, authorization))
+}
+
+/// The fields of a form a person submitted on one of this broker's own pages: only a
+/// same-origin POST counts (`Origin` and `Sec-Fetch-Site` checked); `page` names the page
+/// in the refusal. The CSRF token among the fields is for the caller to check.
+fn own_page_form(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    port: u16,
+    page: &str,
+) -> Result<FormPairs, response::HttpError> {
+    let refused = || {
+        response::HttpError::page_with(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            format!("The decision must come from the {page}."),
+        )
+    };
+    if let Some(o) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+        && !is_own_origin(o, port)
+    {
+        return Err(refused());
+    }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && site != "same-origin"
+    {
+        return Err(refused());
+    }
+    form_pairs(headers, body).ok_or_else(|| {
+        response::HttpError::page_with(
+            StatusCode::BAD_REQUEST,
+            "Request refused",
+            "Expected a form submission.",
+        )
+    })
 }
 
 /// Parses an `application/x-www-form-urlencoded` body into ordered pairs.

@@ -24,7 +24,7 @@ table.tools{width:100%;border-collapse:collapse;margin:1rem 0}table.tools td{bor
 
 /// `form_action`: where a form on the page may submit, including where the broker
 /// then redirects (browsers apply `form-action` to the redirect chain too).
-fn page(status: StatusCode, title: &str, body: Markup, form_action: &str) -> Response {
+pub(super) fn page(status: StatusCode, title: &str, body: Markup, form_action: &str) -> Response {
     let doc = html! {
         (DOCTYPE)
         html lang="en" {

@@ -16,6 +16,7 @@ pub mod session;
 mod stdio;
 pub mod streamable;
 pub mod tool_gate;
+mod tool_wait;
 pub mod upstream_oauth;
 mod warm;
 
@@ -68,6 +69,9 @@ pub struct Upstreams {
     log_arguments: std::collections::HashSet<String>,
     /// The 2026-07-28 face of `/mcp/NAME`.
     modern: modern::Front,
+    /// Itself, for a request that outlives its handler (a tool call waiting for a
+    /// person answers with a stream at once: `tool_wait`).
+    me: std::sync::Weak<Upstreams>,
 }
 
 type Warm = Vec<warm::WarmChild>;
@@ -94,7 +98,8 @@ impl Upstreams {
             .user_agent(concat!("mcp-broker/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
-        Arc::new(Upstreams {
+        Arc::new_cyclic(|me| Upstreams {
+            me: me.clone(),
             configs: RwLock::new(configs_of(config)),
             log_dir: data_dir.join("logs"),
             exchanges: RwLock::new(exchanges_of(config, &HashMap::new())),

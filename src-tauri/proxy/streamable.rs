@@ -27,6 +27,7 @@ use super::message::{
     TRANSPORT_ERROR, UPSTREAM_ERROR, error_response, parse_body,
 };
 use super::session::{EndReason, PostStream, Session, SseItem};
+use super::tool_wait::Gated;
 use super::{Relay, Upstreams};
 use crate::activity::{ErrorNote, Reference};
 use crate::oauth::bearer::Caller;
@@ -155,22 +156,51 @@ pub async fn post(
         Ok(m) => m,
         Err(r) => return r,
     };
-    let first_id = msgs.iter().find_map(|m| match &m.kind {
-        Kind::Request { id, .. } => Some(&**id),
-        _ => None,
-    });
     let (relay, new_session) =
-        match session_for(up, upstream, caller, headers, &msgs, first_id).await {
+        match session_for(up, upstream, caller, headers, &msgs, first_request(&msgs)).await {
             Ok(x) => x,
             Err(r) => return r,
         };
-    if let Some(gate) = up.gate()
-        && let Err(refused) =
-            super::tool_gate::screen_calls(gate, &msgs, caller.grant_id, upstream, up.activity())
-                .await
-    {
-        return refused;
+    let msgs = match super::tool_wait::gate(up, msgs, caller.grant_id, upstream, acc.sse).await {
+        Gated::Pass(msgs) => msgs,
+        Gated::Answered(refused) => return refused,
+        // A call waits for a person: the answer is a stream from now on. (Never a new
+        // session: that is a lone `initialize`.)
+        Gated::Waiting(w) => {
+            let version = version.map(str::to_owned);
+            return w.respond(move |msgs| async move {
+                relay_post(&relay, &msgs, &acc, version.as_deref(), false).await
+            });
+        }
+    };
+    let mut res = relay_post(&relay, &msgs, &acc, version, new_session).await;
+    let session = &relay.session;
+    if new_session {
+        if session.is_closed() {
+            up.end(&session.id, EndReason::Closed).await;
+        } else if let Ok(v) = HeaderValue::from_str(&session.id) {
+            res.headers_mut().insert(SESSION_HEADER, v);
+        }
     }
+    res
+}
+
+fn first_request(msgs: &[Message]) -> Option<&str> {
+    msgs.iter().find_map(|m| match &m.kind {
+        Kind::Request { id, .. } => Some(&**id),
+        _ => None,
+    })
+}
+
+/// The POST's messages, past the tool gate, to the upstream; the answer.
+async fn relay_post(
+    relay: &Relay,
+    msgs: &[Message],
+    acc: &Accept,
+    version: Option<&str>,
+    new_session: bool,
+) -> Response {
+    let first_id = first_request(msgs);
     let now = Instant::now();
     let session = &relay.session;
     session.touch(now);
@@ -182,7 +212,7 @@ pub async fn post(
             relay.link.set_protocol_version(&v);
         }
     }
-    for m in &msgs {
+    for m in msgs {
         if m.method() == Some("notifications/cancelled")
             && let Some(id) = &m.cancelled_id
             && session.cancel(id, now)
@@ -191,15 +221,7 @@ pub async fn post(
             relay.link.cancel(id, None);
         }
     }
-    let mut res = forward(&relay, &msgs, &acc, new_session, first_id, now).await;
-    if new_session {
-        if session.is_closed() {
-            up.end(&session.id, EndReason::Closed).await;
-        } else if let Ok(v) = HeaderValue::from_str(&session.id) {
-            res.headers_mut().insert(SESSION_HEADER, v);
-        }
-    }
-    res
+    forward(relay, msgs, acc, new_session, first_id, now).await
 }
 
 /// Content-Type, Accept and `MCP-Protocol-Version`, checked before the body is read.

@@ -35,6 +35,9 @@ pub struct ToolCall<'a> {
     pub tool: &'a str,
     /// `params.arguments`, as the client sent them.
     pub arguments: Option<&'a RawValue>,
+    /// Told when the gate starts waiting for a person (`tool_wait` then keeps the
+    /// client's request alive).
+    pub asking: Option<&'a tokio::sync::Notify>,
 }
 
 pub trait ToolGate: Send + Sync {
@@ -75,6 +78,7 @@ pub(super) async fn screen_calls(
     grant: GrantId,
     upstream: &str,
     activity: Option<&crate::activity::ActivityLog>,
+    asking: Option<&tokio::sync::Notify>,
 ) -> Result<(), Response> {
     let started = std::time::Instant::now();
     let mut names: Vec<Option<String>> = vec![None; msgs.len()];
@@ -95,6 +99,7 @@ pub(super) async fn screen_calls(
             upstream,
             tool,
             arguments: params.as_ref().and_then(|p| p.arguments),
+            asking,
         };
         if let Err(why) = gate.check_call(call).await {
             refusals.push((i, why));
@@ -158,6 +163,84 @@ pub(super) async fn screen_response(
         Some(b) => parse_one(b).unwrap_or(m),
         None => m,
     }
+}
+
+/// The largest `tools/list` answer from a modern upstream the gate reads.
+const MAX_LIST_BYTES: usize = 16 * 1024 * 1024;
+
+/// A `tools/list` answer a 2026-07-28 upstream gave (passed through: plain JSON or an
+/// event stream), through the gate like any other: the grant's client sees only the tools
+/// it may use. An answer that cannot be read is an error, never the unscreened list.
+pub(super) async fn screen_passed_list(
+    up: &Upstreams,
+    grant: GrantId,
+    upstream: &str,
+    id: &Value,
+    res: Response,
+) -> Response {
+    let Some(gate) = up.gate() else { return res };
+    let (mut parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_LIST_BYTES).await else {
+        let e = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": "the upstream's tools/list answer could not be read"}});
+        parts.headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+        return Response::from_parts(parts, axum::body::Body::from(e.to_string()));
+    };
+    let sse = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let screened = if sse {
+        screen_events(gate, grant, upstream, &bytes).await
+    } else {
+        gate.screen_list(grant, upstream, &bytes).await
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(screened.unwrap_or(bytes)))
+}
+
+/// An event stream's events, each response among them screened; `None`: nothing changed.
+async fn screen_events(
+    gate: &dyn ToolGate,
+    grant: GrantId,
+    upstream: &str,
+    stream: &[u8],
+) -> Option<Bytes> {
+    let text = std::str::from_utf8(stream).ok()?.replace("\r\n", "\n");
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    for event in text.split_inclusive("\n\n") {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect();
+        let joined = data.join("\n");
+        let screened = if joined.contains("\"result\"") {
+            gate.screen_list(grant, upstream, joined.as_bytes()).await
+        } else {
+            None
+        };
+        let Some(new) = screened else {
+            out.push_str(event);
+            continue;
+        };
+        changed = true;
+        for l in event
+            .lines()
+            .filter(|l| !l.starts_with("data:") && !l.is_empty())
+        {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out.push_str("data: ");
+        out.push_str(&String::from_utf8_lossy(&new));
+        out.push_str("\n\n");
+    }
+    changed.then(|| Bytes::from(out))
 }
 
 /// Pages of `tools/list` read for a consent screen at most.

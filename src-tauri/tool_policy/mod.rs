@@ -144,6 +144,16 @@ pub enum DecisionKind {
     Choice,
 }
 
+impl DecisionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Consent => "consent",
+            DecisionKind::Ask => "ask",
+            DecisionKind::Choice => "choice",
+        }
+    }
+}
+
 /// Why a call is refused; each says how to allow the tool ([`refusal_message`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -275,7 +285,7 @@ pub fn refusal_message(tool: &str, why: Refusal, grant: crate::oauth::GrantId) -
             "the tool \"{tool}\" appeared after this client was approved and is hidden until you approve it; {how}"
         ),
         Refusal::NoOneToAsk => format!(
-            "the tool \"{tool}\" is set to \"ask each time\", which needs the mcp-broker desktop app to ask you; {how}"
+            "the tool \"{tool}\" is set to \"ask each time\", which needs the mcp-broker desktop app to ask you (or `ask_headless = \"browser\"` under [broker] in the broker's config.toml, to be asked on a page in your browser); {how}"
         ),
         Refusal::Denied => format!("the call to \"{tool}\" was denied by the user"),
     }
@@ -430,6 +440,9 @@ mod tests {
             "{m}"
         );
         let m = refusal_message("rm", Refusal::NoOneToAsk, crate::oauth::GrantId(7));
-        assert!(m.contains("desktop app"), "{m}");
+        assert!(
+            m.contains("desktop app") && m.contains("ask_headless = \"browser\""),
+            "{m}"
+        );
     }
 }

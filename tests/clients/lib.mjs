@@ -73,17 +73,23 @@ export function start(cmd, args, { env = {}, ready, cwd } = {}) {
   });
 }
 
-export async function startBroker(config) {
+export async function startBroker(config, env = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'mcpb-client-'));
   writeFileSync(join(dir, 'config.toml'), config);
   const { child, match } = await start(BROKER, ['serve', '--headless', '--config', join(dir, 'config.toml'), '--data-dir', join(dir, 'data'), '--port', '0'], {
+    env,
     ready: /^listening on (http:\/\/127\.0\.0\.1:\d+)$/
   });
   return { base: match[1], dir, child };
 }
 
-/** Plays the person: opens the consent page and clicks Approve (a form POST). */
+/** Plays the person: opens the consent page and clicks Approve (a form POST). The code. */
 export async function approve(authorizationUrl) {
+  return (await approveParams(authorizationUrl)).get('code');
+}
+
+/** As `approve`; every parameter of the redirect back (`code`, `state`, `iss`). */
+export async function approveParams(authorizationUrl) {
   const page = await fetch(authorizationUrl);
   const html = await page.text();
   const field = name => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)?.[1];
@@ -96,7 +102,7 @@ export async function approve(authorizationUrl) {
     body: new URLSearchParams({ consent_id: field('consent_id'), csrf_token: field('csrf_token'), decision: 'approve' })
   });
   const location = res.headers.get('location');
-  return new URL(location).searchParams.get('code');
+  return new URL(location).searchParams;
 }
 
 /** An OAuthClientProvider kept in memory, approving consent itself. */

@@ -6,6 +6,8 @@
 //    its upstream, are refused on another, and are refused once `grants revoke` ran;
 //  - a deleted registration: the SDK's refresh gets invalid_client, forgets the client
 //    and registers again.
+//  - "ask each time" on the headless approval page: progress keeps a call with a short
+//    timeout and resetTimeoutOnProgress alive while it waits (ask_wait.mjs).
 // BROKER=path/to/mcp-broker node run.mjs   -> ends with "N passed, N failed"
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
@@ -15,6 +17,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { check, summary, startBroker, connect, start, cleanup, approve, Provider, BROKER } from './lib.mjs';
+import { askWait } from './ask_wait.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
@@ -158,7 +161,7 @@ async function deletedRegistration() {
 }
 
 let ok = true;
-for (const [name, t] of [['demo', demo], ['remote', remote], ['personal token', personalToken], ['deleted registration', deletedRegistration]]) {
+for (const [name, t] of [['demo', demo], ['remote', remote], ['personal token', personalToken], ['deleted registration', deletedRegistration], ['ask', askWait]]) {
   try {
     await t();
   } catch (e) {

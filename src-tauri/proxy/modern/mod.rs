@@ -30,6 +30,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 
 use super::Upstreams;
+use super::tool_wait::Gated;
 use crate::oauth::bearer::Caller;
 use call::{Call, Parking};
 use ladder::{Era, ModernRequest, Rejection};
@@ -71,37 +72,64 @@ pub async fn post(
         Era::Reject(r) => Some(rejection(&r)),
         Era::Modern(req) => {
             // The grant's tool policy holds in this era too: a blocked, unknown or
-            // suspended tool never reaches the upstream.
+            // suspended tool never reaches the upstream, and an Ask one waits on a stream
+            // that carries progress (`tool_wait`).
             if req.method == "tools/call"
-                && let Some(gate) = up.gate()
                 && let Ok(m) = super::message::parse_one(body.clone())
-                && let Err(refused) = super::tool_gate::screen_calls(
-                    gate,
-                    std::slice::from_ref(&m),
-                    caller.grant_id,
-                    upstream,
-                    up.activity(),
-                )
-                .await
             {
-                return Some(refused);
+                let sse_ok = accepts_sse(headers);
+                match super::tool_wait::gate(up, vec![m], caller.grant_id, upstream, sse_ok).await {
+                    Gated::Pass(_) => {}
+                    Gated::Answered(refused) => return Some(refused),
+                    Gated::Waiting(w) => {
+                        let up = up.me.upgrade()?;
+                        let (upstream, caller) = (upstream.to_owned(), caller.clone());
+                        let (headers, body) = (headers.clone(), body.clone());
+                        return Some(w.respond(move |_| async move {
+                            relay(&up, &upstream, &caller, &headers, &body, req).await
+                        }));
+                    }
+                }
             }
-            if let Some(url) = up.modern_remote(upstream).await {
-                return Some(
-                    up.pass_through(
-                        upstream,
-                        caller.account.as_deref(),
-                        &url,
-                        headers,
-                        &req.id,
-                        body,
-                    )
-                    .await,
-                );
-            }
-            Some(serve(up, upstream, caller, headers, req).await)
+            Some(relay(up, upstream, caller, headers, body, req).await)
         }
     }
+}
+
+/// A modern request past the tool gate: passed through to a modern upstream, or served
+/// over the warm legacy session.
+async fn relay(
+    up: &Upstreams,
+    upstream: &str,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &Bytes,
+    req: ModernRequest,
+) -> Response {
+    if let Some(url) = up.modern_remote(upstream).await {
+        let res = up
+            .pass_through(
+                upstream,
+                caller.account.as_deref(),
+                &url,
+                headers,
+                &req.id,
+                body,
+            )
+            .await;
+        if req.method == "tools/list" {
+            return super::tool_gate::screen_passed_list(
+                up,
+                caller.grant_id,
+                upstream,
+                &req.id,
+                res,
+            )
+            .await;
+        }
+        return res;
+    }
+    serve(up, upstream, caller, headers, req).await
 }
 
 async fn serve(

@@ -125,13 +125,21 @@ impl Warm {
             return fail(WarmError::Silent).await;
         };
         let v: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
-        let Some(result) = v.get("result").filter(|r| r.is_object()).cloned() else {
+        let Some(mut result) = v.get("result").filter(|r| r.is_object()).cloned() else {
             let why = v["error"]["message"]
                 .as_str()
                 .unwrap_or("no result")
                 .to_owned();
             return fail(WarmError::Refused(why)).await;
         };
+        // The grant's tool policy changes the tool list too (per-tool consent): a modern
+        // client may listen for that whatever the upstream declares.
+        if let Some(tools) = result
+            .pointer_mut("/capabilities/tools")
+            .and_then(Value::as_object_mut)
+        {
+            tools.insert("listChanged".into(), Value::Bool(true));
+        }
         if let Some(version) = result["protocolVersion"].as_str() {
             relay.link.set_protocol_version(version);
         }
