@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use bytes::Bytes;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -505,6 +506,14 @@ pub fn client_response(
     (method, name): (&str, Option<&str>),
     server_info: &Value,
 ) -> (StatusCode, Bytes) {
+    // The common case, a result, is rewritten around its members' raw text: a tool's
+    // content is copied, not parsed into a tree and printed again.
+    if let Ok(r) = serde_json::from_slice::<ResultMembers>(raw) {
+        return (
+            StatusCode::OK,
+            modern_result(&r.result, client_id, method, server_info),
+        );
+    }
     let mut v: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
     let mut status = StatusCode::OK;
     v["id"] = client_id.clone();
@@ -518,10 +527,7 @@ pub fn client_response(
         if let Some(meta) = meta.as_object_mut()
             && !server_info.is_null()
         {
-            meta.insert(
-                "io.modelcontextprotocol/serverInfo".into(),
-                server_info.clone(),
-            );
+            meta.insert(SERVER_INFO_KEY.into(), server_info.clone());
         }
     } else if let Some(err) = v.get_mut("error").and_then(|e| e.as_object_mut()) {
         match err.get("code").and_then(|c| c.as_i64()) {
@@ -544,6 +550,67 @@ pub fn client_response(
         status,
         Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
     )
+}
+
+/// A response's `result` members, each as the upstream wrote it.
+#[derive(serde::Deserialize)]
+struct ResultMembers<'a> {
+    #[serde(borrow)]
+    result: std::collections::BTreeMap<std::borrow::Cow<'a, str>, &'a RawValue>,
+}
+
+const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
+
+/// The result with what a 2026-07-28 client expects of it: `resultType`, the cache hints
+/// of a list or read, and the server's info in `_meta`.
+fn modern_result(
+    result: &std::collections::BTreeMap<std::borrow::Cow<'_, str>, &RawValue>,
+    client_id: &Value,
+    method: &str,
+    server_info: &Value,
+) -> Bytes {
+    let cacheable = CACHEABLE.contains(&method);
+    let size: usize = result.values().map(|v| v.get().len() + 16).sum();
+    let mut out = Vec::with_capacity(size + 192);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    let _ = serde_json::to_writer(&mut out, client_id);
+    out.extend_from_slice(b",\"result\":{");
+    let mut first = true;
+    let mut member = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, key);
+        out.push(b':');
+        out.extend_from_slice(value);
+    };
+    for (k, v) in result {
+        let ours = k == "_meta" || (cacheable && (k == "ttlMs" || k == "cacheScope"));
+        if !ours {
+            member(&mut out, k, v.get().as_bytes());
+        }
+    }
+    if !result.contains_key("resultType") {
+        member(&mut out, "resultType", b"\"complete\"");
+    }
+    if cacheable {
+        member(&mut out, "ttlMs", b"0");
+        member(&mut out, "cacheScope", b"\"private\"");
+    }
+    let mut meta: serde_json::Map<String, Value> = result
+        .get("_meta")
+        .and_then(|m| serde_json::from_str(m.get()).ok())
+        .unwrap_or_default();
+    if !server_info.is_null() {
+        meta.insert(SERVER_INFO_KEY.into(), server_info.clone());
+    }
+    member(
+        &mut out,
+        "_meta",
+        &serde_json::to_vec(&meta).unwrap_or_else(|_| b"{}".to_vec()),
+    );
+    out.extend_from_slice(b"}}");
+    Bytes::from(out)
 }
 
 #[cfg(test)]
