@@ -2,12 +2,13 @@
 //! stdio server when it opens, often before the broker runs, and all at once).
 //!
 //! One bridge starts it, the others wait: whoever takes the lock file
-//! `DATA_DIR/broker.lock` looks again for a running broker and, if there is still none,
-//! starts one and waits until it answers; the others poll for the broker while the lock is
-//! taken. The lock is an OS file lock that the started broker inherits, so it is held from
-//! the moment one bridge decides to start a broker until that broker exits: a bridge that
-//! is killed while the broker starts does not let another bridge start a second one, and
-//! a broker that crashed (or a lock file left behind) blocks nobody.
+//! `DATA_DIR/broker.lock` ([`super::lock`]) looks again for a running broker and, if there
+//! is still none, starts one and waits until it answers; the others poll for the broker
+//! while the lock is taken. The lock is an OS file lock that the started broker inherits
+//! and adopts (every broker holds it while it serves), so it is held from the moment one
+//! bridge decides to start a broker until that broker exits: a bridge that is killed while
+//! the broker starts does not let another bridge start a second one, and a broker that
+//! crashed (or a lock file left behind) blocks nobody.
 //!
 //! The broker started is the desktop app (minimised to the tray) where there is a display
 //! session and the binary has it, else the headless server. Either way it runs detached
@@ -20,8 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::locate::{self, BrokerInfo, LocateError};
+use super::lock::{self, LockError};
 
-pub const LOCK_FILE: &str = "broker.lock";
+pub use super::lock::LOCK_FILE;
 pub const LOG_FILE: &str = "logs/broker.log";
 
 /// What to start.
@@ -68,8 +70,8 @@ pub enum StartError {
     Locate(#[from] LocateError),
     #[error("cannot start the broker: {0}")]
     Spawn(std::io::Error),
-    #[error("cannot use {0}: {1}")]
-    Lock(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(
         "the broker that was started exited ({status}) before it answered{last_line}; its log is {log}"
     )]
@@ -170,14 +172,7 @@ async fn lock_or_find(
     deadline: Instant,
 ) -> Result<Turn, StartError> {
     let path = data_dir.join(LOCK_FILE);
-    let lock_err = |e| StartError::Lock(path.clone(), e);
-    std::fs::create_dir_all(data_dir).map_err(lock_err)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(lock_err)?;
+    let file = lock::open(data_dir)?;
     let started = Instant::now();
     loop {
         match file.try_lock() {
@@ -189,7 +184,9 @@ async fn lock_or_find(
                 });
             }
             Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(LockError::Io(path.clone(), e).into());
+            }
         }
         if let Ok(b) = locate::locate(data_dir, http).await {
             return Ok(Turn::Found(b));
@@ -233,6 +230,8 @@ fn spawn(
     {
         use std::os::fd::AsRawFd;
         let lock_fd = lock.as_raw_fd();
+        // The broker adopts this descriptor rather than locking the file again.
+        cmd.env(lock::INHERITED_FD_VAR, lock_fd.to_string());
         // SAFETY: setsid and fcntl are async-signal-safe and touch no memory of this
         // process. A new session: no controlling terminal, and no signal meant for the
         // client's process group (Claude Desktop ending its servers) reaches the broker.
