@@ -1,7 +1,8 @@
 //! One broker per data dir, against the real binary: a second `serve` on a data dir that a
 //! broker serves exits 2 naming the first one's pid and address, and a broker that the
 //! stdio bridge (`connect`) starts in the background holds the lock it inherited from the
-//! bridge (it serves, and a later `serve` is refused) without passing it to its upstreams.
+//! bridge (it serves, and a later `serve` is refused) without passing it to its upstreams,
+//! and runs in its data dir with the session's environment, not the client app's.
 
 mod support;
 
@@ -129,6 +130,12 @@ pub fn bridge_starts_broker(
     Detached(pid.unwrap_or_else(|| panic!("the bridge started no broker; its log:\n{log}")))
 }
 
+/// A port free now: a broker that a bridge starts listens on its config's port.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 /// Whether process `pid` has a descriptor open on `file`.
 pub fn holds_open(pid: u32, file: &Path) -> bool {
     let want = std::fs::canonicalize(file).unwrap();
@@ -144,7 +151,7 @@ pub fn holds_open(pid: u32, file: &Path) -> bool {
 fn a_broker_the_bridge_starts_holds_the_lock_it_inherited() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
-    std::fs::write(&cfg, CONFIG).unwrap();
+    std::fs::write(&cfg, format!("[broker]\nport = {}\n{CONFIG}", free_port())).unwrap();
     let data: PathBuf = dir.path().join("data");
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
@@ -160,4 +167,67 @@ fn a_broker_the_bridge_starts_holds_the_lock_it_inherited() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(&format!("pid {}", broker.0)), "{err}");
+}
+
+/// The broker a bridge starts runs in its data dir with the session's environment only: a
+/// variable that only the client app (the bridge's parent) set never reaches an upstream
+/// the broker starts, PATH does, and the upstream holds no descriptor of the lock.
+#[tokio::test]
+async fn a_broker_the_bridge_starts_does_not_inherit_the_client_apps_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    let upstream = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/env_upstream.py");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[broker]\nport = {}\n\n[servers.envy]\ncommand = \"python3\"\nargs = [{:?}]\n",
+            free_port(),
+            upstream.display().to_string()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let broker = bridge_starts_broker(
+        &cfg,
+        &data,
+        &home,
+        &[("CLIENT_APP_ONLY_SECRET", "from-the-client-app")],
+    );
+    let cwd = std::fs::read_link(format!("/proc/{}/cwd", broker.0)).unwrap();
+    assert_eq!(cwd, std::fs::canonicalize(&data).unwrap());
+
+    let cfg_s = cfg.display().to_string();
+    let data_s = data.display().to_string();
+    let out = Command::new(BIN)
+        .args(["tokens", "create", "--upstream", "envy", "--label", "t"])
+        .args(["--config", &cfg_s, "--data-dir", &data_s])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("broker.json")).unwrap()).unwrap();
+    let url = format!("{}/mcp/envy", info["issuer"].as_str().unwrap());
+    let mut s = support::session::Session::open(&url, &token).await;
+    let env: serde_json::Value =
+        serde_json::from_str(&s.tool_text("environ", serde_json::json!({})).await).unwrap();
+    let environ = &env["environ"];
+    assert_eq!(environ["CLIENT_APP_ONLY_SECRET"], serde_json::Value::Null);
+    // The upstream's PATH is the bridge's (python's launcher may put its own dirs first).
+    let path = std::env::var("PATH").unwrap();
+    assert!(
+        environ["PATH"].as_str().unwrap().ends_with(&path),
+        "{}",
+        environ["PATH"]
+    );
+    assert_eq!(environ["HOME"].as_str(), home.to_str());
+    assert_eq!(environ["MCP_BROKER_LOCK_FD"], serde_json::Value::Null);
+    let child = env["pid"].as_u64().unwrap() as u32;
+    assert!(!holds_open(child, &data.join("broker.lock")));
 }

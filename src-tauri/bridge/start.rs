@@ -15,6 +15,11 @@
 //! (its own session, no terminal, stdin closed) so it outlives the bridge and the client
 //! that launched it, and writes its output to `DATA_DIR/logs/broker.log`. It is the same
 //! `mcp-broker serve` a person would start, so it behaves like any other.
+//!
+//! It does not take over the client app's process state: it runs in the data dir (not the
+//! client's working directory) with only the session's environment ([`broker_env`]), not
+//! the variables the client app set for itself or for the bridge, which would otherwise
+//! reach every upstream the broker starts for anyone.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -219,8 +224,17 @@ fn spawn(
         .open(log)
         .map_err(StartError::Spawn)?;
     let err = out.try_clone().map_err(StartError::Spawn)?;
+    // Absolute: the broker runs in the data dir, not in the bridge's working directory.
+    let data_dir = std::path::absolute(data_dir).map_err(StartError::Spawn)?;
+    let config = config
+        .map(std::path::absolute)
+        .transpose()
+        .map_err(StartError::Spawn)?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(launch.args(data_dir, config))
+    cmd.args(launch.args(&data_dir, config.as_deref()))
+        .current_dir(&data_dir)
+        .env_clear()
+        .envs(broker_env(std::env::vars_os()))
         .stdin(std::process::Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -249,6 +263,74 @@ fn spawn(
     #[cfg(not(unix))]
     let _ = lock;
     cmd.spawn().map_err(StartError::Spawn)
+}
+
+/// Variables of the user's session that a broker (and the upstreams it starts) needs:
+/// finding programs, the home and config dirs, the D-Bus session (keychain,
+/// notifications), the display (the desktop app), locale and temp dir, the network's proxy
+/// and CA settings, the SSH agent, the broker's own `MCP_BROKER_*` settings, and on Windows
+/// the variables the system itself relies on.
+const SESSION_VARS: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TMPDIR",
+    "TZ",
+    "LANG",
+    "LANGUAGE",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "XAUTHORITY",
+    "DESKTOP_SESSION",
+    "SSH_AUTH_SOCK",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    // Windows
+    "SYSTEMROOT",
+    "SYSTEMDRIVE",
+    "WINDIR",
+    "COMSPEC",
+    "PATHEXT",
+    "USERPROFILE",
+    "USERNAME",
+    "APPDATA",
+    "LOCALAPPDATA",
+    "PROGRAMDATA",
+    "PROGRAMFILES",
+    "TEMP",
+    "TMP",
+];
+
+const SESSION_PREFIXES: &[&str] = &["XDG_", "LC_", "MCP_BROKER_"];
+
+/// The part of `vars` (the bridge's environment) that the broker it starts gets.
+pub fn broker_env<K: AsRef<std::ffi::OsStr>, V>(
+    vars: impl IntoIterator<Item = (K, V)>,
+) -> Vec<(K, V)> {
+    vars.into_iter()
+        .filter(|(k, _)| {
+            let Some(k) = k.as_ref().to_str() else {
+                return false;
+            };
+            // Windows' names are case-insensitive.
+            let upper = k.to_ascii_uppercase();
+            let name = if cfg!(windows) { upper.as_str() } else { k };
+            SESSION_VARS.contains(&name) || SESSION_PREFIXES.iter().any(|p| name.starts_with(p))
+        })
+        // The lock's descriptor is this bridge's to hand over, set for the one child.
+        .filter(|(k, _)| k.as_ref() != super::lock::INHERITED_FD_VAR)
+        .collect()
 }
 
 /// The line of the log that says why the broker stopped: the last one that reads like an
@@ -291,6 +373,35 @@ mod tests {
             ]
             .map(std::ffi::OsString::from)
             .to_vec()
+        );
+    }
+
+    #[test]
+    fn the_broker_gets_the_session_not_the_client_apps_variables() {
+        let vars = [
+            ("PATH", "/usr/bin"),
+            ("HOME", "/home/p"),
+            ("XDG_RUNTIME_DIR", "/run/user/1"),
+            ("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/1/bus"),
+            ("LC_ALL", "C.UTF-8"),
+            ("MCP_BROKER_KEYCHAIN_SERVICE", "t"),
+            ("MCP_BROKER_LOCK_FD", "9"),
+            ("ANTHROPIC_API_KEY", "sk-secret"),
+            ("ELECTRON_RUN_AS_NODE", "1"),
+            ("NODE_OPTIONS", "--inspect"),
+            ("PWD", "/home/p/somewhere"),
+        ];
+        let kept: Vec<&str> = broker_env(vars).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            kept,
+            [
+                "PATH",
+                "HOME",
+                "XDG_RUNTIME_DIR",
+                "DBUS_SESSION_BUS_ADDRESS",
+                "LC_ALL",
+                "MCP_BROKER_KEYCHAIN_SERVICE"
+            ]
         );
     }
 
