@@ -183,6 +183,9 @@ async fn lock_or_find(
         match file.try_lock() {
             // Look again: a broker may have come up while another bridge held the lock.
             Ok(()) => {
+                // The pid in it was a broker's that has gone; the one started here
+                // writes its own.
+                let _ = file.set_len(0);
                 return Ok(match locate::locate(data_dir, http).await {
                     Ok(b) => Turn::Found(b),
                     Err(_) => Turn::Start(file),
