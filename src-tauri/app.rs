@@ -1,5 +1,6 @@
 //! Starting and stopping the broker: the one start-up path the headless server and the
-//! desktop app share. [`start`] opens (and migrates) the store, binds 127.0.0.1, starts
+//! desktop app share. [`start`] takes the data dir's `broker.lock` (one broker per data
+//! dir: a second one refuses to start, naming the first), opens (and migrates) the store, binds 127.0.0.1, starts
 //! maintenance, the watch on the configuration file (hand edits apply without a restart)
 //! and the HTTP server, writes `DATA_DIR/broker.json` so that `mcp-broker
 //! connect` finds this broker, and prints the ready line once every route answers.
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::bridge::locate::{self, BrokerInfo};
+use crate::bridge::lock::{BrokerLock, LockError};
 use crate::config::Config;
 use crate::consent::ConsentMode;
 use crate::gateway::Gateway;
@@ -38,6 +40,9 @@ pub struct DesktopStart {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// Another broker serves this data dir (or the lock file cannot be used).
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("cannot open the data in {dir}: {source}")]
     Store { dir: PathBuf, source: crate::Error },
     #[error("cannot listen on 127.0.0.1:{port}: {source}")]
@@ -51,6 +56,8 @@ pub struct Running {
     /// Applies hand edits of the configuration file; `None` when the file cannot be
     /// watched (the broker serves, changes need a restart).
     config_watch: Option<JoinHandle<()>>,
+    /// Released when the broker has shut down, not before: a successor waits for it.
+    lock: BrokerLock,
 }
 
 /// Starts the broker on `127.0.0.1:port` (0 picks a free port). Only loopback: the
@@ -61,6 +68,8 @@ pub async fn start(
     port: u16,
     consent: ConsentMode,
 ) -> Result<Running, StartError> {
+    // Before the store: a second broker must not migrate or touch the data it serves.
+    let lock = BrokerLock::take(&data_dir)?;
     let store = Store::open(&data_dir)
         .await
         .map_err(|source| StartError::Store {
@@ -116,6 +125,7 @@ pub async fn start(
         gateway,
         server,
         config_watch,
+        lock,
     })
 }
 
@@ -131,6 +141,7 @@ impl Running {
             gateway,
             server,
             config_watch,
+            lock,
         } = self;
         let code = tokio::select! {
             _ = stop => {
@@ -154,6 +165,7 @@ impl Running {
         }
         locate::remove(gateway.data_dir(), std::process::id());
         gateway.shutdown().await;
+        drop(lock);
         code
     }
 }

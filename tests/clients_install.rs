@@ -100,8 +100,9 @@ fn assert_preserved(original: &Value, after: &Value) {
     }
 }
 
-fn check_client(app: &str, fixture_name: &str, expect: impl Fn(&str) -> Value) {
+fn check_client(app: &str, fixture_name: &str, expect: impl Fn(&str, &str) -> Value) {
     let s = setup();
+    let cfg = s.broker_config.to_str().unwrap();
     let file = s.copy(fixture_name, fixture_name);
     let original_bytes = std::fs::read(&file).unwrap();
     let original = parse(&file);
@@ -111,7 +112,7 @@ fn check_client(app: &str, fixture_name: &str, expect: impl Fn(&str) -> Value) {
     let after = parse(&file);
     assert_preserved(&original, &after);
     for name in ["everything", "notes"] {
-        assert_eq!(after["mcpServers"][name], expect(name), "{app} {name}");
+        assert_eq!(after["mcpServers"][name], expect(name, cfg), "{app} {name}");
     }
     let backup = file.with_file_name(format!("{fixture_name}.mcp-broker.bak"));
     assert_eq!(std::fs::read(&backup).unwrap(), original_bytes, "backup");
@@ -129,7 +130,7 @@ fn check_client(app: &str, fixture_name: &str, expect: impl Fn(&str) -> Value) {
     assert!(o.status.success(), "{}", text(&o));
     let mid = parse(&file);
     assert!(mid["mcpServers"].get("notes").is_none());
-    assert_eq!(mid["mcpServers"]["everything"], expect("everything"));
+    assert_eq!(mid["mcpServers"]["everything"], expect("everything", cfg));
     let o = s.run(&["clients", "uninstall", app], &file);
     assert!(o.status.success(), "{}", text(&o));
     let restored = parse(&file);
@@ -150,8 +151,60 @@ fn claude_desktop_gets_stdio_bridge_entries() {
     check_client(
         "claude-desktop",
         "claude_desktop_config.json",
-        |name| json!({"command": exe.to_str().unwrap(), "args": ["connect", name]}),
+        // check_client passes the broker's --config; the entry carries it on.
+        |name, cfg| json!({"command": exe.to_str().unwrap(), "args": ["connect", name, "--config", cfg]}),
     );
+}
+
+/// Given `--config` and `--data-dir` (relative, in another working directory), the Claude
+/// Desktop entry written into the standard file under HOME passes both on, absolute, so
+/// the client's bridge finds (or starts) this broker with these servers.
+#[test]
+fn claude_desktop_entries_carry_the_config_and_data_dir_given() {
+    let s = setup();
+    let home = s.dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::copy(&s.broker_config, s.dir.path().join("mine.toml")).unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "clients",
+            "install",
+            "claude-desktop",
+            "--server",
+            "everything",
+        ])
+        .args(["--config", "mine.toml", "--data-dir", "d"])
+        .current_dir(s.dir.path())
+        .env("HOME", &home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("MCP_BROKER_CLIENT_CONFIG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let written = parse(&home.join(".config/Claude/claude_desktop_config.json"));
+    let dir = std::fs::canonicalize(s.dir.path()).unwrap();
+    assert_eq!(
+        written["mcpServers"]["everything"]["args"],
+        json!([
+            "connect",
+            "everything",
+            "--data-dir",
+            dir.join("d").to_str().unwrap(),
+            "--config",
+            dir.join("mine.toml").to_str().unwrap()
+        ])
+    );
+    // Uninstall recognises the entry as its own despite the extra arguments.
+    let o = Command::new(BIN)
+        .args(["clients", "uninstall", "claude-desktop"])
+        .env("HOME", &home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("MCP_BROKER_CLIENT_CONFIG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let after = parse(&home.join(".config/Claude/claude_desktop_config.json"));
+    assert!(after["mcpServers"].get("everything").is_none(), "{after}");
 }
 
 #[test]
@@ -159,7 +212,7 @@ fn claude_code_gets_http_entries() {
     check_client(
         "claude-code",
         "claude.json",
-        |name| json!({"type": "http", "url": format!("http://127.0.0.1:7391/mcp/{name}")}),
+        |name, _| json!({"type": "http", "url": format!("http://127.0.0.1:7391/mcp/{name}")}),
     );
 }
 
@@ -168,7 +221,7 @@ fn cursor_gets_url_entries() {
     check_client(
         "cursor",
         "cursor-mcp.json",
-        |name| json!({"url": format!("http://127.0.0.1:7391/mcp/{name}")}),
+        |name, _| json!({"url": format!("http://127.0.0.1:7391/mcp/{name}")}),
     );
 }
 

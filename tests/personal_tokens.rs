@@ -81,8 +81,6 @@ async fn a_personal_token_works_at_once_on_its_upstream_only_until_revoked() {
         "alpha",
         "--label",
         "ci script",
-        "--tools",
-        "echo,add",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let token = stdout(&out).trim().to_owned();
@@ -122,12 +120,13 @@ async fn a_personal_token_works_at_once_on_its_upstream_only_until_revoked() {
     assert_eq!(g["upstream"], "alpha");
     assert_eq!(g["resource"], b.mcp_url("alpha"));
     assert_eq!(g["scope"], "mcp");
-    assert_eq!(g["tools"], json!(["echo", "add"]));
+    // No --tools: every tool (a_tokens_tools_are_its_policy has a list).
+    assert_eq!(g["tools"], Value::Null);
     let expires = g["expires_at"].as_i64().unwrap();
     assert!((expires - now() - 30 * 86400).abs() < 60, "default 30 days");
     let text = stdout(&b.cli(&["tokens", "list"]));
     assert!(text.contains("\tci script\talpha\t"), "{text}");
-    assert!(text.trim_end().ends_with("\techo,add"), "{text}");
+    assert!(text.trim_end().ends_with("\tall"), "{text}");
     assert!(!text.contains(&token), "never the token itself");
     let text = stdout(&b.cli(&["grants", "list"]));
     assert!(
@@ -635,4 +634,105 @@ async fn the_running_broker_notices_tokens_made_and_revoked_by_the_cli() {
         })
         .collect();
     assert_eq!(revoked, vec![("bot".to_owned(), RevokeReason::External)]);
+}
+
+/// `tokens create --tools echo,add`: the list is the token's policy. Through the running
+/// broker its session lists echo and add only, a call of the third tool is refused and
+/// never reaches the upstream, the named ones go through. A name the upstream does not
+/// serve, or an upstream that cannot be listed, makes no token.
+#[tokio::test]
+async fn a_tokens_tools_are_its_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools.json");
+    let calls = dir.path().join("calls.log");
+    std::fs::write(
+        &tools,
+        json!([
+            {"name": "echo", "description": "echo", "inputSchema": {"type": "object"}},
+            {"name": "add", "description": "add", "inputSchema": {"type": "object"}},
+            {"name": "rm", "description": "delete", "inputSchema": {"type": "object"}},
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tools_upstream.py"
+    );
+    let config = format!(
+        "[servers.tools]\ncommand = \"python3\"\nargs = [{fixture:?}]\n\
+         env = {{ TOOLS_FILE = {:?}, CALL_LOG = {:?} }}\n{CONFIG}",
+        tools.display().to_string(),
+        calls.display().to_string()
+    );
+    let b = Broker::start(&config);
+    let cfg = config_path(&b);
+
+    // Refused, nothing made: a typo, and an upstream that does not start.
+    for (upstream, tools, why) in [
+        (
+            "tools",
+            "echo,ecoh",
+            "serves no tool named \"ecoh\" (it serves: echo, add, rm)",
+        ),
+        ("alpha", "echo", "cannot list the tools of alpha"),
+    ] {
+        let out = b.cli(&[
+            "tokens",
+            "create",
+            "--config",
+            &cfg,
+            "--upstream",
+            upstream,
+            "--label",
+            "x",
+            "--tools",
+            tools,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty());
+    }
+    assert!(grants_json(&b).is_empty(), "no grant was left behind");
+
+    let token = create_token(
+        &b,
+        &[
+            "--upstream",
+            "tools",
+            "--label",
+            "two",
+            "--tools",
+            "echo,add",
+        ],
+    );
+    let g = &grants_json(&b)[0];
+    assert_eq!(g["tools"], json!(["echo", "add"]));
+    let text = stdout(&b.cli(&["tokens", "list"]));
+    assert!(text.trim_end().ends_with("\techo,add"), "{text}");
+
+    let mut s = session::Session::open(&b.mcp_url("tools"), &token).await;
+    let listed = s.request("tools/list", json!({})).await;
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["echo", "add"]);
+    let refused = s
+        .request("tools/call", json!({"name": "rm", "arguments": {}}))
+        .await;
+    assert_eq!(refused["error"]["code"], -32003, "{refused}");
+    assert_eq!(
+        s.tool_text("echo", json!({"x": 1})).await,
+        "called echo with {\"x\": 1}"
+    );
+    assert_eq!(std::fs::read_to_string(&calls).unwrap(), "echo\n");
+
+    // Without --tools a token of the same upstream sees every tool.
+    let all = create_token(&b, &["--upstream", "tools", "--label", "all"]);
+    let mut s = session::Session::open(&b.mcp_url("tools"), &all).await;
+    let listed = s.request("tools/list", json!({})).await;
+    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(3));
 }

@@ -12,6 +12,7 @@
 //! [`crate::oauth_client`] and [`crate::mcp_client`].
 //!
 //! - [`locate`]: `broker.json` in the data dir: which broker runs, on which port.
+//! - [`lock`]: `broker.lock`, held by the one broker that serves a data dir.
 //! - [`start`]: starting a broker when none runs, one for many bridges.
 //! - [`auth`]: registration, consent in the browser, token exchange and refresh.
 //! - [`relay`]: stdin lines to POSTs, JSON and SSE answers and the GET stream to stdout.
@@ -19,6 +20,7 @@
 
 pub mod auth;
 pub mod locate;
+pub mod lock;
 pub mod modern;
 pub mod relay;
 pub mod start;

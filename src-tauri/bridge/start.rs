@@ -2,26 +2,33 @@
 //! stdio server when it opens, often before the broker runs, and all at once).
 //!
 //! One bridge starts it, the others wait: whoever takes the lock file
-//! `DATA_DIR/broker.lock` looks again for a running broker and, if there is still none,
-//! starts one and waits until it answers; the others poll for the broker while the lock is
-//! taken. The lock is an OS file lock that the started broker inherits, so it is held from
-//! the moment one bridge decides to start a broker until that broker exits: a bridge that
-//! is killed while the broker starts does not let another bridge start a second one, and
-//! a broker that crashed (or a lock file left behind) blocks nobody.
+//! `DATA_DIR/broker.lock` ([`super::lock`]) looks again for a running broker and, if there
+//! is still none, starts one and waits until it answers; the others poll for the broker
+//! while the lock is taken. The lock is an OS file lock that the started broker inherits
+//! and adopts (every broker holds it while it serves), so it is held from the moment one
+//! bridge decides to start a broker until that broker exits: a bridge that is killed while
+//! the broker starts does not let another bridge start a second one, and a broker that
+//! crashed (or a lock file left behind) blocks nobody.
 //!
 //! The broker started is the desktop app (minimised to the tray) where there is a display
 //! session and the binary has it, else the headless server. Either way it runs detached
 //! (its own session, no terminal, stdin closed) so it outlives the bridge and the client
 //! that launched it, and writes its output to `DATA_DIR/logs/broker.log`. It is the same
 //! `mcp-broker serve` a person would start, so it behaves like any other.
+//!
+//! It does not take over the client app's process state: it runs in the data dir (not the
+//! client's working directory) with only the session's environment ([`broker_env`]), not
+//! the variables the client app set for itself or for the bridge, which would otherwise
+//! reach every upstream the broker starts for anyone.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::locate::{self, BrokerInfo, LocateError};
+use super::lock::{self, LockError};
 
-pub const LOCK_FILE: &str = "broker.lock";
+pub use super::lock::LOCK_FILE;
 pub const LOG_FILE: &str = "logs/broker.log";
 
 /// What to start.
@@ -68,8 +75,8 @@ pub enum StartError {
     Locate(#[from] LocateError),
     #[error("cannot start the broker: {0}")]
     Spawn(std::io::Error),
-    #[error("cannot use {0}: {1}")]
-    Lock(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(
         "the broker that was started exited ({status}) before it answered{last_line}; its log is {log}"
     )]
@@ -170,26 +177,24 @@ async fn lock_or_find(
     deadline: Instant,
 ) -> Result<Turn, StartError> {
     let path = data_dir.join(LOCK_FILE);
-    let lock_err = |e| StartError::Lock(path.clone(), e);
-    std::fs::create_dir_all(data_dir).map_err(lock_err)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(lock_err)?;
+    let file = lock::open(data_dir)?;
     let started = Instant::now();
     loop {
         match file.try_lock() {
             // Look again: a broker may have come up while another bridge held the lock.
             Ok(()) => {
+                // The pid in it was a broker's that has gone; the one started here
+                // writes its own.
+                let _ = file.set_len(0);
                 return Ok(match locate::locate(data_dir, http).await {
                     Ok(b) => Turn::Found(b),
                     Err(_) => Turn::Start(file),
                 });
             }
             Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(LockError::Io(path.clone(), e).into());
+            }
         }
         if let Ok(b) = locate::locate(data_dir, http).await {
             return Ok(Turn::Found(b));
@@ -222,8 +227,17 @@ fn spawn(
         .open(log)
         .map_err(StartError::Spawn)?;
     let err = out.try_clone().map_err(StartError::Spawn)?;
+    // Absolute: the broker runs in the data dir, not in the bridge's working directory.
+    let data_dir = std::path::absolute(data_dir).map_err(StartError::Spawn)?;
+    let config = config
+        .map(std::path::absolute)
+        .transpose()
+        .map_err(StartError::Spawn)?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(launch.args(data_dir, config))
+    cmd.args(launch.args(&data_dir, config.as_deref()))
+        .current_dir(&data_dir)
+        .env_clear()
+        .envs(broker_env(std::env::vars_os()))
         .stdin(std::process::Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -233,6 +247,8 @@ fn spawn(
     {
         use std::os::fd::AsRawFd;
         let lock_fd = lock.as_raw_fd();
+        // The broker adopts this descriptor rather than locking the file again.
+        cmd.env(lock::INHERITED_FD_VAR, lock_fd.to_string());
         // SAFETY: setsid and fcntl are async-signal-safe and touch no memory of this
         // process. A new session: no controlling terminal, and no signal meant for the
         // client's process group (Claude Desktop ending its servers) reaches the broker.
@@ -250,6 +266,74 @@ fn spawn(
     #[cfg(not(unix))]
     let _ = lock;
     cmd.spawn().map_err(StartError::Spawn)
+}
+
+/// Variables of the user's session that a broker (and the upstreams it starts) needs:
+/// finding programs, the home and config dirs, the D-Bus session (keychain,
+/// notifications), the display (the desktop app), locale and temp dir, the network's proxy
+/// and CA settings, the SSH agent, the broker's own `MCP_BROKER_*` settings, and on Windows
+/// the variables the system itself relies on.
+const SESSION_VARS: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TMPDIR",
+    "TZ",
+    "LANG",
+    "LANGUAGE",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "XAUTHORITY",
+    "DESKTOP_SESSION",
+    "SSH_AUTH_SOCK",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    // Windows
+    "SYSTEMROOT",
+    "SYSTEMDRIVE",
+    "WINDIR",
+    "COMSPEC",
+    "PATHEXT",
+    "USERPROFILE",
+    "USERNAME",
+    "APPDATA",
+    "LOCALAPPDATA",
+    "PROGRAMDATA",
+    "PROGRAMFILES",
+    "TEMP",
+    "TMP",
+];
+
+const SESSION_PREFIXES: &[&str] = &["XDG_", "LC_", "MCP_BROKER_"];
+
+/// The part of `vars` (the bridge's environment) that the broker it starts gets.
+pub fn broker_env<K: AsRef<std::ffi::OsStr>, V>(
+    vars: impl IntoIterator<Item = (K, V)>,
+) -> Vec<(K, V)> {
+    vars.into_iter()
+        .filter(|(k, _)| {
+            let Some(k) = k.as_ref().to_str() else {
+                return false;
+            };
+            // Windows' names are case-insensitive.
+            let upper = k.to_ascii_uppercase();
+            let name = if cfg!(windows) { upper.as_str() } else { k };
+            SESSION_VARS.contains(&name) || SESSION_PREFIXES.iter().any(|p| name.starts_with(p))
+        })
+        // The lock's descriptor is this bridge's to hand over, set for the one child.
+        .filter(|(k, _)| k.as_ref() != super::lock::INHERITED_FD_VAR)
+        .collect()
 }
 
 /// The line of the log that says why the broker stopped: the last one that reads like an
@@ -292,6 +376,35 @@ mod tests {
             ]
             .map(std::ffi::OsString::from)
             .to_vec()
+        );
+    }
+
+    #[test]
+    fn the_broker_gets_the_session_not_the_client_apps_variables() {
+        let vars = [
+            ("PATH", "/usr/bin"),
+            ("HOME", "/home/p"),
+            ("XDG_RUNTIME_DIR", "/run/user/1"),
+            ("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/1/bus"),
+            ("LC_ALL", "C.UTF-8"),
+            ("MCP_BROKER_KEYCHAIN_SERVICE", "t"),
+            ("MCP_BROKER_LOCK_FD", "9"),
+            ("ANTHROPIC_API_KEY", "sk-secret"),
+            ("ELECTRON_RUN_AS_NODE", "1"),
+            ("NODE_OPTIONS", "--inspect"),
+            ("PWD", "/home/p/somewhere"),
+        ];
+        let kept: Vec<&str> = broker_env(vars).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            kept,
+            [
+                "PATH",
+                "HOME",
+                "XDG_RUNTIME_DIR",
+                "DBUS_SESSION_BUS_ADDRESS",
+                "LC_ALL",
+                "MCP_BROKER_KEYCHAIN_SERVICE"
+            ]
         );
     }
 

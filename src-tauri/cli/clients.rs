@@ -63,7 +63,7 @@ fn install(app: ClientApp, only: &[String], print: bool, files: ClientFiles) -> 
         data,
         port,
         client_config,
-        ..
+        config: config_flag,
     } = files;
     if config.upstreams.is_empty() {
         eprintln!(
@@ -88,7 +88,11 @@ fn install(app: ClientApp, only: &[String], print: bool, files: ClientFiles) -> 
             return 2;
         }
     }
-    let target = match broker_target(&data, port.unwrap_or_else(|| config.port())) {
+    let target = match broker_target(
+        &data,
+        config_flag.as_deref(),
+        port.unwrap_or_else(|| config.port()),
+    ) {
         Ok(t) => t,
         Err(code) => return code,
     };
@@ -163,9 +167,9 @@ fn load_config(files: &ClientFiles) -> Result<(PathBuf, Config), i32> {
     }
 }
 
-/// How the client's entries reach this broker: this executable, the data dir given, and
-/// the port.
-fn broker_target(data: &DataDirArg, port: u16) -> Result<BrokerTarget, i32> {
+/// How the client's entries reach this broker: this executable, the data dir and the
+/// configuration file given (so the client's bridge uses this broker), and the port.
+fn broker_target(data: &DataDirArg, config: Option<&Path>, port: u16) -> Result<BrokerTarget, i32> {
     let executable = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .map_err(|e| {
@@ -176,9 +180,11 @@ fn broker_target(data: &DataDirArg, port: u16) -> Result<BrokerTarget, i32> {
         .data_dir
         .as_ref()
         .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()));
+    let config = config.map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_owned()));
     Ok(BrokerTarget {
         executable,
         data_dir,
+        config,
         base_url: format!("http://127.0.0.1:{port}"),
     })
 }
@@ -298,7 +304,7 @@ fn import(
         data,
         port,
         client_config,
-        ..
+        config: config_flag,
     } = files;
     let mut renames = BTreeMap::new();
     for r in rename {
@@ -354,7 +360,11 @@ fn import(
         println!("nothing to import");
         return 0;
     }
-    let target = match broker_target(&data, port.unwrap_or_else(|| config.port())) {
+    let target = match broker_target(
+        &data,
+        config_flag.as_deref(),
+        port.unwrap_or_else(|| config.port()),
+    ) {
         Ok(t) => t,
         Err(code) => return code,
     };

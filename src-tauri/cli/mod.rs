@@ -180,7 +180,7 @@ pub enum TokensCommand {
         /// How long it works: a duration such as 30d, 12h, 90d, or never.
         #[arg(long, default_value = "30d")]
         expires: String,
-        /// The tools it is meant for, comma-separated (recorded; not enforced yet).
+        /// The tools it is meant for, comma-separated (its policy: no other tool is listed or called).
         #[arg(long, value_delimiter = ',', value_name = "TOOL,...")]
         tools: Vec<String>,
         /// The configuration file (for the upstream names and the port).

@@ -5,12 +5,11 @@
 
 use std::io::{IsTerminal, Read};
 use std::path::Path;
-use std::sync::Arc;
 
 use super::SecretsCommand;
-use crate::secrets::{self, SecretsError};
-use crate::store::Store;
-use crate::vault::{Secret, Vault, VaultError, check_name};
+use crate::gateway::{Gateway, GatewayError};
+use crate::secrets::SecretsError;
+use crate::vault::{Secret, VaultError};
 
 /// Longer values are almost certainly a mistake (a file piped in by accident).
 const MAX_VALUE: usize = 64 * 1024;
@@ -19,34 +18,22 @@ pub fn run(cmd: SecretsCommand) -> i32 {
     let Some(rt) = super::runtime() else {
         return 1;
     };
-    let vault = Arc::new(Vault::system());
     match cmd {
-        SecretsCommand::Set { name, data } => rt.block_on(set(&vault, &data.resolve(), &name)),
+        SecretsCommand::Set { name, data } => rt.block_on(set(&data.resolve(), &name)),
         SecretsCommand::List { data, config, json } => {
-            rt.block_on(list(&vault, &data.resolve(), config.as_deref(), json))
+            rt.block_on(list(&data.resolve(), config.as_deref(), json))
         }
-        SecretsCommand::Delete { name, data } => {
-            rt.block_on(delete(&vault, &data.resolve(), &name))
-        }
+        SecretsCommand::Delete { name, data } => rt.block_on(delete(&data.resolve(), &name)),
     }
 }
 
-fn fail(e: &VaultError) -> i32 {
+/// Prints why; exit status 2 for a name that can never be valid, else 1.
+fn fail(e: &GatewayError) -> i32 {
     eprintln!("mcp-broker: {e}");
     match e {
-        VaultError::BadName(_) => 2,
+        GatewayError::Secrets(SecretsError::Vault(VaultError::BadName(_))) => 2,
         _ => 1,
     }
-}
-
-async fn open(dir: &Path) -> Result<Store, i32> {
-    Store::open(dir).await.map_err(|e| {
-        eprintln!(
-            "mcp-broker: cannot open the database in {}: {e}",
-            dir.display()
-        );
-        1
-    })
 }
 
 /// The value: all of stdin when it is not a terminal (one trailing newline dropped),
@@ -77,9 +64,10 @@ fn read_value(name: &str) -> Result<Secret<String>, String> {
     Ok(Secret::new(value))
 }
 
-async fn set(vault: &Arc<Vault>, dir: &Path, name: &str) -> i32 {
-    if let Err(e) = check_name(name) {
-        return fail(&e);
+async fn set(dir: &Path, name: &str) -> i32 {
+    // A bad name is refused before asking for the value.
+    if let Err(e) = crate::vault::check_name(name) {
+        return fail(&SecretsError::Vault(e).into());
     }
     let value = match read_value(name) {
         Ok(v) => v,
@@ -88,58 +76,30 @@ async fn set(vault: &Arc<Vault>, dir: &Path, name: &str) -> i32 {
             return 1;
         }
     };
-    // The keychain first, so that without one nothing is created in the data dir.
-    if let Err(e) = secrets::put_value(vault, name, value).await {
-        return fail_secrets(&e);
+    match Gateway::set_secret_offline(dir, name, value).await {
+        Ok(()) => {
+            println!("stored {name} in the OS keychain");
+            0
+        }
+        Err(e) => fail(&e),
     }
-    let store = match open(dir).await {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    if let Err(e) = secrets::record(&store, name).await {
-        eprintln!("mcp-broker: stored {name} in the keychain, but {e}");
-        return 1;
-    }
-    println!("stored {name} in the OS keychain");
-    0
 }
 
-fn fail_secrets(e: &SecretsError) -> i32 {
-    match e {
-        SecretsError::Vault(e) => fail(e),
-        e => {
-            eprintln!("mcp-broker: {e}");
+async fn delete(dir: &Path, name: &str) -> i32 {
+    match Gateway::delete_secret_offline(dir, name).await {
+        Ok(true) => {
+            println!("deleted {name} from the OS keychain");
+            0
+        }
+        Ok(false) => {
+            eprintln!("mcp-broker: no secret named {name}");
             1
         }
+        Err(e) => fail(&e),
     }
 }
 
-async fn delete(vault: &Arc<Vault>, dir: &Path, name: &str) -> i32 {
-    if let Err(e) = check_name(name) {
-        return fail(&e);
-    }
-    let existed = match secrets::remove_value(vault, name).await {
-        Ok(b) => b,
-        Err(e) => return fail_secrets(&e),
-    };
-    let store = match open(dir).await {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let indexed = secrets::forget(&store, name).await.unwrap_or_else(|e| {
-        eprintln!("mcp-broker: could not update {e}");
-        false
-    });
-    if existed || indexed {
-        println!("deleted {name} from the OS keychain");
-        0
-    } else {
-        eprintln!("mcp-broker: no secret named {name}");
-        1
-    }
-}
-
-async fn list(vault: &Arc<Vault>, dir: &Path, config: Option<&Path>, json: bool) -> i32 {
+async fn list(dir: &Path, config: Option<&Path>, json: bool) -> i32 {
     // Usage comes from the configuration; a missing default config just means no usage.
     let config_path = config
         .map(Path::to_owned)
@@ -155,22 +115,10 @@ async fn list(vault: &Arc<Vault>, dir: &Path, config: Option<&Path>, json: bool)
     } else {
         None
     };
-    let store = if dir.join(crate::store::DB_FILE).exists() {
-        match open(dir).await {
-            Ok(s) => Some(s),
-            Err(code) => return code,
-        }
-    } else {
-        None
+    let (rows, keychain_error) = match Gateway::secrets_offline(dir, config.as_ref()).await {
+        Ok(x) => x,
+        Err(e) => return fail(&e),
     };
-    let (rows, keychain_error) =
-        match secrets::inventory(vault, store.as_ref(), config.as_ref()).await {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("mcp-broker: {e}");
-                return 1;
-            }
-        };
     if json {
         match serde_json::to_string_pretty(&rows) {
             Ok(s) => println!("{s}"),
@@ -193,7 +141,7 @@ async fn list(vault: &Arc<Vault>, dir: &Path, config: Option<&Path>, json: bool)
         }
     }
     match keychain_error {
-        Some(e) => fail(&e),
+        Some(e) => fail(&SecretsError::Vault(e).into()),
         None => 0,
     }
 }

@@ -40,6 +40,10 @@ pub fn run(args: ServeArgs, desktop: Option<DesktopShell>) -> i32 {
     rt.block_on(async move {
         match app::start(config, data_dir, port, ConsentMode::Page).await {
             Ok(running) => running.until(app::shutdown_signal()).await,
+            Err(e @ app::StartError::Lock(crate::bridge::lock::LockError::Held { .. })) => {
+                eprintln!("mcp-broker: cannot start: {e}");
+                2
+            }
             Err(e) => {
                 eprintln!("mcp-broker: cannot start: {e}");
                 1

@@ -99,7 +99,11 @@ pub fn run(cmd: TokensCommand) -> i32 {
             created.upstream, created.grant_id, created.label, created.resource, created.grant_id
         );
         if !tools.is_empty() {
-            eprintln!("Note: the tool list is recorded but not enforced yet; the token reaches every tool.");
+            eprintln!(
+                "It sees and calls only these tools: {}; `mcp-broker grants tools {}` changes that.",
+                tools.join(", "),
+                created.grant_id
+            );
         }
         0
     })

@@ -709,6 +709,7 @@ mod tests {
         BrokerTarget {
             executable: PathBuf::from("/opt/bin/mcp-broker"),
             data_dir: None,
+            config: None,
             base_url: "http://127.0.0.1:7391".into(),
         }
     }

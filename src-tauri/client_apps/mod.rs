@@ -77,6 +77,9 @@ pub struct BrokerTarget {
     pub executable: PathBuf,
     /// `--data-dir` to pass to `connect`, when not the default.
     pub data_dir: Option<PathBuf>,
+    /// `--config` to pass to `connect` (absolute), when not the default: a broker that
+    /// the client's bridge starts serves the same servers.
+    pub config: Option<PathBuf>,
     /// `http://127.0.0.1:PORT`
     pub base_url: String,
 }
@@ -90,6 +93,10 @@ pub fn entry(app: ClientApp, upstream: &str, target: &BrokerTarget) -> Value {
             if let Some(d) = &target.data_dir {
                 args.push("--data-dir".into());
                 args.push(d.to_string_lossy().into_owned().into());
+            }
+            if let Some(c) = &target.config {
+                args.push("--config".into());
+                args.push(c.to_string_lossy().into_owned().into());
             }
             json!({
                 "command": target.executable.to_string_lossy(),
@@ -266,6 +273,7 @@ mod tests {
         BrokerTarget {
             executable: PathBuf::from("/opt/mcp-broker/bin/mcp-broker"),
             data_dir: None,
+            config: None,
             base_url: "http://127.0.0.1:7391".into(),
         }
     }

@@ -4,6 +4,10 @@
 //! the running broker at once: access-token lookups cache only tokens they found, so a
 //! new one is simply read from the database; and the store moves the shared counter, so
 //! the running broker's maintenance tick re-reads the grants and the window shows it.
+//!
+//! A token made with a list of tools gets that list as its per-tool policy, like the
+//! choices at consent: the named tools allowed, pinned to the definitions the upstream
+//! serves now, every other tool blocked (hidden from `tools/list` and refused).
 
 use serde::Serialize;
 
@@ -11,6 +15,7 @@ use crate::clock::now;
 use crate::oauth::personal::{self, Expiry};
 use crate::oauth::{DEFAULT_SCOPE, GrantId, Scopes, TokenHash, UnixTime};
 use crate::store::{GrantKind, NewPersonalGrant};
+use crate::tool_policy::{ToolChoice, ToolDefinition};
 
 use super::{Gateway, GatewayError, GrantView};
 
@@ -27,8 +32,9 @@ pub struct CreatedToken {
 }
 
 impl Gateway {
-    /// Mints a personal access token for `upstream`. `tools` is recorded for the per-tool
-    /// policy; every tool is reachable until that policy enforces it.
+    /// Mints a personal access token for `upstream`. With `tools`, the token may see and
+    /// call those tools only (the upstream is asked for its tools first: no token is made
+    /// when it cannot answer or does not serve one of them).
     pub async fn create_personal_token(
         &self,
         upstream: &str,
@@ -41,6 +47,11 @@ impl Gateway {
             .ok_or_else(|| GatewayError::UnknownUpstream(upstream.to_owned()))?;
         let t = now();
         let spec = personal::validate(label, expiry, tools, t)?;
+        let policy = if spec.tools.is_empty() {
+            None
+        } else {
+            Some(self.personal_tool_policy(upstream, &spec.tools).await?)
+        };
         let token = self.inner.store.token_check().key.mint_personal();
         let scopes = Scopes::single(DEFAULT_SCOPE);
         let grant_id = self
@@ -57,6 +68,15 @@ impl Gateway {
                 now: t,
             })
             .await?;
+        if let Some(policy) = policy
+            && let Err(e) = self
+                .save_consent_tools(grant_id, upstream, Some(policy))
+                .await
+        {
+            // Without its policy the token would reach every tool: it must not stay.
+            let _ = self.inner.store.revoke_grant(grant_id, now()).await;
+            return Err(e.into());
+        }
         tracing::info!(grant = %grant_id, upstream, "personal access token created");
         // Listeners hear of it from the maintenance tick, which sees the counter the store
         // moved (as for a token made by the CLI): one announcement either way.
@@ -76,5 +96,45 @@ impl Gateway {
         let mut grants = self.list_grants().await?;
         grants.retain(|g| g.grant.kind == GrantKind::PersonalToken);
         Ok(grants)
+    }
+
+    /// The upstream's tools now, the named ones allowed and the rest blocked.
+    async fn personal_tool_policy(
+        &self,
+        upstream: &str,
+        named: &[String],
+    ) -> Result<Vec<(ToolDefinition, ToolChoice)>, GatewayError> {
+        let listed = self
+            .inner
+            .upstreams
+            .list_tools(upstream, super::tools::LIST_TOOLS_BOUND)
+            .await
+            .map_err(|why| personal::PersonalTokenError::ToolsUnlisted {
+                upstream: upstream.to_owned(),
+                why,
+            })?;
+        let mut defs: Vec<ToolDefinition> = Vec::new();
+        for d in listed.iter().filter_map(ToolDefinition::of) {
+            if !defs.iter().any(|e| e.name == d.name) {
+                defs.push(d);
+            }
+        }
+        let served: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
+        let allowed: Vec<bool> = personal::tool_choices(upstream, named, &served)?
+            .into_iter()
+            .map(|(_, allow)| allow)
+            .collect();
+        Ok(defs
+            .into_iter()
+            .zip(allowed)
+            .map(|(d, allow)| {
+                let choice = if allow {
+                    ToolChoice::Allow
+                } else {
+                    ToolChoice::Block
+                };
+                (d, choice)
+            })
+            .collect())
     }
 }

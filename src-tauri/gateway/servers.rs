@@ -356,6 +356,7 @@ impl Gateway {
             data_dir: Some(
                 std::path::absolute(self.data_dir()).unwrap_or_else(|_| self.data_dir().into()),
             ),
+            config: None,
             base_url: self.issuer().to_string(),
         };
         // `carry_out` is written for the command line's `block_on` and its future is not

@@ -45,7 +45,7 @@ use crate::tool_policy::{
 use super::{Gateway, GatewayError};
 
 /// How long a consent screen waits for the upstream to list its tools.
-const LIST_TOOLS_BOUND: Duration = Duration::from_secs(5);
+pub(super) const LIST_TOOLS_BOUND: Duration = Duration::from_secs(5);
 /// How long an approval window waits; no answer denies the call. Below the 60 seconds
 /// the MCP SDKs wait for an answer by default.
 pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(50);

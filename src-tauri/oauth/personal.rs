@@ -42,6 +42,18 @@ pub enum PersonalTokenError {
     BadTool(String),
     #[error("at most {MAX_TOOLS} tools")]
     TooManyTools,
+    /// `--tools` needs the upstream's tool definitions to pin the named ones; without
+    /// them the token would reach every tool, so none is made.
+    #[error(
+        "cannot list the tools of {upstream} to limit the token to them: {why}; no token was created"
+    )]
+    ToolsUnlisted { upstream: String, why: String },
+    #[error("{upstream} serves no tool named {tool:?} (it serves: {served}); no token was created")]
+    UnknownTool {
+        upstream: String,
+        tool: String,
+        served: String,
+    },
 }
 
 /// How long a new personal token lives.
@@ -83,6 +95,31 @@ pub struct PersonalTokenSpec {
     pub expires_at: Option<UnixTime>,
     /// The tools it is meant for; empty means every tool. Stored, not yet enforced.
     pub tools: Vec<String>,
+}
+
+/// The token's tool policy from the names it was given and the tools the upstream
+/// serves: each served tool with whether the token may call it (the named ones only).
+/// Every named tool must be served, so a typo is caught now rather than at the first call.
+pub fn tool_choices<'a>(
+    upstream: &str,
+    named: &[String],
+    served: &'a [String],
+) -> Result<Vec<(&'a str, bool)>, PersonalTokenError> {
+    if let Some(missing) = named.iter().find(|n| !served.contains(n)) {
+        return Err(PersonalTokenError::UnknownTool {
+            upstream: upstream.to_owned(),
+            tool: missing.clone(),
+            served: if served.is_empty() {
+                "no tools".to_owned()
+            } else {
+                served.join(", ")
+            },
+        });
+    }
+    Ok(served
+        .iter()
+        .map(|s| (s.as_str(), named.contains(s)))
+        .collect())
 }
 
 /// Checks what the person typed. The upstream is checked by the caller, which knows the
@@ -171,6 +208,21 @@ mod tests {
         assert_eq!(
             validate("l", Expiry::Never, &["rm -rf".into()], NOW),
             Err(PersonalTokenError::BadTool("rm -rf".into()))
+        );
+    }
+
+    #[test]
+    fn a_tokens_tools_allow_the_named_and_nothing_else() {
+        let served = ["echo".to_owned(), "add".to_owned(), "rm".to_owned()];
+        let named = ["add".to_owned(), "echo".to_owned()];
+        assert_eq!(
+            tool_choices("u", &named, &served).unwrap(),
+            [("echo", true), ("add", true), ("rm", false)]
+        );
+        let err = tool_choices("u", &["ecoh".to_owned()], &served).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "u serves no tool named \"ecoh\" (it serves: echo, add, rm); no token was created"
         );
     }
 }

@@ -28,8 +28,8 @@ pub struct GrantSummary {
     /// When a personal access token stops working (`None`: never, or an OAuth grant,
     /// whose tokens expire and are refreshed on their own).
     pub expires_at: Option<UnixTime>,
-    /// The tools a personal access token is meant for (`None`: all). Recorded for the
-    /// per-tool policy; not enforced yet.
+    /// The tools a personal access token is meant for (`None`: all). Enforced by the
+    /// grant's tool policy, made from it when the token is.
     pub tools: Option<Vec<String>>,
     /// The upstream account the grant uses (`None`: the upstream has no named accounts).
     pub account: Option<String>,

@@ -2,6 +2,8 @@
 //! config and data dir, and drives the OAuth flow over real HTTP, as a client would.
 #![allow(dead_code)]
 
+pub mod session;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -18,7 +18,7 @@ export interface Grant {
   label: string | null;
   // When a personal token stops working; null: never (or an OAuth grant).
   expires_at: number | null;
-  // The tools a personal token is meant for (null: all); not enforced yet.
+  // The tools a personal token is meant for (null: all); the token's tool policy.
   tools: string[] | null;
   // The upstream account the grant uses (null: the upstream has no named accounts).
   account: string | null;
