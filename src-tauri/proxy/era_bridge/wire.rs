@@ -86,7 +86,8 @@ pub enum WireError {
     Ended,
     #[error("{0}")]
     Gone(String),
-    #[error("the broker's sign-in to the upstream failed: {0}")]
+    /// The sign-in is needed or failed; the message says which and what to do.
+    #[error("{0}")]
     SignIn(String),
 }
 
@@ -105,32 +106,58 @@ impl HttpWire {
         idle: bool,
         mut on_note: impl FnMut(Value),
     ) -> Result<Answer, WireError> {
-        let mut req = self
-            .http
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json, text/event-stream")
-            .headers(routing(body, params_headers));
-        if let Some(t) = self
+        let mut bearer = self
             .oauth
             .bearer(&self.sign_in)
             .await
-            .map_err(|e| WireError::SignIn(e.to_string()))?
-        {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
-                .map_err(|_| WireError::SignIn("the token is not a valid header value".into()))?;
-            v.set_sensitive(true);
-            req = req.header(AUTHORIZATION, v);
-        }
-        let res = tokio::time::timeout(self.timeout, req.body(body.to_string()).send())
-            .await
-            .map_err(|_| WireError::Timeout)?
-            .map_err(|_| WireError::Unreachable)?;
+            .map_err(|e| WireError::SignIn(e.to_string()))?;
+        let mut refreshed = false;
+        let res = loop {
+            let mut req = self
+                .http
+                .post(self.url.clone())
+                .headers(self.headers.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .header(ACCEPT, "application/json, text/event-stream")
+                .headers(routing(body, params_headers));
+            if let Some(t) = &bearer {
+                let mut v =
+                    HeaderValue::from_str(&format!("Bearer {}", t.expose())).map_err(|_| {
+                        WireError::SignIn(
+                            "the broker's token for the upstream is not a valid header value"
+                                .into(),
+                        )
+                    })?;
+                v.set_sensitive(true);
+                req = req.header(AUTHORIZATION, v);
+            }
+            let res = tokio::time::timeout(self.timeout, req.body(body.to_string()).send())
+                .await
+                .map_err(|_| WireError::Timeout)?
+                .map_err(|_| WireError::Unreachable)?;
+            let status = res.status().as_u16();
+            if status == 401 && !refreshed {
+                // As the 2025-11-25 link does: refresh the sign-in once, or say that it
+                // is needed (for which account, and the command).
+                refreshed = true;
+                match self
+                    .oauth
+                    .after_unauthorized(&self.sign_in, bearer.as_ref())
+                    .await
+                {
+                    Ok(fresh) => {
+                        bearer = Some(fresh);
+                        continue;
+                    }
+                    Err(e) => return Err(WireError::SignIn(e.to_string())),
+                }
+            }
+            if status == 401 || status == 403 {
+                return Err(WireError::Refused(status));
+            }
+            break res;
+        };
         let status = res.status().as_u16();
-        if status == 401 || status == 403 {
-            return Err(WireError::Refused(status));
-        }
         let sse = res
             .headers()
             .get(CONTENT_TYPE)
