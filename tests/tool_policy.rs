@@ -466,6 +466,10 @@ fn consent_choices_narrow_the_list_and_refused_calls_never_reach_the_upstream() 
         }
         ensure!(page.contains("destructive") && page.contains("read-only") && page.contains("open world"), "annotations shown");
         ensure!(!page.contains(r#"value="ask" selected"#), "the headless page proposes Allow for all: {page}");
+        ensure!(
+            page.contains("Nobody can answer") && page.contains("ask_headless"),
+            "the page says that Ask needs the desktop app or ask_headless: {page}"
+        );
 
         let m = Mcp::open(&c, &b, &token).await;
         let listed = m.list().await;
@@ -709,7 +713,8 @@ fn ask_in_the_browser_keeps_the_call_alive_with_progress_and_follows_the_page() 
         ]));
         let b = Broker::start(&format!("[broker]\nask_headless = \"browser\"\n\n{}", up.config()));
         let c = http();
-        let (_, token) = consent_with(&c, &b, &[("mail", "ask")]).await;
+        let (page, token) = consent_with(&c, &b, &[("mail", "ask")]).await;
+        ensure!(!page.contains("Nobody can answer"), "asks are answered in the browser: {page}");
         let m = Mcp::open(&c, &b, &token).await;
         ensure!(names(&m.list().await) == ["read", "mail"], "Ask tools are listed");
 

@@ -240,6 +240,12 @@ impl ToolPolicies {
             .flatten()
     }
 
+    /// Whether an "Ask each time" call can be put to a person (the desktop app's window,
+    /// or the browser page of `[broker] ask_headless = "browser"`).
+    fn can_ask(&self) -> bool {
+        lock(&self.asker).is_some() || self.approval_page.is_some()
+    }
+
     async fn ask(&self, call: &ToolCall<'_>) -> Result<(), String> {
         let asker = lock(&self.asker).clone();
         if asker.is_none() && self.approval_page.is_none() {
@@ -553,6 +559,11 @@ impl Gateway {
 
     /// The desktop shell listens for approval questions ("Ask each time"); from then on
     /// Ask tools wait for its answer instead of being refused.
+    /// Whether "Ask each time" can be answered here; the consent page says when not.
+    pub fn asks_can_be_answered(&self) -> bool {
+        self.inner.tools.can_ask()
+    }
+
     pub fn tool_approvals(&self) -> mpsc::UnboundedReceiver<ToolApprovalRequest> {
         let (tx, rx) = mpsc::unbounded_channel();
         *lock(&self.inner.tools.asker) = Some(tx);

@@ -32,7 +32,13 @@ pub async fn authorize(
             consent_id,
             csrf,
             redirect_uri,
-        } => pages::consent(&view, &consent_id, &csrf, &redirect_uri),
+        } => pages::consent(
+            &view,
+            &consent_id,
+            &csrf,
+            &redirect_uri,
+            g.asks_can_be_answered(),
+        ),
         AuthorizeOutcome::Wait { view, wait_id } => {
             pages::waiting(&view, &format!("/authorize/wait?id={wait_id}"))
         }

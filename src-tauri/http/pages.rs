@@ -80,7 +80,7 @@ fn facts(v: &ConsentView) -> Markup {
 
 /// The upstream's tools with a choice each (`tool.NAME`), or why they could not be
 /// listed.
-fn tools(v: &ConsentView) -> Markup {
+fn tools(v: &ConsentView, asks_answered: bool) -> Markup {
     use crate::tool_policy::ToolChoice;
     html! {
         @if let Some(why) = &v.tools_error {
@@ -92,6 +92,13 @@ fn tools(v: &ConsentView) -> Markup {
             p { (v.upstream) " lists no tools." }
         } @else {
             h2 style="font-size:1.05rem;margin:1.2rem 0 0" { "Tools" }
+            @if !asks_answered {
+                p.warn {
+                    "Nobody can answer \"Ask each time\" here: without the desktop app, or "
+                    code { "ask_headless = \"browser\"" } " in the broker's configuration, "
+                    "such a tool is refused when called."
+                }
+            }
             table.tools {
                 @for t in &v.tools {
                     tr {
@@ -120,7 +127,13 @@ fn tools(v: &ConsentView) -> Markup {
 }
 
 /// The headless consent form: a plain POST that works without JavaScript.
-pub fn consent(v: &ConsentView, consent_id: &str, csrf: &str, redirect_uri: &str) -> Response {
+pub fn consent(
+    v: &ConsentView,
+    consent_id: &str,
+    csrf: &str,
+    redirect_uri: &str,
+    asks_answered: bool,
+) -> Response {
     let body = html! {
         h1 { "Allow " b { (v.client_name) } " to use " b { (v.upstream) } "?" }
         p {
@@ -132,7 +145,7 @@ pub fn consent(v: &ConsentView, consent_id: &str, csrf: &str, redirect_uri: &str
             input type="hidden" name="consent_id" value=(consent_id);
             input type="hidden" name="csrf_token" value=(csrf);
             (account_choice(v))
-            (tools(v))
+            (tools(v, asks_answered))
             div.buttons {
                 button type="submit" name="decision" value="deny" formnovalidate[!v.accounts.is_empty()] autofocus { "Deny" }
                 button.approve type="submit" name="decision" value="approve" { "Approve" }
@@ -271,7 +284,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_upstream_with_accounts_asks_which_none_checked_the_last_named() {
-        let plain = text(consent(&view(), "id", "c", "http://127.0.0.1/cb")).await;
+        let plain = text(consent(&view(), "id", "c", "http://127.0.0.1/cb", true)).await;
         assert!(
             !plain.contains("name=\"account\""),
             "no choice without accounts"
@@ -280,7 +293,7 @@ mod tests {
         let mut v = view();
         v.accounts = vec!["personal".into(), "work".into()];
         v.suggested_account = Some("work".into());
-        let html = text(consent(&v, "id", "c", "http://127.0.0.1/cb")).await;
+        let html = text(consent(&v, "id", "c", "http://127.0.0.1/cb", true)).await;
         assert_eq!(html.matches("type=\"radio\" name=\"account\"").count(), 2);
         assert!(html.contains("value=\"personal\""));
         assert!(!html.contains("checked"), "nothing pre-selected");
@@ -300,7 +313,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_form_escapes_what_the_client_chose_and_shows_every_fact() {
-        let res = consent(&view(), "id", "csrf\"><x", "https://evil.example/cb");
+        let res = consent(&view(), "id", "csrf\"><x", "https://evil.example/cb", true);
         assert_eq!(res.headers()[header::X_FRAME_OPTIONS], "DENY");
         let csp = res.headers()[header::CONTENT_SECURITY_POLICY]
             .to_str()
@@ -331,7 +344,7 @@ mod tests {
         let mut v = view();
         v.tools.clear();
         v.tools_error = Some("the server did not list its tools within 5 seconds".into());
-        let html = text(consent(&v, "id", "c", "http://127.0.0.1/cb")).await;
+        let html = text(consent(&v, "id", "c", "http://127.0.0.1/cb", true)).await;
         assert!(html.contains("could not be listed") && html.contains("allows all of its tools"));
         assert!(!html.contains("<select"));
     }
