@@ -141,7 +141,7 @@ impl Waiting {
                 },
                 Err(refused) => refused,
             };
-            splice(res, &tx).await;
+            splice(res, &tx, &tokens, n).await;
         });
         let body = Body::from_stream(
             tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>),
@@ -175,7 +175,10 @@ fn progress(tokens: &[Box<str>], n: u64) -> Bytes {
 
 /// The answer the POST would have had, on the stream already open: an event stream's
 /// bytes as they are, a JSON body as one event (every line a `data:` line).
-async fn splice(res: Response, tx: &mpsc::Sender<Bytes>) {
+/// The upstream's own progress for a waiting token is counted on from the `sent` waiting
+/// notifications, so that the client sees it increase (progress: "MUST increase with each
+/// notification"); `total`, when given, moves with it, so what is left stays the same.
+async fn splice(res: Response, tx: &mpsc::Sender<Bytes>, tokens: &[Box<str>], sent: u64) {
     let is_sse = res
         .headers()
         .get(header::CONTENT_TYPE)
@@ -183,6 +186,11 @@ async fn splice(res: Response, tx: &mpsc::Sender<Bytes>) {
     let mut body = res.into_body().into_data_stream();
     if is_sse {
         while let Some(Ok(chunk)) = body.next().await {
+            let chunk = if sent > 0 && !tokens.is_empty() {
+                count_on(chunk, tokens, sent)
+            } else {
+                chunk
+            };
             if tx.send(chunk).await.is_err() {
                 return;
             }
@@ -197,6 +205,56 @@ async fn splice(res: Response, tx: &mpsc::Sender<Bytes>) {
         return;
     }
     let _ = tx.send(event(&json)).await;
+}
+
+/// `chunk` with each progress notification for one of `tokens` counted on by `sent`.
+/// The broker's own event stream writes whole events per chunk; a chunk that is not
+/// made of whole `data:` events is passed on as it is.
+fn count_on(chunk: Bytes, tokens: &[Box<str>], sent: u64) -> Bytes {
+    let Ok(text) = std::str::from_utf8(&chunk) else {
+        return chunk;
+    };
+    if !text.contains("notifications/progress") || !text.ends_with("\n\n") {
+        return chunk;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for ev in text.split_terminator("\n\n") {
+        let mut rewritten = None;
+        if let Some(data) = ev.lines().find_map(|l| l.strip_prefix("data: "))
+            && let Ok(mut v) = serde_json::from_str::<serde_json::Value>(data)
+            && v["method"] == "notifications/progress"
+            && let Some(t) = v["params"].get("progressToken").map(|t| t.to_string())
+            && tokens.iter().any(|w| **w == *t)
+        {
+            let p = &mut v["params"];
+            let on = |x: &serde_json::Value| match x.as_u64() {
+                Some(x) => Some(serde_json::json!(x + sent)),
+                None => x.as_f64().map(|x| serde_json::json!(x + sent as f64)),
+            };
+            if let Some(n) = on(&p["progress"]) {
+                p["progress"] = n;
+                if let Some(t) = on(&p["total"]) {
+                    p["total"] = t;
+                }
+                let data = v.to_string();
+                rewritten = Some(
+                    ev.lines()
+                        .map(|l| {
+                            if l.starts_with("data: ") {
+                                format!("data: {data}")
+                            } else {
+                                l.to_owned()
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                );
+            }
+        }
+        out.push_str(rewritten.as_deref().unwrap_or(ev));
+        out.push_str("\n\n");
+    }
+    Bytes::from(out)
 }
 
 fn event(json: &[u8]) -> Bytes {
@@ -230,6 +288,31 @@ mod tests {
         assert_eq!(events[1]["params"]["progress"], 2);
         assert_eq!(events[1]["params"]["message"], WAITING);
         assert!(progress(&[], 1).starts_with(b": "));
+    }
+
+    #[test]
+    fn the_upstream_s_progress_counts_on_from_the_waiting_ones() {
+        let chunk = Bytes::from_static(
+            b"id: 4\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"t1\",\"progress\":1,\"total\":3}}\n\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"other\",\"progress\":1}}\n\n",
+        );
+        let out = count_on(chunk, &["\"t1\"".into()], 5);
+        let text = std::str::from_utf8(&out).unwrap();
+        let events: Vec<serde_json::Value> = text
+            .split_terminator("\n\n")
+            .map(|e| {
+                let d = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+                serde_json::from_str(d).unwrap()
+            })
+            .collect();
+        assert!(text.starts_with("id: 4\n"), "{text}");
+        assert_eq!(events[0]["params"]["progress"], 6);
+        assert_eq!(events[0]["params"]["total"], 8);
+        assert_eq!(
+            events[1]["params"]["progress"], 1,
+            "another token is left alone"
+        );
+        let half = Bytes::from_static(b"data: {\"method\":\"notifications/progress\"");
+        assert_eq!(count_on(half.clone(), &["\"t1\"".into()], 5), half);
     }
 
     #[test]
