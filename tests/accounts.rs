@@ -13,6 +13,7 @@ use mcp_broker::consent::ConsentMode;
 use mcp_broker::gateway::Gateway;
 use mcp_broker::oauth::GrantId;
 use serde_json::{Value, json};
+use support::session::Session;
 use support::{
     Consent, Registered, exchange_code, http, open_consent, pkce, query_param, register,
 };
@@ -153,90 +154,9 @@ async fn sign_in(
     (token(c, base, reg, &loc, &verifier).await, consent.html)
 }
 
-struct Mcp<'a> {
-    c: &'a reqwest::Client,
-    url: String,
-    token: String,
-    sid: Option<String>,
-    next: i64,
-}
-
-impl<'a> Mcp<'a> {
-    fn new(c: &'a reqwest::Client, base: &str, upstream: &str, token: &str) -> Mcp<'a> {
-        Mcp {
-            c,
-            url: format!("{base}/mcp/{upstream}"),
-            token: token.to_owned(),
-            sid: None,
-            next: 1,
-        }
-    }
-
-    async fn post(&mut self, body: Value) -> Value {
-        let mut req = self
-            .c
-            .post(&self.url)
-            .bearer_auth(&self.token)
-            .header("accept", "application/json, text/event-stream")
-            .json(&body);
-        if let Some(sid) = &self.sid {
-            req = req
-                .header("mcp-session-id", sid)
-                .header("mcp-protocol-version", "2025-06-18");
-        }
-        let res = req.send().await.unwrap();
-        if let Some(sid) = res.headers().get("mcp-session-id") {
-            self.sid = Some(sid.to_str().unwrap().to_owned());
-        }
-        let text = res.text().await.unwrap();
-        // A JSON body, or one SSE event carrying it.
-        let json = text
-            .lines()
-            .find_map(|l| l.strip_prefix("data:"))
-            .map(str::trim)
-            .unwrap_or(text.trim());
-        if json.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(json).unwrap_or(Value::Null)
-        }
-    }
-
-    async fn request(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next;
-        self.next += 1;
-        self.post(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .await
-    }
-
-    async fn open(&mut self) {
-        let init = self
-            .request(
-                "initialize",
-                json!({"protocolVersion": "2025-06-18", "capabilities": {},
-                "clientInfo": {"name": "accounts-test", "version": "1"}}),
-            )
-            .await;
-        assert!(init.get("result").is_some(), "initialize: {init}");
-        self.post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-    }
-
-    async fn tool_text(&mut self, name: &str, args: Value) -> String {
-        let r = self
-            .request("tools/call", json!({"name": name, "arguments": args}))
-            .await;
-        r["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no result: {r}"))
-            .to_owned()
-    }
-}
-
 /// The child's whole environment, as the fake upstream reports it.
-async fn environ(c: &reqwest::Client, base: &str, upstream: &str, token: &str) -> Value {
-    let mut m = Mcp::new(c, base, upstream, token);
-    m.open().await;
+async fn environ(base: &str, upstream: &str, token: &str) -> Value {
+    let mut m = Session::open(&format!("{base}/mcp/{upstream}"), token).await;
     let text = m.tool_text("environ", json!({})).await;
     serde_json::from_str::<Value>(&text).unwrap()["environ"].clone()
 }
@@ -344,8 +264,8 @@ async fn two_grants_on_two_accounts_get_only_their_own_credentials() {
     assert!(!page.contains("checked"), "nothing pre-selected: {page}");
     let (bob_gh, _) = sign_in(&c, &b.base, &bob, "gh", "personal").await;
 
-    let a_env = environ(&c, &b.base, "gh", &alice_gh).await;
-    let b_env = environ(&c, &b.base, "gh", &bob_gh).await;
+    let a_env = environ(&b.base, "gh", &alice_gh).await;
+    let b_env = environ(&b.base, "gh", &bob_gh).await;
     assert_eq!(a_env["GH_TOKEN"], WORK, "alice's child has the work token");
     assert_eq!(
         b_env["GH_TOKEN"], PERSONAL,
@@ -401,11 +321,9 @@ async fn two_grants_on_two_accounts_get_only_their_own_credentials() {
     for h in &consent_lists {
         assert_eq!(h, "|both", "no account's credential before the choice");
     }
-    let mut ma = Mcp::new(&c, &b.base, "saas", &alice_saas);
-    ma.open().await;
+    let mut ma = Session::open(&format!("{}/mcp/saas", b.base), &alice_saas).await;
     let n_alice = seen.lock().unwrap().len();
-    let mut mb = Mcp::new(&c, &b.base, "saas", &bob_saas);
-    mb.open().await;
+    let mut mb = Session::open(&format!("{}/mcp/saas", b.base), &bob_saas).await;
     ma.tool_text("x", json!({})).await;
     mb.tool_text("x", json!({})).await;
     let all = seen.lock().unwrap()[consent_lists.len()..].to_vec();
@@ -463,8 +381,7 @@ async fn two_grants_on_two_accounts_get_only_their_own_credentials() {
 
     // Switching: the open session ends, the next one gets the new account's credentials
     // with the same token.
-    let mut open = Mcp::new(&c, &b.base, "gh", &alice_gh);
-    open.open().await;
+    let mut open = Session::open(&format!("{}/mcp/gh", b.base), &alice_gh).await;
     assert_eq!(
         open.tool_text("env", json!({"name": "GH_TOKEN"})).await,
         WORK
@@ -493,7 +410,7 @@ async fn two_grants_on_two_accounts_get_only_their_own_credentials() {
         )
         .await;
     assert!(r.get("result").is_none(), "the old session is gone: {r}");
-    let a_env = environ(&c, &b.base, "gh", &alice_gh).await;
+    let a_env = environ(&b.base, "gh", &alice_gh).await;
     assert_eq!(
         a_env["GH_TOKEN"], PERSONAL,
         "after the switch alice's child has the personal token"
@@ -518,8 +435,7 @@ async fn two_grants_on_two_accounts_get_only_their_own_credentials() {
 
     // Approving again with another account keeps the grant and ends its open sessions,
     // which hold the old account's credentials.
-    let mut bob_open = Mcp::new(&c, &b.base, "gh", &bob_gh);
-    bob_open.open().await;
+    let mut bob_open = Session::open(&format!("{}/mcp/gh", b.base), &bob_gh).await;
     assert_eq!(
         bob_open.tool_text("env", json!({"name": "GH_TOKEN"})).await,
         PERSONAL
@@ -541,7 +457,7 @@ async fn two_grants_on_two_accounts_get_only_their_own_credentials() {
         r.get("result").is_none(),
         "the session on personal ended: {r}"
     );
-    let env = environ(&c, &b.base, "gh", &bob_gh2).await;
+    let env = environ(&b.base, "gh", &bob_gh2).await;
     assert_eq!(env["GH_TOKEN"], WORK);
 }
 
@@ -568,7 +484,7 @@ async fn an_upstream_without_accounts_asks_nothing_and_behaves_as_before() {
         "no account choice: {}",
         consent.html
     );
-    let env = environ(&c, &b.base, "plain", &tokens.access).await;
+    let env = environ(&b.base, "plain", &tokens.access).await;
     assert_eq!(env["GH_TOKEN"], "plain");
     assert_eq!(grant_of(&b.gateway, &reg.client_id, "plain").await.1, None);
     let (grant, _) = grant_of(&b.gateway, &reg.client_id, "plain").await;

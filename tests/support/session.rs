@@ -52,10 +52,16 @@ impl Session {
         }
         let status = res.status();
         let text = res.text().await.unwrap();
-        if text.is_empty() {
+        // A JSON body, or one SSE event carrying it.
+        let json = text
+            .lines()
+            .find_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .unwrap_or(text.trim());
+        if json.is_empty() {
             return Value::Null;
         }
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: {text}"))
+        serde_json::from_str(json).unwrap_or_else(|_| panic!("{status}: {text}"))
     }
 
     /// A request's whole answer (`result` or `error`).
