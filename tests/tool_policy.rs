@@ -40,7 +40,7 @@ fn main() {
         an_unanswered_approval_page_denies_the_call,
         modern_clients_see_the_narrowed_list_and_hear_of_policy_changes,
         a_modern_upstream_passed_through_is_screened_too,
-        a_bad_ask_headless_setting_exits_2_naming_file_key_and_reason,
+        bad_ask_settings_exit_2_naming_file_key_and_reason,
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -742,6 +742,7 @@ fn ask_in_the_browser_keeps_the_call_alive_with_progress_and_follows_the_page() 
         );
         ensure!(!page.contains("sk-live-1234567890abcdef"), "secret-looking values are masked: {page}");
         ensure!(page.contains(r#"value="deny" autofocus"#), "Deny has the focus");
+        ensure!(page.contains("within 50 seconds"), "the default ask_timeout is 50 s: {page}");
         ensure!(status == 200 && text.contains("Allowed once"), "{status} {text}");
         let mut answer = next(&mut s, 5).await;
         while is_waiting_progress(&answer, &json!("p10")) {
@@ -817,7 +818,10 @@ fn an_unanswered_approval_page_denies_the_call() -> Result<(), Failed> {
         let dir = tempfile::tempdir().unwrap();
         let up = Upstream::new(dir.path());
         up.serve(json!([tool("mail", "Sends a note by mail", json!({}))]));
-        let b = Broker::start(&format!("[broker]\nask_headless = \"browser\"\n\n{}", up.config()));
+        let b = Broker::start(&format!(
+            "[broker]\nask_headless = \"browser\"\nask_timeout = \"5s\"\n\n{}",
+            up.config()
+        ));
         let c = http();
         let (_, token) = consent_with(&c, &b, &[("mail", "ask")]).await;
         let m = Mcp::open(&c, &b, &token).await;
@@ -826,6 +830,8 @@ fn an_unanswered_approval_page_denies_the_call() -> Result<(), Failed> {
             .stream(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"mail","arguments":{},"_meta":{"progressToken":1}}}))
             .await;
         let url = opened_page(&b, 0).await.ok_or("no approval page")?;
+        let page = c.get(&url).send().await.unwrap().text().await.unwrap();
+        ensure!(page.contains("within 5 seconds"), "the page says the configured timeout: {page}");
         let mut ticks = 0;
         let answer = loop {
             let v = next(&mut s, 10).await;
@@ -837,8 +843,8 @@ fn an_unanswered_approval_page_denies_the_call() -> Result<(), Failed> {
         };
         let waited = started.elapsed().as_secs();
         ensure!(answer["error"]["code"] == -32003 && answer["error"]["message"].as_str().unwrap_or("").contains("denied"), "{answer}");
-        ensure!((49..60).contains(&waited), "denied at the timeout: {waited} s");
-        ensure!(ticks >= 15, "progress all along: {ticks}");
+        ensure!((5..10).contains(&waited), "denied at the ask_timeout: {waited} s");
+        ensure!(ticks >= 2, "progress all along: {ticks}");
         ensure!(up.calls().is_empty(), "{:?}", up.calls());
         let status = c.get(&url).send().await.unwrap().status();
         ensure!(status == 410, "the page is gone: {status}");
@@ -1054,25 +1060,29 @@ fn a_modern_upstream_passed_through_is_screened_too() -> Result<(), Failed> {
     })
 }
 
-fn a_bad_ask_headless_setting_exits_2_naming_file_key_and_reason() -> Result<(), Failed> {
+fn bad_ask_settings_exit_2_naming_file_key_and_reason() -> Result<(), Failed> {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
-    std::fs::write(&cfg, "[broker]\nask_headless = \"window\"\n").unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--headless", "--port", "0", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    ensure!(out.status.code() == Some(2), "exit 2: {out:?}");
-    ensure!(
-        err.contains(&format!(
-            "config error in {}: broker.ask_headless:",
-            cfg.display()
-        )) && err.contains("expected `block` or `browser`"),
-        "{err}"
-    );
+    for (setting, key, reason) in [
+        ("ask_headless = \"window\"", "ask_headless", "expected `block` or `browser`"),
+        ("ask_timeout = \"2s\"", "ask_timeout", "must be between 5s and 10m"),
+        ("ask_timeout = \"fifty\"", "ask_timeout", "expected a duration"),
+    ] {
+        std::fs::write(&cfg, format!("[broker]\n{setting}\n")).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["serve", "--headless", "--port", "0", "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(out.status.code() == Some(2), "{setting}: exit 2: {out:?}");
+        ensure!(
+            err.contains(&format!("config error in {}: broker.{key}:", cfg.display()))
+                && err.contains(reason),
+            "{setting}: {err}"
+        );
+    }
     Ok(())
 }
