@@ -413,6 +413,30 @@ async fn next(s: &mut futures_util::stream::BoxStream<'static, Value>, secs: u64
         .unwrap_or(Value::Null)
 }
 
+/// `grants tools ID FLAG NAME` succeeds, and the listen opened by request `sub` hears
+/// `notifications/tools/list_changed` tagged with its subscription id within 5 s.
+async fn change_is_heard(
+    b: &Broker,
+    id: &str,
+    change: &[&str; 2],
+    listen: &mut futures_util::stream::BoxStream<'static, Value>,
+    sub: i64,
+) -> Result<(), Failed> {
+    let out = b.cli(&["grants", "tools", id, change[0], change[1]]);
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let heard = next(listen, 5).await;
+    ensure!(
+        heard["method"] == "notifications/tools/list_changed"
+            && heard["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == sub,
+        "the listen {sub} hears of {change:?}: {heard}"
+    );
+    Ok(())
+}
+
 fn is_waiting_progress(v: &Value, token: &Value) -> bool {
     v["method"] == "notifications/progress"
         && v["params"]["progressToken"] == *token
@@ -912,18 +936,7 @@ fn modern_clients_see_the_narrowed_list_and_hear_of_policy_changes() -> Result<(
             "the listen honours tool list changes: {ack}"
         );
         let id = grant_id(&b);
-        let out = b.cli(&["grants", "tools", &id, "--block", "mail"]);
-        ensure!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let heard = next(&mut listen, 5).await;
-        ensure!(
-            heard["method"] == "notifications/tools/list_changed"
-                && heard["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == 3,
-            "the open listen hears of the policy change: {heard}"
-        );
+        change_is_heard(&b, &id, &["--block", "mail"], &mut listen, 3).await?;
         ensure!(list(4).await == ["read"], "now blocked");
 
         // A changed definition and a new tool stay hidden from modern clients too.
@@ -946,17 +959,7 @@ fn modern_clients_see_the_narrowed_list_and_hear_of_policy_changes() -> Result<(
                 .contains("appeared after"),
             "{r}"
         );
-        let out = b.cli(&["grants", "tools", &id, "--allow", "read"]);
-        ensure!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let heard = next(&mut listen, 5).await;
-        ensure!(
-            heard["method"] == "notifications/tools/list_changed",
-            "approving the change is heard: {heard}"
-        );
+        change_is_heard(&b, &id, &["--allow", "read"], &mut listen, 3).await?;
         ensure!(list(7).await == ["read"], "the approved change is listed");
         ensure!(up.calls().is_empty(), "{:?}", up.calls());
         Ok(())
@@ -966,7 +969,9 @@ fn modern_clients_see_the_narrowed_list_and_hear_of_policy_changes() -> Result<(
 /// A remote MCP server that speaks both eras: 2025-11-25 with a session (the consent
 /// screen lists its tools that way) and 2026-07-28 without (its `server/discover` names
 /// 2026-07-28, so modern clients' requests are passed through to it). A modern
-/// `tools/list` is answered as an event stream. Its base URL and its call log.
+/// `tools/list` is answered as an event stream; a `subscriptions/listen` is acknowledged
+/// with the prompts list changes asked for (it declares no tool list changes of its own)
+/// and stays open. Its base URL and its call log.
 async fn dual_era_upstream(
     tools: Value,
 ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
@@ -999,6 +1004,19 @@ async fn dual_era_upstream(
                     }
                     _ => json!({}),
                 };
+                if modern && method == "subscriptions/listen" {
+                    let mut honoured = json!({});
+                    if v["params"]["notifications"]["promptsListChanged"] == true {
+                        honoured["promptsListChanged"] = json!(true);
+                    }
+                    let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+                        "params": {"notifications": honoured, "_meta": {"io.modelcontextprotocol/subscriptionId": id}}});
+                    let first = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(format!("event: message\ndata: {ack}\n\n"))]);
+                    let body = axum::body::Body::from_stream(first.chain(futures_util::stream::pending()));
+                    let mut r = body.into_response();
+                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                    return r;
+                }
                 let msg = json!({"jsonrpc": "2.0", "id": id, "result": result});
                 let mut res = if modern && method == "tools/list" {
                     let mut r = format!("event: message\ndata: {msg}\n\n").into_response();
@@ -1056,6 +1074,42 @@ fn a_modern_upstream_passed_through_is_screened_too() -> Result<(), Failed> {
             "{:?}",
             calls.lock().unwrap()
         );
+
+        // Listens passed through to it hear the grant's policy changes, if they asked.
+        let listen = |id, notifications| {
+            modern(
+                &c,
+                &b,
+                &token,
+                id,
+                "subscriptions/listen",
+                json!({ "notifications": notifications }),
+            )
+        };
+        let mut tools = listen(10, json!({"toolsListChanged": true})).await;
+        let mut prompts = listen(11, json!({"promptsListChanged": true})).await;
+        let ack = next(&mut tools, 5).await;
+        ensure!(
+            ack["method"] == "notifications/subscriptions/acknowledged"
+                && ack["params"]["notifications"]["toolsListChanged"] == true
+                && ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == 10,
+            "the broker honours tool list changes itself: {ack}"
+        );
+        let ack = next(&mut prompts, 5).await;
+        ensure!(
+            ack["params"]["notifications"] == json!({"promptsListChanged": true}),
+            "a listen that did not ask for tools is acknowledged as the upstream did: {ack}"
+        );
+        let id = grant_id(&b);
+        change_is_heard(&b, &id, &["--block", "read"], &mut tools, 10).await?;
+        let quiet = tokio::time::timeout(std::time::Duration::from_secs(3), prompts.next()).await;
+        ensure!(
+            quiet.is_err(),
+            "a listen that did not ask stays open and hears nothing: {quiet:?}"
+        );
+        let names = modern_list(&c, &b, &token, 12).await;
+        ensure!(names.is_empty(), "now blocked: {names:?}");
+        change_is_heard(&b, &id, &["--allow", "read"], &mut tools, 10).await?;
         Ok(())
     })
 }
@@ -1064,9 +1118,21 @@ fn bad_ask_settings_exit_2_naming_file_key_and_reason() -> Result<(), Failed> {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
     for (setting, key, reason) in [
-        ("ask_headless = \"window\"", "ask_headless", "expected `block` or `browser`"),
-        ("ask_timeout = \"2s\"", "ask_timeout", "must be between 5s and 10m"),
-        ("ask_timeout = \"fifty\"", "ask_timeout", "expected a duration"),
+        (
+            "ask_headless = \"window\"",
+            "ask_headless",
+            "expected `block` or `browser`",
+        ),
+        (
+            "ask_timeout = \"2s\"",
+            "ask_timeout",
+            "must be between 5s and 10m",
+        ),
+        (
+            "ask_timeout = \"fifty\"",
+            "ask_timeout",
+            "expected a duration",
+        ),
     ] {
         std::fs::write(&cfg, format!("[broker]\n{setting}\n")).unwrap();
         let out = std::process::Command::new(BIN)
