@@ -1110,6 +1110,19 @@ fn a_modern_upstream_passed_through_is_screened_too() -> Result<(), Failed> {
         let names = modern_list(&c, &b, &token, 12).await;
         ensure!(names.is_empty(), "now blocked: {names:?}");
         change_is_heard(&b, &id, &["--allow", "read"], &mut tools, 10).await?;
+
+        // Revoking the grant ends the listen the broker carries.
+        let out = b.cli(&["grants", "revoke", &id]);
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let end = tokio::time::timeout(std::time::Duration::from_secs(5), tools.next()).await;
+        ensure!(
+            matches!(end, Ok(None)),
+            "the listen ends on revocation: {end:?}"
+        );
         Ok(())
     })
 }
