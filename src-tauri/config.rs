@@ -98,6 +98,36 @@ pub struct BrokerSettings {
     /// What the headless broker does with a call to an "Ask each time" tool (default
     /// `"block"`); the desktop app always asks in its own window.
     pub ask_headless: Option<AskHeadless>,
+    /// How long an "Ask each time" question (the approval window or page) waits before
+    /// the call is denied (default `"50s"`).
+    pub ask_timeout: Option<AskTimeout>,
+}
+
+/// `[broker] ask_timeout`: a duration (`"50s"`, `"2m"`), from 5 seconds to 10 minutes.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(try_from = "String")]
+pub struct AskTimeout(pub Duration);
+
+impl AskTimeout {
+    /// Below the 60 seconds the MCP SDKs wait for an answer by default.
+    pub const DEFAULT: Duration = Duration::from_secs(50);
+    const BOUNDS: std::ops::RangeInclusive<Duration> =
+        Duration::from_secs(5)..=Duration::from_secs(600);
+}
+
+impl TryFrom<String> for AskTimeout {
+    type Error = String;
+    fn try_from(text: String) -> Result<AskTimeout, String> {
+        let d = humantime::parse_duration(text.trim())
+            .map_err(|e| format!("expected a duration such as \"50s\" or \"2m\": {e}"))?;
+        if !AskTimeout::BOUNDS.contains(&d) {
+            return Err(format!(
+                "must be between 5s and 10m (a person needs time to read the call; a client waits only so long), not {}",
+                humantime::format_duration(d)
+            ));
+        }
+        Ok(AskTimeout(d))
+    }
 }
 
 /// `[broker] ask_headless`: who answers for an "Ask each time" tool without the desktop
@@ -507,6 +537,13 @@ impl Config {
     pub fn ask_headless(&self) -> AskHeadless {
         self.settings.ask_headless.unwrap_or_default()
     }
+
+    /// `[broker] ask_timeout`: how long an "Ask each time" question waits for an answer.
+    pub fn ask_timeout(&self) -> Duration {
+        self.settings
+            .ask_timeout
+            .map_or(AskTimeout::DEFAULT, |t| t.0)
+    }
     pub fn logs_arguments(&self, upstream: &str) -> bool {
         self.settings
             .log_arguments
@@ -889,6 +926,23 @@ mod tests {
             e.reason.contains("block") && e.reason.contains("browser"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn ask_timeout_is_50s_unless_set_within_bounds() {
+        assert_eq!(p("").unwrap().ask_timeout(), Duration::from_secs(50));
+        let c = p("[broker]\nask_timeout = \"2m\"\n").unwrap();
+        assert_eq!(c.ask_timeout(), Duration::from_secs(120));
+        for (bad, why) in [
+            ("\"1s\"", "between 5s and 10m"),
+            ("\"1h\"", "between 5s and 10m"),
+            ("\"soon\"", "expected a duration"),
+            ("50", "expected a string"),
+        ] {
+            let e = p(&format!("[broker]\nask_timeout = {bad}\n")).unwrap_err();
+            assert_eq!(e.key, "broker.ask_timeout", "{bad}");
+            assert!(e.reason.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

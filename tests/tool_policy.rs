@@ -40,7 +40,7 @@ fn main() {
         an_unanswered_approval_page_denies_the_call,
         modern_clients_see_the_narrowed_list_and_hear_of_policy_changes,
         a_modern_upstream_passed_through_is_screened_too,
-        a_bad_ask_headless_setting_exits_2_naming_file_key_and_reason,
+        bad_ask_settings_exit_2_naming_file_key_and_reason,
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -413,6 +413,30 @@ async fn next(s: &mut futures_util::stream::BoxStream<'static, Value>, secs: u64
         .unwrap_or(Value::Null)
 }
 
+/// `grants tools ID FLAG NAME` succeeds, and the listen opened by request `sub` hears
+/// `notifications/tools/list_changed` tagged with its subscription id within 5 s.
+async fn change_is_heard(
+    b: &Broker,
+    id: &str,
+    change: &[&str; 2],
+    listen: &mut futures_util::stream::BoxStream<'static, Value>,
+    sub: i64,
+) -> Result<(), Failed> {
+    let out = b.cli(&["grants", "tools", id, change[0], change[1]]);
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let heard = next(listen, 5).await;
+    ensure!(
+        heard["method"] == "notifications/tools/list_changed"
+            && heard["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == sub,
+        "the listen {sub} hears of {change:?}: {heard}"
+    );
+    Ok(())
+}
+
 fn is_waiting_progress(v: &Value, token: &Value) -> bool {
     v["method"] == "notifications/progress"
         && v["params"]["progressToken"] == *token
@@ -742,6 +766,7 @@ fn ask_in_the_browser_keeps_the_call_alive_with_progress_and_follows_the_page() 
         );
         ensure!(!page.contains("sk-live-1234567890abcdef"), "secret-looking values are masked: {page}");
         ensure!(page.contains(r#"value="deny" autofocus"#), "Deny has the focus");
+        ensure!(page.contains("within 50 seconds"), "the default ask_timeout is 50 s: {page}");
         ensure!(status == 200 && text.contains("Allowed once"), "{status} {text}");
         let mut answer = next(&mut s, 5).await;
         while is_waiting_progress(&answer, &json!("p10")) {
@@ -817,7 +842,10 @@ fn an_unanswered_approval_page_denies_the_call() -> Result<(), Failed> {
         let dir = tempfile::tempdir().unwrap();
         let up = Upstream::new(dir.path());
         up.serve(json!([tool("mail", "Sends a note by mail", json!({}))]));
-        let b = Broker::start(&format!("[broker]\nask_headless = \"browser\"\n\n{}", up.config()));
+        let b = Broker::start(&format!(
+            "[broker]\nask_headless = \"browser\"\nask_timeout = \"5s\"\n\n{}",
+            up.config()
+        ));
         let c = http();
         let (_, token) = consent_with(&c, &b, &[("mail", "ask")]).await;
         let m = Mcp::open(&c, &b, &token).await;
@@ -826,6 +854,8 @@ fn an_unanswered_approval_page_denies_the_call() -> Result<(), Failed> {
             .stream(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"mail","arguments":{},"_meta":{"progressToken":1}}}))
             .await;
         let url = opened_page(&b, 0).await.ok_or("no approval page")?;
+        let page = c.get(&url).send().await.unwrap().text().await.unwrap();
+        ensure!(page.contains("within 5 seconds"), "the page says the configured timeout: {page}");
         let mut ticks = 0;
         let answer = loop {
             let v = next(&mut s, 10).await;
@@ -837,8 +867,8 @@ fn an_unanswered_approval_page_denies_the_call() -> Result<(), Failed> {
         };
         let waited = started.elapsed().as_secs();
         ensure!(answer["error"]["code"] == -32003 && answer["error"]["message"].as_str().unwrap_or("").contains("denied"), "{answer}");
-        ensure!((49..60).contains(&waited), "denied at the timeout: {waited} s");
-        ensure!(ticks >= 15, "progress all along: {ticks}");
+        ensure!((5..10).contains(&waited), "denied at the ask_timeout: {waited} s");
+        ensure!(ticks >= 2, "progress all along: {ticks}");
         ensure!(up.calls().is_empty(), "{:?}", up.calls());
         let status = c.get(&url).send().await.unwrap().status();
         ensure!(status == 410, "the page is gone: {status}");
@@ -906,18 +936,7 @@ fn modern_clients_see_the_narrowed_list_and_hear_of_policy_changes() -> Result<(
             "the listen honours tool list changes: {ack}"
         );
         let id = grant_id(&b);
-        let out = b.cli(&["grants", "tools", &id, "--block", "mail"]);
-        ensure!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let heard = next(&mut listen, 5).await;
-        ensure!(
-            heard["method"] == "notifications/tools/list_changed"
-                && heard["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == 3,
-            "the open listen hears of the policy change: {heard}"
-        );
+        change_is_heard(&b, &id, &["--block", "mail"], &mut listen, 3).await?;
         ensure!(list(4).await == ["read"], "now blocked");
 
         // A changed definition and a new tool stay hidden from modern clients too.
@@ -940,17 +959,7 @@ fn modern_clients_see_the_narrowed_list_and_hear_of_policy_changes() -> Result<(
                 .contains("appeared after"),
             "{r}"
         );
-        let out = b.cli(&["grants", "tools", &id, "--allow", "read"]);
-        ensure!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let heard = next(&mut listen, 5).await;
-        ensure!(
-            heard["method"] == "notifications/tools/list_changed",
-            "approving the change is heard: {heard}"
-        );
+        change_is_heard(&b, &id, &["--allow", "read"], &mut listen, 3).await?;
         ensure!(list(7).await == ["read"], "the approved change is listed");
         ensure!(up.calls().is_empty(), "{:?}", up.calls());
         Ok(())
@@ -960,7 +969,9 @@ fn modern_clients_see_the_narrowed_list_and_hear_of_policy_changes() -> Result<(
 /// A remote MCP server that speaks both eras: 2025-11-25 with a session (the consent
 /// screen lists its tools that way) and 2026-07-28 without (its `server/discover` names
 /// 2026-07-28, so modern clients' requests are passed through to it). A modern
-/// `tools/list` is answered as an event stream. Its base URL and its call log.
+/// `tools/list` is answered as an event stream; a `subscriptions/listen` is acknowledged
+/// with the prompts list changes asked for (it declares no tool list changes of its own)
+/// and stays open. Its base URL and its call log.
 async fn dual_era_upstream(
     tools: Value,
 ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
@@ -993,6 +1004,19 @@ async fn dual_era_upstream(
                     }
                     _ => json!({}),
                 };
+                if modern && method == "subscriptions/listen" {
+                    let mut honoured = json!({});
+                    if v["params"]["notifications"]["promptsListChanged"] == true {
+                        honoured["promptsListChanged"] = json!(true);
+                    }
+                    let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+                        "params": {"notifications": honoured, "_meta": {"io.modelcontextprotocol/subscriptionId": id}}});
+                    let first = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(format!("event: message\ndata: {ack}\n\n"))]);
+                    let body = axum::body::Body::from_stream(first.chain(futures_util::stream::pending()));
+                    let mut r = body.into_response();
+                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                    return r;
+                }
                 let msg = json!({"jsonrpc": "2.0", "id": id, "result": result});
                 let mut res = if modern && method == "tools/list" {
                     let mut r = format!("event: message\ndata: {msg}\n\n").into_response();
@@ -1050,29 +1074,94 @@ fn a_modern_upstream_passed_through_is_screened_too() -> Result<(), Failed> {
             "{:?}",
             calls.lock().unwrap()
         );
+
+        // Listens passed through to it hear the grant's policy changes, if they asked.
+        let listen = |id, notifications| {
+            modern(
+                &c,
+                &b,
+                &token,
+                id,
+                "subscriptions/listen",
+                json!({ "notifications": notifications }),
+            )
+        };
+        let mut tools = listen(10, json!({"toolsListChanged": true})).await;
+        let mut prompts = listen(11, json!({"promptsListChanged": true})).await;
+        let ack = next(&mut tools, 5).await;
+        ensure!(
+            ack["method"] == "notifications/subscriptions/acknowledged"
+                && ack["params"]["notifications"]["toolsListChanged"] == true
+                && ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == 10,
+            "the broker honours tool list changes itself: {ack}"
+        );
+        let ack = next(&mut prompts, 5).await;
+        ensure!(
+            ack["params"]["notifications"] == json!({"promptsListChanged": true}),
+            "a listen that did not ask for tools is acknowledged as the upstream did: {ack}"
+        );
+        let id = grant_id(&b);
+        change_is_heard(&b, &id, &["--block", "read"], &mut tools, 10).await?;
+        let quiet = tokio::time::timeout(std::time::Duration::from_secs(3), prompts.next()).await;
+        ensure!(
+            quiet.is_err(),
+            "a listen that did not ask stays open and hears nothing: {quiet:?}"
+        );
+        let names = modern_list(&c, &b, &token, 12).await;
+        ensure!(names.is_empty(), "now blocked: {names:?}");
+        change_is_heard(&b, &id, &["--allow", "read"], &mut tools, 10).await?;
+
+        // Revoking the grant ends the listen the broker carries.
+        let out = b.cli(&["grants", "revoke", &id]);
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let end = tokio::time::timeout(std::time::Duration::from_secs(5), tools.next()).await;
+        ensure!(
+            matches!(end, Ok(None)),
+            "the listen ends on revocation: {end:?}"
+        );
         Ok(())
     })
 }
 
-fn a_bad_ask_headless_setting_exits_2_naming_file_key_and_reason() -> Result<(), Failed> {
+fn bad_ask_settings_exit_2_naming_file_key_and_reason() -> Result<(), Failed> {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
-    std::fs::write(&cfg, "[broker]\nask_headless = \"window\"\n").unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--headless", "--port", "0", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    ensure!(out.status.code() == Some(2), "exit 2: {out:?}");
-    ensure!(
-        err.contains(&format!(
-            "config error in {}: broker.ask_headless:",
-            cfg.display()
-        )) && err.contains("expected `block` or `browser`"),
-        "{err}"
-    );
+    for (setting, key, reason) in [
+        (
+            "ask_headless = \"window\"",
+            "ask_headless",
+            "expected `block` or `browser`",
+        ),
+        (
+            "ask_timeout = \"2s\"",
+            "ask_timeout",
+            "must be between 5s and 10m",
+        ),
+        (
+            "ask_timeout = \"fifty\"",
+            "ask_timeout",
+            "expected a duration",
+        ),
+    ] {
+        std::fs::write(&cfg, format!("[broker]\n{setting}\n")).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["serve", "--headless", "--port", "0", "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(out.status.code() == Some(2), "{setting}: exit 2: {out:?}");
+        ensure!(
+            err.contains(&format!("config error in {}: broker.{key}:", cfg.display()))
+                && err.contains(reason),
+            "{setting}: {err}"
+        );
+    }
     Ok(())
 }

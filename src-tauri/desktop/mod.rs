@@ -176,7 +176,11 @@ async fn ask_for_tool_calls(
     mut rx: mpsc::UnboundedReceiver<crate::gateway::tools::ToolApprovalRequest>,
 ) {
     while let Some(req) = rx.recv().await {
-        if let Err(e) = windows::open_tool_approval(&app, &req.id) {
+        if let Err(e) = windows::open_tool_approval(
+            &app,
+            &req.id,
+            std::time::Duration::from_secs(req.view.timeout_secs),
+        ) {
             tracing::error!("cannot open a tool approval window: {e}");
             if let Some(g) = app.try_state::<Gateway>() {
                 let _ =

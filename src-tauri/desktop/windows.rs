@@ -7,7 +7,7 @@ use tauri::{AppHandle, Manager, WebviewUrl, WebviewWindowBuilder, WindowEvent};
 
 use crate::consent::{CONSENT_TTL, ConsentAnswer};
 use crate::gateway::Gateway;
-use crate::gateway::tools::{APPROVAL_TIMEOUT, ApprovalAnswer};
+use crate::gateway::tools::ApprovalAnswer;
 
 pub const CONSENT_PREFIX: &str = "consent-";
 /// Tool approval windows ("Ask each time"), one per waiting call.
@@ -75,8 +75,13 @@ pub fn open_consent(app: &AppHandle, id: &str) -> tauri::Result<()> {
 }
 
 /// Opens the window that asks whether a waiting tool call may go through. Closing it
-/// without an answer denies the call; so does [`APPROVAL_TIMEOUT`].
-pub fn open_tool_approval(app: &AppHandle, id: &str) -> tauri::Result<()> {
+/// without an answer denies the call; so does `timeout` (`[broker] ask_timeout`), when it
+/// closes.
+pub fn open_tool_approval(
+    app: &AppHandle,
+    id: &str,
+    timeout: std::time::Duration,
+) -> tauri::Result<()> {
     let label = format!("{APPROVAL_PREFIX}{id}");
     let window = WebviewWindowBuilder::new(app, &label, WebviewUrl::App("approve.html".into()))
         .title("Allow this tool call? — mcp-broker")
@@ -95,7 +100,7 @@ pub fn open_tool_approval(app: &AppHandle, id: &str) -> tauri::Result<()> {
     });
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        tokio::time::sleep(APPROVAL_TIMEOUT).await;
+        tokio::time::sleep(timeout).await;
         if let Some(w) = app.get_webview_window(&label) {
             let _ = w.close();
         }

@@ -170,6 +170,7 @@ impl Gateway {
             events.clone(),
             activity.clone(),
             approval_page,
+            config.ask_timeout(),
         ));
         upstreams.set_tool_gate(tools.clone());
         let client_metadata =

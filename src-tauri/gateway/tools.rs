@@ -46,9 +46,6 @@ use super::{Gateway, GatewayError};
 
 /// How long a consent screen waits for the upstream to list its tools.
 pub(super) const LIST_TOOLS_BOUND: Duration = Duration::from_secs(5);
-/// How long an approval window waits; no answer denies the call. Below the 60 seconds
-/// the MCP SDKs wait for an answer by default.
-pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(50);
 /// "Allow for 1 hour".
 const ALLOW_FOR: i64 = 3600;
 
@@ -148,6 +145,8 @@ pub struct ToolPolicies {
     /// `[broker] ask_headless = "browser"`: the broker's base URL, where the approval
     /// page is served, when no desktop shell asks.
     approval_page: Option<String>,
+    /// How long a question waits; no answer denies the call (`[broker] ask_timeout`).
+    ask_timeout: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -162,8 +161,10 @@ impl ToolPolicies {
         events: broadcast::Sender<GatewayEvent>,
         activity: crate::activity::ActivityLog,
         approval_page: Option<String>,
+        ask_timeout: Duration,
     ) -> ToolPolicies {
         ToolPolicies {
+            ask_timeout,
             activity,
             approval_page,
             store,
@@ -267,7 +268,7 @@ impl ToolPolicies {
             upstream: call.upstream.to_owned(),
             tool: call.tool.to_owned(),
             arguments: readable_arguments(args.as_ref()),
-            timeout_secs: APPROVAL_TIMEOUT.as_secs(),
+            timeout_secs: self.ask_timeout.as_secs(),
         };
         let id = mint_secret();
         let (answer, answered) = oneshot::channel();
@@ -302,7 +303,7 @@ impl ToolPolicies {
         if let Some(n) = call.asking {
             n.notify_one();
         }
-        let got = tokio::time::timeout(APPROVAL_TIMEOUT, answered).await;
+        let got = tokio::time::timeout(self.ask_timeout, answered).await;
         drop(open);
         let (answer, detail) = match got {
             Ok(Ok(a)) => (a, None),

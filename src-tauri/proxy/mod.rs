@@ -340,10 +340,13 @@ impl Upstreams {
     pub async fn stop_for_grant(&self, grant: GrantId) {
         self.end_where(|s| s.grant == grant, EndReason::Revoked)
             .await;
+        self.modern.passed_listens.revoked(grant);
     }
 
+    /// Grants with an open session or a listen passed through to a modern upstream.
     pub fn grants_with_sessions(&self) -> Vec<GrantId> {
         let mut v: Vec<GrantId> = self.sessions().values().map(|r| r.session.grant).collect();
+        v.extend(self.modern.passed_listens.grants());
         v.sort();
         v.dedup();
         v

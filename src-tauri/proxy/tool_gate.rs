@@ -279,6 +279,7 @@ impl Upstreams {
                 r.session.route(msg.clone(), now);
             }
         }
+        self.modern.passed_listens.tools_changed(grant);
     }
 }
 

@@ -8,12 +8,14 @@
 //! One file per concern: [`ladder`] (classification, validation), [`warm`] (the shared
 //! legacy session), [`call`] (relaying a request, progress, cancellation, parking for
 //! `input_required`), [`request_state`] (the sealed retry handle), [`discover`],
-//! [`listen`], [`passthrough`] (modern upstreams).
+//! [`listen`], [`passthrough`] (modern upstreams), [`passed_listen`] (the broker's tool
+//! list changes on a listen passed through).
 
 mod call;
 mod discover;
 pub mod ladder;
 mod listen;
+mod passed_listen;
 mod passthrough;
 mod request_state;
 mod warm;
@@ -41,6 +43,8 @@ pub struct Front {
     parking: Arc<Parking>,
     /// Upstream eras found by probes (`proxy::era_bridge`).
     pub(in crate::proxy) eras: Arc<crate::proxy::era_bridge::Eras>,
+    /// Listens passed through to modern upstreams, told of tool policy changes.
+    pub(in crate::proxy) passed_listens: passed_listen::PassedListens,
 }
 
 impl Front {
@@ -50,6 +54,7 @@ impl Front {
             // A parked call waits for a person: as long as a request may take.
             parking: Parking::new(request_timeout),
             eras: Arc::default(),
+            passed_listens: Default::default(),
         }
     }
 }
@@ -126,6 +131,17 @@ async fn relay(
                 res,
             )
             .await;
+        }
+        if req.method == "subscriptions/listen" {
+            let requested = req.params().and_then(|p| p.get("notifications"));
+            let requested = requested.cloned().unwrap_or(json!({}));
+            return passed_listen::carry_policy_changes(
+                up,
+                caller.grant_id,
+                &req.id,
+                &requested,
+                res,
+            );
         }
         return res;
     }
@@ -234,8 +250,12 @@ fn json_response(status: StatusCode, data: Bytes) -> Response {
 
 /// No event ids: 2026-07-28 streams are not resumable (streamable-http §Receiving Messages).
 fn sse(events: impl Stream<Item = Bytes> + Send + 'static) -> Response {
-    let stream =
-        events.map(|b| Ok::<_, Infallible>(Event::default().data(String::from_utf8_lossy(&b))));
+    sse_events(events.map(|b| Event::default().data(String::from_utf8_lossy(&b))))
+}
+
+/// An event stream with keep-alives, unbuffered by proxies.
+fn sse_events(events: impl Stream<Item = Event> + Send + 'static) -> Response {
+    let stream = events.map(Ok::<_, Infallible>);
     let mut res = Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response();
