@@ -1058,12 +1058,29 @@ async function accountsOauthFlow(main) {
   const acme = (await connect(acmeProvider, PROTECTED)).client;
   check((await plain(acme)) === "from-protected", "the acme grant reaches the protected upstream");
   const globexProvider = await approvedOn(main, "Globex Client", "globex");
+  const sessions = () => wd.exec(
+    `return document.querySelector('#upstreams tbody tr[data-upstream="${PROTECTED}"] .sessions').textContent`);
+  await until("acme's session in the upstream row", async () => (await sessions()) === "1");
   const refused = await connect(globexProvider, PROTECTED).then(() => "connected", (e) => String(e.message));
   check(refused.includes(`${PROTECTED} (account globex) needs sign-in`)
     && refused.includes(`upstream login ${PROTECTED} --account globex`),
     `the globex grant is told its account needs sign-in, and how (${refused})`);
+  // A failed initialize opens no session (it would only ever fail, and count here).
+  const raw = await fetch(`${base}/mcp/${PROTECTED}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${globexProvider.tokens().access_token}`,
+      "content-type": "application/json", accept: "application/json, text/event-stream" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: {
+      protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } }),
+  });
+  const rawText = await raw.text();
+  check(rawText.includes("needs sign-in") && raw.headers.get("mcp-session-id") === null,
+    `the failed initialize gets the error and no session id (${raw.headers.get("mcp-session-id")})`);
+  await sleep(1500); // the window redraws the upstream list on a change
+  check((await sessions()) === "1", `the upstream row still counts only acme's session (${await sessions()})`);
   await signInAccount("globex");
   const globex = (await connect(globexProvider, PROTECTED)).client;
+  await until("globex's session in the upstream row", async () => (await sessions()) === "2");
   check((await plain(globex)) === "from-protected", "after globex's sign-in its grant works");
   check(keychainLookup(`oauth:${PROTECTED}:globex`) !== null, "gnome-keyring holds globex's tokens");
   await wd.exec("document.querySelector('#upstreams').scrollIntoView()");
