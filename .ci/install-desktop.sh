@@ -13,7 +13,7 @@ BUILD_PACKAGES=(
 )
 TEST_PACKAGES=(
   xvfb xauth imagemagick x11-utils webkit2gtk-driver gnome-keyring dbus-x11
-  dunst keyutils xdotool trayer
+  dunst keyutils xdotool trayer libglib2.0-bin
 )
 
 apt_install() {

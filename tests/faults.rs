@@ -505,6 +505,37 @@ async fn a_post_never_waits_for_an_answer_that_cannot_come() {
     );
 }
 
+/// An `initialize` the remote upstream cannot take (nothing listens at its address) gets
+/// the error and no session: an `Mcp-Session-Id` comes only with an InitializeResult
+/// (basic/transports §Session Management), so neither the client nor the broker keeps a
+/// session that can only fail. The same holds when the broker's sign-in to the upstream
+/// is missing (the desktop e2e `accounts-oauth` checks that one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initialize_that_fails_opens_no_session() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mcp", closed.local_addr().unwrap());
+    drop(closed);
+    let b = Broker::start(&remote_config(&url, ""));
+    let m = Mcp::open(&b, unpooled()).await;
+    for accept in ["application/json, text/event-stream", "application/json"] {
+        let res = m
+            .post(
+                r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+                accept,
+            )
+            .send()
+            .await
+            .unwrap();
+        let sid = res.headers().get("mcp-session-id").cloned();
+        let body = res.text().await.unwrap();
+        assert!(body.contains("unreachable"), "the error says why: {body}");
+        assert_eq!(
+            sid, None,
+            "no session for a failed initialize ({accept}): {body}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_json_rpc_2_0_is_relayed_and_bodies_are_bounded() {
     let up = silent_upstream().await;

@@ -18,14 +18,26 @@ struct InProcess {
     base: String,
     data: std::path::PathBuf,
     events: broadcast::Receiver<GatewayEvent>,
+    gateway: mcp_broker::Gateway,
     _dir: tempfile::TempDir,
 }
 
 async fn start() -> InProcess {
+    start_with("").await
+}
+
+/// [`start`] with `broker` as the `[broker]` table's settings.
+async fn start_with(broker: &str) -> InProcess {
+    start_serving(broker, "url = \"https://notes.example.com/mcp\"").await
+}
+
+/// [`start`] with `broker` as the `[broker]` table's settings and `notes` as the
+/// `[servers.notes]` table.
+async fn start_serving(broker: &str, notes: &str) -> InProcess {
     let dir = tempfile::tempdir().unwrap();
     let config = mcp_broker::config::parse(
         &dir.path().join("c.toml"),
-        "[servers.notes]\nurl = \"https://notes.example.com/mcp\"\n",
+        &format!("[broker]\n{broker}\n[servers.notes]\n{notes}\n"),
     )
     .unwrap();
     let data = dir.path().join("data");
@@ -34,11 +46,13 @@ async fn start() -> InProcess {
         .unwrap();
     let base = running.gateway().issuer().to_string();
     let events = running.gateway().subscribe();
+    let gateway = running.gateway().clone();
     tokio::spawn(running.until(std::future::pending()));
     InProcess {
         base,
         data,
         events,
+        gateway,
         _dir: dir,
     }
 }
@@ -149,4 +163,61 @@ async fn revocations_by_the_cli_and_by_the_client_are_each_announced_once() {
     let mut seen = revocations(&mut b.events, Duration::from_millis(2000)).await;
     seen.sort_by_key(|r| format!("{r:?}"));
     assert_eq!(seen, vec![RevokeReason::Client, RevokeReason::External]);
+}
+
+/// A revocation made in this process moves the shared revocation counter too, and the
+/// maintenance tick re-reads the grants when it moves; it must not take a grant revoked
+/// here for one revoked elsewhere and announce it a second time (the tray once showed
+/// "Access revoked" twice for one click).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_made_here_are_never_announced_again_as_external() {
+    const GRANTS: i64 = 16;
+    // A stdio upstream: each grant gets a session with a child, so ending its sessions
+    // takes a moment, as it does in the app.
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/env_upstream.py"
+    );
+    let mut b = start_serving(
+        "registration_rate = 0",
+        &format!("command = \"python3\"\nargs = [{fixture:?}]"),
+    )
+    .await;
+    let c = http();
+    for _ in 0..GRANTS {
+        let (_, t) = authorize(&c, &b.base, "notes").await;
+        let res = c
+            .post(format!("{}/mcp/notes", b.base))
+            .bearer_auth(&t.access)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.headers().contains_key("mcp-session-id"),
+            "{}",
+            res.text().await.unwrap()
+        );
+    }
+    // Let the maintenance tick learn the grants first.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for id in 1..=GRANTS {
+        b.gateway
+            .revoke_grant(mcp_broker::oauth::GrantId(id), RevokeReason::Window)
+            .await
+            .unwrap();
+        // Spread over several ticks, so that some land while one is reading the grants.
+        tokio::time::sleep(Duration::from_millis(17)).await;
+    }
+    let seen = revocations(&mut b.events, Duration::from_millis(1500)).await;
+    assert_eq!(
+        seen.iter()
+            .filter(|r| **r == RevokeReason::External)
+            .count(),
+        0,
+        "{seen:?}"
+    );
+    assert_eq!(seen.len(), GRANTS as usize, "{seen:?}");
 }

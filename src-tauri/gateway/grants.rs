@@ -59,7 +59,14 @@ impl Gateway {
         id: GrantId,
         reason: RevokeReason,
     ) -> Result<RevokedGrant, GatewayError> {
-        let revoked = self.inner.store.revoke_grant(id, now()).await?;
+        let revoked = {
+            let _serial = self.inner.revocations.lock().await;
+            let revoked = self.inner.store.revoke_grant(id, now()).await?;
+            if let Some(g) = &revoked {
+                self.forget_grant(g.id);
+            }
+            revoked
+        };
         let Some(g) = revoked else {
             self.inner.upstreams.stop_for_grant(id).await;
             return Err(GatewayError::UnknownGrant(id));
@@ -76,7 +83,14 @@ impl Gateway {
         client: Option<&str>,
         reason: RevokeReason,
     ) -> Result<Vec<RevokedGrant>, GatewayError> {
-        let revoked = self.inner.store.revoke_grants(client, now()).await?;
+        let revoked = {
+            let _serial = self.inner.revocations.lock().await;
+            let revoked = self.inner.store.revoke_grants(client, now()).await?;
+            for g in &revoked {
+                self.forget_grant(g.id);
+            }
+            revoked
+        };
         for g in &revoked {
             self.record_revoked(g, reason, true);
             self.announce_revocation(g, reason).await;
@@ -163,7 +177,7 @@ impl Gateway {
         }
     }
 
-    fn forget_grant(&self, id: GrantId) {
+    pub(super) fn forget_grant(&self, id: GrantId) {
         if let Some(k) = self.known().as_mut() {
             k.remove(&id);
         }
@@ -186,6 +200,7 @@ impl Gateway {
         if *last_seen == Some(seen) {
             return;
         }
+        let serial = self.inner.revocations.lock().await;
         let active = match self.inner.store.active_grants().await {
             Ok(a) => a,
             Err(e) => {
@@ -194,9 +209,6 @@ impl Gateway {
             }
         };
         *last_seen = Some(seen);
-        if !first {
-            self.notice_tool_changes().await;
-        }
         let now: KnownGrants = active
             .into_iter()
             .map(|g| (g.id, (g.client_name, g.upstream)))
@@ -213,6 +225,10 @@ impl Gateway {
                     .collect()
             }
         };
+        drop(serial);
+        if !first {
+            self.notice_tool_changes().await;
+        }
         for id in self.inner.upstreams.grants_with_sessions() {
             if !now.contains_key(&id) {
                 tracing::info!(grant = %id, "grant revoked elsewhere; ending its sessions");

@@ -128,6 +128,10 @@ struct Inner {
     touched: Mutex<HashMap<GrantId, UnixTime>>,
     /// The active grants as this process last saw them: what a change is measured against.
     known_grants: Mutex<Option<grants::KnownGrants>>,
+    /// Held from a revocation's commit until this process has forgotten the grants, and
+    /// while the maintenance tick compares the active grants with the known ones: a
+    /// revocation made here is never also taken for one made elsewhere (announced twice).
+    revocations: tokio::sync::Mutex<()>,
     /// The last failure of each upstream, until it is settled (a sign-in, a secret set).
     last_errors: Mutex<HashMap<String, String>>,
     /// The grants' tool policies; also the proxy's tool gate.
@@ -198,6 +202,7 @@ impl Gateway {
             events,
             touched: Mutex::new(HashMap::new()),
             known_grants: Mutex::new(None),
+            revocations: tokio::sync::Mutex::new(()),
             last_errors: Mutex::new(HashMap::new()),
             tools,
         };

@@ -18,12 +18,19 @@ impl Gateway {
         &self,
         client_id: &str,
     ) -> Result<DeletedClient, GatewayError> {
-        let deleted = self
-            .inner
-            .store
-            .delete_client(client_id, now())
-            .await?
-            .ok_or_else(|| GatewayError::UnknownClient(client_id.to_owned()))?;
+        let deleted = {
+            let _serial = self.inner.revocations.lock().await;
+            let deleted = self
+                .inner
+                .store
+                .delete_client(client_id, now())
+                .await?
+                .ok_or_else(|| GatewayError::UnknownClient(client_id.to_owned()))?;
+            for g in &deleted.revoked {
+                self.forget_grant(g.id);
+            }
+            deleted
+        };
         tracing::info!(
             client_id,
             grants = deleted.revoked.len(),

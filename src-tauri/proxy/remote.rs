@@ -699,6 +699,13 @@ impl Inner {
     }
 
     fn fail_request(&self, msg: &Message, code: i64, why: &str) {
+        if code == UPSTREAM_ERROR && msg.method() == Some("initialize") {
+            // The session cannot be used: it ends with its `initialize` answered by this
+            // error, so the client gets no session id for it (transports §Session
+            // Management: the id comes with an InitializeResult) and none stays open.
+            self.report(Inbound::Failed(why.to_owned()));
+            return;
+        }
         let reference = crate::activity::Reference::mint();
         tracing::warn!(upstream = %self.remote.upstream, %reference, "{why}");
         if let Kind::Request { id, .. } = &msg.kind

@@ -5,7 +5,8 @@
 // tray menu, clicked with xdotool), and expects the client's next request to get 401.
 //
 // Environment: APP (the mcp-broker binary), RUN_DIR (screenshots, config, data),
-// MODE (window | tray | upstreams | claude-desktop | servers | tools | activity | accounts),
+// MODE (window | tray | upstreams | claude-desktop | servers | tools | activity | accounts |
+// accounts-oauth),
 // XDG_CONFIG_HOME (servers: where the app finds Claude Desktop's configuration), PY (claude-desktop: a Python with the MCP
 // SDK), WEBDRIVER_URL, NOTIFY_LOG (dbus-monitor output),
 // MCP_NODE_MODULES (a node_modules holding @modelcontextprotocol/sdk).
@@ -30,6 +31,7 @@ const NOTIFY_LOG = process.env.NOTIFY_LOG;
 const NM = process.env.MCP_NODE_MODULES ?? "/work/shared/acceptance/node_modules";
 const CLIENT_NAME = `E2E Desktop Client ${MODE}`;
 const UPSTREAM = "everything";
+const PROTECTED = "protected"; // MODE=accounts-oauth: the remote upstream's name
 const E2E_SECRET = "e2e-key";
 const SERVICE = process.env.MCP_BROKER_KEYCHAIN_SERVICE;
 const BROWSER_LOG = process.env.BROWSER_LOG;
@@ -87,7 +89,15 @@ const everythingServer = (name, extra = "") =>
   `[servers.${name}]\ncommand = ${JSON.stringify(process.execPath)}\nargs = [${JSON.stringify(everything)}, "stdio"]\n${extra}`;
 // MODE=upstreams: a second broker (headless) protects server-everything with OAuth; this
 // app has it as a remote upstream to sign in to, plus a stdio upstream reading a secret.
-const protectedBroker = MODE === "upstreams" ? await startProtectedBroker() : null;
+// MODE=accounts-oauth: the same, with a server reporting its environment, and this app
+// has it as one remote upstream with two accounts that each sign in on their own.
+const protectedBroker = MODE === "upstreams"
+  ? await startProtectedBroker(everythingServer("everything"))
+  : MODE === "accounts-oauth"
+    ? await startProtectedBroker(
+      `[servers.envy]\ncommand = "python3"\nargs = [${JSON.stringify(join(import.meta.dirname, "../fixtures/env_upstream.py"))}]\n`
+      + `env = { PLAIN = "from-protected" }\n`)
+    : null;
 // MODE=tools: a server whose tools come from a file the test rewrites (a "rug pull").
 const toolsFile = join(RUN_DIR, "tools.json");
 const callLog = join(RUN_DIR, "calls.log");
@@ -122,7 +132,10 @@ if (MODE !== "servers") {
         ? toolsUpstream()
         : MODE === "accounts"
           ? accountsUpstream()
-          : everythingServer(UPSTREAM),
+          : MODE === "accounts-oauth"
+            ? `[servers.${PROTECTED}]\nurl = "${protectedBroker.base}/mcp/envy"\n`
+              + `[servers.${PROTECTED}.accounts.acme]\n[servers.${PROTECTED}.accounts.globex]\n`
+            : everythingServer(UPSTREAM),
   );
 }
 const appArgs = ["serve", "--config", configPath, "--data-dir", dataDir, "--port", String(port)];
@@ -170,8 +183,8 @@ async function browse(authorizeUrl) {
   }
 }
 
-async function connect(provider) {
-  const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp/${UPSTREAM}`), {
+async function connect(provider, upstream = UPSTREAM) {
+  const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp/${upstream}`), {
     authProvider: provider,
   });
   const client = new Client({ name: "desktop-e2e", version: "1.0.0" }, { capabilities: {} });
@@ -248,6 +261,8 @@ try {
     await toolsFlow(main);
   } else if (MODE === "accounts") {
     await accountsFlow(main);
+  } else if (MODE === "accounts-oauth") {
+    await accountsOauthFlow(main);
   } else {
     step("second launch: must hand over to the running app, not start a second server");
     const second = spawn(APP, appArgs, { stdio: ["ignore", "pipe", "pipe"] });
@@ -897,13 +912,242 @@ async function accountsFlow(main) {
   await second.client.close().catch(() => {});
 }
 
+// ---- MODE=accounts-oauth: a remote upstream whose two accounts sign in with the
+// upstream's own OAuth (issue 15): Sign in / Sign out per account in the window, the
+// account in the tray's labels, and one account's sign-out failing only its grants ----
+
+// One account's sign-in controls in the upstream row: the `span.account` naming it and
+// the chips and buttons after it, up to the next account.
+function accountSignIns() {
+  return wd.exec(
+  `const td = document.querySelector('#upstreams tbody tr[data-upstream="' + arguments[0] + '"] .credentials');
+   if (!td) return null;
+   const out = {};
+   let cur = null;
+   for (const el of td.children) {
+     if (el.matches('span.account')) { cur = out[el.textContent] = { chips: [], signIn: false, signOut: false }; continue; }
+     if (!cur) continue;
+     if (el.classList.contains('chip')) cur.chips.push(el.textContent);
+     if (el.matches('button.sign-in')) cur.signIn = true;
+     if (el.matches('button.sign-out')) cur.signOut = true;
+   }
+   return out;`, [PROTECTED]);
+}
+
+// Clicks one account's Sign in or Sign out button (a real WebDriver click). The list is
+// redrawn whenever an upstream changes, so a button found may be gone by the click: find
+// it again then.
+async function clickAccountButton(account, cls) {
+  await until(`the ${account} account's ${cls} button to take a click`, async () => {
+    await wd.click(Object.values(await accountButton(account, cls))[0]);
+    return true;
+  });
+}
+
+async function accountButton(account, cls) {
+  const el = await wd.exec(
+  `const td = document.querySelector('#upstreams tbody tr[data-upstream="' + arguments[0] + '"] .credentials');
+   let cur = null;
+   for (const el of td.children) {
+     if (el.matches('span.account')) { cur = el.textContent; continue; }
+     if (cur === arguments[1] && el.matches('button.' + arguments[2])) return el;
+   }
+   return null;`, [PROTECTED, account, cls]);
+  if (!el) throw new Error(`no ${cls} button for the ${account} account`);
+  return el;
+}
+
+// The tray menu's labels, read from the menu libayatana-appindicator exports on the
+// session bus (com.canonical.dbusmenu): the text GTK draws in the menu trayer opens.
+// (The module's code runs above these functions, so the path is inside.)
+function trayLabels() {
+  const menuPath = "/org/ayatana/NotificationItem/tray_icon_tray_app_main/Menu";
+  const names = execFileSync("dbus-send", ["--session", "--print-reply", "--dest=org.freedesktop.DBus",
+    "/org/freedesktop/DBus", "org.freedesktop.DBus.ListNames"], { encoding: "utf8" })
+    .match(/":[0-9.]+"/g).map((n) => n.slice(1, -1));
+  for (const name of names) {
+    try {
+      const out = execFileSync("gdbus", ["call", "--session", "--dest", name, "--object-path", menuPath,
+        "--method", "com.canonical.dbusmenu.GetLayout", "--timeout", "2", "--", "0", "-1", '["label"]'],
+      { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+      return [...out.matchAll(/'label': <'((?:[^'\\]|\\.)*)'>/g)].map((m) => m[1]);
+    } catch {
+      // Not the app's connection.
+    }
+  }
+  return null;
+}
+
+function notifications() {
+  return NOTIFY_LOG ? readFileSync(NOTIFY_LOG, "utf8").slice(notifyBefore) : "";
+}
+
+// Signs one account in from the window: the app sends the "system browser" to the
+// protected broker, the person approves there, the browser comes back to the app.
+async function signInAccount(account) {
+  const browserBefore = readFileSync(BROWSER_LOG, "utf8");
+  await clickAccountButton(account, "sign-in");
+  const opened = await until(`the system browser to be asked for ${account}`, () =>
+    readFileSync(BROWSER_LOG, "utf8").slice(browserBefore.length).trim().split("\n")[0]);
+  const au = new URL(opened);
+  check(au.origin + au.pathname === `${protectedBroker.base}/authorize`
+    && au.searchParams.get("resource") === `${protectedBroker.base}/mcp/envy`,
+    `${account}: the browser opens the protected broker's authorization endpoint for the upstream`);
+  const note = await wd.exec("const n = document.querySelector('#sign-in-note'); return n.hidden ? null : n.textContent");
+  check(note?.includes(`${PROTECTED} (${account})`), `${account}: the window says which account to sign in (${note})`);
+  const callback = await approveOnProtectedBroker(au);
+  check(callback.startsWith(`${base}/upstream-callback/`), `${account}: consent sends the browser back to the app`);
+  const done = await fetch(callback);
+  check(done.status === 200 && (await done.text()).includes(`Signed in to ${PROTECTED}`),
+    `${account}: the callback page says signed in (${done.status})`);
+  await until(`the ${account} account to show signed in`, async () => (await accountSignIns())?.[account]?.signOut);
+}
+
+// A client approved in the consent window on `account`; returns its OAuth provider,
+// holding the tokens.
+async function approvedOn(main, name, account) {
+  const provider = new Provider(name);
+  await connect(provider, PROTECTED).catch((e) => {
+    if (!(e instanceof UnauthorizedError)) throw e;
+  });
+  await consentWindow(main);
+  const offered = await wd.exec("return [...document.querySelectorAll('input[name=\"account\"]')].map(r => r.value)");
+  check(offered.join() === "acme,globex", `${name}: the consent window offers both accounts (${offered})`);
+  await wd.click(await wd.find(`input[name="account"][value="${account}"]`));
+  await answer(wd.click(await wd.find("#approve")));
+  await wd.switchTo(main);
+  const callback = await provider.browser;
+  const t = new StreamableHTTPClientTransport(new URL(`${base}/mcp/${PROTECTED}`), { authProvider: provider });
+  await t.finishAuth(callback.searchParams.get("code"));
+  return provider;
+}
+
+// What the protected upstream says PLAIN is, or the error the call got.
+function plain(client) {
+  return client.callTool({ name: "env", arguments: { name: "PLAIN" } })
+    .then((r) => (r.isError ? `error: ${r.content?.[0]?.text}` : r.content?.[0]?.text), (e) => `error: ${e.message}`);
+}
+
+async function accountsOauthFlow(main) {
+  if (!SERVICE || !BROWSER_LOG) throw new Error("MCP_BROKER_KEYCHAIN_SERVICE and BROWSER_LOG must be set");
+  step("the upstream row offers Sign in for each account");
+  const first = await until("both accounts' sign-in controls", async () => {
+    const a = await accountSignIns();
+    return a?.acme && a?.globex ? a : null;
+  });
+  check(first.acme.signIn && first.globex.signIn && first.acme.chips.includes("not signed in")
+    && first.globex.chips.includes("not signed in"), `neither account is signed in (${JSON.stringify(first)})`);
+
+  step("sign in the acme account from the window");
+  await signInAccount("acme");
+  const afterAcme = await accountSignIns();
+  check(afterAcme.acme.chips.includes("signed in") && afterAcme.globex.signIn,
+    `only acme shows signed in (${JSON.stringify(afterAcme)})`);
+  const acmeTokens = JSON.parse(keychainLookup(`oauth:${PROTECTED}:acme`) ?? "null");
+  check(typeof acmeTokens?.access_token === "string", "gnome-keyring holds acme's tokens under oauth:protected:acme");
+  check(keychainLookup(`oauth:${PROTECTED}:globex`) === null && keychainLookup(`oauth:${PROTECTED}`) === null,
+    "and nothing for globex or the upstream as a whole");
+  if (NOTIFY_LOG) {
+    const said = await until("acme's sign-in notification", () =>
+      notifications().includes(`string "Signed in to ${PROTECTED} (account acme)"`), 10000).catch(() => false);
+    check(said, "a notification names the account signed in");
+  }
+
+  step("two clients, one on each account; globex is not signed in yet");
+  const acmeProvider = await approvedOn(main, "Acme Client", "acme");
+  const acme = (await connect(acmeProvider, PROTECTED)).client;
+  check((await plain(acme)) === "from-protected", "the acme grant reaches the protected upstream");
+  const globexProvider = await approvedOn(main, "Globex Client", "globex");
+  const sessions = () => wd.exec(
+    `return document.querySelector('#upstreams tbody tr[data-upstream="${PROTECTED}"] .sessions').textContent`);
+  await until("acme's session in the upstream row", async () => (await sessions()) === "1");
+  const refused = await connect(globexProvider, PROTECTED).then(() => "connected", (e) => String(e.message));
+  check(refused.includes(`${PROTECTED} (account globex) needs sign-in`)
+    && refused.includes(`upstream login ${PROTECTED} --account globex`),
+    `the globex grant is told its account needs sign-in, and how (${refused})`);
+  // A failed initialize opens no session (it would only ever fail, and count here).
+  const raw = await fetch(`${base}/mcp/${PROTECTED}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${globexProvider.tokens().access_token}`,
+      "content-type": "application/json", accept: "application/json, text/event-stream" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: {
+      protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } }),
+  });
+  const rawText = await raw.text();
+  check(rawText.includes("needs sign-in") && raw.headers.get("mcp-session-id") === null,
+    `the failed initialize gets the error and no session id (${raw.headers.get("mcp-session-id")})`);
+  await sleep(1500); // the window redraws the upstream list on a change
+  check((await sessions()) === "1", `the upstream row still counts only acme's session (${await sessions()})`);
+  await signInAccount("globex");
+  const globex = (await connect(globexProvider, PROTECTED)).client;
+  await until("globex's session in the upstream row", async () => (await sessions()) === "2");
+  check((await plain(globex)) === "from-protected", "after globex's sign-in its grant works");
+  check(keychainLookup(`oauth:${PROTECTED}:globex`) !== null, "gnome-keyring holds globex's tokens");
+  await wd.exec("document.querySelector('#upstreams').scrollIntoView()");
+  await screenshot("upstreams-window-accounts.png");
+
+  step("the tray names each grant's account");
+  const labels = await until("both grants in the tray menu", () => {
+    const l = trayLabels();
+    return l && l.some((x) => x.startsWith("Revoke Acme Client")) && l.some((x) => x.startsWith("Revoke Globex Client"))
+      ? l : null;
+  });
+  check(labels.some((l) => l.startsWith(`Revoke Acme Client → ${PROTECTED} (acme, `)),
+    `the acme grant's item names its account (${labels.find((l) => l.startsWith("Revoke Acme"))})`);
+  check(labels.some((l) => l.startsWith(`Revoke Globex Client → ${PROTECTED} (globex, `)),
+    `the globex grant's item names its account (${labels.find((l) => l.startsWith("Revoke Globex"))})`);
+  trayMenu(["Escape"], "tray-menu-accounts.png");
+
+  step("sign the acme account out from the window");
+  notifyBefore = NOTIFY_LOG ? readFileSync(NOTIFY_LOG, "utf8").length : 0;
+  await clickAccountButton("acme", "sign-out");
+  const out = await until("acme to offer Sign in again", async () => {
+    const a = await accountSignIns();
+    return a?.acme.signIn ? a : null;
+  });
+  check(out.globex.signOut && out.globex.chips.includes("signed in"), "globex stays signed in");
+  check(keychainLookup(`oauth:${PROTECTED}:acme`) === null, "acme's tokens left gnome-keyring");
+  check(keychainLookup(`oauth:${PROTECTED}:globex`) !== null, "globex's did not");
+  const acmeAfter = await plain(acme);
+  check(acmeAfter.includes(`${PROTECTED} (account acme) needs sign-in`),
+    `the acme grant's next call fails, naming its account (${acmeAfter})`);
+  check((await plain(globex)) === "from-protected", "the globex grant's next call still works");
+  const rows = await wd.exec("return [...document.querySelectorAll('#grants tbody tr .client')].map(c => c.textContent)");
+  check(rows.some((r) => r.startsWith("Acme Client")) && rows.some((r) => r.startsWith("Globex Client")),
+    "both grants stay (a sign-out is not a revocation)");
+  if (NOTIFY_LOG) {
+    const log = await until("the sign-out notification", () => {
+      const l = notifications();
+      return l.includes("Signed out of") ? l : null;
+    }, 10000).catch(() => notifications());
+    check(new RegExp(`string "Signed out of ${PROTECTED} \\(account acme\\)"\\s+string "Grants on the acme account of ${PROTECTED} fail`).test(log),
+      "a notification names the account signed out and says its grants fail");
+    check(!log.includes("account globex"), "and none about globex");
+  }
+  await screenshot("upstreams-window-account-signed-out.png");
+
+  step("sign acme in again: its grant works again");
+  await signInAccount("acme");
+  // The sign-out revoked the broker's tokens at the protected broker, which ended its
+  // sessions there; the client's open session says so once, and a new one works.
+  const oldSession = await plain(acme);
+  const oldSessionAgain = await plain(acme);
+  console.log(`  (the session open across the sign-out: ${oldSession}; then: ${oldSessionAgain})`);
+  await acme.close().catch(() => {});
+  const acmeAgain = (await connect(acmeProvider, PROTECTED)).client;
+  const again = await plain(acmeAgain);
+  check(again === "from-protected", `the acme grant works again after its sign-in, in a new session (${again})`);
+  await acmeAgain.close().catch(() => {});
+  await globex.close().catch(() => {});
+}
+
 // ---- MODE=upstreams: secrets and upstream sign-in from the grants window ----
 
-async function startProtectedBroker() {
+async function startProtectedBroker(config) {
   const dir = join(RUN_DIR, "protected");
   mkdirSync(dir, { recursive: true });
   const cfg = join(dir, "config.toml");
-  writeFileSync(cfg, everythingServer("everything"));
+  writeFileSync(cfg, config);
   const child = spawn(APP, ["serve", "--headless", "--config", cfg, "--data-dir", join(dir, "data"),
     "--port", "0"], { stdio: ["ignore", "pipe", "inherit"] });
   const base = await new Promise((resolve, reject) => {
@@ -916,6 +1160,21 @@ async function startProtectedBroker() {
     child.on("exit", (code) => reject(new Error(`the protected broker exited (${code})`)));
   });
   return { child, base };
+}
+
+// The person approves on the protected broker's (headless) consent page; returns where
+// it sends the browser back to.
+async function approveOnProtectedBroker(authorizeUrl) {
+  const page = await (await fetch(authorizeUrl)).text();
+  const field = (n) => page.match(new RegExp(`name="${n}" value="([^"]+)"`))?.[1];
+  const approved = await fetch(`${protectedBroker.base}/authorize/consent`, {
+    method: "POST",
+    redirect: "manual",
+    headers: { origin: protectedBroker.base, "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ consent_id: field("consent_id"), csrf_token: field("csrf_token"),
+      decision: "approve" }),
+  });
+  return approved.headers.get("location") ?? "";
 }
 
 function keychainLookup(name) {
@@ -992,17 +1251,7 @@ async function upstreamsFlow() {
     "back to this app's loopback callback");
   check(await wd.exec("return !document.querySelector('#sign-in-note').hidden"),
     "the window says where to sign in");
-  // The person approves on the protected broker's (headless) consent page.
-  const page = await (await fetch(au)).text();
-  const field = (n) => page.match(new RegExp(`name="${n}" value="([^"]+)"`))?.[1];
-  const approved = await fetch(`${protectedBroker.base}/authorize/consent`, {
-    method: "POST",
-    redirect: "manual",
-    headers: { origin: protectedBroker.base, "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({ consent_id: field("consent_id"), csrf_token: field("csrf_token"),
-      decision: "approve" }),
-  });
-  const callback = approved.headers.get("location") ?? "";
+  const callback = await approveOnProtectedBroker(au);
   check(callback.startsWith(`${base}/upstream-callback/protected?`), "consent sends the browser back to the app");
   const done = await fetch(callback);
   check(done.status === 200 && (await done.text()).includes("Signed in to protected"),

@@ -15,6 +15,10 @@
 #   tests/desktop/e2e.sh activity   # real calls, then the grant's detail view (activity log)
 #   tests/desktop/e2e.sh accounts   # two accounts on one upstream: the choice at consent,
 #                                   # the grants window showing and switching it
+#   tests/desktop/e2e.sh accounts-oauth  # a remote upstream (a second broker) whose two
+#                                   # accounts sign in with OAuth: Sign in / Sign out per
+#                                   # account, the account in the tray, one account's
+#                                   # sign-out failing only its grants, with a notification
 #
 # Needs: a desktop build (`cargo build`; APP overrides target/debug/mcp-broker), the
 # packages from .ci/install-desktop.sh, tauri-driver, and a node_modules with
@@ -32,13 +36,13 @@ fi
 export MCP_NODE_MODULES
 RUN_ROOT="${RUN_DIR:-$ROOT/target/desktop-e2e/$(date +%Y%m%d-%H%M%S)}"
 MODES=("$@")
-[ ${#MODES[@]} -eq 0 ] && MODES=(window tray upstreams claude-desktop servers tools activity accounts)
+[ ${#MODES[@]} -eq 0 ] && MODES=(window tray upstreams claude-desktop servers tools activity accounts accounts-oauth)
 # The Python MCP SDK (claude-desktop mode) comes from the acceptance harness's venv.
 export PY="${PY:-$ROOT/../shared/acceptance/.venv/bin/python}"
 
 missing=()
 for tool in xvfb-run dbus-run-session dbus-monitor tauri-driver WebKitWebDriver trayer xdotool import node \
-    gnome-keyring-daemon secret-tool; do
+    gnome-keyring-daemon secret-tool gdbus; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ -x "$APP" ] || missing+=("$APP (run cargo build)")
@@ -54,7 +58,7 @@ fi
 
 status=0
 for mode in "${MODES[@]}"; do
-  case "$mode" in window|tray|upstreams|claude-desktop|servers|tools|activity|accounts) ;; *) echo "unknown mode: $mode (window|tray|upstreams|claude-desktop|servers|tools|activity|accounts)" >&2; exit 2 ;; esac
+  case "$mode" in window|tray|upstreams|claude-desktop|servers|tools|activity|accounts|accounts-oauth) ;; *) echo "unknown mode: $mode (window|tray|upstreams|claude-desktop|servers|tools|activity|accounts|accounts-oauth)" >&2; exit 2 ;; esac
   run="$RUN_ROOT/$mode"
   mkdir -p "$run"
   echo "desktop e2e ($mode): run folder $run"

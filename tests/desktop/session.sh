@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One e2e run inside Xvfb + dbus-run-session (started by e2e.sh): a notification
-# monitor, a tray host for MODE=tray, tauri-driver, then the test itself.
+# monitor, a tray host for the modes that use the tray, tauri-driver, then the test itself.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 : "${RUN_DIR:?}" "${MODE:?}"
@@ -28,7 +28,7 @@ if [ "$MODE" = servers ]; then
   export XDG_CONFIG_HOME="$RUN_DIR/xdg-config"
   mkdir -p "$XDG_CONFIG_HOME"
 fi
-if [ "$MODE" = upstreams ] || [ "$MODE" = claude-desktop ] || [ "$MODE" = servers ]; then
+if [ "$MODE" = upstreams ] || [ "$MODE" = accounts-oauth ] || [ "$MODE" = claude-desktop ] || [ "$MODE" = servers ]; then
   # A throwaway, unlocked gnome-keyring in this D-Bus session (desktop.md 5a), and a
   # "system browser": for upstreams one that only records the URLs the app asks it to
   # open, for claude-desktop one that follows the waiting page like a browser tab.
@@ -39,14 +39,14 @@ if [ "$MODE" = upstreams ] || [ "$MODE" = claude-desktop ] || [ "$MODE" = server
   export MCP_BROKER_KEYCHAIN_SERVICE="mcp-broker-e2e-$$"
   export BROWSER_LOG="$RUN_DIR/browser.log"
   : > "$BROWSER_LOG"
-  if [ "$MODE" = upstreams ]; then
+  if [ "$MODE" = upstreams ] || [ "$MODE" = accounts-oauth ]; then
     export BROWSER="$HERE/browser.sh"
   else
     export BROWSER="$HERE/follow_consent.py"
   fi
 fi
 
-if [ "$MODE" = tray ] || [ "$MODE" = claude-desktop ]; then
+if [ "$MODE" = tray ] || [ "$MODE" = claude-desktop ] || [ "$MODE" = accounts-oauth ]; then
   trayer --edge bottom --align right --widthtype request --height 32 \
     --transparent false --tint 0x808080 > "$RUN_DIR/trayer.log" 2>&1 &
   pids+=($!)
