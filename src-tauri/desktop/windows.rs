@@ -45,33 +45,23 @@ pub fn keep_main_in_tray(app: &AppHandle) {
 /// Opens the window that asks about consent question `id`. Closing it without an
 /// answer denies; after [`CONSENT_TTL`] the question has expired and the window closes.
 pub fn open_consent(app: &AppHandle, id: &str) -> tauri::Result<()> {
-    let label = format!("{CONSENT_PREFIX}{id}");
-    let window = WebviewWindowBuilder::new(app, &label, WebviewUrl::App("consent.html".into()))
-        .title("Allow access? — mcp-broker")
-        // Tall enough for the server's tools, each with its choice.
-        .inner_size(560.0, 600.0)
-        .resizable(false)
-        .center()
-        .always_on_top(true)
-        .focused(true)
-        .build()?;
-    let (app2, id2) = (app.clone(), id.to_owned());
-    window.on_window_event(move |e| {
-        if let WindowEvent::Destroyed = e
-            && let Some(g) = app2.try_state::<Gateway>()
-        {
-            // Already answered is fine: the decision then reports Gone, which is ignored.
-            let _ = g.decide_native(&id2, ConsentAnswer::deny());
-        }
-    });
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        tokio::time::sleep(CONSENT_TTL).await;
-        if let Some(w) = app.get_webview_window(&label) {
-            let _ = w.close();
-        }
-    });
-    Ok(())
+    let id = id.to_owned();
+    question_window(
+        app,
+        Question {
+            label: format!("{CONSENT_PREFIX}{id}"),
+            page: "consent.html",
+            title: "Allow access? — mcp-broker",
+            // Tall enough for the server's tools, each with its choice.
+            size: (560.0, 600.0),
+            resizable: false,
+            lasts: CONSENT_TTL,
+        },
+        // Already answered is fine: the decision then reports Gone, which is ignored.
+        move |g| {
+            let _ = g.decide_native(&id, ConsentAnswer::deny());
+        },
+    )
 }
 
 /// Opens the window that asks whether a waiting tool call may go through. Closing it
@@ -82,26 +72,61 @@ pub fn open_tool_approval(
     id: &str,
     timeout: std::time::Duration,
 ) -> tauri::Result<()> {
-    let label = format!("{APPROVAL_PREFIX}{id}");
-    let window = WebviewWindowBuilder::new(app, &label, WebviewUrl::App("approve.html".into()))
-        .title("Allow this tool call? — mcp-broker")
-        .inner_size(560.0, 520.0)
+    let id = id.to_owned();
+    question_window(
+        app,
+        Question {
+            label: format!("{APPROVAL_PREFIX}{id}"),
+            page: "approve.html",
+            title: "Allow this tool call? — mcp-broker",
+            size: (560.0, 520.0),
+            // Long arguments: the person may want more room to read them.
+            resizable: true,
+            lasts: timeout,
+        },
+        move |g| {
+            let _ = g.answer_tool_approval(&id, ApprovalAnswer::Deny);
+        },
+    )
+}
+
+/// A window that asks a person one question.
+struct Question {
+    label: String,
+    page: &'static str,
+    title: &'static str,
+    size: (f64, f64),
+    resizable: bool,
+    /// After this the window closes, which answers no.
+    lasts: std::time::Duration,
+}
+
+/// Opens `q` on top and focused; closing it, or its time running out, calls `deny`.
+fn question_window(
+    app: &AppHandle,
+    q: Question,
+    deny: impl Fn(&Gateway) + Send + Sync + 'static,
+) -> tauri::Result<()> {
+    let window = WebviewWindowBuilder::new(app, &q.label, WebviewUrl::App(q.page.into()))
+        .title(q.title)
+        .inner_size(q.size.0, q.size.1)
+        .resizable(q.resizable)
         .center()
         .always_on_top(true)
         .focused(true)
         .build()?;
-    let (app2, id2) = (app.clone(), id.to_owned());
+    let app2 = app.clone();
     window.on_window_event(move |e| {
         if let WindowEvent::Destroyed = e
             && let Some(g) = app2.try_state::<Gateway>()
         {
-            let _ = g.answer_tool_approval(&id2, ApprovalAnswer::Deny);
+            deny(&g);
         }
     });
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        tokio::time::sleep(timeout).await;
-        if let Some(w) = app.get_webview_window(&label) {
+        tokio::time::sleep(q.lasts).await;
+        if let Some(w) = app.get_webview_window(&q.label) {
             let _ = w.close();
         }
     });

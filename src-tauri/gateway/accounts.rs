@@ -95,14 +95,7 @@ impl Gateway {
     /// Moves a grant to another account of its upstream and ends its open sessions (they
     /// hold the old account's credentials); the client's next session uses the new one.
     pub async fn switch_account(&self, grant: GrantId, account: &str) -> Result<(), GatewayError> {
-        let g = self
-            .inner
-            .store
-            .active_grants()
-            .await?
-            .into_iter()
-            .find(|g| g.id == grant)
-            .ok_or(GatewayError::UnknownGrant(grant))?;
+        let g = self.active_grant(grant).await?;
         let account = self
             .chosen_account(&g.upstream, Some(account))?
             .ok_or_else(|| crate::config::UnknownAccount {

@@ -35,6 +35,17 @@ pub struct GrantView {
 }
 
 impl Gateway {
+    /// One active grant, or `UnknownGrant` (revoked, expired or never issued).
+    pub(super) async fn active_grant(&self, grant: GrantId) -> Result<GrantSummary, GatewayError> {
+        self.inner
+            .store
+            .active_grants()
+            .await?
+            .into_iter()
+            .find(|g| g.id == grant)
+            .ok_or(GatewayError::UnknownGrant(grant))
+    }
+
     pub async fn list_grants(&self) -> Result<Vec<GrantView>, GatewayError> {
         let grants = self.inner.store.active_grants().await?;
         Ok(grants

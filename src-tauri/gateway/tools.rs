@@ -486,14 +486,7 @@ impl Gateway {
 
     /// A grant's tools and their state.
     pub async fn grant_tools(&self, grant: GrantId) -> Result<GrantToolsView, GatewayError> {
-        let g = self
-            .inner
-            .store
-            .active_grants()
-            .await?
-            .into_iter()
-            .find(|g| g.id == grant)
-            .ok_or(GatewayError::UnknownGrant(grant))?;
+        let g = self.active_grant(grant).await?;
         let rows = self.inner.store.tool_rows(grant).await?;
         Ok(GrantToolsView {
             grant_id: grant,
