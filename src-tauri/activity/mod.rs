@@ -4,8 +4,8 @@
 //! rate-limited request and every error rendered with a [`Reference`].
 //!
 //! The hot path only does a `try_send` of a small struct on a bounded channel; one writer
-//! task batches rows into SQLite (`store::activity`) every [`BATCH_WINDOW`] or
-//! [`BATCH_ROWS`] rows, trims by age and row cap ([`Retention`]), and answers
+//! task, woken once per [`BATCH_WINDOW`] (sooner when [`BATCH_ROWS`] rows wait or a flush
+//! does), not once per row, writes what waits into SQLite (`store::activity`), trims by age and row cap ([`Retention`]), and answers
 //! [`ActivityLog::flush`] (a clean shutdown flushes before the store closes). A full channel
 //! or a failing disk drops log rows — counted, and said once in the log — never a call
 //! or a grant. Never a token or a secret: rows carry ids, names and outcomes only.
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::clock::now_ms;
 use crate::oauth::GrantId;
@@ -156,6 +156,8 @@ enum Entry {
 pub struct ActivityLog {
     tx: Option<mpsc::Sender<Entry>>,
     dropped: Arc<Dropped>,
+    /// Ends the writer's window early: a flush waits, or a batch is full.
+    wake: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -182,14 +184,20 @@ impl ActivityLog {
     pub fn start(store: Store, retention: Retention, enabled: bool) -> ActivityLog {
         let runtime = tokio::runtime::Handle::try_current();
         let dropped = Arc::new(Dropped::default());
+        let wake = Arc::new(Notify::new());
         let (true, Ok(rt)) = (enabled, runtime) else {
-            return ActivityLog { tx: None, dropped };
+            return ActivityLog {
+                tx: None,
+                dropped,
+                wake,
+            };
         };
         let (tx, rx) = mpsc::channel(QUEUE);
-        rt.spawn(write(store, rx, retention, dropped.clone()));
+        rt.spawn(write(store, rx, retention, dropped.clone(), wake.clone()));
         ActivityLog {
             tx: Some(tx),
             dropped,
+            wake,
         }
     }
 
@@ -198,6 +206,7 @@ impl ActivityLog {
         ActivityLog {
             tx: None,
             dropped: Arc::default(),
+            wake: Arc::default(),
         }
     }
 
@@ -206,10 +215,11 @@ impl ActivityLog {
     }
 
     fn send(&self, e: Entry) {
-        if let Some(tx) = &self.tx
-            && tx.try_send(e).is_err()
-        {
+        let Some(tx) = &self.tx else { return };
+        if tx.try_send(e).is_err() {
             self.dropped.add(1, "the writer is behind");
+        } else if tx.max_capacity() - tx.capacity() == BATCH_ROWS {
+            self.wake.notify_one();
         }
     }
 
@@ -232,6 +242,7 @@ impl ActivityLog {
         let Some(tx) = &self.tx else { return };
         let (done, wait) = oneshot::channel();
         if tx.send(Entry::Flush(done)).await.is_ok() {
+            self.wake.notify_one();
             let _ = wait.await;
         }
     }
@@ -242,12 +253,15 @@ impl ActivityLog {
     }
 }
 
-/// The one writer: batches, writes, trims. Ends when every handle is gone.
+/// The one writer: batches, writes, trims. Ends when every handle is gone. It sleeps
+/// through a window while rows queue up in the channel, so a busy broker wakes it once
+/// per window rather than once per call.
 async fn write(
     store: Store,
     mut rx: mpsc::Receiver<Entry>,
     retention: Retention,
     dropped: Arc<Dropped>,
+    wake: Arc<Notify>,
 ) {
     let mut batch: Vec<ActivityRow> = Vec::with_capacity(BATCH_ROWS);
     let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
@@ -255,31 +269,31 @@ async fn write(
     let mut failing = false;
     loop {
         let Some(first) = rx.recv().await else { return };
-        let mut open = take(first, &mut batch, &mut flushes);
-        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
-        while open && batch.len() < BATCH_ROWS && flushes.is_empty() {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(e)) => open = take(e, &mut batch, &mut flushes),
-                Ok(None) | Err(_) => break,
+        if take(first, &mut batch, &mut flushes) {
+            tokio::select! {
+                () = tokio::time::sleep(BATCH_WINDOW) => {}
+                () = wake.notified() => {}
             }
         }
-        // A flush takes whatever is already queued with it.
+        // Everything queued by now, a flush included, goes in this round.
         while let Ok(e) = rx.try_recv() {
             take(e, &mut batch, &mut flushes);
         }
-        match store.insert_activity(&batch).await {
-            Ok(()) => {
-                if failing {
-                    failing = false;
-                    tracing::info!("activity log writing again");
+        for rows in batch.chunks(BATCH_ROWS) {
+            match store.insert_activity(rows).await {
+                Ok(()) => {
+                    if failing {
+                        failing = false;
+                        tracing::info!("activity log writing again");
+                    }
                 }
-            }
-            Err(e) => {
-                if !failing {
-                    failing = true;
-                    tracing::warn!("cannot write the activity log: {e}");
+                Err(e) => {
+                    if !failing {
+                        failing = true;
+                        tracing::warn!("cannot write the activity log: {e}");
+                    }
+                    dropped.add(rows.len() as u64, "the database refused them");
                 }
-                dropped.add(batch.len() as u64, "the database refused them");
             }
         }
         batch.clear();

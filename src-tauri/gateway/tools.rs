@@ -410,6 +410,11 @@ impl ToolGate for ToolPolicies {
         })
     }
 
+    fn passes_now(&self, grant: GrantId, tool: &str) -> bool {
+        self.cached(grant)
+            .is_some_and(|p| matches!(p.verdict(tool, now()), CallVerdict::Relay))
+    }
+
     fn screen_list<'a>(
         &'a self,
         grant: GrantId,

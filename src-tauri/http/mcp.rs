@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
+use serde_json::value::RawValue;
 
 use super::response::{BearerChallenge, HttpError, LimitedBody};
 use crate::activity::ErrorNote;
@@ -15,18 +16,22 @@ use crate::gateway::mcp::McpRefusal;
 use crate::oauth::bearer::Caller;
 use crate::proxy::streamable;
 
-/// The `id` of a JSON-RPC request body, read without building the rest of it: this is on
-/// the refusal path, which a flood of made-up tokens exercises.
-fn request_id(body: &Bytes) -> Option<serde_json::Value> {
+/// The `id` of a JSON-RPC request body as its JSON text, read without building the rest
+/// of it: this is on the refusal path, which a flood of made-up tokens exercises.
+fn request_id(body: &Bytes) -> Option<Box<RawValue>> {
     #[derive(serde::Deserialize)]
-    struct Id {
-        id: Option<serde_json::Value>,
+    struct Id<'a> {
+        #[serde(borrow)]
+        id: Option<&'a RawValue>,
     }
     // serde reads a struct from an array too; a batch has no one id.
     if body.trim_ascii_start().first() != Some(&b'{') {
         return None;
     }
-    serde_json::from_slice::<Id>(body).ok()?.id
+    serde_json::from_slice::<Id>(body)
+        .ok()?
+        .id
+        .map(ToOwned::to_owned)
 }
 
 async fn authenticate(

@@ -17,7 +17,8 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 
 use super::pages;
 use crate::activity::{ErrorNote, Reference};
@@ -54,8 +55,8 @@ pub enum HttpError {
 pub enum LimitedBody {
     OAuth,
     Page,
-    /// A JSON-RPC error echoing the request id.
-    JsonRpc(Option<Value>),
+    /// A JSON-RPC error echoing the request id (its JSON text).
+    JsonRpc(Option<Box<RawValue>>),
 }
 
 #[derive(Debug)]
@@ -65,8 +66,8 @@ pub struct BearerChallenge {
     /// The scopes a call needs (never `offline_access`), named on a 401 too so that the
     /// client asks for just those.
     pub scope: Scopes,
-    /// The JSON-RPC request id, echoed so the client can pair the error.
-    pub id: Option<Value>,
+    /// The JSON-RPC request id (its JSON text), echoed so the client can pair the error.
+    pub id: Option<Box<RawValue>>,
 }
 
 impl HttpError {
@@ -295,7 +296,7 @@ fn too_many(l: &Limited, body: LimitedBody) -> Response {
             status,
             Json(json!({
                 "jsonrpc": "2.0",
-                "id": id.unwrap_or(Value::Null),
+                "id": id,
                 "error": {"code": -32000, "message": text, "data": {"reference": l.reference, "retry_after": l.retry_after}},
             })),
         )
@@ -357,17 +358,21 @@ fn bearer_text(err: &BearerError) -> (StatusCode, Option<&'static str>, &'static
     }
 }
 
+/// Written directly rather than through a JSON tree: this is the answer to every
+/// made-up token, which must cost next to nothing.
 fn bearer_challenge(
     err: &BearerError,
     resource_metadata: &str,
     needed: &Scopes,
-    id: Option<Value>,
+    id: Option<Box<RawValue>>,
     reference: Option<&Reference>,
 ) -> Response {
+    use std::fmt::Write;
     let (status, code, desc) = bearer_text(err);
-    let mut v = format!("Bearer resource_metadata=\"{resource_metadata}\"");
+    let mut v = String::with_capacity(resource_metadata.len() + 160);
+    let _ = write!(v, "Bearer resource_metadata=\"{resource_metadata}\"");
     if let Some(c) = code {
-        v.push_str(&format!(", error=\"{c}\", error_description=\"{desc}\""));
+        let _ = write!(v, ", error=\"{c}\", error_description=\"{desc}\"");
     }
     // A 403 names what this operation needs, a 401 what any call needs (MCP 2026-07-28
     // basic/authorization §Scope Selection Strategy, §Runtime Insufficient Scope Errors).
@@ -376,20 +381,28 @@ fn bearer_challenge(
         _ => needed,
     };
     if !scope.is_empty() {
-        v.push_str(&format!(", scope=\"{scope}\""));
+        let _ = write!(v, ", scope=\"{scope}\"");
     }
-    let mut error = json!({"code": -32001, "message": desc});
+    let mut body = Vec::with_capacity(160);
+    body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    body.extend_from_slice(id.as_deref().map_or("null", RawValue::get).as_bytes());
+    body.extend_from_slice(br#","error":{"code":-32001,"message":"#);
+    let _ = serde_json::to_writer(&mut body, desc);
     if let Some(reference) = reference {
-        error["data"] = json!({ "reference": reference });
+        body.extend_from_slice(br#","data":{"reference":"#);
+        let _ = serde_json::to_writer(&mut body, reference.as_str());
+        body.push(b'}');
     }
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": id.unwrap_or(Value::Null),
-        "error": error,
-    });
-    let mut res = (status, Json(body)).into_response();
+    body.extend_from_slice(b"}}");
+    let mut res = Response::new(axum::body::Body::from(body));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(hv) = HeaderValue::from_str(&v) {
-        res.headers_mut().insert(header::WWW_AUTHENTICATE, hv);
+        h.insert(header::WWW_AUTHENTICATE, hv);
     }
     res
 }
@@ -425,7 +438,7 @@ mod tests {
             resource_metadata: "http://127.0.0.1:1/.well-known/oauth-protected-resource/mcp/x"
                 .into(),
             scope: Scopes::single("mcp"),
-            id: Some(json!(7)),
+            id: RawValue::from_string("7".into()).ok(),
         }))
         .into_response();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);

@@ -174,6 +174,28 @@ impl Message {
     pub fn is_request(&self) -> bool {
         matches!(self.kind, Kind::Request { .. })
     }
+    /// A request the broker wrote itself, whose parts it already knows (no parse):
+    /// `id`, `progress_token` and `target` as [`parse_one`] would have read them.
+    pub fn request(
+        raw: Bytes,
+        id: IdKey,
+        method: &str,
+        progress_token: Option<Box<str>>,
+        target: Option<Box<str>>,
+    ) -> Message {
+        Message {
+            raw,
+            kind: Kind::Request {
+                id,
+                method: method.to_owned(),
+            },
+            progress_token,
+            cancelled_id: None,
+            target,
+            error_code: None,
+            jsonrpc_ok: true,
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -182,6 +204,64 @@ pub enum ParseError {
     Json,
     /// JSON, but not a JSON-RPC message (-32600).
     NotJsonRpc,
+}
+
+/// The members of a JSON object in their order, each value as the text that arrived:
+/// enough to check a few of them and copy the rest through untouched, without building
+/// a tree.
+#[derive(Debug, Default)]
+pub struct Members<'a>(pub Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Members<'a> {
+    /// The members of `raw` if it is an object.
+    pub fn of(raw: &'a RawValue) -> Option<Members<'a>> {
+        raw.get()
+            .starts_with('{')
+            .then(|| serde_json::from_str(raw.get()).ok())
+            .flatten()
+    }
+    /// The last member named `key` (as a parser building a map would keep it).
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+    /// The member `key` if it is a string.
+    pub fn str(&self, key: &str) -> Option<String> {
+        self.get(key)
+            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'a> serde::de::Visitor<'a> for Visitor {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'a>>(
+                self,
+                mut map: A,
+            ) -> Result<Members<'a>, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(k) = map.next_key::<std::borrow::Cow<'a, str>>()? {
+                    out.push((k, map.next_value::<&'a RawValue>()?));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// Writes `"key":value` pairs as the members of an object being written to `out`.
+pub fn write_member(out: &mut Vec<u8>, first: &mut bool, key: &str, value: &[u8]) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    let _ = serde_json::to_writer(&mut *out, key);
+    out.push(b':');
+    out.extend_from_slice(value);
 }
 
 /// Parses one message from `raw` (a JSON object).

@@ -522,11 +522,12 @@ pub fn unreadable_body(status: StatusCode) -> Response {
 }
 
 fn json_body(data: Bytes) -> Response {
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(data))
-        .unwrap_or_default()
+    let mut res = Response::new(Body::from(data));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
 }
 
 fn sse(first: Option<SseItem>, rx: mpsc::UnboundedReceiver<SseItem>) -> Response {

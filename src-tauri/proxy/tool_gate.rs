@@ -45,6 +45,13 @@ pub trait ToolGate: Send + Sync {
     /// asked).
     fn check_call<'a>(&'a self, call: ToolCall<'a>) -> BoxFuture<'a, Result<(), String>>;
 
+    /// Whether the call is relayed on what the gate already holds, deciding without
+    /// waiting, reading or allocating (every call takes this; `check_call` then only
+    /// sees the ones it cannot clear). `false` when in doubt.
+    fn passes_now(&self, _grant: GrantId, _tool: &str) -> bool {
+        false
+    }
+
     /// A `tools/list` response for this grant; `Some` replaces it.
     fn screen_list<'a>(
         &'a self,

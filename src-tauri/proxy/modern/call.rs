@@ -21,17 +21,14 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use bytes::Bytes;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::ladder::{
-    METHOD_NOT_FOUND, MISSING_CAPABILITY, ModernRequest, RESERVED_PREFIX, Rejection,
-};
+use super::ladder::{METHOD_NOT_FOUND, MISSING_CAPABILITY, ModernRequest, Rejection};
 use super::request_state::{Sealed, Sealer, StateError, digest};
-use super::warm::{Warm, to_message};
+use super::warm::Warm;
 use crate::oauth::GrantId;
-use crate::proxy::message::{IdKey, Kind, parse_one};
+use crate::proxy::message::{IdKey, Kind, Members, parse_one, write_member};
 use crate::proxy::session::SseItem;
 
 /// Results that carry cache hints (caching §Cacheable Results).
@@ -78,7 +75,6 @@ struct Relayed {
     method: String,
     /// `params.name` or `params.uri`.
     name: Option<String>,
-    digest: String,
     upstream_id: IdKey,
     upstream_token: Option<Box<str>>,
     sid: u64,
@@ -90,7 +86,8 @@ pub struct Call {
     parking: Arc<Parking>,
     client_id: Value,
     client_token: Option<Value>,
-    capabilities: Value,
+    /// The client's declared capabilities (JSON text of an object).
+    capabilities: Box<str>,
     /// Something already went out on an SSE stream: later errors are in-band.
     streaming: bool,
     done: bool,
@@ -125,22 +122,14 @@ impl Call {
         warm: Arc<Warm>,
         parking: Arc<Parking>,
         grant: GrantId,
-        req: &ModernRequest,
+        req: ModernRequest,
     ) -> Call {
         let upstream_id = warm.mint();
-        let client_token = req
-            .params()
-            .and_then(|p| p.get("_meta"))
-            .and_then(|m| m.get("progressToken"))
-            .cloned();
+        let client_token = req.progress_token.clone();
         let upstream_token = client_token
             .as_ref()
             .map(|_| format!("{upstream_id}-progress"));
-        let msg = to_message(&legacy_request(
-            &req.body,
-            &upstream_id,
-            upstream_token.as_deref(),
-        ));
+        let msg = req.legacy_message(&upstream_id, upstream_token.as_deref());
         let post = warm
             .relay
             .session
@@ -150,19 +139,21 @@ impl Call {
         Call {
             relayed: Some(Relayed {
                 grant,
-                method: req.method.clone(),
-                name: req.name().map(str::to_owned),
-                digest: digest(&req.method, req.name()),
-                upstream_id: json_text(&Value::String(upstream_id)),
-                upstream_token: upstream_token.map(|t| json_text(&Value::String(t))),
+                method: req.method,
+                name: req.name,
+                upstream_id: match &msg.kind {
+                    Kind::Request { id, .. } => id.clone(),
+                    _ => json_text(&Value::String(upstream_id)),
+                },
+                upstream_token: msg.progress_token.clone(),
                 sid: post.id,
                 rx: post.rx,
                 warm,
             }),
             parking,
-            client_id: req.id.clone(),
+            client_id: req.id,
             client_token,
-            capabilities: req.capabilities.clone(),
+            capabilities: req.capabilities,
             streaming: false,
             done: false,
             pending_input: None,
@@ -200,15 +191,9 @@ impl Call {
             .remove(&sealed.handle)
             .ok_or(refuse(StateError::Expired))?;
         let answer = req
-            .params()
-            .and_then(|p| p.get("inputResponses"))
-            .and_then(|r| r.get(&parked.key))
-            .cloned();
-        let client_token = req
-            .params()
-            .and_then(|p| p.get("_meta"))
-            .and_then(|m| m.get("progressToken"))
-            .cloned();
+            .param("inputResponses")
+            .and_then(|r| r.get(&parked.key).cloned());
+        let client_token = req.progress_token.clone();
         let mut call = Call {
             relayed: None,
             parking: parking.clone(),
@@ -251,30 +236,32 @@ impl Call {
             };
             // The 4xx a remote upstream refused the request with (remote.rs relays it).
             let refused = item.status.and_then(|s| StatusCode::from_u16(s).ok());
+            // This stream carries one request, so a response on it answers that request:
+            // no need to read its id again.
+            if item.response {
+                let (status, data) = client_response(
+                    &item.data,
+                    &self.client_id,
+                    (&r.method, r.name.as_deref()),
+                    &r.warm.server_info,
+                );
+                let status = match refused {
+                    // Once progress went out the status line is sent: 200.
+                    _ if self.streaming => StatusCode::OK,
+                    Some(refused) => refused,
+                    None => status,
+                };
+                self.finish();
+                return Some(Out {
+                    data,
+                    status,
+                    last: true,
+                });
+            }
             let Ok(m) = parse_one(item.data) else {
                 continue;
             };
             match &m.kind {
-                Kind::Response { id } if *id == r.upstream_id => {
-                    let (status, data) = client_response(
-                        &m.raw,
-                        &self.client_id,
-                        (&r.method, r.name.as_deref()),
-                        r.warm.server_info(),
-                    );
-                    let status = match refused {
-                        // Once progress went out the status line is sent: 200.
-                        _ if self.streaming => StatusCode::OK,
-                        Some(refused) => refused,
-                        None => status,
-                    };
-                    self.finish();
-                    return Some(Out {
-                        data,
-                        status,
-                        last: true,
-                    });
-                }
                 Kind::Response { .. } => {}
                 Kind::Notification { method } if method == "notifications/progress" => {
                     if m.progress_token.is_some()
@@ -332,7 +319,8 @@ impl Call {
             r.warm.reply(&id, Err((-32603, "the client cannot be asked during this request (2026-07-28 input_required covers tools/call, prompts/get and resources/read)"))).await;
             return None;
         }
-        if self.capabilities.get(capability).is_none_or(Value::is_null) {
+        let declared: Value = serde_json::from_str(&self.capabilities).unwrap_or(Value::Null);
+        if declared.get(capability).is_none_or(Value::is_null) {
             r.warm
                 .reply(
                     &id,
@@ -384,7 +372,7 @@ impl Call {
             upstream: call.warm.upstream.clone(),
             handle,
             expires: unix_now() + self.parking.ttl.as_secs() as i64,
-            digest: call.digest.clone(),
+            digest: digest(&call.method, call.name.as_deref()),
         };
         let state = self.parking.sealer.seal(&sealed);
         call.warm
@@ -475,36 +463,12 @@ fn json_text(v: &Value) -> IdKey {
     v.to_string().into()
 }
 
-/// The request as the legacy upstream gets it.
-fn legacy_request(body: &Value, id: &str, token: Option<&str>) -> Value {
-    let mut v = body.clone();
-    v["id"] = Value::String(id.to_owned());
-    if let Some(p) = v.get_mut("params").and_then(|p| p.as_object_mut()) {
-        p.remove("inputResponses");
-        p.remove("requestState");
-        let empty = match p.get_mut("_meta").and_then(|m| m.as_object_mut()) {
-            Some(meta) => {
-                meta.retain(|k, _| !k.starts_with(RESERVED_PREFIX));
-                if let (Some(t), Some(slot)) = (token, meta.get_mut("progressToken")) {
-                    *slot = Value::String(t.to_owned());
-                }
-                meta.is_empty()
-            }
-            None => false,
-        };
-        if empty {
-            p.remove("_meta");
-        }
-    }
-    v
-}
-
 /// The upstream's response as the modern client gets it, and its HTTP status.
 pub fn client_response(
     raw: &[u8],
     client_id: &Value,
     (method, name): (&str, Option<&str>),
-    server_info: &Value,
+    server_info: &[u8],
 ) -> (StatusCode, Bytes) {
     // The common case, a result, is rewritten around its members' raw text: a tool's
     // content is copied, not parsed into a tree and printed again.
@@ -525,9 +489,10 @@ pub fn client_response(
         }
         let meta = result.entry("_meta").or_insert(json!({}));
         if let Some(meta) = meta.as_object_mut()
-            && !server_info.is_null()
+            && let Ok(info) = serde_json::from_slice::<Value>(server_info)
+            && !info.is_null()
         {
-            meta.insert(SERVER_INFO_KEY.into(), server_info.clone());
+            meta.insert(SERVER_INFO_KEY.into(), info);
         }
     } else if let Some(err) = v.get_mut("error").and_then(|e| e.as_object_mut()) {
         match err.get("code").and_then(|c| c.as_i64()) {
@@ -556,7 +521,7 @@ pub fn client_response(
 #[derive(serde::Deserialize)]
 struct ResultMembers<'a> {
     #[serde(borrow)]
-    result: std::collections::BTreeMap<std::borrow::Cow<'a, str>, &'a RawValue>,
+    result: Members<'a>,
 }
 
 const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
@@ -564,51 +529,46 @@ const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
 /// The result with what a 2026-07-28 client expects of it: `resultType`, the cache hints
 /// of a list or read, and the server's info in `_meta`.
 fn modern_result(
-    result: &std::collections::BTreeMap<std::borrow::Cow<'_, str>, &RawValue>,
+    result: &Members<'_>,
     client_id: &Value,
     method: &str,
-    server_info: &Value,
+    server_info: &[u8],
 ) -> Bytes {
     let cacheable = CACHEABLE.contains(&method);
-    let size: usize = result.values().map(|v| v.get().len() + 16).sum();
-    let mut out = Vec::with_capacity(size + 192);
+    let size: usize = result.0.iter().map(|(_, v)| v.get().len() + 16).sum();
+    let mut out = Vec::with_capacity(size + server_info.len() + 192);
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     let _ = serde_json::to_writer(&mut out, client_id);
     out.extend_from_slice(b",\"result\":{");
     let mut first = true;
-    let mut member = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
-        if !std::mem::take(&mut first) {
-            out.push(b',');
-        }
-        let _ = serde_json::to_writer(&mut *out, key);
-        out.push(b':');
-        out.extend_from_slice(value);
-    };
-    for (k, v) in result {
+    for (k, v) in &result.0 {
         let ours = k == "_meta" || (cacheable && (k == "ttlMs" || k == "cacheScope"));
         if !ours {
-            member(&mut out, k, v.get().as_bytes());
+            write_member(&mut out, &mut first, k, v.get().as_bytes());
         }
     }
-    if !result.contains_key("resultType") {
-        member(&mut out, "resultType", b"\"complete\"");
+    if result.get("resultType").is_none() {
+        write_member(&mut out, &mut first, "resultType", b"\"complete\"");
     }
     if cacheable {
-        member(&mut out, "ttlMs", b"0");
-        member(&mut out, "cacheScope", b"\"private\"");
+        write_member(&mut out, &mut first, "ttlMs", b"0");
+        write_member(&mut out, &mut first, "cacheScope", b"\"private\"");
     }
-    let mut meta: serde_json::Map<String, Value> = result
-        .get("_meta")
-        .and_then(|m| serde_json::from_str(m.get()).ok())
-        .unwrap_or_default();
-    if !server_info.is_null() {
-        meta.insert(SERVER_INFO_KEY.into(), server_info.clone());
+    // The upstream's own `_meta` members, then the server's identity (basic/index §`_meta`).
+    let mut meta = Vec::with_capacity(server_info.len() + 64);
+    meta.push(b'{');
+    let mut none = true;
+    let theirs = result.get("_meta").and_then(Members::of);
+    for (k, v) in theirs.iter().flat_map(|m| m.0.iter()) {
+        if k != SERVER_INFO_KEY {
+            write_member(&mut meta, &mut none, k, v.get().as_bytes());
+        }
     }
-    member(
-        &mut out,
-        "_meta",
-        &serde_json::to_vec(&meta).unwrap_or_else(|_| b"{}".to_vec()),
-    );
+    if !server_info.is_empty() && server_info != b"null" {
+        write_member(&mut meta, &mut none, SERVER_INFO_KEY, server_info);
+    }
+    meta.push(b'}');
+    write_member(&mut out, &mut first, "_meta", &meta);
     out.extend_from_slice(b"}}");
     Bytes::from(out)
 }
@@ -619,13 +579,20 @@ mod tests {
 
     #[test]
     fn the_legacy_hop_loses_reserved_meta_and_client_ids() {
+        use super::super::ladder::legacy_request;
+        let hop = |v: &Value, id, token| -> Value {
+            let raw = legacy_request(v.to_string().as_bytes(), id, token).unwrap();
+            serde_json::from_slice(&raw).unwrap()
+        };
         let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{
             "name":"echo","arguments":{"m":"x"},
             "requestState":"s","inputResponses":{"a":{}},
             "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},
                      "progressToken":"p1","traceparent":"00-aa-bb-01"}}});
-        let out = legacy_request(&body, "mb-3", Some("mb-3-progress"));
+        let out = hop(&body, "mb-3", Some("mb-3-progress"));
         assert_eq!(out["id"], json!("mb-3"));
+        assert_eq!(out["method"], json!("tools/call"));
+        assert_eq!(out["params"]["arguments"], json!({"m":"x"}));
         assert_eq!(
             out["params"]["_meta"],
             json!({"progressToken":"mb-3-progress","traceparent":"00-aa-bb-01"})
@@ -635,11 +602,13 @@ mod tests {
                 && out["params"].get("inputResponses").is_none()
         );
         let bare = json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}});
-        assert!(
-            legacy_request(&bare, "mb-1", None)["params"]
-                .get("_meta")
-                .is_none()
-        );
+        let out = hop(&bare, "mb-1", None);
+        assert_eq!(out["params"], json!({}));
+        // By-position params and no params pass as they are.
+        let odd = json!({"jsonrpc":"2.0","id":1,"method":"x","params":[1,2]});
+        assert_eq!(hop(&odd, "mb-2", None)["params"], json!([1, 2]));
+        let none = json!({"jsonrpc":"2.0","id":1,"method":"x"});
+        assert!(hop(&none, "mb-2", None).get("params").is_none());
     }
 
     #[test]
@@ -649,7 +618,7 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":"mb-1","result":{"tools":[]}}"#,
             &json!(7),
             ("tools/list", None),
-            &info,
+            info.to_string().as_bytes(),
         );
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(s, StatusCode::OK);
@@ -670,7 +639,7 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":"mb-1","result":{"content":[]}}"#,
             &json!("a"),
             ("tools/call", None),
-            &info,
+            info.to_string().as_bytes(),
         );
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert!(v["result"].get("ttlMs").is_none());
@@ -678,7 +647,7 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":"mb-1","error":{"code":-32002,"message":"nf"}}"#,
             &json!(1),
             ("resources/read", Some("a://gone")),
-            &info,
+            info.to_string().as_bytes(),
         );
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(
@@ -692,7 +661,7 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":"mb-1","error":{"code":-32602,"message":"Resource a://gone not found"}}"#,
             &json!(1),
             ("resources/read", Some("a://gone")),
-            &info,
+            info.to_string().as_bytes(),
         );
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["error"]["data"], json!({"uri": "a://gone"}));
@@ -700,8 +669,20 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":"mb-1","error":{"code":-32601,"message":"no"}}"#,
             &json!(1),
             ("prompts/list", None),
-            &info,
+            info.to_string().as_bytes(),
         );
         assert_eq!(s, StatusCode::NOT_FOUND);
+        // The upstream's own `_meta` stays; a server identity it made up does not.
+        let (_, b) = client_response(
+            br#"{"jsonrpc":"2.0","id":"mb-1","result":{"content":[],"_meta":{"trace":"t","io.modelcontextprotocol/serverInfo":{"name":"fake"}}}}"#,
+            &json!(1),
+            ("tools/call", None),
+            info.to_string().as_bytes(),
+        );
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(
+            v["result"]["_meta"],
+            json!({"trace": "t", SERVER_INFO_KEY: info})
+        );
     }
 }

@@ -8,7 +8,12 @@
 //! byte for byte as before.
 
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::{Map, Value, json};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use crate::proxy::message::{Members, Message, write_member};
 
 pub const MODERN_VERSION: &str = "2026-07-28";
 pub const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
@@ -79,25 +84,155 @@ impl Rejection {
     }
 }
 
-/// A modern request that passed the ladder.
+/// A modern request that passed the ladder: what serving it needs, read in the one pass
+/// that validated it. The body itself stays the bytes that arrived.
 #[derive(Debug)]
 pub struct ModernRequest {
     pub id: Value,
     pub method: String,
     /// The whole message, as the client sent it.
-    pub body: Value,
-    /// `_meta["io.modelcontextprotocol/clientCapabilities"]`: what this request may be asked.
-    pub capabilities: Value,
+    pub raw: Bytes,
+    /// `params.name` or `params.uri` of the three name-bearing methods.
+    pub name: Option<String>,
+    /// `_meta["io.modelcontextprotocol/clientCapabilities"]` (an object, as JSON text):
+    /// what this request may be asked. Read only when the upstream asks something.
+    pub capabilities: Box<str>,
+    /// `_meta.progressToken`.
+    pub progress_token: Option<Value>,
+    /// `params.requestState`: a retry of an `input_required` result.
+    pub request_state: Option<String>,
+    /// `params` as the legacy hop sends them, written in the ladder's pass when there is
+    /// no progress token to replace.
+    legacy_params: Option<Vec<u8>>,
 }
 
 impl ModernRequest {
-    pub fn params(&self) -> Option<&Map<String, Value>> {
-        self.body.get("params")?.as_object()
+    /// `params[key]`, read when a rarer request needs it (a listen's filter, a retry's
+    /// answers).
+    pub fn param(&self, key: &str) -> Option<Value> {
+        let w: Wire = serde_json::from_slice(&self.raw).ok()?;
+        let raw = Members::of(w.params?)?.get(key)?;
+        serde_json::from_str(raw.get()).ok()
     }
-    /// `params.name` or `params.uri` of the three name-bearing methods.
+
     pub fn name(&self) -> Option<&str> {
-        self.params()?.get(name_key(&self.method)?)?.as_str()
+        self.name.as_deref()
     }
+
+    /// The request as the client sent it, for the tool gate (whose refusal answers the
+    /// client's id).
+    pub fn client_message(&self) -> Message {
+        Message::request(
+            self.raw.clone(),
+            self.id.to_string().into(),
+            &self.method,
+            self.progress_token.as_ref().map(|t| t.to_string().into()),
+            self.name.as_deref().map(Box::from),
+        )
+    }
+
+    /// The request for a 2025-11-25 session (basic/index §`_meta`): the broker's `id`, the
+    /// progress token replaced by `token`, the reserved `_meta` keys and the retry's
+    /// members gone; every other member copied as it arrived.
+    pub fn legacy_message(&self, id: &str, token: Option<&str>) -> Message {
+        let raw = match &self.legacy_params {
+            Some(params) => {
+                let mut out = Vec::with_capacity(params.len() + self.method.len() + 64);
+                out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+                let _ = serde_json::to_writer(&mut out, id);
+                out.extend_from_slice(b",\"method\":");
+                let _ = serde_json::to_writer(&mut out, &self.method);
+                out.extend_from_slice(b",\"params\":");
+                out.extend_from_slice(params);
+                out.push(b'}');
+                Bytes::from(out)
+            }
+            None => legacy_request(&self.raw, id, token).unwrap_or_default(),
+        };
+        let quoted = |s: &str| Box::<str>::from(serde_json::to_string(s).unwrap_or_default());
+        Message::request(
+            raw,
+            quoted(id),
+            &self.method,
+            token.filter(|_| self.progress_token.is_some()).map(quoted),
+            self.name.as_deref().map(Box::from),
+        )
+    }
+}
+
+/// The members of a message the ladder reads; `null` is kept as a value (`"id": null` is
+/// a malformed request, not a notification).
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    method: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// See [`ModernRequest::legacy_message`]; `None` when `body` is not a JSON object.
+pub fn legacy_request(body: &[u8], id: &str, token: Option<&str>) -> Option<Bytes> {
+    let w: Wire = serde_json::from_slice(body).ok()?;
+    let mut out = Vec::with_capacity(body.len() + 16);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    serde_json::to_writer(&mut out, id).ok()?;
+    if let Some(m) = w.method {
+        out.extend_from_slice(b",\"method\":");
+        out.extend_from_slice(m.get().as_bytes());
+    }
+    if let Some(p) = w.params {
+        out.extend_from_slice(b",\"params\":");
+        match Members::of(p) {
+            Some(params) => legacy_params(&mut out, &params, token),
+            // By-position or garbage params: the upstream judges them.
+            None => out.extend_from_slice(p.get().as_bytes()),
+        }
+    }
+    out.push(b'}');
+    Some(Bytes::from(out))
+}
+
+fn legacy_params(out: &mut Vec<u8>, params: &Members, token: Option<&str>) {
+    out.push(b'{');
+    let mut first = true;
+    for (k, v) in &params.0 {
+        match k.as_ref() {
+            "inputResponses" | "requestState" => {}
+            "_meta" => {
+                let Some(meta) = Members::of(v) else {
+                    write_member(out, &mut first, k, v.get().as_bytes());
+                    continue;
+                };
+                let mut kept = Vec::with_capacity(v.get().len());
+                kept.push(b'{');
+                let mut none = true;
+                for (mk, mv) in &meta.0 {
+                    if mk.starts_with(RESERVED_PREFIX) {
+                        continue;
+                    }
+                    match (mk.as_ref(), token) {
+                        ("progressToken", Some(t)) => {
+                            let t = Value::from(t).to_string();
+                            write_member(&mut kept, &mut none, mk, t.as_bytes());
+                        }
+                        _ => write_member(&mut kept, &mut none, mk, mv.get().as_bytes()),
+                    }
+                }
+                kept.push(b'}');
+                if !none {
+                    write_member(out, &mut first, k, &kept);
+                }
+            }
+            _ => write_member(out, &mut first, k, v.get().as_bytes()),
+        }
+    }
+    out.push(b'}');
 }
 
 #[derive(Debug)]
@@ -129,27 +264,44 @@ fn claims_modern(v: &Value) -> bool {
         .is_some_and(|m| m.contains_key(VERSION_KEY))
 }
 
-/// Classifies a POST body (already known to be JSON) and runs the ladder, in the order
-/// of streamable-http §Server Validation and versioning §Protocol Version Negotiation:
-/// version header vs body (-32020), served version (-32022), required `_meta` (-32602),
-/// method (404/-32601), `Mcp-Method`/`Mcp-Name` (-32020).
-pub fn classify(headers: &HeaderMap, body: Value) -> Era {
-    let null = Value::Null;
-    if let Value::Array(items) = &body {
-        if items.iter().any(claims_modern) {
-            return Era::Reject(Rejection::new(
-                StatusCode::BAD_REQUEST,
-                &null,
-                INVALID_REQUEST,
-                "Invalid Request: 2026-07-28 messages are sent one per POST, never in a batch",
-            ));
-        }
-        return Era::Legacy;
+fn batch(body: &[u8]) -> Era {
+    let items: Vec<Value> = serde_json::from_slice(body).unwrap_or_default();
+    if items.iter().any(claims_modern) {
+        return Era::Reject(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            INVALID_REQUEST,
+            "Invalid Request: 2026-07-28 messages are sent one per POST, never in a batch",
+        ));
     }
-    let id = body.get("id").cloned().unwrap_or(Value::Null);
+    Era::Legacy
+}
+
+/// Classifies a POST body and runs the ladder, in the order of streamable-http §Server
+/// Validation and versioning §Protocol Version Negotiation: version header vs body
+/// (-32020), served version (-32022), required `_meta` (-32602), method (404/-32601),
+/// `Mcp-Method`/`Mcp-Name` (-32020). Reads the body once, without building a tree: this
+/// is every modern call's path.
+pub fn classify(headers: &HeaderMap, body: &Bytes) -> Era {
+    if body.trim_ascii_start().first() == Some(&b'[') {
+        return batch(body);
+    }
+    // Not a JSON object: the 2025-11-25 path says what is wrong with it.
+    let Ok(w) = serde_json::from_slice::<Wire>(body) else {
+        return Era::Legacy;
+    };
+    let params = w.params.and_then(Members::of);
+    let meta = params
+        .as_ref()
+        .and_then(|p| p.get("_meta"))
+        .and_then(Members::of);
+    let version = meta.as_ref().and_then(|m| m.get(VERSION_KEY));
+    let id =
+        w.id.and_then(|i| serde_json::from_str(i.get()).ok())
+            .unwrap_or(Value::Null);
     let header_version = header(headers, "mcp-protocol-version");
-    if !claims_modern(&body) {
-        if header_version == Some(MODERN_VERSION) && body.get("method").is_some() {
+    let (Some(version), Some(meta)) = (version, meta) else {
+        if header_version == Some(MODERN_VERSION) && w.method.is_some() {
             return Era::Reject(Rejection::new(
                 StatusCode::BAD_REQUEST,
                 &id,
@@ -160,11 +312,10 @@ pub fn classify(headers: &HeaderMap, body: Value) -> Era {
             ));
         }
         return Era::Legacy;
-    }
-    let Some(method) = body
-        .get("method")
-        .and_then(|m| m.as_str())
-        .map(str::to_owned)
+    };
+    let Some(method) = w
+        .method
+        .and_then(|m| serde_json::from_str::<String>(m.get()).ok())
     else {
         return Era::Reject(Rejection::new(
             StatusCode::BAD_REQUEST,
@@ -173,12 +324,11 @@ pub fn classify(headers: &HeaderMap, body: Value) -> Era {
             "Invalid Request: a client sends requests and notifications only",
         ));
     };
-    if body.get("id").is_none() {
+    if w.id.is_none() {
         return Era::ModernNotification;
     }
-    let meta = &body["params"]["_meta"];
-    let version = &meta[VERSION_KEY];
-    if header_version.is_none() || version.as_str() != header_version {
+    let requested = serde_json::from_str::<String>(version.get()).ok();
+    if header_version.is_none() || requested.as_deref() != header_version {
         return Era::Reject(Rejection::new(
             StatusCode::BAD_REQUEST,
             &id,
@@ -186,7 +336,7 @@ pub fn classify(headers: &HeaderMap, body: Value) -> Era {
             "Header mismatch: MCP-Protocol-Version must be present and equal params._meta protocolVersion",
         ));
     }
-    let requested = version.as_str().unwrap_or_default();
+    let requested = requested.unwrap_or_default();
     if requested != MODERN_VERSION {
         let mut r = Rejection::new(
             StatusCode::BAD_REQUEST,
@@ -197,8 +347,11 @@ pub fn classify(headers: &HeaderMap, body: Value) -> Era {
         r.data = Some(json!({"supported": [MODERN_VERSION], "requested": requested}));
         return Era::Reject(r);
     }
-    let capabilities = meta.get(CAPABILITIES_KEY).cloned();
-    let Some(capabilities) = capabilities.filter(Value::is_object) else {
+    let capabilities = meta
+        .get(CAPABILITIES_KEY)
+        .filter(|c| c.get().starts_with('{'))
+        .map(|c| Box::<str>::from(c.get()));
+    let Some(capabilities) = capabilities else {
         return Era::Reject(Rejection::new(
             StatusCode::BAD_REQUEST,
             &id,
@@ -222,12 +375,13 @@ pub fn classify(headers: &HeaderMap, body: Value) -> Era {
             "Header mismatch: Mcp-Method must be present and equal the request's method",
         ));
     }
-    if let Some(key) = name_key(&method)
-        && let Some(want) = body["params"].get(key).and_then(|v| v.as_str())
+    let params = params.unwrap_or_default();
+    let name = name_key(&method).and_then(|key| params.str(key));
+    if let (Some(key), Some(want)) = (name_key(&method), &name)
         && header(headers, "mcp-name")
             .and_then(decode_header_value)
             .as_deref()
-            != Some(want)
+            != Some(want.as_str())
     {
         return Era::Reject(Rejection::new(
             StatusCode::BAD_REQUEST,
@@ -236,11 +390,23 @@ pub fn classify(headers: &HeaderMap, body: Value) -> Era {
             format!("Header mismatch: Mcp-Name must be present and equal params.{key}"),
         ));
     }
+    let progress_token: Option<Value> = meta
+        .get("progressToken")
+        .and_then(|t| serde_json::from_str(t.get()).ok());
+    let legacy_params = progress_token.is_none().then(|| {
+        let mut out = Vec::with_capacity(body.len());
+        legacy_params(&mut out, &params, None);
+        out
+    });
     Era::Modern(ModernRequest {
         id,
         method,
-        body,
+        raw: body.clone(),
+        name,
         capabilities,
+        progress_token,
+        request_state: params.str("requestState"),
+        legacy_params,
     })
 }
 
@@ -279,6 +445,11 @@ mod tests {
             p.extend(e.clone());
         }
         json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
+    }
+
+    /// The ladder on a body written from `v`.
+    fn classify(h: &HeaderMap, v: Value) -> Era {
+        super::classify(h, &Bytes::from(v.to_string()))
     }
 
     fn code(e: Era) -> (u16, i64) {
@@ -380,6 +551,45 @@ mod tests {
             ("mcp-name", "echo"),
         ]);
         assert!(matches!(classify(&h, call), Era::Modern(_)));
+    }
+
+    #[test]
+    fn the_legacy_hop_is_the_same_written_in_the_ladder_or_after_it() {
+        let h = headers(&[
+            ("mcp-protocol-version", V),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ]);
+        let call = req(
+            "tools/call",
+            V,
+            json!({"name": "echo", "arguments": {"m": "x"}, "requestState": "s"}),
+        );
+        let Era::Modern(r) = classify(&h, call.clone()) else {
+            panic!("a valid call")
+        };
+        let written = r.legacy_message("mb-1", None);
+        let after = legacy_request(call.to_string().as_bytes(), "mb-1", None).unwrap();
+        let parsed = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap();
+        assert_eq!(parsed(&written.raw), parsed(&after));
+        assert_eq!(
+            parsed(&written.raw),
+            json!({"jsonrpc": "2.0", "id": "mb-1", "method": "tools/call",
+                   "params": {"name": "echo", "arguments": {"m": "x"}}})
+        );
+        assert_eq!(written.target.as_deref(), Some("echo"));
+        // With a progress token, the broker's replaces the client's.
+        let mut call = call;
+        call["params"]["_meta"]["progressToken"] = json!(5);
+        let Era::Modern(r) = classify(&h, call) else {
+            panic!("a valid call")
+        };
+        let m = r.legacy_message("mb-2", Some("mb-2-progress"));
+        assert_eq!(
+            parsed(&m.raw)["params"]["_meta"],
+            json!({"progressToken": "mb-2-progress"})
+        );
+        assert_eq!(m.progress_token.as_deref(), Some("\"mb-2-progress\""));
     }
 
     #[test]

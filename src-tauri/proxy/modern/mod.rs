@@ -29,7 +29,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::Upstreams;
 use super::tool_wait::Gated;
@@ -70,8 +70,7 @@ pub async fn post(
     if !ladder::may_be_modern(headers, body) {
         return None;
     }
-    let v: Value = serde_json::from_slice(body).ok()?;
-    match ladder::classify(headers, v) {
+    match ladder::classify(headers, body) {
         Era::Legacy => None,
         Era::ModernNotification => Some(StatusCode::ACCEPTED.into_response()),
         Era::Reject(r) => Some(rejection(&r)),
@@ -79,10 +78,13 @@ pub async fn post(
             // The grant's tool policy holds in this era too: a blocked, unknown or
             // suspended tool never reaches the upstream, and an Ask one waits on a stream
             // that carries progress (`tool_wait`).
-            if req.method == "tools/call"
-                && let Ok(m) = super::message::parse_one(body.clone())
-            {
+            // A call the grant's cached policy relays needs nothing more from the gate.
+            let cleared = |g: &dyn super::tool_gate::ToolGate| {
+                req.name().is_some_and(|t| g.passes_now(caller.grant_id, t))
+            };
+            if req.method == "tools/call" && !up.gate().is_none_or(cleared) {
                 let sse_ok = accepts_sse(headers);
+                let m = req.client_message();
                 match super::tool_wait::gate(up, vec![m], caller.grant_id, upstream, sse_ok).await {
                     Gated::Pass(_) => {}
                     Gated::Answered(refused) => return Some(refused),
@@ -133,8 +135,7 @@ async fn relay(
             .await;
         }
         if req.method == "subscriptions/listen" {
-            let requested = req.params().and_then(|p| p.get("notifications"));
-            let requested = requested.cloned().unwrap_or(json!({}));
+            let requested = req.param("notifications").unwrap_or(json!({}));
             return passed_listen::carry_policy_changes(
                 up,
                 caller.grant_id,
@@ -175,29 +176,20 @@ async fn serve(
             json_response(StatusCode::OK, Bytes::from(body.to_string()))
         }
         "subscriptions/listen" => {
-            let requested = req
-                .params()
-                .and_then(|p| p.get("notifications"))
-                .cloned()
-                .unwrap_or(json!({}));
+            let requested = req.param("notifications").unwrap_or(json!({}));
             sse(listen::listen(warm, req.id.clone(), &requested).await)
         }
         _ => {
-            let state = req
-                .params()
-                .and_then(|p| p.get("requestState"))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            let call = match state {
+            let call = match &req.request_state {
                 Some(s) => {
-                    match Call::resume(front.parking.clone(), caller.grant_id, upstream, &req, &s)
+                    match Call::resume(front.parking.clone(), caller.grant_id, upstream, &req, s)
                         .await
                     {
                         Ok(c) => c,
                         Err(r) => return rejection(&r),
                     }
                 }
-                None => Call::start(warm, front.parking.clone(), caller.grant_id, &req).await,
+                None => Call::start(warm, front.parking.clone(), caller.grant_id, req).await,
             };
             answer(call, accepts_sse(headers)).await
         }
@@ -241,11 +233,13 @@ fn rejection(r: &Rejection) -> Response {
 }
 
 fn json_response(status: StatusCode, data: Bytes) -> Response {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(data))
-        .unwrap_or_default()
+    let mut res = Response::new(Body::from(data));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
 }
 
 /// No event ids: 2026-07-28 streams are not resumable (streamable-http §Receiving Messages).

@@ -21,19 +21,15 @@ use crate::proxy::Upstreams;
 use crate::proxy::era_bridge::UpstreamEra;
 
 impl Upstreams {
-    /// How `upstream` is reached, as configured now (the configuration can change live).
-    fn transport(&self, upstream: &str) -> Option<Transport> {
-        self.configs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(upstream)
-            .map(|c| c.transport.clone())
-    }
-
-    /// The URL of `upstream` if it is a remote upstream that speaks 2026-07-28.
+    /// The URL of `upstream` if it is a remote upstream that speaks 2026-07-28 (as
+    /// configured now: the configuration can change live).
     pub(super) async fn modern_remote(&self, upstream: &str) -> Option<url::Url> {
-        let Transport::Http { url, .. } = self.transport(upstream)? else {
-            return None;
+        let url = {
+            let configs = self.configs.read().unwrap_or_else(|e| e.into_inner());
+            match &configs.get(upstream)?.transport {
+                Transport::Http { url, .. } => url.clone(),
+                Transport::Stdio { .. } => return None,
+            }
         };
         (self.upstream_era(upstream).await? == UpstreamEra::Modern).then_some(url)
     }

@@ -28,6 +28,8 @@ pub struct Warm {
     pub upstream: String,
     /// The upstream's `InitializeResult`.
     pub init: Value,
+    /// Its `serverInfo` as JSON text, which every result carries in `_meta`.
+    pub server_info: Bytes,
     next: AtomicU64,
     /// Upstream notifications outside any call (list changes, resource updates), for
     /// `subscriptions/listen`. Taken when the session ends, which ends every listen.
@@ -49,7 +51,7 @@ type Slot = Arc<tokio::sync::Mutex<Option<Arc<Warm>>>>;
 
 #[derive(Default)]
 pub struct WarmSessions {
-    slots: Mutex<HashMap<(GrantId, String), Slot>>,
+    slots: Mutex<HashMap<GrantId, HashMap<String, Slot>>>,
 }
 
 impl WarmSessions {
@@ -62,13 +64,14 @@ impl WarmSessions {
         grant: GrantId,
         account: Option<&str>,
     ) -> Result<Arc<Warm>, WarmError> {
-        let slot = self
-            .slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((grant, upstream.to_owned()))
-            .or_default()
-            .clone();
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            let of_grant = slots.entry(grant).or_default();
+            match of_grant.get(upstream) {
+                Some(s) => s.clone(),
+                None => of_grant.entry(upstream.to_owned()).or_default().clone(),
+            }
+        };
         let mut held = slot.lock().await;
         if let Some(w) = held.as_ref()
             && !w.relay.session.is_closed()
@@ -153,6 +156,7 @@ impl Warm {
         let warm = Arc::new(Warm {
             relay,
             upstream: upstream.to_owned(),
+            server_info: Bytes::from(result["serverInfo"].to_string()),
             init: result,
             next: AtomicU64::new(1),
             notes: Mutex::new(Some(notes)),
@@ -172,10 +176,6 @@ impl Warm {
 
     pub fn capabilities(&self) -> &Value {
         &self.init["capabilities"]
-    }
-
-    pub fn server_info(&self) -> &Value {
-        &self.init["serverInfo"]
     }
 
     /// Hands an upstream notification to the listeners, when it is one they may want.
