@@ -195,11 +195,13 @@ row('idle memory, headless', `${(rssKiB(b.child.pid) / 1024).toFixed(1)} MiB RSS
   row('memory with 17 warm sessions', `${(rssKiB(b.child.pid) / 1024).toFixed(1)} MiB RSS`);
 
   // Alternating rounds, so that load from elsewhere on the machine hits both sides alike.
+  // At least 2000 calls a round: CPU time comes in 10 ms ticks, which would otherwise
+  // blur a difference of a few microseconds per call.
   const alternate = async (a, bFn, pids) => {
-    const tA = [], tB = [];
+    const tA = [], tB = [], per = Math.max(2000, Math.ceil(CALLS / 5));
     for (let r = 0; r < 5; r++) {
-      tA.push((await measure([pids[0]], [a], Math.ceil(CALLS / 5))).cpu[0]);
-      tB.push((await measure([pids[1]], [bFn], Math.ceil(CALLS / 5))).cpu[0]);
+      tA.push((await measure([pids[0]], [a], per)).cpu[0]);
+      tB.push((await measure([pids[1]], [bFn], per)).cpu[0]);
     }
     return [median(tA), median(tB)];
   };

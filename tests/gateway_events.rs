@@ -221,3 +221,92 @@ async fn revocations_made_here_are_never_announced_again_as_external() {
     );
     assert_eq!(seen.len(), GRANTS as usize, "{seen:?}");
 }
+
+/// The maintenance tick reads the active grants when the revocation counter moves, and
+/// ends the sessions of grants that are gone. A grant approved just after that read has a
+/// session too, and is missing from what was read: its session must stay open (a client
+/// connected while `mcp-broker grants revoke` ran once lost its session at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_opened_while_another_process_revokes_stay_open() {
+    const THROWAWAY: i64 = 8;
+    const FRESH: usize = 16;
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/env_upstream.py"
+    );
+    let mut b = start_serving(
+        "registration_rate = 0",
+        &format!("command = \"python3\"\nargs = [{fixture:?}]"),
+    )
+    .await;
+    let c = http();
+    for _ in 0..THROWAWAY {
+        authorize(&c, &b.base, "notes").await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Another process revokes the throwaway grants one by one, moving the counter, so
+    // that ticks keep re-reading the grants while new ones are approved.
+    let data = b.data.clone();
+    let cli = tokio::task::spawn_blocking(move || {
+        for id in 1..=THROWAWAY {
+            let out = std::process::Command::new(BIN)
+                .args(["grants", "revoke", &id.to_string(), "--data-dir"])
+                .arg(&data)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    });
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let mut sessions = Vec::new();
+    for _ in 0..FRESH {
+        let (_, t) = authorize(&c, &b.base, "notes").await;
+        let res = c
+            .post(format!("{}/mcp/notes", b.base))
+            .bearer_auth(&t.access)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(init)
+            .send()
+            .await
+            .unwrap();
+        let sid = res.headers().get("mcp-session-id").cloned();
+        let body = res.text().await.unwrap();
+        sessions.push((
+            t.access,
+            sid.unwrap_or_else(|| panic!("no session: {body}")),
+        ));
+    }
+    cli.await.unwrap();
+    // Several ticks later, every fresh session still answers.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for (token, sid) in &sessions {
+        let res = c
+            .post(format!("{}/mcp/notes", b.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", sid)
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = res.text().await.unwrap();
+        // The fixture answers every call (a ping with "no such method"); an ended
+        // session is a 404 from the broker.
+        assert_eq!(status, 200, "session {sid:?} ended: {body}");
+    }
+    // Only the throwaway grants were announced, each once, as revoked elsewhere.
+    let seen = revocations(&mut b.events, Duration::from_millis(500)).await;
+    assert!(
+        seen.iter().all(|r| *r == RevokeReason::External),
+        "{seen:?}"
+    );
+}

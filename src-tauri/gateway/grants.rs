@@ -224,24 +224,60 @@ impl Gateway {
             .into_iter()
             .map(|g| (g.id, (g.client_name, g.upstream)))
             .collect();
-        let gone: Vec<(GrantId, (String, String))> = {
-            let mut known = self.known();
-            let before = known.replace(now.clone()).unwrap_or_default();
-            if first {
-                Vec::new()
-            } else {
-                before
-                    .into_iter()
-                    .filter(|(id, _)| !now.contains_key(id))
-                    .collect()
+        let before = self.known().replace(now.clone()).unwrap_or_default();
+        // `active` was read a moment ago: a grant approved since then is missing from it
+        // and may already have a session. Only what the store says is no longer active
+        // counts as gone, so that such a session is never ended for it.
+        let unseen_sessions: Vec<GrantId> = self
+            .inner
+            .upstreams
+            .grants_with_sessions()
+            .into_iter()
+            .filter(|id| !now.contains_key(id))
+            .collect();
+        let mut unseen: Vec<GrantId> = before
+            .keys()
+            .filter(|id| !now.contains_key(id))
+            .copied()
+            .chain(unseen_sessions.iter().copied())
+            .collect();
+        unseen.sort();
+        unseen.dedup();
+        let inactive = if unseen.is_empty() {
+            Vec::new()
+        } else {
+            match self.inner.store.inactive_among(&unseen).await {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::warn!("reading the grants failed: {e}");
+                    Vec::new()
+                }
             }
         };
+        let mut gone = Vec::new();
+        {
+            let mut known = self.known();
+            for (id, names) in before {
+                if now.contains_key(&id) {
+                    continue;
+                }
+                if inactive.contains(&id) {
+                    gone.push((id, names));
+                } else if let Some(k) = known.as_mut() {
+                    // Approved after the read: still known, still announced when it goes.
+                    k.insert(id, names);
+                }
+            }
+        }
+        if first {
+            gone.clear();
+        }
         drop(serial);
         if !first {
             self.notice_tool_changes().await;
         }
-        for id in self.inner.upstreams.grants_with_sessions() {
-            if !now.contains_key(&id) {
+        for id in unseen_sessions {
+            if inactive.contains(&id) {
                 tracing::info!(grant = %id, "grant revoked elsewhere; ending its sessions");
                 self.inner.upstreams.stop_for_grant(id).await;
             }

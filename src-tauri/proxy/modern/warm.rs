@@ -78,9 +78,29 @@ impl WarmSessions {
         {
             return Ok(w.clone());
         }
+        self.forget_ended();
         let w = Warm::open(up, upstream, grant, account).await?;
         *held = Some(w.clone());
         Ok(w)
+    }
+}
+
+impl WarmSessions {
+    /// Drops the slots of sessions that ended (revoked grants, idle expiry), so that
+    /// neither they nor their ended sessions stay in memory for the broker's lifetime.
+    /// Run when a session is opened, which is rare; a slot in use is kept.
+    fn forget_ended(&self) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.retain(|_, of_grant| {
+            // Clones are made under this lock only: a count of one means no `get` holds it.
+            of_grant.retain(|_, slot| {
+                Arc::strong_count(slot) > 1
+                    || slot.try_lock().map_or(true, |held| {
+                        held.as_ref().is_some_and(|w| !w.relay.session.is_closed())
+                    })
+            });
+            !of_grant.is_empty()
+        });
     }
 }
 
