@@ -165,6 +165,38 @@ async fn revocations_by_the_cli_and_by_the_client_are_each_announced_once() {
     assert_eq!(seen, vec![RevokeReason::Client, RevokeReason::External]);
 }
 
+/// A broker whose `notes` upstream is a stdio child per session (tests/fixtures), so
+/// that ending a grant's sessions takes a moment, as it does in the app.
+async fn start_with_children() -> InProcess {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/env_upstream.py"
+    );
+    start_serving(
+        "registration_rate = 0",
+        &format!("command = \"python3\"\nargs = [{fixture:?}]"),
+    )
+    .await
+}
+
+/// A new grant and a session of it on `notes`: its token and session id.
+async fn grant_with_session(c: &reqwest::Client, base: &str) -> (String, String) {
+    let (_, t) = authorize(c, base, "notes").await;
+    let res = c
+        .post(format!("{base}/mcp/notes"))
+        .bearer_auth(&t.access)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let sid = res.headers().get("mcp-session-id").cloned();
+    let body = res.text().await.unwrap();
+    let sid = sid.unwrap_or_else(|| panic!("no session: {body}"));
+    (t.access, sid.to_str().unwrap().to_owned())
+}
+
 /// A revocation made in this process moves the shared revocation counter too, and the
 /// maintenance tick re-reads the grants when it moves; it must not take a grant revoked
 /// here for one revoked elsewhere and announce it a second time (the tray once showed
@@ -172,34 +204,10 @@ async fn revocations_by_the_cli_and_by_the_client_are_each_announced_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_made_here_are_never_announced_again_as_external() {
     const GRANTS: i64 = 16;
-    // A stdio upstream: each grant gets a session with a child, so ending its sessions
-    // takes a moment, as it does in the app.
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/env_upstream.py"
-    );
-    let mut b = start_serving(
-        "registration_rate = 0",
-        &format!("command = \"python3\"\nargs = [{fixture:?}]"),
-    )
-    .await;
+    let mut b = start_with_children().await;
     let c = http();
     for _ in 0..GRANTS {
-        let (_, t) = authorize(&c, &b.base, "notes").await;
-        let res = c
-            .post(format!("{}/mcp/notes", b.base))
-            .bearer_auth(&t.access)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            res.headers().contains_key("mcp-session-id"),
-            "{}",
-            res.text().await.unwrap()
-        );
+        grant_with_session(&c, &b.base).await;
     }
     // Let the maintenance tick learn the grants first.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -230,15 +238,7 @@ async fn revocations_made_here_are_never_announced_again_as_external() {
 async fn sessions_opened_while_another_process_revokes_stay_open() {
     const THROWAWAY: i64 = 8;
     const FRESH: usize = 16;
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/env_upstream.py"
-    );
-    let mut b = start_serving(
-        "registration_rate = 0",
-        &format!("command = \"python3\"\nargs = [{fixture:?}]"),
-    )
-    .await;
+    let mut b = start_with_children().await;
     let c = http();
     for _ in 0..THROWAWAY {
         authorize(&c, &b.base, "notes").await;
@@ -262,25 +262,9 @@ async fn sessions_opened_while_another_process_revokes_stay_open() {
             std::thread::sleep(Duration::from_millis(60));
         }
     });
-    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
     let mut sessions = Vec::new();
     for _ in 0..FRESH {
-        let (_, t) = authorize(&c, &b.base, "notes").await;
-        let res = c
-            .post(format!("{}/mcp/notes", b.base))
-            .bearer_auth(&t.access)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(init)
-            .send()
-            .await
-            .unwrap();
-        let sid = res.headers().get("mcp-session-id").cloned();
-        let body = res.text().await.unwrap();
-        sessions.push((
-            t.access,
-            sid.unwrap_or_else(|| panic!("no session: {body}")),
-        ));
+        sessions.push(grant_with_session(&c, &b.base).await);
     }
     cli.await.unwrap();
     // Several ticks later, every fresh session still answers.
