@@ -119,7 +119,7 @@ pub(super) async fn relay(link: Arc<Inner>, id: IdKey, method: String, params: V
                 // A legacy refusal: the upstream's era changed under the broker.
                 link.eras.forget(&link.upstream);
             }
-            return link.fail(&id, error);
+            return link.fail(&id, &legacy_error(&method, error));
         }
         let mut result = message["result"].clone();
         if result["resultType"] == "input_required" {
@@ -164,6 +164,19 @@ fn is_modern_error(error: &Value) -> bool {
         error["code"].as_i64(),
         Some(-32022..=-32020 | -32601 | -32602 | -32600)
     )
+}
+
+/// The error as a 2025-11-25 client knows it: a resource that is not found is -32002
+/// there (2025-11-25 server/resources §Error Handling), -32602 with its `uri` in 2026-07-28.
+fn legacy_error(method: &str, error: &Value) -> Value {
+    let not_found = method == "resources/read"
+        && error["code"].as_i64() == Some(-32602)
+        && error["data"].get("uri").is_some();
+    let mut error = error.clone();
+    if not_found {
+        error["code"] = json!(-32002);
+    }
+    error
 }
 
 fn wire_error(link: &Inner, e: WireError) -> Value {
@@ -273,5 +286,19 @@ mod tests {
         assert!(!is_modern_error(
             &json!({"code": -32000, "message": "Bad Request: No valid session ID provided"})
         ));
+    }
+
+    #[test]
+    fn a_missing_resource_is_told_in_the_legacy_clients_code() {
+        let gone =
+            json!({"code": -32602, "message": "Resource not found", "data": {"uri": "a://x"}});
+        assert_eq!(
+            legacy_error("resources/read", &gone),
+            json!({"code": -32002, "message": "Resource not found", "data": {"uri": "a://x"}})
+        );
+        // Other invalid params, and other methods, keep their code.
+        let bad = json!({"code": -32602, "message": "uri is required"});
+        assert_eq!(legacy_error("resources/read", &bad), bad);
+        assert_eq!(legacy_error("tools/call", &gone), gone);
     }
 }

@@ -7,9 +7,13 @@
 //! (the same test the reference SDKs use). Everything else stays on the 2025-11-25 path,
 //! byte for byte as before.
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
@@ -110,8 +114,8 @@ impl ModernRequest {
     /// `params[key]`, read when a rarer request needs it (a listen's filter, a retry's
     /// answers).
     pub fn param(&self, key: &str) -> Option<Value> {
-        let w: Wire = serde_json::from_slice(&self.raw).ok()?;
-        let raw = Members::of(w.params?)?.get(key)?;
+        let e: Envelope = serde_json::from_slice(&self.raw).ok()?;
+        let raw = e.params?.get(key)?;
         serde_json::from_str(raw.get()).ok()
     }
 
@@ -160,77 +164,181 @@ impl ModernRequest {
     }
 }
 
-/// The members of a message the ladder reads; `null` is kept as a value (`"id": null` is
-/// a malformed request, not a notification).
+/// The members of a message the ladder reads, in one pass over the body: `params` as its
+/// members and `_meta` among them as its own, each value the text that arrived. `null`
+/// is kept as a value (`"id": null` is a malformed request, not a notification).
 #[derive(Deserialize)]
-struct Wire<'a> {
+struct Envelope<'a> {
     #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     method: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    params: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    params: Option<Params<'a>>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
 }
 
+/// `params`: its members but `_meta`, in order, and `_meta`'s members (when it is an
+/// object) with the place it had. Params that are not an object carry nothing.
+#[derive(Default)]
+struct Params<'a> {
+    object: bool,
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    meta: Option<Members<'a>>,
+    meta_at: usize,
+}
+
+impl<'a> Params<'a> {
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.members
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+    }
+    fn str(&self, key: &str) -> Option<String> {
+        self.get(key)
+            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+    }
+}
+
+/// Reads an object's members whatever the value is; with `split_meta`, `_meta` apart.
+struct ParamsVisitor {
+    split_meta: bool,
+}
+
+impl<'a> serde::de::Visitor<'a> for ParamsVisitor {
+    type Value = Params<'a>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'a>>(self, mut map: A) -> Result<Params<'a>, A::Error> {
+        let mut p = Params {
+            object: true,
+            members: Vec::with_capacity(map.size_hint().unwrap_or(4)),
+            ..Params::default()
+        };
+        while let Some(k) = map.next_key::<Cow<'a, str>>()? {
+            if self.split_meta && k == "_meta" {
+                p.meta = map.next_value::<Meta>()?.0;
+                p.meta_at = p.members.len();
+            } else {
+                p.members.push((k, map.next_value::<&'a RawValue>()?));
+            }
+        }
+        Ok(p)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'a>>(self, mut seq: A) -> Result<Params<'a>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Params::default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Params<'a>, E> {
+        Ok(Params::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Params<'a>, E> {
+        Ok(Params::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Params<'a>, E> {
+        Ok(Params::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Params<'a>, E> {
+        Ok(Params::default())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Params<'a>, E> {
+        Ok(Params::default())
+    }
+    fn visit_unit<E>(self) -> Result<Params<'a>, E> {
+        Ok(Params::default())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Params<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ParamsVisitor { split_meta: true })
+    }
+}
+
+/// `_meta`: its members when it is an object.
+struct Meta<'a>(Option<Members<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Meta<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Read as `params` are, in the same pass: an object's members, else nothing.
+        let p = d.deserialize_any(ParamsVisitor { split_meta: false })?;
+        Ok(Meta(p.object.then_some(Members(p.members))))
+    }
+}
+
 /// See [`ModernRequest::legacy_message`]; `None` when `body` is not a JSON object.
 pub fn legacy_request(body: &[u8], id: &str, token: Option<&str>) -> Option<Bytes> {
-    let w: Wire = serde_json::from_slice(body).ok()?;
+    let e: Envelope = serde_json::from_slice(body).ok()?;
     let mut out = Vec::with_capacity(body.len() + 16);
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     serde_json::to_writer(&mut out, id).ok()?;
-    if let Some(m) = w.method {
+    if let Some(m) = e.method {
         out.extend_from_slice(b",\"method\":");
         out.extend_from_slice(m.get().as_bytes());
     }
-    if let Some(p) = w.params {
-        out.extend_from_slice(b",\"params\":");
-        match Members::of(p) {
-            Some(params) => legacy_params(&mut out, &params, token),
-            // By-position or garbage params: the upstream judges them.
-            None => out.extend_from_slice(p.get().as_bytes()),
+    match e.params {
+        Some(p) if p.object => {
+            out.extend_from_slice(b",\"params\":");
+            legacy_params(&mut out, &p, token);
         }
+        Some(_) => {
+            // By-position or garbage params: the upstream judges them as they are.
+            #[derive(Deserialize)]
+            struct Raw<'a> {
+                #[serde(borrow)]
+                params: &'a RawValue,
+            }
+            let raw: Raw = serde_json::from_slice(body).ok()?;
+            out.extend_from_slice(b",\"params\":");
+            out.extend_from_slice(raw.params.get().as_bytes());
+        }
+        None => {}
     }
     out.push(b'}');
     Some(Bytes::from(out))
 }
 
-fn legacy_params(out: &mut Vec<u8>, params: &Members, token: Option<&str>) {
+fn legacy_params(out: &mut Vec<u8>, params: &Params, token: Option<&str>) {
     out.push(b'{');
     let mut first = true;
-    for (k, v) in &params.0 {
-        match k.as_ref() {
-            "inputResponses" | "requestState" => {}
-            "_meta" => {
-                let Some(meta) = Members::of(v) else {
-                    write_member(out, &mut first, k, v.get().as_bytes());
-                    continue;
-                };
-                let mut kept = Vec::with_capacity(v.get().len());
-                kept.push(b'{');
-                let mut none = true;
-                for (mk, mv) in &meta.0 {
-                    if mk.starts_with(RESERVED_PREFIX) {
-                        continue;
-                    }
-                    match (mk.as_ref(), token) {
-                        ("progressToken", Some(t)) => {
-                            let t = Value::from(t).to_string();
-                            write_member(&mut kept, &mut none, mk, t.as_bytes());
-                        }
-                        _ => write_member(&mut kept, &mut none, mk, mv.get().as_bytes()),
-                    }
-                }
-                kept.push(b'}');
-                if !none {
-                    write_member(out, &mut first, k, &kept);
-                }
+    let meta = |out: &mut Vec<u8>, first: &mut bool| {
+        let Some(meta) = &params.meta else { return };
+        let mut kept = Vec::with_capacity(64);
+        kept.push(b'{');
+        let mut none = true;
+        for (mk, mv) in &meta.0 {
+            if mk.starts_with(RESERVED_PREFIX) {
+                continue;
             }
-            _ => write_member(out, &mut first, k, v.get().as_bytes()),
+            match (mk.as_ref(), token) {
+                ("progressToken", Some(t)) => {
+                    let t = serde_json::to_string(t).unwrap_or_default();
+                    write_member(&mut kept, &mut none, mk, t.as_bytes());
+                }
+                _ => write_member(&mut kept, &mut none, mk, mv.get().as_bytes()),
+            }
         }
+        kept.push(b'}');
+        if !none {
+            write_member(out, first, "_meta", &kept);
+        }
+    };
+    for (i, (k, v)) in params.members.iter().enumerate() {
+        if i == params.meta_at {
+            meta(out, &mut first);
+        }
+        if !matches!(k.as_ref(), "inputResponses" | "requestState") {
+            write_member(out, &mut first, k, v.get().as_bytes());
+        }
+    }
+    if params.meta_at >= params.members.len() {
+        meta(out, &mut first);
     }
     out.push(b'}');
 }
@@ -249,8 +357,10 @@ pub enum Era {
 /// Cheap test run on every POST: could this be modern at all? Keeps the legacy path's
 /// cost to one substring search.
 pub fn may_be_modern(headers: &HeaderMap, body: &[u8]) -> bool {
-    header(headers, "mcp-protocol-version") == Some(MODERN_VERSION)
-        || memchr::memmem::find(body, VERSION_KEY.as_bytes()).is_some()
+    // Built once: a searcher costs more to build than to run over a message.
+    static FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(VERSION_KEY.as_bytes()));
+    header(headers, "mcp-protocol-version") == Some(MODERN_VERSION) || FINDER.find(body).is_some()
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -287,15 +397,12 @@ pub fn classify(headers: &HeaderMap, body: &Bytes) -> Era {
         return batch(body);
     }
     // Not a JSON object: the 2025-11-25 path says what is wrong with it.
-    let Ok(w) = serde_json::from_slice::<Wire>(body) else {
+    let Ok(w) = serde_json::from_slice::<Envelope>(body) else {
         return Era::Legacy;
     };
-    let params = w.params.and_then(Members::of);
-    let meta = params
-        .as_ref()
-        .and_then(|p| p.get("_meta"))
-        .and_then(Members::of);
-    let version = meta.as_ref().and_then(|m| m.get(VERSION_KEY));
+    let params = w.params.unwrap_or_default();
+    let meta = params.meta.as_ref();
+    let version = meta.and_then(|m| m.get(VERSION_KEY));
     let id =
         w.id.and_then(|i| serde_json::from_str(i.get()).ok())
             .unwrap_or(Value::Null);
@@ -375,7 +482,6 @@ pub fn classify(headers: &HeaderMap, body: &Bytes) -> Era {
             "Header mismatch: Mcp-Method must be present and equal the request's method",
         ));
     }
-    let params = params.unwrap_or_default();
     let name = name_key(&method).and_then(|key| params.str(key));
     if let (Some(key), Some(want)) = (name_key(&method), &name)
         && header(headers, "mcp-name")
