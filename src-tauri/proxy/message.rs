@@ -78,17 +78,57 @@ enum ParamsKey {
     Other,
 }
 
-/// Reads `params` (and, with the same visitor, `params._meta`, whose `progressToken`
-/// lands in `progress_token`) whatever its shape: an object yields its wanted fields,
-/// every other value is skipped and yields nothing.
-struct ParamsVisitor;
+/// What to read from a JSON object that may not be one (`params` may be by-position,
+/// or garbage): [`AnyValue`] hands an object to [`ObjectReader::read`] and yields the
+/// default for every other value, which it skips.
+pub trait ObjectReader<'a> {
+    type Value: Default;
+    fn read<A: serde::de::MapAccess<'a>>(self, map: A) -> Result<Self::Value, A::Error>;
+}
 
-impl<'a> serde::de::Visitor<'a> for ParamsVisitor {
-    type Value = Params<'a>;
+/// A visitor for any JSON value around an [`ObjectReader`].
+pub struct AnyValue<R>(pub R);
+
+impl<'a, R: ObjectReader<'a>> serde::de::Visitor<'a> for AnyValue<R> {
+    type Value = R::Value;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_map<A: serde::de::MapAccess<'a>>(self, mut map: A) -> Result<Params<'a>, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'a>>(self, map: A) -> Result<R::Value, A::Error> {
+        self.0.read(map)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'a>>(self, mut seq: A) -> Result<R::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(R::Value::default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<R::Value, E> {
+        Ok(R::Value::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<R::Value, E> {
+        Ok(R::Value::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<R::Value, E> {
+        Ok(R::Value::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<R::Value, E> {
+        Ok(R::Value::default())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<R::Value, E> {
+        Ok(R::Value::default())
+    }
+    fn visit_unit<E>(self) -> Result<R::Value, E> {
+        Ok(R::Value::default())
+    }
+}
+
+/// Reads `params` (and, with the same reader, `params._meta`, whose `progressToken`
+/// lands in `progress_token`) whatever its shape: an object yields its wanted fields,
+/// every other value is skipped and yields nothing.
+struct ParamsReader;
+
+impl<'a> ObjectReader<'a> for ParamsReader {
+    type Value = Params<'a>;
+    fn read<A: serde::de::MapAccess<'a>>(self, mut map: A) -> Result<Params<'a>, A::Error> {
         let mut out = Params::default();
         while let Some(key) = map.next_key::<ParamsKey>()? {
             match key {
@@ -106,33 +146,11 @@ impl<'a> serde::de::Visitor<'a> for ParamsVisitor {
         }
         Ok(out)
     }
-    fn visit_seq<A: serde::de::SeqAccess<'a>>(self, mut seq: A) -> Result<Params<'a>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Params::default())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Params<'a>, E> {
-        Ok(Params::default())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Params<'a>, E> {
-        Ok(Params::default())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Params<'a>, E> {
-        Ok(Params::default())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Params<'a>, E> {
-        Ok(Params::default())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Params<'a>, E> {
-        Ok(Params::default())
-    }
-    fn visit_unit<E>(self) -> Result<Params<'a>, E> {
-        Ok(Params::default())
-    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Params<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let p: Params<'de> = d.deserialize_any(ParamsVisitor)?;
+        let p: Params<'de> = d.deserialize_any(AnyValue(ParamsReader))?;
         Ok(p)
     }
 }

@@ -13,11 +13,10 @@ use std::sync::LazyLock;
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::proxy::message::{Members, Message, write_member};
+use crate::proxy::message::{AnyValue, Members, Message, ObjectReader, write_member};
 
 pub const MODERN_VERSION: &str = "2026-07-28";
 pub const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
@@ -206,16 +205,13 @@ impl<'a> Params<'a> {
 }
 
 /// Reads an object's members whatever the value is; with `split_meta`, `_meta` apart.
-struct ParamsVisitor {
+struct ParamsReader {
     split_meta: bool,
 }
 
-impl<'a> serde::de::Visitor<'a> for ParamsVisitor {
+impl<'a> ObjectReader<'a> for ParamsReader {
     type Value = Params<'a>;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_map<A: serde::de::MapAccess<'a>>(self, mut map: A) -> Result<Params<'a>, A::Error> {
+    fn read<A: serde::de::MapAccess<'a>>(self, mut map: A) -> Result<Params<'a>, A::Error> {
         let mut p = Params {
             object: true,
             members: Vec::with_capacity(map.size_hint().unwrap_or(4)),
@@ -231,33 +227,11 @@ impl<'a> serde::de::Visitor<'a> for ParamsVisitor {
         }
         Ok(p)
     }
-    fn visit_seq<A: serde::de::SeqAccess<'a>>(self, mut seq: A) -> Result<Params<'a>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Params::default())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Params<'a>, E> {
-        Ok(Params::default())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Params<'a>, E> {
-        Ok(Params::default())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Params<'a>, E> {
-        Ok(Params::default())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Params<'a>, E> {
-        Ok(Params::default())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Params<'a>, E> {
-        Ok(Params::default())
-    }
-    fn visit_unit<E>(self) -> Result<Params<'a>, E> {
-        Ok(Params::default())
-    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Params<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ParamsVisitor { split_meta: true })
+        d.deserialize_any(AnyValue(ParamsReader { split_meta: true }))
     }
 }
 
@@ -267,7 +241,7 @@ struct Meta<'a>(Option<Members<'a>>);
 impl<'de: 'a, 'a> Deserialize<'de> for Meta<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // Read as `params` are, in the same pass: an object's members, else nothing.
-        let p = d.deserialize_any(ParamsVisitor { split_meta: false })?;
+        let p = d.deserialize_any(AnyValue(ParamsReader { split_meta: false }))?;
         Ok(Meta(p.object.then_some(Members(p.members))))
     }
 }
