@@ -225,28 +225,12 @@ impl Gateway {
             .map(|g| (g.id, (g.client_name, g.upstream)))
             .collect();
         let before = self.known().replace(now.clone()).unwrap_or_default();
-        // `active` was read a moment ago: a grant approved since then is missing from it
-        // and may already have a session. Only what the store says is no longer active
-        // counts as gone, so that such a session is never ended for it.
-        let unseen_sessions: Vec<GrantId> = self
-            .inner
-            .upstreams
-            .grants_with_sessions()
-            .into_iter()
-            .filter(|id| !now.contains_key(id))
-            .collect();
-        let mut unseen: Vec<GrantId> = before
-            .keys()
-            .filter(|id| !now.contains_key(id))
-            .copied()
-            .chain(unseen_sessions.iter().copied())
-            .collect();
-        unseen.sort();
-        unseen.dedup();
-        let inactive = if unseen.is_empty() {
+        let with_sessions = self.inner.upstreams.grants_with_sessions();
+        let ask = unseen(&before, &now, &with_sessions);
+        let inactive = if ask.is_empty() {
             Vec::new()
         } else {
-            match self.inner.store.inactive_among(&unseen).await {
+            match self.inner.store.inactive_among(&ask).await {
                 Ok(i) => i,
                 Err(e) => {
                     tracing::warn!("reading the grants failed: {e}");
@@ -254,20 +238,13 @@ impl Gateway {
                 }
             }
         };
-        let mut gone = Vec::new();
-        {
-            let mut known = self.known();
-            for (id, names) in before {
-                if now.contains_key(&id) {
-                    continue;
-                }
-                if inactive.contains(&id) {
-                    gone.push((id, names));
-                } else if let Some(k) = known.as_mut() {
-                    // Approved after the read: still known, still announced when it goes.
-                    k.insert(id, names);
-                }
-            }
+        let Settled {
+            end,
+            mut gone,
+            keep,
+        } = settle(before, &now, with_sessions, &inactive);
+        if let Some(k) = self.known().as_mut() {
+            k.extend(keep);
         }
         if first {
             gone.clear();
@@ -276,11 +253,9 @@ impl Gateway {
         if !first {
             self.notice_tool_changes().await;
         }
-        for id in unseen_sessions {
-            if inactive.contains(&id) {
-                tracing::info!(grant = %id, "grant revoked elsewhere; ending its sessions");
-                self.inner.upstreams.stop_for_grant(id).await;
-            }
+        for id in end {
+            tracing::info!(grant = %id, "grant revoked elsewhere; ending its sessions");
+            self.inner.upstreams.stop_for_grant(id).await;
         }
         for (grant_id, (client_name, upstream)) in gone {
             // The process that revoked it (the CLI) recorded who did; this broker only
@@ -295,5 +270,101 @@ impl Gateway {
         if !first {
             self.emit(GatewayEvent::GrantsChanged);
         }
+    }
+}
+
+/// The grants a tick must ask the store about: known before, or holding sessions, and
+/// missing from the grants it just read. The read is a moment old by then: a grant
+/// approved since is missing from it too, and only the store can tell the two apart.
+fn unseen(before: &KnownGrants, now: &KnownGrants, with_sessions: &[GrantId]) -> Vec<GrantId> {
+    let mut ask: Vec<GrantId> = before
+        .keys()
+        .chain(with_sessions)
+        .filter(|id| !now.contains_key(id))
+        .copied()
+        .collect();
+    ask.sort();
+    ask.dedup();
+    ask
+}
+
+/// What a tick does once the store said which of [`unseen`] are `inactive`.
+#[derive(Debug, PartialEq)]
+struct Settled {
+    /// Grants whose sessions end.
+    end: Vec<GrantId>,
+    /// Grants announced as revoked by another process.
+    gone: Vec<(GrantId, (String, String))>,
+    /// Grants missing from the read that are still active: known again.
+    keep: Vec<(GrantId, (String, String))>,
+}
+
+fn settle(
+    before: KnownGrants,
+    now: &KnownGrants,
+    with_sessions: Vec<GrantId>,
+    inactive: &[GrantId],
+) -> Settled {
+    let mut gone = Vec::new();
+    let mut keep = Vec::new();
+    for (id, names) in before {
+        if now.contains_key(&id) {
+            continue;
+        }
+        if inactive.contains(&id) {
+            gone.push((id, names));
+        } else {
+            keep.push((id, names));
+        }
+    }
+    gone.sort_by_key(|(id, _)| *id);
+    keep.sort_by_key(|(id, _)| *id);
+    let end = with_sessions
+        .into_iter()
+        .filter(|id| !now.contains_key(id) && inactive.contains(id))
+        .collect();
+    Settled { end, gone, keep }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants(ids: &[i64]) -> KnownGrants {
+        ids.iter()
+            .map(|i| (GrantId(*i), (format!("client {i}"), "notes".to_owned())))
+            .collect()
+    }
+
+    #[test]
+    fn a_grant_approved_after_the_read_keeps_its_session() {
+        // Known: 1 and 2. Read: only 1 (2 was revoked by the CLI). Grant 3 was approved
+        // after the read and already has a session; the store says only 2 is inactive.
+        let before = grants(&[1, 2]);
+        let now = grants(&[1]);
+        let sessions = vec![GrantId(1), GrantId(2), GrantId(3)];
+        assert_eq!(
+            unseen(&before, &now, &sessions),
+            vec![GrantId(2), GrantId(3)]
+        );
+        let s = settle(before, &now, sessions, &[GrantId(2)]);
+        assert_eq!(s.end, vec![GrantId(2)]);
+        assert_eq!(
+            s.gone,
+            vec![(GrantId(2), ("client 2".into(), "notes".into()))]
+        );
+        assert!(s.keep.is_empty());
+    }
+
+    #[test]
+    fn a_known_grant_missing_from_a_stale_read_is_kept_not_announced() {
+        let before = grants(&[1, 4]);
+        let now = grants(&[1]);
+        let s = settle(before, &now, vec![GrantId(4)], &[]);
+        assert!(s.end.is_empty() && s.gone.is_empty());
+        assert_eq!(
+            s.keep,
+            vec![(GrantId(4), ("client 4".into(), "notes".into()))]
+        );
     }
 }
