@@ -67,6 +67,15 @@ impl Store {
 
     /// The access token and its grant, if the grant is still active. Served from a cache
     /// that every revocation (from any process) invalidates; see `token_cache`.
+    /// The record of an access token the cache holds (no database read): a token this
+    /// broker issued and nobody revoked since the cache last saw the revocation counter.
+    pub fn cached_access_token(&self, hash: &TokenHash) -> Option<std::sync::Arc<AccessRecord>> {
+        match self.tokens.get(hash).0 {
+            Cached::Record(r) => Some(r),
+            _ => None,
+        }
+    }
+
     pub async fn access_token(
         &self,
         hash: &TokenHash,
