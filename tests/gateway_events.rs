@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mcp_broker::consent::ConsentMode;
 use mcp_broker::events::{GatewayEvent, RevokeReason};
-use support::{BIN, authorize, http, post_token};
+use support::{authorize, cli_in, http, post_token};
 use tokio::sync::broadcast;
 
 struct InProcess {
@@ -55,6 +55,16 @@ async fn start_serving(broker: &str, notes: &str) -> InProcess {
         gateway,
         _dir: dir,
     }
+}
+
+/// `mcp-broker grants revoke ID`: a revocation by another process.
+fn revoke_elsewhere(data: &std::path::Path, id: i64) {
+    let out = cli_in(data, &["grants", "revoke", &id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every revocation announced within `wait` (long enough for several maintenance ticks,
@@ -140,16 +150,7 @@ async fn revocations_by_the_cli_and_by_the_client_are_each_announced_once() {
     let (reg2, tokens2) = authorize(&c, &b.base, "notes").await;
     // Let the maintenance tick learn the grants first.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let out = std::process::Command::new(BIN)
-        .args(["grants", "revoke", "1", "--data-dir"])
-        .arg(&b.data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    revoke_elsewhere(&b.data, 1);
     let res = c
         .post(format!("{}/revoke", b.base))
         .form(&[
@@ -249,16 +250,7 @@ async fn sessions_opened_while_another_process_revokes_stay_open() {
     let data = b.data.clone();
     let cli = tokio::task::spawn_blocking(move || {
         for id in 1..=THROWAWAY {
-            let out = std::process::Command::new(BIN)
-                .args(["grants", "revoke", &id.to_string(), "--data-dir"])
-                .arg(&data)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            revoke_elsewhere(&data, id);
             std::thread::sleep(Duration::from_millis(60));
         }
     });

@@ -522,7 +522,13 @@ pub fn unreadable_body(status: StatusCode) -> Response {
 }
 
 fn json_body(data: Bytes) -> Response {
+    json_response(StatusCode::OK, data)
+}
+
+/// A JSON body with `status`, built without parsing any header (every call's answer).
+pub(super) fn json_response(status: StatusCode, data: Bytes) -> Response {
     let mut res = Response::new(Body::from(data));
+    *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

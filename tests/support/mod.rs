@@ -112,13 +112,18 @@ impl Broker {
     }
 
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .output()
-            .expect("run cli")
+        cli_in(&self.data_dir(), args)
     }
+}
+
+/// Runs the CLI with `args` on the data dir `data` (another process, as a person would).
+pub fn cli_in(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .expect("run cli")
 }
 
 impl Drop for Broker {

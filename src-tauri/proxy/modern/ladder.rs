@@ -114,7 +114,7 @@ impl ModernRequest {
     /// answers).
     pub fn param(&self, key: &str) -> Option<Value> {
         let e: Envelope = serde_json::from_slice(&self.raw).ok()?;
-        let raw = e.params?.get(key)?;
+        let raw = e.params?.members.get(key)?;
         serde_json::from_str(raw.get()).ok()
     }
 
@@ -185,23 +185,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 #[derive(Default)]
 struct Params<'a> {
     object: bool,
-    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    members: Members<'a>,
     meta: Option<Members<'a>>,
     meta_at: usize,
-}
-
-impl<'a> Params<'a> {
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.members
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| *v)
-    }
-    fn str(&self, key: &str) -> Option<String> {
-        self.get(key)
-            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
-    }
 }
 
 /// Reads an object's members whatever the value is; with `split_meta`, `_meta` apart.
@@ -214,15 +200,15 @@ impl<'a> ObjectReader<'a> for ParamsReader {
     fn read<A: serde::de::MapAccess<'a>>(self, mut map: A) -> Result<Params<'a>, A::Error> {
         let mut p = Params {
             object: true,
-            members: Vec::with_capacity(map.size_hint().unwrap_or(4)),
+            members: Members(Vec::with_capacity(map.size_hint().unwrap_or(4))),
             ..Params::default()
         };
         while let Some(k) = map.next_key::<Cow<'a, str>>()? {
             if self.split_meta && k == "_meta" {
                 p.meta = map.next_value::<Meta>()?.0;
-                p.meta_at = p.members.len();
+                p.meta_at = p.members.0.len();
             } else {
-                p.members.push((k, map.next_value::<&'a RawValue>()?));
+                p.members.0.push((k, map.next_value::<&'a RawValue>()?));
             }
         }
         Ok(p)
@@ -242,7 +228,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Meta<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // Read as `params` are, in the same pass: an object's members, else nothing.
         let p = d.deserialize_any(AnyValue(ParamsReader { split_meta: false }))?;
-        Ok(Meta(p.object.then_some(Members(p.members))))
+        Ok(Meta(p.object.then_some(p.members)))
     }
 }
 
@@ -303,7 +289,7 @@ fn legacy_params(out: &mut Vec<u8>, params: &Params, token: Option<&str>) {
             write_member(out, first, "_meta", &kept);
         }
     };
-    for (i, (k, v)) in params.members.iter().enumerate() {
+    for (i, (k, v)) in params.members.0.iter().enumerate() {
         if i == params.meta_at {
             meta(out, &mut first);
         }
@@ -311,7 +297,7 @@ fn legacy_params(out: &mut Vec<u8>, params: &Params, token: Option<&str>) {
             write_member(out, &mut first, k, v.get().as_bytes());
         }
     }
-    if params.meta_at >= params.members.len() {
+    if params.meta_at >= params.members.0.len() {
         meta(out, &mut first);
     }
     out.push(b'}');
@@ -456,7 +442,7 @@ pub fn classify(headers: &HeaderMap, body: &Bytes) -> Era {
             "Header mismatch: Mcp-Method must be present and equal the request's method",
         ));
     }
-    let name = name_key(&method).and_then(|key| params.str(key));
+    let name = name_key(&method).and_then(|key| params.members.str(key));
     if let (Some(key), Some(want)) = (name_key(&method), &name)
         && header(headers, "mcp-name")
             .and_then(decode_header_value)
@@ -485,7 +471,7 @@ pub fn classify(headers: &HeaderMap, body: &Bytes) -> Era {
         name,
         capabilities,
         progress_token,
-        request_state: params.str("requestState"),
+        request_state: params.members.str("requestState"),
         legacy_params,
     })
 }

@@ -24,7 +24,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +32,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::json;
 
 use super::Upstreams;
+use super::streamable::json_response;
 use super::tool_wait::Gated;
 use crate::oauth::bearer::Caller;
 use call::{Call, Parking};
@@ -230,16 +231,6 @@ fn accepts_sse(headers: &HeaderMap) -> bool {
 
 fn rejection(r: &Rejection) -> Response {
     json_response(r.status, Bytes::from(r.body().to_string()))
-}
-
-fn json_response(status: StatusCode, data: Bytes) -> Response {
-    let mut res = Response::new(Body::from(data));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
 }
 
 /// No event ids: 2026-07-28 streams are not resumable (streamable-http §Receiving Messages).
